@@ -59,7 +59,11 @@ _SUBCLASS_METADATA_OPS = frozenset(
         torch.ops.aten.dim,
         torch.ops.prim.layout,
         # absent before torch 2.12
-        *([torch.ops.aten.sym_is_contiguous] if hasattr(torch.ops.aten, "sym_is_contiguous") else []),
+        *(
+            [torch.ops.aten.sym_is_contiguous]
+            if hasattr(torch.ops.aten, "sym_is_contiguous")
+            else []
+        ),
     )
     for overload in packet.overloads()
 )
@@ -143,7 +147,9 @@ class FlopCounterMode(TorchDispatchMode):
         self.display = display
         self.formulas: dict[OpOverloadPacket, FlopFormula] = dict(FLOP_FORMULAS)
         for op, formula in (custom_mapping or {}).items():
-            self.formulas[op] = as_table_formula(formula, get_raw=getattr(formula, "_get_raw", False))
+            self.formulas[op] = as_table_formula(
+                formula, get_raw=getattr(formula, "_get_raw", False)
+            )
         self.flop_counts: defaultdict[str, defaultdict[OpOverloadPacket, int]] = defaultdict(
             lambda: defaultdict(int)
         )
@@ -187,7 +193,9 @@ class FlopCounterMode(TorchDispatchMode):
             flops = sum(counts.values())
             rows.append((" " * level + path, f"{flops:,}", _percent(flops, total)))
             for op, op_flops in sorted(counts.items(), key=lambda kv: -kv[1]):
-                rows.append((" " * (level + 2) + str(op), f"{op_flops:,}", _percent(op_flops, total)))
+                rows.append(
+                    (" " * (level + 2) + str(op), f"{op_flops:,}", _percent(op_flops, total))
+                )
         header = ("Module", "FLOP", "% Total")
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
         lines = [
@@ -308,9 +316,12 @@ class FlopCounterMode(TorchDispatchMode):
             return _OpKind.COUNTED
         if is_uncounted(func):
             return _OpKind.UNCOUNTED
-        if torch._C._dispatch_has_kernel_for_dispatch_key(
-            func.name(), torch._C.DispatchKey.CompositeImplicitAutograd
-        ) or torch._C.DispatchKey.CompositeImplicitAutograd in func.py_kernels:
+        if (
+            torch._C._dispatch_has_kernel_for_dispatch_key(
+                func.name(), torch._C.DispatchKey.CompositeImplicitAutograd
+            )
+            or torch._C.DispatchKey.CompositeImplicitAutograd in func.py_kernels
+        ):
             return _OpKind.DECOMPOSED
         return _OpKind.UNSUPPORTED
 
