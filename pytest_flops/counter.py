@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import threading
 import warnings
-from bisect import bisect_right, insort
+from bisect import bisect_right
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager

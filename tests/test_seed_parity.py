@@ -172,19 +172,24 @@ def test_convs() -> None:
     forward, backward = conv_forward_and_backward(lambda: F.conv2d(x, weight).sum().backward())
     assert (forward, backward) == (8, 16)  # 2 * 4 positions * 1 tap
 
-    for in_channels, out_channels in [(1, 1), (1, 3), (3, 1), (3, 7), (2, 4), (4, 2)]:
-        x = torch.rand(1, in_channels, 4, 4, requires_grad=True)
-        weight = torch.randn(out_channels, in_channels, 2, 2, requires_grad=True)
-        forward, backward = conv_forward_and_backward(lambda: F.conv2d(x, weight).sum().backward())
-        # 2 * 9 positions * C_out * C_in * 4 taps; backward = grad_input + grad_weight
-        assert forward == 2 * 9 * out_channels * in_channels * 4
-        assert backward == 2 * forward
-        transposed_weight = torch.randn(in_channels, out_channels, 2, 2, requires_grad=True)
-        forward, backward = conv_forward_and_backward(
-            lambda: F.conv_transpose2d(x, transposed_weight).sum().backward()
-        )
-        assert forward == 2 * 16 * in_channels * out_channels * 4  # per input position
-        assert backward == 2 * forward
+
+@pytest.mark.parametrize(
+    ("in_channels", "out_channels"), [(1, 1), (1, 3), (3, 1), (3, 7), (2, 4), (4, 2)]
+)
+def test_conv_backward_is_twice_forward(in_channels: int, out_channels: int) -> None:
+    x = torch.rand(1, in_channels, 4, 4, requires_grad=True)
+    weight = torch.randn(out_channels, in_channels, 2, 2, requires_grad=True)
+    forward, backward = conv_forward_and_backward(lambda: F.conv2d(x, weight).sum().backward())
+    # 2 * 9 positions * C_out * C_in * 4 taps; backward = grad_input + grad_weight
+    assert forward == 2 * 9 * out_channels * in_channels * 4
+    assert backward == 2 * forward
+
+    transposed_weight = torch.randn(in_channels, out_channels, 2, 2, requires_grad=True)
+    forward, backward = conv_forward_and_backward(
+        lambda: F.conv_transpose2d(x, transposed_weight).sum().backward()
+    )
+    assert forward == 2 * 16 * in_channels * out_channels * 4  # per input position
+    assert backward == 2 * forward
 
 
 def test_resnet18_module_rows() -> None:
