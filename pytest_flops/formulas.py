@@ -217,13 +217,9 @@ def conv_backward_flop(
 # -- ops that cost nothing by convention ------------------------------------------
 
 UNCOUNTED_TAGS = frozenset(
-    {
-        torch.Tag.pointwise,
-        torch.Tag.reduction,
-        torch.Tag.view_copy,
-        torch.Tag.inplace_view,
-        torch.Tag.nondeterministic_seeded,
-    }
+    getattr(torch.Tag, name)
+    for name in ("pointwise", "reduction", "view_copy", "inplace_view", "nondeterministic_seeded")
+    if hasattr(torch.Tag, name)  # older torch releases know fewer tags
 )
 """Ops with any of these tags are elementwise, reductions or data movement."""
 
