@@ -17,10 +17,19 @@ class Status(str, Enum):
     """How a measurement compared with its snapshot (or budget)."""
 
     PASSED = "passed"  # equal to the snapshot (within rtol)
-    CHANGED = "changed"  # differs from the snapshot (failed, or rewritten under --flops-update)
-    NEW = "new"  # had no snapshot; written under --flops-update
+    CHANGED = "changed"  # differs from the snapshot; the test failed
+    UPDATED = "updated"  # differed from the snapshot; rewritten under --flops-update
+    NEW = "new"  # had no (readable) snapshot; written under --flops-update
     NO_SNAPSHOT = "no snapshot"  # had no snapshot and none was written (test failed)
+    INVALID_SNAPSHOT = "invalid snapshot"  # the snapshot file could not be read (test failed)
     OVER_BUDGET = "over budget"  # a limit_flops budget was exceeded
+    WITHIN_BUDGET = "within budget"  # limit_flops test without the fixture: no snapshot
+    NOT_COMPARED = "not compared"  # the test failed by itself; its snapshot was left alone
+
+    @property
+    def failed(self) -> bool:
+        """Whether this status failed the test."""
+        return self in _FAILED
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,3 +75,6 @@ class MeasurementRecord:
 
 
 DEFAULT_NAME = "default"
+_FAILED = frozenset(
+    {Status.CHANGED, Status.NO_SNAPSHOT, Status.INVALID_SNAPSHOT, Status.OVER_BUDGET}
+)

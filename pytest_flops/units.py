@@ -1,0 +1,86 @@
+"""FLOP amounts as people write them: ``"4 GFLOP"`` in, ``"4.37 GFLOP"`` out."""
+
+from __future__ import annotations
+
+import math
+import re
+from decimal import ROUND_FLOOR, Decimal, InvalidOperation
+
+# Decimal prefixes, as in "4 GFLOP": powers of 1000, never 1024.
+UNITS: dict[str, int] = {
+    "FLOP": 1,
+    "KFLOP": 10**3,
+    "MFLOP": 10**6,
+    "GFLOP": 10**9,
+    "TFLOP": 10**12,
+    "PFLOP": 10**15,
+}
+
+_AMOUNT = re.compile(
+    r"^\s*(?P<number>[0-9][0-9_]*(?:\.[0-9_]*)?(?:[eE][+-]?[0-9]+)?)\s*"
+    r"(?P<unit>[KMGTP]?FLOPS?)?\s*$",
+    re.IGNORECASE,
+)
+
+FlopAmount = str | int | float
+
+
+def parse_flops(value: FlopAmount) -> int:
+    """``"4 GFLOP"``, ``"1.5MFLOP"``, ``4e9`` or ``4_000`` as a whole number of FLOPs.
+
+    A fractional amount is rounded down: FLOP counts are integers, so
+    ``count > 1.5`` and ``count > 1`` fail for the same counts.
+    """
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ValueError(f"expected a FLOP amount such as '4 GFLOP' or 4e9, got {value!r}")
+    if isinstance(value, int):
+        number, scale = Decimal(value), 1
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"expected a finite FLOP amount, got {value!r}")
+        number, scale = Decimal(repr(value)), 1
+    else:
+        match = _AMOUNT.match(value)
+        if match is None:
+            raise ValueError(
+                f"cannot read {value!r} as a FLOP amount: expected a number with an optional "
+                f"unit, one of {', '.join(UNITS)} (e.g. '4 GFLOP')"
+            )
+        try:
+            number = Decimal(match["number"])
+        except InvalidOperation:
+            raise ValueError(f"cannot read {value!r} as a FLOP amount") from None
+        unit = (match["unit"] or "FLOP").upper().removesuffix("S")
+        scale = UNITS[unit]
+    if number < 0:
+        raise ValueError(f"a FLOP amount cannot be negative, got {value!r}")
+    return int((number * scale).to_integral_value(rounding=ROUND_FLOOR))
+
+
+def format_flops(flops: int, *, significant: int = 3) -> str:
+    """``4_370_000_000`` as ``"4.37 GFLOP"``: the largest unit that keeps a leading digit."""
+    unit, scale = "FLOP", 1
+    for name, size in UNITS.items():
+        if abs(flops) >= size:
+            unit, scale = name, size
+    value = Decimal(flops) / scale
+    rounded = round(value, max(significant - len(str(int(abs(value)))), 0))
+    if abs(rounded) >= 1000 and unit != "PFLOP":
+        # 999_999 rounds to 1000 KFLOP: say 1 MFLOP instead.
+        return format_flops(int(rounded) * scale, significant=significant)
+    text = f"{rounded:f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return f"{text} {unit}"
+
+
+def format_pair(used: int, limit: int) -> tuple[str, str]:
+    """Both amounts with just enough digits to tell them apart."""
+    for significant in (3, 6, 9, 12, 15, 18):
+        used_text, limit_text = (
+            format_flops(used, significant=significant),
+            format_flops(limit, significant=significant),
+        )
+        if used_text != limit_text or used == limit:
+            return used_text, limit_text
+    return f"{used:,} FLOP", f"{limit:,} FLOP"
