@@ -1,0 +1,70 @@
+"""FLOP amounts: parsing budgets ("4 GFLOP") and formatting counts."""
+
+import pytest
+
+from pytest_flops.units import format_flops, format_pair, parse_flops
+
+
+@pytest.mark.parametrize(
+    ("text", "flops"),
+    [
+        ("4 GFLOP", 4 * 10**9),
+        ("4GFLOP", 4 * 10**9),
+        ("1.5 MFLOP", 1_500_000),
+        ("2 kflop", 2_000),  # unit case does not matter
+        ("12 FLOPs", 12),
+        ("3 TFLOP", 3 * 10**12),
+        ("1 PFLOP", 10**15),
+        ("7", 7),
+        ("4e9", 4 * 10**9),
+        ("4_000 KFLOP", 4 * 10**6),
+        ("0.0000001 GFLOP", 100),  # exact decimal arithmetic: no 99.99999
+        (7, 7),
+        (4e9, 4 * 10**9),
+        (1.5, 1),  # counts are integers: "count > 1.5" is "count > 1"
+    ],
+)
+def test_parse_flops(text: str | int | float, flops: int) -> None:
+    assert parse_flops(text) == flops
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("4 GB", "cannot read '4 GB' as a FLOP amount"),
+        ("GFLOP", "cannot read 'GFLOP'"),
+        ("-1 GFLOP", "cannot read '-1 GFLOP'"),
+        (-5, "cannot be negative"),
+        (float("inf"), "finite"),
+        (True, "expected a FLOP amount"),
+        (None, "expected a FLOP amount"),
+    ],
+)
+def test_parse_flops_rejects(value: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_flops(value)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("flops", "text"),
+    [
+        (0, "0 FLOP"),
+        (999, "999 FLOP"),
+        (1_000, "1 KFLOP"),
+        (4_370_000_001, "4.37 GFLOP"),
+        (4 * 10**9, "4 GFLOP"),
+        (12_500_000, "12.5 MFLOP"),
+        (999_999, "1 MFLOP"),  # rounds up into the next unit, not "1000 KFLOP"
+        (123_456_789, "123 MFLOP"),
+        (2 * 10**18, "2000 PFLOP"),
+    ],
+)
+def test_format_flops(flops: int, text: str) -> None:
+    assert format_flops(flops) == text
+
+
+def test_format_pair_adds_digits_until_the_amounts_differ() -> None:
+    assert format_pair(4_370_000_000, 4 * 10**9) == ("4.37 GFLOP", "4 GFLOP")
+    assert format_pair(4_000_400_000, 4 * 10**9) == ("4.0004 GFLOP", "4 GFLOP")
+    assert format_pair(4 * 10**9 + 1, 4 * 10**9) == ("4.000000001 GFLOP", "4 GFLOP")
+    assert format_pair(5, 5) == ("5 FLOP", "5 FLOP")
