@@ -35,9 +35,9 @@ from pytest_flops.records import DEFAULT_NAME, MeasurementRecord, Status
 from pytest_flops.snapshot import (
     FlopsSnapshot,
     FlopsSnapshotExtension,
+    name_in_module,
     snapshot_files,
     snapshot_path,
-    test_name_of,
 )
 
 DEFAULT_DEPTH = 3
@@ -213,7 +213,7 @@ class FlopsSession:
     def collect_item(self, item: pytest.Item) -> None:
         run = self.modules.get(item.path)
         if run is not None:
-            run.tests.add(test_name_of(item.nodeid))
+            run.tests.add(name_in_module(item.nodeid))
 
     def check_marks(self, items: Iterable[pytest.Item]) -> None:
         """Raise a usage error naming the test whose marker arguments are wrong."""
@@ -274,9 +274,9 @@ class FlopsSession:
             )
         else:
             rtol, depth = self._comparison(item)
-            location = snapshot_path(item.path, test_name_of(item.nodeid))
+            location = snapshot_path(item.path, name_in_module(item.nodeid))
             current = FlopsSnapshot(
-                test=test_name_of(item.nodeid),
+                test=name_in_module(item.nodeid),
                 depth=depth,
                 measurements={name: m.truncated(depth) for name, m in counter.measurements.items()},
             )
@@ -295,7 +295,7 @@ class FlopsSession:
 
     def finish_item(self, item: pytest.Item, state: ItemState) -> None:
         """After teardown: write the snapshot if all went well, keep the records."""
-        test = test_name_of(item.nodeid)
+        test = name_in_module(item.nodeid)
         run = self.modules.get(item.path)
         if run is not None:
             run.ran.add(test)
@@ -331,7 +331,7 @@ class FlopsSession:
 
     def _not_compared(self, item: pytest.Item, fixture: Flops) -> None:
         """A measured test failed by itself: keep its record, leave its snapshot alone."""
-        test = test_name_of(item.nodeid)
+        test = name_in_module(item.nodeid)
         baseline = self._stored(snapshot_path(item.path, test), test=test)
         if isinstance(baseline, SnapshotFormatError):
             baseline = None

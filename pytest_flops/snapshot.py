@@ -104,7 +104,7 @@ class FlopsSnapshot:
         )
 
 
-def test_name_of(nodeid: str) -> str:
+def name_in_module(nodeid: str) -> str:
     """The part of a node id after the module: ``"TestModel::test_forward[cpu]"``."""
     return nodeid.split("::", 1)[1] if "::" in nodeid else nodeid
 
@@ -163,7 +163,9 @@ class FlopsSnapshotExtension(SingleFileSnapshotExtension):
 
     @classmethod
     def get_location(cls, *, test_location: PyTestLocation, index: Any = 0) -> str:
-        return str(snapshot_path(Path(test_location.filepath), test_name_of(test_location.nodeid)))
+        return str(
+            snapshot_path(Path(test_location.filepath), name_in_module(test_location.nodeid))
+        )
 
     def read(self, location: Path) -> FlopsSnapshot | None:
         """The snapshot at ``location``; None if there is none.

@@ -76,11 +76,12 @@ def format_flops(flops: int, *, significant: int = 3) -> str:
 
 def format_pair(used: int, limit: int) -> tuple[str, str]:
     """Both amounts with just enough digits to tell them apart."""
-    for significant in (3, 6, 9, 12, 15, 18):
-        used_text, limit_text = (
+    most = max(len(str(abs(used))), len(str(abs(limit))), 3)
+    for significant in range(3, most + 1):
+        texts = (
             format_flops(used, significant=significant),
             format_flops(limit, significant=significant),
         )
-        if used_text != limit_text or used == limit:
-            return used_text, limit_text
-    return f"{used:,} FLOP", f"{limit:,} FLOP"
+        if texts[0] != texts[1]:
+            return texts
+    return texts
