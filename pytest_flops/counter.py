@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import threading
 import warnings
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -102,8 +102,10 @@ class _NodeIndex:
 
     def add(self, frame: _Frame) -> None:
         # Sort by start, then innermost (smallest end) last among equal starts.
+        # Frames are added as they end, inner ones first: an outer frame with the
+        # same key (it created no node after its child) goes before its child.
         key = (frame.first_node, -frame.end_node)
-        at = bisect_right(self.keys, key)
+        at = bisect_left(self.keys, key)
         self.keys.insert(at, key)
         self.frames.insert(at, frame)
 

@@ -1,0 +1,116 @@
+"""The ``Flops`` object behind the fixture, used directly with real torch modules."""
+
+import pytest
+import torch
+from torch.utils._python_dispatch import _get_current_dispatch_mode
+
+from pytest_flops import Flops
+
+
+class Net(torch.nn.Module):
+    def __init__(self, out_features: int = 10) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(9, out_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x)
+
+
+@torch.library.custom_op("pytest_flops_tests::halve", mutates_args=())
+def halve(x: torch.Tensor) -> torch.Tensor:
+    return x / 2
+
+
+def test_counts_forward_backward_by_op_and_by_module() -> None:
+    flops = Flops()
+    net = Net()
+    with flops(net):
+        net(torch.randn(4, 9)).sum().backward()
+    # forward addmm 2*4*9*10 = 720; backward: weight grad mm 2*10*4*9 = 720 (x needs no grad)
+    assert (flops.total, flops.forward, flops.backward) == (1440, 720, 720)
+    assert flops.by_op == {"aten.addmm": 720, "aten.mm": 720}
+    assert flops.by_module == {
+        "Net": {"aten.addmm": 720, "aten.mm": 720},
+        "Net.fc": {"aten.addmm": 720, "aten.mm": 720},
+    }
+    assert flops.unsupported == {}
+
+
+def test_without_a_model_only_the_global_row_is_kept() -> None:
+    flops = Flops()
+    net = Net()
+    with flops():
+        net(torch.randn(4, 9))
+    assert flops.total == 720  # 2*4*9*10
+    assert flops.by_module == {}
+    assert list(flops.measurements["default"].modules) == ["Global"]
+
+
+def test_model_rows_exclude_other_modules() -> None:
+    flops = Flops()
+    net, other = Net(), torch.nn.Linear(9, 3)
+    with flops(net):
+        net(torch.randn(4, 9))
+        other(torch.randn(4, 9))
+    assert flops.total == 720 + 216  # 2*4*9*10 + 2*4*9*3: Global holds both
+    assert set(flops.by_module) == {"Net", "Net.fc"}
+
+
+def test_blocks_accumulate_and_names_are_kept_apart() -> None:
+    flops = Flops()
+    net = Net()
+    with torch.no_grad():
+        for _ in range(2):
+            with flops(net):
+                net(torch.randn(4, 9))
+        with flops(net, name="decode"):
+            net(torch.randn(1, 9))
+    assert flops["default"].total == 1440  # two blocks of 2*4*9*10
+    assert flops["decode"].total == 180  # 2*1*9*10
+    assert flops.total == 1620
+    assert set(flops.measurements) == {"default", "decode"}
+    with pytest.raises(KeyError, match="no measurement named 'prefill'"):
+        flops["prefill"]
+
+
+def test_operators_without_formula_are_listed() -> None:
+    flops = Flops()
+    with flops():
+        halve(halve(torch.ones(3)))
+    assert flops.unsupported == {"pytest_flops_tests.halve": 2}
+    assert flops.total == 0
+
+
+def test_nested_blocks_raise_instead_of_double_counting() -> None:
+    flops = Flops()
+    with pytest.raises(RuntimeError, match="cannot be nested"), flops(), flops():
+        pass
+    assert not flops.measured
+    assert _get_current_dispatch_mode() is None
+
+
+def test_a_block_that_raises_is_discarded_and_cleans_up() -> None:
+    flops = Flops()
+    net = Net()
+    with pytest.raises(ValueError, match="boom"), flops(net):
+        net(torch.randn(4, 9))
+        raise ValueError("boom")
+    assert not flops.measured and flops.total == 0
+    assert _get_current_dispatch_mode() is None
+    assert not torch.nn.modules.module._global_forward_pre_hooks
+    assert not torch.nn.modules.module._global_forward_hooks
+    with flops(net):  # usable again afterwards
+        net(torch.randn(4, 9))
+    assert flops.total == 720
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda f: f("not a module"), "expected a torch.nn.Module, got str"),
+        (lambda f: f(name=""), "expected a non-empty string"),
+    ],
+)
+def test_bad_arguments(call, message: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(TypeError, match=message):
+        call(Flops())
