@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Generator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
-from pytest_flops import marks
+from pytest_flops import marks, xdist
 from pytest_flops.fixture import Flops
+from pytest_flops.report import terminal_lines, write_exports
 from pytest_flops.session import DEFAULT_DEPTH, DEFAULT_RTOL, FlopsSession, Settings
 
 SESSION_KEY = pytest.StashKey[FlopsSession]()
@@ -45,6 +47,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help=f"Deepest module level kept in FLOP snapshots (ini: flops_depth; "
         f"default {DEFAULT_DEPTH}).",
+    )
+    group.addoption(
+        "--flops-report",
+        action="store_true",
+        default=False,
+        help="Print a table of every measured test's FLOPs and change at the end of the session.",
+    )
+    group.addoption(
+        "--flops-report-json",
+        metavar="PATH",
+        default=None,
+        help="Write every measurement, its snapshot and the deltas to PATH as JSON.",
+    )
+    group.addoption(
+        "--flops-report-md",
+        metavar="PATH",
+        default=None,
+        help="Write the FLOPs report to PATH as Markdown (e.g. for $GITHUB_STEP_SUMMARY).",
     )
     parser.addini(
         "flops_rtol", f"Relative tolerance of FLOP snapshot comparisons (default {DEFAULT_RTOL:g})."
@@ -110,13 +130,35 @@ def pytest_runtest_makereport(
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
-    # An xdist worker sees only its share of the tests: removal is the controller's call.
-    is_worker = hasattr(config, "workerinput")
-    config.stash[SESSION_KEY].finish(remove=not is_worker and not config.option.collectonly)
+    flops_session = config.stash[SESSION_KEY]
+    if xdist.is_worker(config):
+        # A worker sees only its share of the tests: stale snapshots and the
+        # report are the controller's, once it has every worker's part.
+        xdist.send(config, flops_session)
+        return
+    flops_session.finish(remove=not config.option.collectonly)
+    write_exports(
+        flops_session.records,
+        json_path=_path_option(config, "flops_report_json"),
+        markdown_path=_path_option(config, "flops_report_md"),
+    )
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """pytest-xdist (controller): a worker finished; merge what it measured."""
+    xdist.receive(node.config.stash[SESSION_KEY], node)
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    for line in config.stash[SESSION_KEY].summary_lines():
+    if xdist.is_worker(config):
+        return
+    flops_session = config.stash[SESSION_KEY]
+    if config.getoption("flops_report"):
+        terminalreporter.write_sep("=", "flops report")
+        for line in terminal_lines(flops_session.records):
+            terminalreporter.write_line(line)
+    for line in flops_session.summary_lines():
         terminalreporter.write_line(line)
 
 
@@ -157,3 +199,9 @@ def _cli_value(parse: Callable[..., T], option: str) -> Callable[[str], T]:
 
     read.__name__ = option  # argparse names the type in some messages
     return read
+
+
+def _path_option(config: pytest.Config, name: str) -> Path | None:
+    """A path option, relative to where pytest was invoked (a test may chdir)."""
+    value = config.getoption(name)
+    return None if value is None else config.invocation_params.dir / value

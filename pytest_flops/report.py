@@ -8,11 +8,13 @@ workers' records print and write the same thing.
 
 from __future__ import annotations
 
+import json
 import platform
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -355,3 +357,22 @@ def _delta_json(before: Measurement, after: Measurement) -> dict[str, Any]:
             for row in before.diff(after).rows
         ],
     }
+
+
+# -- files ------------------------------------------------------------------------
+
+
+def write_exports(
+    records: Sequence[MeasurementRecord], *, json_path: Path | None, markdown_path: Path | None
+) -> None:
+    """Write the ``--flops-report-json`` and ``--flops-report-md`` files that were asked for."""
+    if json_path is not None:
+        document = json_report(records, RunMetadata.collect())
+        _write(json_path, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    if markdown_path is not None:
+        _write(markdown_path, markdown(records))
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
