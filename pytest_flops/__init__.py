@@ -1,6 +1,7 @@
 """FLOP counts of PyTorch code as a regression-tested property."""
 
 from pytest_flops.counter import FlopCounterMode
+from pytest_flops.dry_run import count
 from pytest_flops.fixture import Flops
 from pytest_flops.formulas import register_flop_formula
 from pytest_flops.measurement import Measurement, ModuleFlops, SnapshotFormatError
@@ -21,6 +22,7 @@ __all__ = [
     "SnapshotFormatError",
     "Status",
     "__version__",
+    "count",
     "format_flops",
     "parse_flops",
     "register_flop_formula",
