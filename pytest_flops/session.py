@@ -400,12 +400,13 @@ class FlopsSession:
     def _stored(self, location: Path, *, test: str) -> FlopsSnapshot | SnapshotFormatError | None:
         """The snapshot at ``location``, None if there is none, or why it is unreadable."""
         try:
-            stored = self.extension.read(location)
+            stored = self.extension.read(location, where=self._shown(location))
         except SnapshotFormatError as error:
             return error
         if stored is not None and stored.test != test:
             return SnapshotFormatError(
-                f"{location}: holds the snapshot of test {stored.test!r}, not of {test!r}"
+                f"{self._shown(location)}: holds the snapshot of test {stored.test!r}, "
+                f"not of {test!r}"
             )
         return stored
 

@@ -167,15 +167,16 @@ class FlopsSnapshotExtension(SingleFileSnapshotExtension):
             snapshot_path(Path(test_location.filepath), name_in_module(test_location.nodeid))
         )
 
-    def read(self, location: Path) -> FlopsSnapshot | None:
+    def read(self, location: Path, *, where: str | None = None) -> FlopsSnapshot | None:
         """The snapshot at ``location``; None if there is none.
 
-        Raises :class:`SnapshotFormatError` naming the file when it cannot be read.
+        Raises :class:`SnapshotFormatError` naming the file (as ``where``, if
+        given) when it cannot be read.
         """
-        where = str(location)
+        where = str(location) if where is None else where
         try:
             text = self.read_snapshot_data_from_location(
-                snapshot_location=where, snapshot_name=location.name, session_id=""
+                snapshot_location=str(location), snapshot_name=location.name, session_id=""
             )
         except (OSError, UnicodeDecodeError) as error:
             raise SnapshotFormatError(f"{where}: cannot read the file ({error})") from None

@@ -1,0 +1,19 @@
+"""Shared set-up of the test suite."""
+
+import pytest
+import torch
+
+from pytest_flops import FlopCounterMode
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _counted_once() -> None:
+    """Count once in this process before any in-process ``pytester`` run.
+
+    The first count imports torch's dispatch-mode machinery (hundreds of
+    modules, torch._dynamo among them). pytester unloads whatever an in-process
+    run imported; importing them again per run is slow and re-registers torch
+    libraries, which fails.
+    """
+    with FlopCounterMode(display=False):
+        torch.nn.Linear(2, 2)(torch.ones(1, 2)).sum().backward()
