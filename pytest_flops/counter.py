@@ -23,9 +23,9 @@ from __future__ import annotations
 import threading
 import warnings
 from bisect import bisect_left, bisect_right
-from collections import Counter, defaultdict
+from collections import ChainMap, Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -34,8 +34,15 @@ import torch
 from torch._ops import HigherOrderOperator, OpOverload, OpOverloadPacket
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from pytest_flops.formulas import FLOP_FORMULAS, FlopFormula, as_table_formula, is_uncounted
+from pytest_flops.formulas import (
+    FLOP_FORMULAS,
+    FlopFormula,
+    FlopTarget,
+    as_table_formula,
+    is_uncounted,
+)
 from pytest_flops.measurement import GLOBAL, Measurement, ModuleFlops
+from pytest_flops.meta_attention import CpuAttentionOnMeta
 
 _current_autograd_node: Callable[[], Any] = torch._C._current_autograd_node
 _next_sequence_nr: Callable[[], int] = torch._C._autograd._get_sequence_nr
@@ -131,6 +138,10 @@ class FlopCounterMode(TorchDispatchMode):
     keeps counting into the same totals, once.
     """
 
+    # Higher-order operators (FlexAttention) reach __torch_dispatch__ instead
+    # of raising; see _dispatch_higher_order.
+    supports_higher_order_operators = True
+
     def __init__(
         self,
         mods: torch.nn.Module | list[torch.nn.Module] | None = None,
@@ -147,12 +158,16 @@ class FlopCounterMode(TorchDispatchMode):
             )
         self.depth = depth
         self.display = display
-        self.formulas: dict[OpOverloadPacket, FlopFormula] = dict(FLOP_FORMULAS)
-        for op, formula in (custom_mapping or {}).items():
-            self.formulas[op] = as_table_formula(
-                formula, get_raw=getattr(formula, "_get_raw", False)
-            )
-        self.flop_counts: defaultdict[str, defaultdict[OpOverloadPacket, int]] = defaultdict(
+        # The table is read live, so formulas registered after this mode was
+        # created count from its next ``with`` block on.
+        self.formulas: ChainMap[FlopTarget, FlopFormula] = ChainMap(
+            {
+                op: as_table_formula(formula, get_raw=getattr(formula, "_get_raw", False))
+                for op, formula in (custom_mapping or {}).items()
+            },
+            FLOP_FORMULAS,
+        )
+        self.flop_counts: defaultdict[str, defaultdict[FlopTarget, int]] = defaultdict(
             lambda: defaultdict(int)
         )
         self.phase_counts: defaultdict[str, list[int]] = defaultdict(lambda: [0, 0])
@@ -162,6 +177,7 @@ class FlopCounterMode(TorchDispatchMode):
         self._local = threading.local()
         self._nodes = _NodeIndex()
         self._hook_handles: list[torch.utils.hooks.RemovableHandle] = []
+        self._while_counting = ExitStack()
 
     # -- results ------------------------------------------------------------------
 
@@ -177,7 +193,7 @@ class FlopCounterMode(TorchDispatchMode):
             path: ModuleFlops(
                 forward=self.phase_counts[path][0],
                 backward=self.phase_counts[path][1],
-                by_op={str(op): flops for op, flops in counts.items()},
+                by_op={_op_name(op): flops for op, flops in counts.items()},
             )
             for path, counts in self.flop_counts.items()
         }
@@ -196,7 +212,7 @@ class FlopCounterMode(TorchDispatchMode):
             rows.append((" " * level + path, f"{flops:,}", _percent(flops, total)))
             for op, op_flops in sorted(counts.items(), key=lambda kv: -kv[1]):
                 rows.append(
-                    (" " * (level + 2) + str(op), f"{op_flops:,}", _percent(op_flops, total))
+                    (" " * (level + 2) + _op_name(op), f"{op_flops:,}", _percent(op_flops, total))
                 )
         header = ("Module", "FLOP", "% Total")
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
@@ -213,6 +229,7 @@ class FlopCounterMode(TorchDispatchMode):
             self.flop_counts.clear()
             self.phase_counts.clear()
             self.unsupported_ops.clear()
+            self._op_kinds.clear()
             self._nodes = _NodeIndex()
             self._local = threading.local()
             self._hook_handles = [
@@ -221,9 +238,16 @@ class FlopCounterMode(TorchDispatchMode):
                     self._leave_module, always_call=True
                 ),
             ]
+            self._while_counting = ExitStack()
             try:
+                # torch.compile cannot trace under a dispatch mode; rather than
+                # skip frames (and fail fullgraph=True compiles, FlexAttention's
+                # eager path among them) it runs compiled code eagerly, op by op.
+                self._while_counting.enter_context(torch.compiler.set_stance("force_eager"))
+                self._while_counting.enter_context(CpuAttentionOnMeta())
                 super().__enter__()
             except BaseException:
+                self._while_counting.close()
                 self._remove_hooks()
                 raise
         self._active += 1
@@ -236,6 +260,7 @@ class FlopCounterMode(TorchDispatchMode):
         try:
             super().__exit__(*exc_info)
         finally:
+            self._while_counting.close()
             self._remove_hooks()
         if self.display:
             print(self.get_table(self.depth))
@@ -294,8 +319,10 @@ class FlopCounterMode(TorchDispatchMode):
         kwargs: dict[str, Any] | None = None,
     ) -> Any:
         kwargs = kwargs or {}
-        if func in _SUBCLASS_METADATA_OPS or isinstance(func, HigherOrderOperator):
+        if func in _SUBCLASS_METADATA_OPS:
             return NotImplemented
+        if isinstance(func, HigherOrderOperator):
+            return self._dispatch_higher_order(func, args, kwargs)
         kind = self._op_kinds.get(func)
         if kind is None:
             kind = self._op_kinds[func] = self._classify(func)
@@ -313,6 +340,23 @@ class FlopCounterMode(TorchDispatchMode):
             self.unsupported_ops[str(func._overloadpacket)] += 1
         return out
 
+    def _dispatch_higher_order(
+        self, hop: HigherOrderOperator, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """Run a higher-order operator (FlexAttention, cond...) beneath this mode.
+
+        One with a formula counts as a whole; one without runs uncounted and is
+        listed as unsupported: control-flow operators refuse to run their
+        bodies under a mode, so their inner ops cannot be counted one by one.
+        """
+        out = hop(*args, **kwargs)
+        formula = self.formulas.get(hop)
+        if formula is None:
+            self.unsupported_ops[_op_name(hop)] += 1
+        else:
+            self._record(hop, formula(args, kwargs, out))
+        return out
+
     def _classify(self, func: OpOverload) -> _OpKind:
         if func._overloadpacket in self.formulas:
             return _OpKind.COUNTED
@@ -327,7 +371,7 @@ class FlopCounterMode(TorchDispatchMode):
             return _OpKind.DECOMPOSED
         return _OpKind.UNSUPPORTED
 
-    def _record(self, op: OpOverloadPacket, flops: int) -> None:
+    def _record(self, op: FlopTarget, flops: int) -> None:
         node = _current_autograd_node()
         phase = 0 if node is None else 1
         stack = self._stack()
@@ -361,6 +405,13 @@ def _path_under(parent: _Frame | None, module: torch.nn.Module) -> tuple[str, _F
         if child is module:
             return f"{parent.path}.{name}", parent
     return f"{parent.path}.{type(module).__name__}", parent
+
+
+def _op_name(op: FlopTarget) -> str:
+    """``aten.mm`` for an op packet, ``higher_order.flex_attention`` for a HOP."""
+    if isinstance(op, HigherOrderOperator):
+        return f"{op.namespace}.{op.name()}"
+    return str(op)
 
 
 def _percent(part: int, whole: int) -> str:
