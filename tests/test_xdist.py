@@ -1,0 +1,199 @@
+"""``pytest -n 2`` behaves like a serial run: snapshots, results, report, JSON, update."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from pytest_flops import xdist
+from pytest_flops.measurement import GLOBAL, Measurement, ModuleFlops
+from pytest_flops.records import DEFAULT_NAME, MeasurementRecord, Status
+from pytest_flops.session import Counts, FlopsSession, ModuleRun, Settings
+
+TEST_A = """
+import pytest
+import torch
+
+
+@pytest.mark.parametrize("width", {widths})
+def test_linear(flops, width):
+    model = torch.nn.Linear(5, width)
+    with flops(model):
+        model(torch.randn(4, 5))
+"""
+
+TEST_B = """
+import torch
+
+
+def {mlp_name}(flops):
+    model = torch.nn.Sequential(torch.nn.Linear(5, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3))
+    with flops(model):
+        model(torch.randn(4, 5)).sum().backward()
+
+
+def test_named(flops):
+    model = torch.nn.Linear(5, 6)
+    with flops(model, name="prefill"):
+        model(torch.randn(4, 5))
+    with flops(model, name="decode"):
+        model(torch.randn(1, 5))
+    {named_end}
+
+
+def test_plain():
+    pass
+"""
+
+ORIGINAL = {"widths": [1, 2, 3, 4], "mlp_name": "test_mlp", "named_end": "pass"}
+# test_linear[4] and test_mlp are gone (their snapshots are stale), test_mlp_renamed
+# is new, and test_named fails by itself after measuring (its snapshot must stay).
+CHANGED = {"widths": [1, 2, 3], "mlp_name": "test_mlp_renamed", "named_end": "assert False"}
+
+REPORT_ARGS = ("--flops-report", "--flops-report-json=flops.json")
+
+
+def write_suite(pytester: pytest.Pytester, version: dict[str, Any]) -> None:
+    pytester.makepyfile(test_a=TEST_A.format(**version), test_b=TEST_B.format(**version))
+
+
+def snapshot_files(root: Path) -> dict[str, bytes]:
+    return {
+        path.relative_to(root).as_posix(): path.read_bytes()
+        for path in sorted(root.rglob("__flops__/**/*"))
+        if path.is_file()
+    }
+
+
+def parallel(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    """Run under ``-n 2`` and check that both workers really ran tests."""
+    result = pytester.runpytest_subprocess("-n", "2", "-v", *args)
+    workers = {
+        match[1] for line in result.outlines if (match := re.match(r"\[(gw\d)\] .* PASSED", line))
+    }
+    assert workers == {"gw0", "gw1"}, result.outlines
+    return result
+
+
+def outcome(result: pytest.RunResult, pytester: pytest.Pytester) -> dict[str, Any]:
+    """What a run decided, minus what legitimately differs between serial and -n 2."""
+    lines = result.outlines
+    start = next(i for i, line in enumerate(lines) if " flops report " in line)
+    end = next(i for i, line in enumerate(lines) if line.startswith("=") and i > start)
+    document = json.loads((pytester.path / "flops.json").read_text("utf-8"))
+    del document["metadata"]
+    return {
+        "outcomes": result.parseoutcomes(),
+        "report and summary": lines[start:end],
+        "json": document,
+        "snapshots": snapshot_files(pytester.path),
+    }
+
+
+def test_transport_merges_every_worker_once(tmp_path: Path) -> None:
+    module = tmp_path / "test_a.py"
+    # Larger than any 64-bit integer: the transport must keep counts exact.
+    huge = Measurement(modules={GLOBAL: ModuleFlops(forward=2**70, by_op={"aten.mm": 2**70})})
+    small = Measurement(modules={GLOBAL: ModuleFlops(forward=240, by_op={"aten.addmm": 240})})
+    sent = {  # test name -> the record of the worker that ran it
+        "test_x": MeasurementRecord(
+            nodeid="test_a.py::test_x",
+            name=DEFAULT_NAME,
+            measurement=huge,
+            baseline=small,
+            status=Status.UPDATED,
+        ),
+        "test_y": MeasurementRecord(
+            nodeid="test_a.py::test_y",
+            name="decode",
+            measurement=small,
+            baseline=None,
+            status=Status.NEW,
+        ),
+    }
+    nodes = []
+    for test, record in sent.items():
+        worker = FlopsSession(settings=Settings(update=True), rootpath=tmp_path)
+        worker.records.append(record)
+        worker.counts.written += 1
+        # Every worker collects the whole file but runs only its share of it.
+        worker.modules[module] = ModuleRun(tests={"test_x", "test_y"}, ran={test})
+        assert not worker.modules[module].ran_whole
+        config = SimpleNamespace(workeroutput={})
+        xdist.send(config, worker)  # type: ignore[arg-type]
+        nodes.append(SimpleNamespace(workeroutput=config.workeroutput))
+
+    controller = FlopsSession(settings=Settings(update=True), rootpath=tmp_path)
+    for node in [*nodes, nodes[0]]:  # xdist can report a node down twice
+        xdist.receive(controller, node)
+    assert controller.records == list(sent.values())
+    assert controller.counts == Counts(written=2)
+    assert controller.modules == {
+        module: ModuleRun(tests={"test_x", "test_y"}, ran={"test_x", "test_y"})
+    }
+    assert controller.modules[module].ran_whole
+
+
+def test_parallel_runs_match_serial_runs(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("xdist")
+    write_suite(pytester, ORIGINAL)
+
+    # -- writing every snapshot ---------------------------------------------------------
+    serial = outcome(pytester.runpytest_subprocess("--flops-update", *REPORT_ARGS), pytester)
+    shutil.rmtree(pytester.path / "__flops__")
+    written = outcome(parallel(pytester, "--flops-update", *REPORT_ARGS), pytester)
+    assert written == serial
+    # test_linear[1..4] and test_mlp, test_named (with 2 names) and no test_plain
+    assert sorted(written["snapshots"]) == [
+        "__flops__/test_a/test_linear[1].flops.json",
+        "__flops__/test_a/test_linear[2].flops.json",
+        "__flops__/test_a/test_linear[3].flops.json",
+        "__flops__/test_a/test_linear[4].flops.json",
+        "__flops__/test_b/test_mlp.flops.json",
+        "__flops__/test_b/test_named.flops.json",
+    ]
+    # Nothing lost or duplicated: 4 + 1 + 2 measurements.
+    keys = [(m["nodeid"], m["name"]) for m in written["json"]["measurements"]]
+    assert len(keys) == len(set(keys)) == 7
+    # Linear(5, w) on (4, 5): 2*4*5*w = 40w for w = 1..4: 400; the MLP forward
+    # 2*4*5*6 + 2*4*6*3 = 240 + 144 = 384, backward: the weight grads (240 + 144)
+    # and the input grad of the second layer (144): 528; test_named 240 + 60.
+    assert written["json"]["summary"]["total"] == 400 + 384 + 528 + 300
+    assert "flops: 0 passed, 0 failed, 6 written, 0 removed" in written["report and summary"]
+    originals = written["snapshots"]
+
+    # -- update under -n 2: the writes and removals of a serial update -----------------
+    write_suite(pytester, CHANGED)
+    updated = outcome(parallel(pytester, "--flops-update", *REPORT_ARGS), pytester)
+    assert updated["outcomes"] == {"passed": 5, "failed": 1}
+    statuses = {(m["nodeid"], m["name"]): m["status"] for m in updated["json"]["measurements"]}
+    assert statuses == {
+        **{(f"test_a.py::test_linear[{width}]", "default"): "passed" for width in (1, 2, 3)},
+        ("test_b.py::test_mlp_renamed", "default"): "new",
+        ("test_b.py::test_named", "decode"): "not compared",
+        ("test_b.py::test_named", "prefill"): "not compared",
+    }
+    # Both files ran whole, so the snapshots of test_linear[4] and test_mlp are
+    # stale and removed.
+    summary = updated["report and summary"]
+    assert (
+        "flops: 3 passed, 0 failed, 1 written, 2 removed, 1 not compared (test failed)" in summary
+    )
+    assert updated["snapshots"] == {
+        **{
+            name: content
+            for name, content in originals.items()
+            if name.split("/")[-1] not in ("test_linear[4].flops.json", "test_mlp.flops.json")
+        },
+        # the MLP under its new name: the same counts, a new file; test_named's
+        # snapshot is untouched although its test failed
+        "__flops__/test_b/test_mlp_renamed.flops.json": originals[
+            "__flops__/test_b/test_mlp.flops.json"
+        ].replace(b'"test_mlp"', b'"test_mlp_renamed"'),
+    }
