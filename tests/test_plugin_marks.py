@@ -1,0 +1,228 @@
+"""Markers and configuration: budgets, tolerance, depth, ini/CLI precedence, test ids."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+NET = """
+import pytest
+import torch
+
+class Net(torch.nn.Module):
+    def __init__(self, out=10):
+        super().__init__()
+        self.fc = torch.nn.Linear(9, out)
+
+    def forward(self, x):
+        return self.fc(x)
+
+OUT = {out}
+"""
+
+
+def stored_totals(pytester: pytest.Pytester) -> dict[str, int]:
+    return {
+        json.loads(path.read_text())["test"]: json.loads(path.read_text())["measurements"][
+            "default"
+        ]["total"]
+        for path in (pytester.path / "__flops__" / "test_m").glob("*.flops.json")
+    }
+
+
+# -- limit_flops ---------------------------------------------------------------------------
+
+
+def test_budgets(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_m=NET.format(out=10)
+        + """
+# Linear(9, 10) on [4, 9]: forward 2*4*9*10 = 720, weight grad 720, total 1,440
+
+@pytest.mark.limit_flops("1 KFLOP")
+def test_no_fixture_over():
+    Net()(torch.randn(4, 9)).sum().backward()
+
+@pytest.mark.limit_flops(2000)
+def test_no_fixture_within():
+    Net()(torch.randn(4, 9)).sum().backward()
+
+@pytest.mark.limit_flops("1.4 KFLOP")
+def test_fixture_over(flops):
+    net = Net()
+    with flops(net):
+        net(torch.randn(4, 9)).sum().backward()
+
+@pytest.mark.limit_flops(forward="0.7 KFLOP", backward=1e3)
+def test_forward_over(flops):
+    net = Net()
+    with flops(net):
+        net(torch.randn(4, 9)).sum().backward()
+"""
+    )
+    result = pytester.runpytest("--flops-update")
+    result.assert_outcomes(passed=1, failed=3)
+    result.stdout.fnmatch_lines_random(
+        [
+            "FLOP budget exceeded by test_m.py::test_no_fixture_over: "
+            "used 1.44 KFLOP, limit 1 KFLOP",
+            "FLOP budget exceeded by test_m.py::test_fixture_over: "
+            "used 1.44 KFLOP, limit 1.4 KFLOP",
+            "FLOP budget exceeded by test_m.py::test_forward_over: "
+            "forward: used 720 FLOP, limit 700 FLOP",
+            "flops: 1 passed, 3 failed, 0 written, 0 removed",
+        ]
+    )
+    # Without the fixture there is no snapshot; over budget, nothing is written either.
+    assert not (pytester.path / "__flops__").exists()
+
+
+@pytest.mark.parametrize(
+    ("mark", "problem"),
+    [
+        ('limit_flops("4 GB")', "cannot read '4 GB' as a FLOP amount"),
+        ("limit_flops()", "limit_flops needs a limit"),
+        ('limit_flops("1 GFLOP", fwd=1)', "unexpected keyword argument 'fwd'"),
+        ("flops(rtol=-1)", "rtol: expected a number >= 0, got -1"),
+        ('flops(depth="deep")', "depth: expected an integer >= 0, got 'deep'"),
+        ("flops(0.1)", "takes 0 positional arguments"),
+    ],
+)
+def test_bad_marker_arguments_are_usage_errors_naming_the_test(
+    pytester: pytest.Pytester, mark: str, problem: str
+) -> None:
+    pytester.makepyfile(test_m=f"import pytest\n\n@pytest.mark.{mark}\ndef test_a():\n    pass\n")
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: test_m.py::test_a: bad @pytest.mark.*: *{problem}*"])
+
+
+# -- tolerance and depth ---------------------------------------------------------------------
+
+
+def test_rtol_and_depth_from_marker_cli_and_ini(pytester: pytest.Pytester) -> None:
+    tests = """
+class Outer(torch.nn.Module):
+    def __init__(self, out):
+        super().__init__()
+        self.net = Net(out)
+
+    def forward(self, x):
+        return self.net(x)
+
+def test_default(flops):
+    model = Outer(OUT)
+    with flops(model):
+        model(torch.randn(4, 9))
+
+@pytest.mark.flops(rtol=0.2, depth=1)
+def test_marked(flops):
+    model = Outer(OUT)
+    with flops(model):
+        model(torch.randn(4, 9))
+"""
+    pytester.makepyfile(test_m=NET.format(out=10) + tests)
+    pytester.runpytest("--flops-update").assert_outcomes(passed=2)
+    modules = {
+        path.name: list(json.loads(path.read_text())["measurements"]["default"]["modules"])
+        for path in (pytester.path / "__flops__" / "test_m").iterdir()
+    }
+    assert modules == {
+        "test_default.flops.json": ["Global", "Outer", "Outer.net", "Outer.net.fc"],  # depth 3
+        "test_marked.flops.json": ["Global", "Outer"],
+    }
+
+    # Linear(9, 10) -> Linear(9, 11): forward 720 -> 792, +10%
+    pytester.makepyfile(test_m=NET.format(out=11) + tests)
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1, failed=1)  # the marker's rtol=0.2 absorbs +10%
+    result.stdout.fnmatch_lines(
+        ["FLOP count changed for test_m.py::test_default: total 720 → 792*"]
+    )
+
+    pytester.makeini("[pytest]\nflops_rtol = 0.1\nflops_depth = 2\n")
+    pytester.runpytest().assert_outcomes(passed=2)  # ini rtol 0.1 accepts exactly +10%
+    result = pytester.runpytest("--flops-rtol=0.05")  # the CLI wins over ini
+    result.assert_outcomes(passed=1, failed=1)
+    result = pytester.runpytest("--flops-update", "--flops-depth=1")
+    modules = json.loads((pytester.path / "__flops__/test_m/test_default.flops.json").read_text())
+    assert list(modules["measurements"]["default"]["modules"]) == ["Global", "Outer"]
+
+
+@pytest.mark.parametrize(
+    ("args", "ini", "problem"),
+    [
+        (["--flops-rtol=abc"], "", "argument --flops-rtol: --flops-rtol: expected a number >= 0"),
+        (["--flops-depth=-1"], "", "argument --flops-depth: --flops-depth: expected an integer"),
+        ([], "flops_depth = x", "ini option flops_depth: expected an integer >= 0, got 'x'"),
+    ],
+)
+def test_bad_options_are_usage_errors(
+    pytester: pytest.Pytester, args: list[str], ini: str, problem: str
+) -> None:
+    pytester.makeini(f"[pytest]\n{ini}\n")
+    pytester.makepyfile(test_m="def test_a():\n    pass\n")
+    result = pytester.runpytest(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*{problem}*"])
+
+
+# -- named measurements and parametrized ids -------------------------------------------------
+
+
+def test_named_measurements_get_their_own_entries(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_m=NET.format(out=10)
+        + """
+def test_lm(flops):
+    net = Net()
+    with torch.no_grad():
+        with flops(net, name="prefill"):
+            net(torch.randn(8, 9))
+        with flops(net, name="decode"):
+            for _ in range(3):
+                net(torch.randn(1, 9))
+"""
+    )
+    pytester.runpytest("--flops-update").assert_outcomes(passed=1)
+    stored = json.loads((pytester.path / "__flops__/test_m/test_lm.flops.json").read_text())
+    totals = {name: m["total"] for name, m in stored["measurements"].items()}
+    assert totals == {"decode": 540, "prefill": 1440}  # 3 * 2*1*9*10, 2*8*9*10
+
+
+IDS = ["a/b", "a_b", "a b", "é", "x" * 200, "[nested]", "dot.ted", "c::d"]
+
+
+def test_parametrized_ids_get_stable_distinct_snapshots(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_m=NET.format(out=10)
+        + f"""
+@pytest.mark.parametrize("batch", range(1, {len(IDS) + 1}), ids={IDS!r})
+def test_p(flops, batch):
+    net = Net()
+    with flops(net):
+        net(torch.randn(batch, 9))
+
+class TestGroup:
+    @pytest.mark.parametrize("batch", [1])
+    def test_q(self, flops, batch):
+        net = Net()
+        with flops(net):
+            net(torch.randn(batch, 9))
+"""
+    )
+    pytester.runpytest("--flops-update").assert_outcomes(passed=len(IDS) + 1)
+    # Each id keeps its own count: batch b gives 2*b*9*10 = 180*b FLOPs.
+    expected = {f"test_p[{test_id}]": 180 * b for b, test_id in enumerate(IDS, start=1)}
+    expected["TestGroup::test_q[1]"] = 180
+    # pytest escapes non-ASCII ids: the stored name is the node id's.
+    expected["test_p[\\xe9]"] = expected.pop("test_p[é]")
+    assert stored_totals(pytester) == expected
+    names = {path.name for path in (pytester.path / "__flops__" / "test_m").iterdir()}
+    assert "test_p[a_b].flops.json" in names and "TestGroup.test_q[1].flops.json" in names
+    assert all(len(name) < 150 for name in names)
+
+    before = {p: p.read_bytes() for p in Path(pytester.path, "__flops__").rglob("*.json")}
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=len(IDS) + 1)
+    assert {p: p.read_bytes() for p in Path(pytester.path, "__flops__").rglob("*.json")} == before
