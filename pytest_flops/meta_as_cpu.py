@@ -1,0 +1,160 @@
+"""Meta tensors take the kernels that CPU tensors would.
+
+On the meta device some calls have no fused kernel to choose and decompose
+instead, which counts differently from a CPU run of the same call:
+
+* ``F.scaled_dot_product_attention`` runs the math decomposition (bmm, softmax,
+  bmm), whose backward recomputes nothing: 2x the forward where the fused CPU
+  kernel counts 2.5x.
+* ``nn.LSTM`` runs step by step through ``addmm``, whose backward skips the
+  gradients nobody asked for (the zero initial state's), where the CPU's
+  oneDNN kernel computes them all.
+
+While a :class:`~pytest_flops.FlopCounterMode` counts, :class:`CpuKernelsOnMeta`
+sends such calls on meta tensors to the fused CPU kernels' meta
+implementations, exactly where a CPU would take them. Shapes, strides and
+counts then match a CPU run. Calls on any other tensors pass through untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend
+from torch.overrides import TorchFunctionMode
+
+aten = torch.ops.aten
+
+_CPU_KERNELS = torch._C.DispatchKeySet(torch._C.DispatchKey.CPU)
+_ONEDNN_LSTM_MODE = 2  # ideep::rnn_kind::LSTM, as ATen passes it to mkldnn_rnn_layer
+
+
+class CpuKernelsOnMeta(TorchFunctionMode):
+    """Route meta-device SDPA and LSTM calls to the fused kernels a CPU would use."""
+
+    def __torch_function__(
+        self,
+        func: Callable[..., Any],
+        types: tuple[type, ...],
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:
+        kwargs = kwargs or {}
+        out = None
+        if func is F.scaled_dot_product_attention:
+            out = _cpu_flash_attention_on_meta(*args, **kwargs)
+        elif func is torch._VF.lstm and isinstance(args[1], (list, tuple)):
+            # the padded-input overload; the CPU runs packed sequences step by step too
+            out = _cpu_lstm_on_meta(*args, **kwargs)
+        return func(*args, **kwargs) if out is None else out
+
+
+def _all_meta(*tensors: torch.Tensor) -> bool:
+    """Plain meta tensors (or parameters): not fake, nested or other subclasses."""
+    return all(type(t) in (torch.Tensor, torch.nn.Parameter) and t.is_meta for t in tensors)
+
+
+def _cpu_flash_attention_on_meta(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attn_mask: torch.Tensor | None = None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    scale: float | None = None,
+    enable_gqa: bool = False,
+) -> torch.Tensor | None:
+    """The output of the CPU flash kernel, or None where a CPU would not take it."""
+    if not _all_meta(query, key, value):
+        return None
+    # The CPU chooser reads only sizes, strides, dtypes and the global backend
+    # switches, so it answers for meta tensors as it would for CPU ones.
+    choice = aten._fused_sdp_choice.default.redispatch(
+        _CPU_KERNELS,
+        query,
+        key,
+        value,
+        attn_mask,
+        dropout_p,
+        is_causal,
+        scale=scale,
+        enable_gqa=enable_gqa,
+    )
+    if choice != SDPBackend.FLASH_ATTENTION.value:
+        return None
+    if attn_mask is not None and attn_mask.dtype == torch.bool:
+        # as SDPA does before calling a fused kernel: True keeps, False masks out
+        attn_mask = torch.zeros_like(attn_mask, dtype=query.dtype).masked_fill(
+            attn_mask.logical_not(), float("-inf")
+        )
+    out, _logsumexp = aten._scaled_dot_product_flash_attention_for_cpu(
+        query, key, value, dropout_p, is_causal, attn_mask=attn_mask, scale=scale
+    )
+    return out
+
+
+def _cpu_lstm_on_meta(
+    input: torch.Tensor,
+    hx: Sequence[torch.Tensor],
+    params: Sequence[torch.Tensor],
+    has_biases: bool,
+    num_layers: int,
+    dropout: float,
+    train: bool,
+    bidirectional: bool,
+    batch_first: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """ATen's ``mkldnn_rnn`` (one ``mkldnn_rnn_layer`` per layer and direction), or None
+    where a CPU would not take it: oneDNN off, not float32, empty, or with projections."""
+    h0, c0 = hx
+    if not (
+        _all_meta(input, h0, c0, *params)
+        and torch.backends.mkldnn.enabled
+        and input.dtype == torch.float32
+        and input.numel() > 0
+        and h0.shape[-1] == c0.shape[-1]
+    ):
+        return None
+    directions = 2 if bidirectional else 1
+    weights_per_layer = 4 if has_biases else 2
+    layer_input = (input.transpose(0, 1) if batch_first else input).contiguous()
+    h0, c0 = h0.contiguous(), c0.contiguous()
+    h_n: list[torch.Tensor] = []
+    c_n: list[torch.Tensor] = []
+    for layer in range(num_layers):
+        outputs = []
+        for direction in range(directions):
+            index = layer * directions + direction
+            w_ih, w_hh, *biases = params[
+                index * weights_per_layer : (index + 1) * weights_per_layer
+            ]
+            b_ih, b_hh = biases or (torch.zeros_like(w_ih), torch.zeros_like(w_hh))
+            output, h, c, _workspace = aten.mkldnn_rnn_layer(
+                layer_input,
+                w_ih,
+                w_hh,
+                b_ih,
+                b_hh,
+                h0[index],
+                c0[index],
+                direction > 0,
+                [],
+                _ONEDNN_LSTM_MODE,
+                h0.shape[-1],
+                num_layers,
+                has_biases,
+                bidirectional,
+                batch_first,
+                train,
+            )
+            outputs.append(output)
+            h_n.append(h)
+            c_n.append(c)
+        layer_input = outputs[0] if directions == 1 else torch.cat(outputs, -1)
+        if dropout and train and layer < num_layers - 1:
+            layer_input = F.dropout(layer_input, dropout, training=True)
+    output = layer_input.transpose(0, 1) if batch_first else layer_input
+    return output, torch.stack(h_n), torch.stack(c_n)
