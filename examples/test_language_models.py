@@ -33,7 +33,6 @@ def test_tiny_gpt(flops: Flops) -> None:
     assert flops["decode"].total > flops["prefill"].total
 
 
-
 def test_lstm_language_model(flops: Flops) -> None:
     model = LSTMLanguageModel(vocab_size=64, embed_dim=32, hidden_size=32, num_layers=2)
     tokens = torch.randint(0, 64, (4, 12))
