@@ -328,7 +328,9 @@ def _attention_calls(
     sequence along one dim as (..., total, H, D) and pass cumulative sequence
     lengths; each sequence is its own attention, so they are counted one by one.
     """
-    if cumulative_q is None or cumulative_k is None:
+    # Dense calls pass no offsets: None, or an empty tensor where the schema
+    # wants one (offsets of even zero sequences hold one element).
+    if cumulative_q is None or cumulative_k is None or cumulative_q.numel() == 0:
         shapes = [tuple(t.shape) for t in (q, k, v)]
         if dense_layout == "BSHD":
             shapes = [(b, h, s, d) for b, s, h, d in shapes]
