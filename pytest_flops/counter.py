@@ -42,7 +42,7 @@ from pytest_flops.formulas import (
     is_uncounted,
 )
 from pytest_flops.measurement import GLOBAL, Measurement, ModuleFlops
-from pytest_flops.meta_as_cpu import CpuKernelsOnMeta
+from pytest_flops.meta_as_cpu import cpu_kernels_on_meta
 
 _current_autograd_node: Callable[[], Any] = torch._C._current_autograd_node
 _next_sequence_nr: Callable[[], int] = torch._C._autograd._get_sequence_nr
@@ -244,7 +244,7 @@ class FlopCounterMode(TorchDispatchMode):
                 # skip frames (and fail fullgraph=True compiles, FlexAttention's
                 # eager path among them) it runs compiled code eagerly, op by op.
                 self._while_counting.enter_context(torch.compiler.set_stance("force_eager"))
-                self._while_counting.enter_context(CpuKernelsOnMeta())
+                self._while_counting.enter_context(cpu_kernels_on_meta())
                 super().__enter__()
             except BaseException:
                 self._while_counting.close()

@@ -10,46 +10,55 @@ instead, which counts differently from a CPU run of the same call:
   gradients nobody asked for (the zero initial state's), where the CPU's
   oneDNN kernel computes them all.
 
-While a :class:`~pytest_flops.FlopCounterMode` counts, :class:`CpuKernelsOnMeta`
-sends such calls on meta tensors to the fused CPU kernels' meta
-implementations, exactly where a CPU would take them. Shapes, strides and
-counts then match a CPU run. Calls on any other tensors pass through untouched.
+While a :class:`~pytest_flops.FlopCounterMode` counts (inside
+:func:`cpu_kernels_on_meta`), such calls on meta tensors go to the fused CPU
+kernels' meta implementations, exactly where a CPU would take them: shapes,
+strides and counts then match a CPU run. Outside, and for any other tensors,
+nothing changes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend
-from torch.overrides import TorchFunctionMode
 
 aten = torch.ops.aten
 
 _CPU_KERNELS = torch._C.DispatchKeySet(torch._C.DispatchKey.CPU)
 _ONEDNN_LSTM_MODE = 2  # ideep::rnn_kind::LSTM, as ATen passes it to mkldnn_rnn_layer
 
+_routing = threading.local()
 
-class CpuKernelsOnMeta(TorchFunctionMode):
-    """Route meta-device SDPA and LSTM calls to the fused kernels a CPU would use."""
 
-    def __torch_function__(
-        self,
-        func: Callable[..., Any],
-        types: tuple[type, ...],
-        args: Sequence[Any] = (),
-        kwargs: dict[str, Any] | None = None,
-    ) -> Any:
-        kwargs = kwargs or {}
-        out = None
-        if func is F.scaled_dot_product_attention:
-            out = _cpu_flash_attention_on_meta(*args, **kwargs)
-        elif func is torch._VF.lstm and isinstance(args[1], (list, tuple)):
-            # the padded-input overload; the CPU runs packed sequences step by step too
-            out = _cpu_lstm_on_meta(*args, **kwargs)
-        return func(*args, **kwargs) if out is None else out
+@contextmanager
+def cpu_kernels_on_meta() -> Iterator[None]:
+    """While active on this thread, meta SDPA and LSTM calls take the CPU's kernels."""
+    depth = getattr(_routing, "depth", 0)
+    _routing.depth = depth + 1
+    try:
+        yield
+    finally:
+        _routing.depth = depth
+
+
+def _routed(op: torch._ops.OpOverload, route: Any) -> Any:
+    """A meta-autograd kernel for ``op``: ``route`` while routing, else ATen's own
+    composite kernel, exactly what ran before this one was registered."""
+
+    def kernel(*args: Any, **kwargs: Any) -> Any:
+        if getattr(_routing, "depth", 0):
+            out = route(*args, **kwargs)
+            if out is not None:
+                return out
+        return op._op_dk(torch._C.DispatchKey.CompositeImplicitAutograd, *args, **kwargs)
+
+    return kernel
 
 
 def _all_meta(*tensors: torch.Tensor) -> bool:
@@ -158,3 +167,16 @@ def _cpu_lstm_on_meta(
             layer_input = F.dropout(layer_input, dropout, training=True)
     output = layer_input.transpose(0, 1) if batch_first else layer_input
     return output, torch.stack(h_n), torch.stack(c_n)
+
+
+# Both ops are composite: on meta tensors they decompose at the AutogradMeta key,
+# before any dispatch mode sees them, so that is where the routing sits. (A torch
+# function mode could route them too, but an active one switches off the
+# transformer inference fast paths, which must run as they do uncounted.)
+_LIBRARY = torch.library.Library("aten", "IMPL")
+_LIBRARY.impl(
+    "scaled_dot_product_attention",
+    _routed(aten.scaled_dot_product_attention.default, _cpu_flash_attention_on_meta),
+    "AutogradMeta",
+)
+_LIBRARY.impl("lstm.input", _routed(aten.lstm.input, _cpu_lstm_on_meta), "AutogradMeta")
