@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from functools import reduce
@@ -28,6 +29,7 @@ class Flops:
 
     def __init__(self) -> None:
         self._measurements: dict[str, Measurement] = {}
+        self._devices: set[str] = set()
         self._counting = False
 
     def __call__(
@@ -61,6 +63,9 @@ class Flops:
         counted = _rows_of(mode.to_measurement(), model)
         previous = self._measurements.get(name)
         self._measurements[name] = counted if previous is None else previous + counted
+        if model is not None:
+            tensors = itertools.chain(model.parameters(), model.buffers())
+            self._devices.update(str(tensor.device) for tensor in tensors)
 
     # -- results ------------------------------------------------------------------
 
@@ -68,6 +73,11 @@ class Flops:
     def measured(self) -> bool:
         """Whether a block has finished without raising."""
         return bool(self._measurements)
+
+    @property
+    def devices(self) -> frozenset[str]:
+        """Devices of the measured models' parameters and buffers (for report metadata)."""
+        return frozenset(self._devices)
 
     @property
     def measurements(self) -> Mapping[str, Measurement]:

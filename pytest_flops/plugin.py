@@ -139,6 +139,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     flops_session.finish(remove=not config.option.collectonly)
     write_exports(
         flops_session.records,
+        devices=flops_session.devices,
         json_path=_path_option(config, "flops_report_json"),
         markdown_path=_path_option(config, "flops_report_md"),
     )

@@ -363,11 +363,18 @@ def _delta_json(before: Measurement, after: Measurement) -> dict[str, Any]:
 
 
 def write_exports(
-    records: Sequence[MeasurementRecord], *, json_path: Path | None, markdown_path: Path | None
+    records: Sequence[MeasurementRecord],
+    *,
+    devices: Iterable[str],
+    json_path: Path | None,
+    markdown_path: Path | None,
 ) -> None:
-    """Write the ``--flops-report-json`` and ``--flops-report-md`` files that were asked for."""
+    """Write the ``--flops-report-json`` and ``--flops-report-md`` files that were asked for.
+
+    ``devices`` are those the measured models were on, when known.
+    """
     if json_path is not None:
-        document = json_report(records, RunMetadata.collect())
+        document = json_report(records, RunMetadata.collect(devices))
         _write(json_path, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
     if markdown_path is not None:
         _write(markdown_path, markdown(records))

@@ -191,6 +191,7 @@ class FlopsSession:
     stale: list[Path] = field(default_factory=list)  # reported, not removed
     removed: list[Path] = field(default_factory=list)
     narrowed: set[Path] = field(default_factory=set)  # files named with ::, e.g. f.py::test
+    devices: set[str] = field(default_factory=set)  # of measured models, for report metadata
 
     # -- collection --------------------------------------------------------------------
 
@@ -296,6 +297,8 @@ class FlopsSession:
     def finish_item(self, item: pytest.Item, state: ItemState) -> None:
         """After teardown: write the snapshot if all went well, keep the records."""
         test = name_in_module(item.nodeid)
+        if state.counter is not None:
+            self.devices |= state.counter.devices
         run = self.modules.get(item.path)
         if run is not None:
             run.ran.add(test)

@@ -3,9 +3,10 @@
 Each worker runs its share of the tests as usual (it judges them and writes
 their snapshot files, one file per test, so workers never write the same
 file). What only the whole run can decide is left to the controller: at
-session finish a worker puts its records, summary counts and per-file
-collection data into ``config.workeroutput`` (xdist's documented channel), and
-the controller merges every worker's payload in ``pytest_testnodedown``.
+session finish a worker puts its records, summary counts, per-file
+collection data and measured devices into ``config.workeroutput`` (xdist's
+documented channel), and the controller merges every worker's payload in
+``pytest_testnodedown``.
 Then the controller alone finds stale snapshots, prints the report and writes
 the exports, exactly as a serial run does.
 
@@ -38,6 +39,7 @@ def send(config: pytest.Config, session: FlopsSession) -> None:
         "records": [record.to_dict() for record in session.records],
         "counts": session.counts.to_dict(),
         "modules": {str(path): run.to_dict() for path, run in session.modules.items()},
+        "devices": sorted(session.devices),
     }
     # One JSON string: exact integers of any size, whatever execnet can serialize.
     config.workeroutput[WORKEROUTPUT_KEY] = json.dumps(payload)  # type: ignore[attr-defined]
@@ -57,3 +59,4 @@ def receive(session: FlopsSession, node: Any) -> None:
     session.counts.merge(Counts.from_dict(payload["counts"]))
     for path, data in payload["modules"].items():
         session.modules.setdefault(Path(path), ModuleRun()).merge(ModuleRun.from_dict(data))
+    session.devices.update(payload["devices"])

@@ -39,9 +39,9 @@ def test_lm(flops):
 
 @pytest.mark.limit_flops(100)
 def test_over_budget(flops):
-    model = torch.nn.Linear(5, 6)
+    model = torch.nn.Linear(5, 6, device="meta")
     with flops(model):
-        model(torch.randn(4, 5))
+        model(torch.randn(4, 5, device="meta"))
 
 
 def test_unmeasured():
@@ -122,7 +122,7 @@ def check_json_export(document: dict[str, Any]) -> None:
     metadata = document["metadata"]
     assert metadata["plugin_version"] == pytest_flops.__version__
     assert metadata["torch_version"] == torch.__version__
-    assert metadata["devices"] == ["cpu"]
+    assert metadata["devices"] == ["cpu", "meta"]  # test_over_budget's model is on meta
     assert {"python_version", "platform"} <= metadata.keys()
     summary = document["summary"]
     assert (summary["total"], summary["forward"], summary["backward"]) == (1220, 940, 280)

@@ -122,6 +122,7 @@ def test_transport_merges_every_worker_once(tmp_path: Path) -> None:
         worker = FlopsSession(settings=Settings(update=True), rootpath=tmp_path)
         worker.records.append(record)
         worker.counts.written += 1
+        worker.devices.add("meta" if test == "test_x" else "cpu")
         # Every worker collects the whole file but runs only its share of it.
         worker.modules[module] = ModuleRun(tests={"test_x", "test_y"}, ran={test})
         assert not worker.modules[module].ran_whole
@@ -138,6 +139,7 @@ def test_transport_merges_every_worker_once(tmp_path: Path) -> None:
         module: ModuleRun(tests={"test_x", "test_y"}, ran={"test_x", "test_y"})
     }
     assert controller.modules[module].ran_whole
+    assert controller.devices == {"cpu", "meta"}
 
 
 def test_parallel_runs_match_serial_runs(pytester: pytest.Pytester) -> None:
