@@ -116,7 +116,7 @@ def mm_flop(
     return 2 * m * k * n
 
 
-@register_flop_formula([aten.addmm, aten._addmm_activation])
+@register_flop_formula([aten.addmm, aten.addmm_, aten._addmm_activation])
 def addmm_flop(_bias: Shape, a_shape: Shape, b_shape: Shape, *args: Any, **kwargs: Any) -> int:
     return mm_flop(a_shape, b_shape)
 
@@ -129,7 +129,7 @@ def bmm_flop(a_shape: Shape, b_shape: Shape, *args: Any, **kwargs: Any) -> int:
     return 2 * b * m * k * n
 
 
-@register_flop_formula([aten.baddbmm, aten.addbmm])
+@register_flop_formula([aten.baddbmm, aten.baddbmm_, aten.addbmm, aten.addbmm_])
 def baddbmm_flop(_bias: Shape, a_shape: Shape, b_shape: Shape, *args: Any, **kwargs: Any) -> int:
     return bmm_flop(a_shape, b_shape)
 
@@ -140,7 +140,7 @@ def mv_flop(a_shape: Shape, v_shape: Shape, *args: Any, **kwargs: Any) -> int:
     return 2 * m * n
 
 
-@register_flop_formula(aten.addmv)
+@register_flop_formula([aten.addmv, aten.addmv_])
 def addmv_flop(_bias: Shape, a_shape: Shape, v_shape: Shape, *args: Any, **kwargs: Any) -> int:
     return mv_flop(a_shape, v_shape)
 
@@ -762,12 +762,30 @@ UNCOUNTED_PREFIXES = ("_foreach_", "_fused_adam", "_fused_sgd", "_fused_adagrad"
 
 
 def is_uncounted(op: OpOverload) -> bool:
-    """True for ops that by convention cost no FLOPs (views, copies, elementwise...)."""
+    """True for ops that by convention cost no FLOPs (views, copies, elementwise...).
+
+    Tags are read from every overload of the op and of its out-of-place form:
+    torch tags them unevenly (``masked_fill.Scalar`` is pointwise,
+    ``masked_fill.Tensor`` and ``masked_fill_`` are not).
+    """
     if op.namespace == "prim" or op.is_view:
         return True
     if not UNCOUNTED_TAGS.isdisjoint(op.tags):
         return True
     if op.namespace != "aten":
         return False
-    name = op._overloadpacket.__name__
-    return name in UNCOUNTED_OPS or name.startswith(UNCOUNTED_PREFIXES)
+    names = _name_and_out_of_place_name(op._overloadpacket.__name__)
+    if any(name in UNCOUNTED_OPS or name.startswith(UNCOUNTED_PREFIXES) for name in names):
+        return True
+    return any(not UNCOUNTED_TAGS.isdisjoint(_packet_tags(name)) for name in names)
+
+
+def _name_and_out_of_place_name(name: str) -> tuple[str, ...]:
+    return (name, name[:-1]) if name.endswith("_") else (name,)
+
+
+def _packet_tags(name: str) -> set[torch.Tag]:
+    packet = getattr(aten, name, None)
+    if packet is None:
+        return set()
+    return {tag for overload in packet.overloads() for tag in getattr(packet, overload).tags}
