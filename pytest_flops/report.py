@@ -51,9 +51,9 @@ class RunMetadata:
 
     @classmethod
     def collect(cls, devices: Iterable[str] = ()) -> RunMetadata:
-        """This process's versions; ``devices`` are the ones the measured tensors ran on.
+        """This process's versions; ``devices`` are those the measured models were on.
 
-        When they are not known, torch's default device stands in.
+        When none is known, torch's default device stands in.
         """
         known = tuple(sorted(set(devices)))
         return cls(
@@ -117,12 +117,14 @@ def suite_unsupported(records: Iterable[MeasurementRecord]) -> list[UnsupportedO
     ]
 
 
-def suite_total(records: Iterable[MeasurementRecord]) -> Measurement:
-    """Every measurement of the suite added up."""
-    total = Measurement()
+def suite_sums(records: Iterable[MeasurementRecord]) -> tuple[int, int, int]:
+    """The suite's total, forward and backward FLOPs."""
+    sums = [0, 0, 0]
     for record in records:
-        total = total + record.measurement
-    return total
+        sums[0] += record.measurement.total
+        sums[1] += record.measurement.forward
+        sums[2] += record.measurement.backward
+    return sums[0], sums[1], sums[2]
 
 
 def _status_counts(records: Iterable[MeasurementRecord]) -> str:
@@ -131,11 +133,11 @@ def _status_counts(records: Iterable[MeasurementRecord]) -> str:
 
 
 def _suite_sentence(records: Sequence[MeasurementRecord]) -> str:
-    total = suite_total(records)
+    total, forward, backward = suite_sums(records)
     tests = len({record.nodeid for record in records})
     return (
-        f"suite total {format_flops(total.total)} (forward {format_flops(total.forward)}, "
-        f"backward {format_flops(total.backward)}) in {len(records)} measurement(s) "
+        f"suite total {format_flops(total)} (forward {format_flops(forward)}, "
+        f"backward {format_flops(backward)}) in {len(records)} measurement(s) "
         f"of {tests} test(s): {_status_counts(records)}"
     )
 
@@ -289,16 +291,16 @@ def json_report(records: Sequence[MeasurementRecord], metadata: RunMetadata) -> 
     Apart from ``metadata`` it depends only on the records, never on the order
     in which they were gathered.
     """
-    total = suite_total(records)
+    total, forward, backward = suite_sums(records)
     return {
         "schema_version": SCHEMA_VERSION,
         "metadata": metadata.to_dict(),
         "summary": {
             "tests": len({record.nodeid for record in records}),
             "measurements": len(records),
-            "total": total.total,
-            "forward": total.forward,
-            "backward": total.backward,
+            "total": total,
+            "forward": forward,
+            "backward": backward,
             "statuses": {
                 status.value: sum(record.status is status for record in records)
                 for status in Status
