@@ -20,6 +20,7 @@ FLOPs differently:
 
 from __future__ import annotations
 
+import sys
 import threading
 import warnings
 from bisect import bisect_left, bisect_right
@@ -288,6 +289,8 @@ class FlopCounterMode(TorchDispatchMode):
         return stack
 
     def _enter_module(self, module: torch.nn.Module, args: object) -> None:
+        if _is_compile_wrapper(module):
+            return  # the module it wraps runs next and takes its place in paths
         stack = self._stack()
         parent = stack[-1] if stack else self._frame_of_current_node()
         path, parent = _path_under(parent, module)
@@ -394,7 +397,7 @@ def _path_under(parent: _Frame | None, module: torch.nn.Module) -> tuple[str, _F
     if parent is None:
         return type(module).__name__, None
     for name, child in parent.module._modules.items():
-        if child is module:
+        if child is module or (_is_compile_wrapper(child) and child._orig_mod is module):
             return f"{parent.path}.{name}", parent
     frame: _Frame | None = parent
     while frame is not None:
@@ -405,6 +408,12 @@ def _path_under(parent: _Frame | None, module: torch.nn.Module) -> tuple[str, _F
         if child is module:
             return f"{parent.path}.{name}", parent
     return f"{parent.path}.{type(module).__name__}", parent
+
+
+def _is_compile_wrapper(module: torch.nn.Module) -> bool:
+    """``torch.compile(module)``'s OptimizedModule (only there once dynamo is imported)."""
+    eval_frame = sys.modules.get("torch._dynamo.eval_frame")
+    return eval_frame is not None and isinstance(module, eval_frame.OptimizedModule)
 
 
 def _op_name(op: FlopTarget) -> str:
