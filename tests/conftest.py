@@ -1,5 +1,6 @@
 """Shared set-up of the test suite."""
 
+import hypothesis  # noqa: F401  (see _counted_once)
 import pytest
 import torch
 
@@ -13,7 +14,9 @@ def _counted_once() -> None:
     The first count imports torch's dispatch-mode machinery (hundreds of
     modules, torch._dynamo among them). pytester unloads whatever an in-process
     run imported; importing them again per run is slow and re-registers torch
-    libraries, which fails.
+    libraries, which fails. hypothesis is imported above for the same reason:
+    its pytest plugin imports it in every in-process run otherwise (seconds
+    of assertion rewriting each time).
     """
     with FlopCounterMode(display=False):
         torch.nn.Linear(2, 2)(torch.ones(1, 2)).sum().backward()

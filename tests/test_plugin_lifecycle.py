@@ -69,7 +69,7 @@ def test_life_cycle(pytester: pytest.Pytester) -> None:
 
     # Linear(9, 10) -> Linear(9, 11): the test fails with the module and the numbers.
     write_tests(pytester, out=11)
-    result = pytester.runpytest_subprocess()
+    result = pytester.runpytest()
     result.assert_outcomes(failed=2)
     result.stdout.fnmatch_lines(
         [

@@ -49,7 +49,7 @@ def test_syrupy_and_flops_snapshots_stay_out_of_each_others_way(pytester: pytest
     both = files(pytester)
 
     # syrupy's unused-snapshot check does not see our files: a plain run passes.
-    result = pytester.runpytest_subprocess()
+    result = pytester.runpytest()
     result.assert_outcomes(passed=2)
     assert result.ret == pytest.ExitCode.OK
     result.stdout.no_fnmatch_line("*unused*")
