@@ -1,0 +1,305 @@
+"""Check that CUDA kernels count what the CPU counts for the same calls.
+
+Run it on a machine with a GPU::
+
+    python benchmarks/cuda_check.py
+
+It runs every SDPA backend (flash, memory-efficient, cuDNN, math) on the
+attention cases of the test suite, jagged-tensor SDPA, FlexAttention forward and
+backward, cuDNN LSTM/GRU/RNN, the transformer inference fast paths,
+``_scaled_mm`` and two small models' training steps, and compares each count with
+the formula and with the same call counted on CPU. A backend that cannot run a
+case (flash with an attention mask, say) is reported as skipped. It prints one
+line per check and exits 1 if any count differs, 0 otherwise; with no GPU there
+is nothing to check and it exits 0.
+
+``--device cpu`` runs the same checks on the CPU's kernels (flash and math
+attention, oneDNN LSTM), which tests the script itself where no GPU is at hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # examples/, run from anywhere
+
+from examples.models import LSTMLanguageModel, TinyGPT
+from pytest_flops import FlopCounterMode, Measurement
+from pytest_flops.formulas import sdpa_backward_flop_count, sdpa_flop_count
+
+Shape = tuple[int, ...]
+
+FUSED_SDPA_OPS = {
+    SDPBackend.FLASH_ATTENTION: {
+        "cuda": "aten._scaled_dot_product_flash_attention",
+        "cpu": "aten._scaled_dot_product_flash_attention_for_cpu",
+    },
+    SDPBackend.EFFICIENT_ATTENTION: {"cuda": "aten._scaled_dot_product_efficient_attention"},
+    SDPBackend.CUDNN_ATTENTION: {"cuda": "aten._scaled_dot_product_cudnn_attention"},
+}
+
+
+@dataclass
+class Report:
+    failures: int = 0
+    lines: list[str] = field(default_factory=list)
+
+    def check(self, name: str, got: object, expected: object) -> None:
+        if got == expected:
+            self._line("ok", f"{name}: {got}")
+        else:
+            self.failures += 1
+            self._line("FAIL", f"{name}: got {got}, expected {expected}")
+
+    def skip(self, name: str, why: str) -> None:
+        self._line("skip", f"{name}: {why}")
+
+    def _line(self, status: str, text: str) -> None:
+        line = f"{status:>4}  {text}"
+        self.lines.append(line)
+        print(line, flush=True)
+
+
+def measure(step: Callable[[], Any]) -> Measurement:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with FlopCounterMode(display=False) as mode:
+            step()
+    return mode.to_measurement()
+
+
+def phases(measured: Measurement) -> tuple[int, int]:
+    return measured.forward, measured.backward
+
+
+# -- scaled dot-product attention ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AttentionCase:
+    name: str
+    q_shape: Shape
+    kv_shape: Shape
+    v_dim: int
+    sdpa_kwargs: dict[str, Any] = field(default_factory=dict)
+    mask: bool = False
+
+    def step(self, device: str, dtype: torch.dtype) -> Callable[[], None]:
+        def run() -> None:
+            options: dict[str, Any] = {"device": device, "dtype": dtype, "requires_grad": True}
+            q = torch.randn(self.q_shape, **options)
+            k = torch.randn(self.kv_shape, **options)
+            v = torch.randn((*self.kv_shape[:-1], self.v_dim), **options)
+            kwargs = dict(self.sdpa_kwargs)
+            if self.mask:
+                kwargs["attn_mask"] = torch.ones(
+                    self.q_shape[-2], self.kv_shape[-2], dtype=torch.bool, device=device
+                )
+            F.scaled_dot_product_attention(q, k, v, **kwargs).sum().backward()
+
+        return run
+
+    def fused_counts(self) -> tuple[int, int]:
+        shapes = (self.q_shape, self.kv_shape, (*self.kv_shape[:-1], self.v_dim))
+        return sdpa_flop_count(*shapes), sdpa_backward_flop_count(*shapes)
+
+
+ATTENTION_CASES = [
+    AttentionCase("q, k, v [2, 8, 256, 64]", (2, 8, 256, 64), (2, 8, 256, 64), 64),
+    AttentionCase("GQA", (2, 8, 128, 64), (2, 2, 96, 64), 64, {"enable_gqa": True}),
+    AttentionCase("MQA", (2, 8, 128, 64), (2, 1, 96, 64), 64, {"enable_gqa": True}),
+    AttentionCase("S_q != S_k", (2, 4, 128, 64), (2, 4, 192, 64), 64),
+    AttentionCase("attn_mask", (2, 4, 128, 64), (2, 4, 192, 64), 64, mask=True),
+    AttentionCase("is_causal", (2, 4, 128, 64), (2, 4, 128, 64), 64, {"is_causal": True}),
+    AttentionCase("D_v != D_q", (2, 4, 128, 64), (2, 4, 192, 64), 32),
+]
+
+
+def check_attention(report: Report, device: str, dtype: torch.dtype) -> None:
+    issue_case = ATTENTION_CASES[0]
+    report.check("formula, [2, 8, 256, 64]", issue_case.fused_counts(), (268_435_456, 671_088_640))
+    for case in ATTENTION_CASES:
+        forward, fused_backward = case.fused_counts()
+        on_cpu = phases(measure(case.step("cpu", torch.float32)))
+        # the CPU has no fused kernel for D_v != D_q and runs the math path there
+        cpu_backward = 2 * forward if case.v_dim != case.q_shape[-1] else fused_backward
+        report.check(f"SDPA {case.name}, CPU", on_cpu, (forward, cpu_backward))
+        for backend in [*FUSED_SDPA_OPS, SDPBackend.MATH]:
+            name = f"SDPA {case.name}, {device} {backend.name}"
+            try:
+                with sdpa_kernel(backend):
+                    measured = measure(case.step(device, dtype))
+            except RuntimeError as error:  # "No available kernel", unsupported dtype...
+                report.skip(name, str(error).splitlines()[0][:100])
+                continue
+            if backend is SDPBackend.MATH:  # bmm by bmm, no recompute: 2x forward
+                report.check(name, phases(measured), (forward, 2 * forward))
+                continue
+            report.check(name, phases(measured), (forward, fused_backward))
+            op = FUSED_SDPA_OPS[backend].get(device)
+            if op is not None:
+                report.check(f"{name} ran", measured.by_op.get(op), forward)
+
+
+def check_jagged_attention(report: Report, device: str, dtype: torch.dtype) -> None:
+    lengths, heads, head_dim = (3, 5), 2, 16
+    tokens = torch.nested.nested_tensor(
+        [torch.randn(length, heads * head_dim) for length in lengths],
+        layout=torch.jagged,
+        device=device,
+        dtype=dtype,
+        requires_grad=True,
+    )
+
+    def step() -> None:
+        q = tokens.unflatten(-1, (heads, head_dim)).transpose(1, 2)
+        F.scaled_dot_product_attention(q, q, q).values().sum().backward()
+
+    per_sequence = [(1, heads, length, head_dim) for length in lengths]
+    forward = sum(sdpa_flop_count(shape, shape, shape) for shape in per_sequence)
+    fused_backward = sum(sdpa_backward_flop_count(shape, shape, shape) for shape in per_sequence)
+    measured = measure(step)
+    math_ran = "aten.matmul" in measured.by_op  # the CPU's jagged path
+    backward = 2 * forward if math_ran else fused_backward
+    report.check(
+        f"jagged SDPA, summed per sequence, {device}", phases(measured), (forward, backward)
+    )
+
+
+def check_flex_attention(report: Report, device: str) -> None:
+    if device != "cuda":
+        report.skip("FlexAttention backward", "runs on CUDA only")
+        return
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+    def causal(batch: Any, head: Any, q_idx: Any, kv_idx: Any) -> Any:
+        return q_idx >= kv_idx
+
+    q = torch.randn(1, 4, 256, 64, device=device, requires_grad=True)
+    kv = torch.randn(1, 2, 256, 64, device=device, requires_grad=True)
+    shapes = (q.shape, kv.shape, kv.shape)
+    expected = {
+        "higher_order.flex_attention": sdpa_flop_count(*shapes),
+        "higher_order.flex_attention_backward": sdpa_backward_flop_count(*shapes),
+    }
+    block_mask = create_block_mask(causal, 1, 1, 256, 256, device=device)
+    for name, kwargs in [("no mask", {}), ("causal block mask", {"block_mask": block_mask})]:
+        measured = measure(
+            lambda kwargs=kwargs: (
+                flex_attention(q, kv, kv, enable_gqa=True, **kwargs).sum().backward()
+            )
+        )
+        report.check(f"FlexAttention GQA, {name}, counted dense", measured.by_op, expected)
+
+
+# -- recurrent layers, transformer fast paths, scaled mm, models --------------------------
+
+
+def rnn_training_step(rnn: nn.RNNBase, device: str) -> Callable[[], None]:
+    """Input and initial state need grad: fused kernels (oneDNN, cuDNN) compute their
+    gradients regardless, the CPU's step-by-step GRU and RNN only when needed."""
+    states = rnn.num_layers * (2 if rnn.bidirectional else 1)
+    x = torch.randn(4, 10, rnn.input_size, device=device, requires_grad=True)
+    h0 = torch.randn(states, 4, rnn.hidden_size, device=device, requires_grad=True)
+    hidden = (h0, torch.randn_like(h0, requires_grad=True)) if isinstance(rnn, nn.LSTM) else h0
+    return lambda: rnn(x, hidden)[0].sum().backward()
+
+
+def check_rnns(report: Report, device: str) -> None:
+    for rnn_type in (nn.LSTM, nn.GRU, nn.RNN):
+        for name, kwargs in [
+            ("2 layers, bidirectional, batch_first", {"num_layers": 2, "bidirectional": True}),
+            ("1 layer", {}),
+        ]:
+            counts = {}
+            for where in ("cpu", device):
+                rnn = rnn_type(32, 64, batch_first=True, **kwargs).to(where)
+                counts[where] = phases(measure(rnn_training_step(rnn, where)))
+            report.check(
+                f"{rnn_type.__name__} {name}, {device} vs CPU", counts[device], counts["cpu"]
+            )
+    lstm = nn.LSTM(32, 64, proj_size=16).to(device)
+    measured = measure(lambda: lstm(torch.randn(10, 4, 32, device=device))[0].sum().backward())
+    # 40 tokens * 2 * (W_ih 256*32 + W_hh 256*16 + W_hr 16*64) = 1,064,960
+    forward = 2 * 40 * (256 * 32 + 256 * 16 + 16 * 64)
+    report.check(f"LSTM proj_size forward, {device}", measured.forward, forward)
+    if device == "cuda":  # cuDNN: input and weight gradients; the CPU decomposes
+        report.check("LSTM proj_size backward, cuDNN", measured.backward, 2 * forward)
+
+
+def check_transformer_fast_paths(report: Report, device: str) -> None:
+    layer = nn.TransformerEncoderLayer(64, 4, 128, batch_first=True)
+    encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=True).to(device).eval()
+    attention = nn.MultiheadAttention(64, 4, batch_first=True).to(device).eval()
+    x = torch.randn(2, 16, 64, device=device)
+    padding = torch.zeros(2, 16, dtype=torch.bool, device=device)
+    padding[1, 12:] = True
+    calls: dict[str, Callable[[], object]] = {
+        "TransformerEncoder": lambda: encoder(x),
+        "TransformerEncoder, padding mask": lambda: encoder(x, src_key_padding_mask=padding),
+        "MultiheadAttention": lambda: attention(x, x, x),
+        "MultiheadAttention, padding mask": lambda: attention(x, x, x, key_padding_mask=padding),
+    }
+    for name, call in calls.items():
+        with torch.no_grad():
+            fast = measure(call)
+        slow = measure(call)
+        report.check(f"{name} eval + no_grad vs grad, {device}", fast.total, slow.total)
+
+
+def check_scaled_mm(report: Report, device: str) -> None:
+    if device != "cuda" or torch.cuda.get_device_capability() < (8, 9):
+        report.skip("_scaled_mm", "needs a GPU with float8 (compute capability 8.9+)")
+        return
+    a = torch.randn(64, 32, device=device).to(torch.float8_e4m3fn)
+    b = torch.randn(16, 32, device=device).to(torch.float8_e4m3fn).t()
+    one = torch.tensor(1.0, device=device)
+    measured = measure(lambda: torch._scaled_mm(a, b, one, one, out_dtype=torch.bfloat16))
+    report.check("_scaled_mm", measured.by_op, {"aten._scaled_mm": 2 * 64 * 32 * 16})
+
+
+def check_models(report: Report, device: str) -> None:
+    for name, make_model in [("TinyGPT", TinyGPT), ("LSTMLanguageModel", LSTMLanguageModel)]:
+        counts = {}
+        for where in ("cpu", device):
+            torch.manual_seed(0)
+            model = make_model().to(where)
+            tokens = torch.randint(0, 64, (2, 16), device=where)
+            measured = measure(lambda model=model, tokens=tokens: model(tokens).sum().backward())
+            counts[where] = (*phases(measured), measured.unsupported)
+        report.check(f"{name} train step, {device} vs CPU", counts[device], counts["cpu"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
+    device = parser.parse_args(argv).device
+    if device == "cuda" and not torch.cuda.is_available():
+        print("no CUDA device: nothing to check")
+        return 0
+    report = Report()
+    attention_dtype = torch.float16 if device == "cuda" else torch.float32
+    check_attention(report, device, attention_dtype)
+    check_jagged_attention(report, device, attention_dtype)
+    check_flex_attention(report, device)
+    check_rnns(report, device)
+    check_transformer_fast_paths(report, device)
+    check_scaled_mm(report, device)
+    check_models(report, device)
+    print(f"{report.failures} mismatch(es)" if report.failures else "all counts match")
+    return 1 if report.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
