@@ -237,14 +237,14 @@ def test_broken_snapshots_fail_only_their_tests_and_update_repairs_them(
 import pytest
 import torch
 
-@pytest.mark.parametrize("case", ["truncated", "wrong type", "newer version", "fine"])
+@pytest.mark.parametrize("case", ["truncated", "wrong type", "newer version", "copied", "fine"])
 def test_train(flops, case):
     net = Net()
     with flops(net):
         net(torch.randn(4, 9)).sum().backward()
 """
     )
-    pytester.runpytest("--flops-update").assert_outcomes(passed=4)
+    pytester.runpytest("--flops-update").assert_outcomes(passed=5)
     good = stored(pytester)
     folder = pytester.path / SNAPSHOTS
     for name, damage in [
@@ -254,9 +254,10 @@ def test_train(flops, case):
     ]:
         path = next(folder.glob(f"test_train[[]{name.replace(' ', '_')}]*"))
         path.write_text(damage(path.read_text()))
+    (folder / "test_train[copied].flops.json").write_bytes(good["test_train[fine].flops.json"])
 
     result = pytester.runpytest()
-    result.assert_outcomes(passed=1, failed=3)
+    result.assert_outcomes(passed=1, failed=4)
     result.stdout.fnmatch_lines_random(
         [
             "Cannot read the FLOP snapshot of test_model.py::test_train[[]truncated]: "
@@ -266,8 +267,11 @@ def test_train(flops, case):
             "measurements[[]'default']: total: expected a non-negative integer, got str '1440'",
             "Cannot read the FLOP snapshot of test_model.py::test_train[[]newer version]: *"
             "snapshot format version 99 is newer than this pytest-flops reads (version 1)*",
+            "Cannot read the FLOP snapshot of test_model.py::test_train[[]copied]: "
+            "__flops__/test_model/test_train[[]copied].flops.json: holds the snapshot of test "
+            "'test_train[[]fine]', not of 'test_train[[]copied]'",
             "Run `pytest --flops-update` to rewrite __flops__/test_model/test_train[[]truncated]*",
         ]
     )
-    pytester.runpytest("--flops-update").assert_outcomes(passed=4)
+    pytester.runpytest("--flops-update").assert_outcomes(passed=5)
     assert stored(pytester) == good
