@@ -110,7 +110,13 @@ def pytest_itemcollected(item: pytest.Item) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    config.stash[SESSION_KEY].check_marks(items)
+    # A usage error in an xdist worker crashes it without a word: there the test
+    # errors at setup with the same message instead.
+    config.stash[SESSION_KEY].check_marks(items, stop=not xdist.is_worker(config))
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    item.config.stash[SESSION_KEY].check_setup(item)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -191,6 +191,7 @@ class FlopsSession:
     stale: list[Path] = field(default_factory=list)  # reported, not removed
     removed: list[Path] = field(default_factory=list)
     narrowed: set[Path] = field(default_factory=set)  # files named with ::, e.g. f.py::test
+    bad_marks: dict[str, str] = field(default_factory=dict)  # node id -> usage error
     devices: set[str] = field(default_factory=set)  # of measured models, for report metadata
 
     # -- collection --------------------------------------------------------------------
@@ -216,8 +217,12 @@ class FlopsSession:
         if run is not None:
             run.tests.add(name_in_module(item.nodeid))
 
-    def check_marks(self, items: Iterable[pytest.Item]) -> None:
-        """Raise a usage error naming the test whose marker arguments are wrong."""
+    def check_marks(self, items: Iterable[pytest.Item], *, stop: bool) -> None:
+        """Find marker arguments that are wrong; a usage error naming the test.
+
+        With ``stop`` the first one stops the run; otherwise the test errors at
+        setup (:meth:`check_setup`).
+        """
         for item in items:
             for mark_function in (marks.limit_flops, marks.flops):
                 mark = item.get_closest_marker(mark_function.__name__)
@@ -226,9 +231,15 @@ class FlopsSession:
                 try:
                     mark_function(*mark.args, **mark.kwargs)
                 except (TypeError, ValueError) as error:
-                    raise pytest.UsageError(
-                        f"{item.nodeid}: bad @pytest.mark.{mark.name} argument: {error}"
-                    ) from None
+                    problem = f"{item.nodeid}: bad @pytest.mark.{mark.name} argument: {error}"
+                    if stop:
+                        raise pytest.UsageError(problem) from None
+                    self.bad_marks[item.nodeid] = problem
+
+    def check_setup(self, item: pytest.Item) -> None:
+        problem = self.bad_marks.get(item.nodeid)
+        if problem is not None:
+            raise pytest.UsageError(problem)
 
     # -- running -------------------------------------------------------------------------
 

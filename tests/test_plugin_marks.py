@@ -226,3 +226,15 @@ class TestGroup:
     result = pytester.runpytest()
     result.assert_outcomes(passed=len(IDS) + 1)
     assert {p: p.read_bytes() for p in Path(pytester.path, "__flops__").rglob("*.json")} == before
+
+
+def test_bad_marker_arguments_under_xdist_error_the_test(pytester: pytest.Pytester) -> None:
+    # A worker cannot stop the run, so the test itself errors with the same message.
+    pytester.makepyfile(
+        test_m="import pytest\n\n@pytest.mark.limit_flops('4 GB')\ndef test_a():\n    pass\n"
+    )
+    result = pytester.runpytest("-n", "1")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        ["E  *UsageError: test_m.py::test_a: bad @pytest.mark.limit_flops argument: limit: *"]
+    )
