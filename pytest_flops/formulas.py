@@ -1,7 +1,8 @@
 """The op-formula table: which aten ops cost FLOPs, and how many.
 
 Each formula is a small pure function of shapes, registered on one or more
-``torch.ops.aten.X`` packets with :func:`register_flop_formula`. Tensors in the
+``torch.ops.aten.X`` packets (or higher-order operators such as
+``torch.ops.higher_order.flex_attention``) with :func:`register_flop_formula`. Tensors in the
 op's arguments and output arrive as shape tuples (lists of tensors as lists of
 shapes) and the output as ``out_shape=``; a formula registered with
 ``get_raw=True`` gets the real arguments and ``out_val=`` instead.
@@ -54,6 +55,9 @@ def register_flop_formula(
         @register_flop_formula(torch.ops.mylib.fused_mlp)
         def fused_mlp_flop(x_shape, w1_shape, w2_shape, *, out_shape):
             ...
+
+    Counters read the table when a ``with`` block starts, so a registration
+    counts from every counter's next block on, counters created before it too.
     """
     packets = [targets] if isinstance(targets, FlopTarget) else list(targets)
 
@@ -359,123 +363,57 @@ def _sequence_lengths(cumulative: torch.Tensor, max_len: int) -> list[int]:
     return cumulative.diff().tolist()
 
 
-@register_flop_formula(aten._flash_attention_forward, get_raw=True)
-def flash_attention_forward_flop(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    cumulative_q: torch.Tensor | None,
-    cumulative_k: torch.Tensor | None,
-    max_q: int,
-    max_k: int,
-    *args: Any,
-    **kwargs: Any,
-) -> int:
-    calls = _attention_calls(q, k, v, cumulative_q, cumulative_k, max_q, max_k, dense_layout="BSHD")
-    return sum(sdpa_flop_count(*shapes) for shapes in calls)
+def _attention_kernel_flop(
+    *, q_at: int, offsets_at: int, dense_layout: str, count: Callable[..., int]
+) -> FlopFormula:
+    """A raw formula for a kernel taking q, k, v from argument ``q_at`` on, and the
+    cumulative lengths of q and k, then their longest lengths, from ``offsets_at`` on."""
+
+    def formula(*args: Any, **kwargs: Any) -> int:
+        q, k, v = args[q_at : q_at + 3]
+        calls = _attention_calls(
+            q, k, v, *args[offsets_at : offsets_at + 4], dense_layout=dense_layout
+        )
+        return sum(count(*shapes) for shapes in calls)
+
+    return formula
 
 
-@register_flop_formula(
-    _existing_packets("_flash_attention_forward_no_dropout_inplace"), get_raw=True
+# (q, k, v, cum_seq_q, cum_seq_k, max_q, max_k, ...)
+flash_attention_forward_flop = register_flop_formula(aten._flash_attention_forward, get_raw=True)(
+    _attention_kernel_flop(q_at=0, offsets_at=3, dense_layout="BSHD", count=sdpa_flop_count)
 )
-def flash_attention_forward_into_flop(_out: torch.Tensor, *args: Any, **kwargs: Any) -> int:
-    """``_flash_attention_forward`` writing into a given ``out``."""
-    return flash_attention_forward_flop(*args, **kwargs)
-
-
-@register_flop_formula(aten._flash_attention_backward, get_raw=True)
-def flash_attention_backward_flop(
-    _grad_out: torch.Tensor,
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    _out: torch.Tensor,
-    _logsumexp: torch.Tensor,
-    cumulative_q: torch.Tensor | None,
-    cumulative_k: torch.Tensor | None,
-    max_q: int,
-    max_k: int,
-    *args: Any,
-    **kwargs: Any,
-) -> int:
-    calls = _attention_calls(q, k, v, cumulative_q, cumulative_k, max_q, max_k, dense_layout="BSHD")
-    return sum(sdpa_backward_flop_count(*shapes) for shapes in calls)
-
-
-@register_flop_formula(aten._efficient_attention_forward, get_raw=True)
-def efficient_attention_forward_flop(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    _bias: torch.Tensor | None,
-    cumulative_q: torch.Tensor | None,
-    cumulative_k: torch.Tensor | None,
-    max_q: int | None,
-    max_k: int | None,
-    *args: Any,
-    **kwargs: Any,
-) -> int:
-    """Dense inputs are (B, M, H, K); torch's own formula reads them as (B, H, M, K)."""
-    calls = _attention_calls(q, k, v, cumulative_q, cumulative_k, max_q, max_k, dense_layout="BSHD")
-    return sum(sdpa_flop_count(*shapes) for shapes in calls)
-
-
-@register_flop_formula(aten._efficient_attention_backward, get_raw=True)
-def efficient_attention_backward_flop(
-    _grad_out: torch.Tensor,
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    _bias: torch.Tensor | None,
-    _out: torch.Tensor,
-    cumulative_q: torch.Tensor | None,
-    cumulative_k: torch.Tensor | None,
-    max_q: int,
-    max_k: int,
-    *args: Any,
-    **kwargs: Any,
-) -> int:
-    calls = _attention_calls(q, k, v, cumulative_q, cumulative_k, max_q, max_k, dense_layout="BSHD")
-    return sum(sdpa_backward_flop_count(*shapes) for shapes in calls)
-
-
-@register_flop_formula(aten._cudnn_attention_forward, get_raw=True)
-def cudnn_attention_forward_flop(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    _bias: torch.Tensor | None,
-    cumulative_q: torch.Tensor | None,
-    cumulative_k: torch.Tensor | None,
-    max_q: int,
-    max_k: int,
-    *args: Any,
-    **kwargs: Any,
-) -> int:
-    calls = _attention_calls(q, k, v, cumulative_q, cumulative_k, max_q, max_k, dense_layout="BHSD")
-    return sum(sdpa_flop_count(*shapes) for shapes in calls)
-
-
-@register_flop_formula(aten._cudnn_attention_backward, get_raw=True)
-def cudnn_attention_backward_flop(
-    _grad_out: torch.Tensor,
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    _out: torch.Tensor,
-    _logsumexp: torch.Tensor,
-    _philox_seed: torch.Tensor,
-    _philox_offset: torch.Tensor,
-    _bias: torch.Tensor,
-    cumulative_q: torch.Tensor | None,
-    cumulative_k: torch.Tensor | None,
-    max_q: int,
-    max_k: int,
-    *args: Any,
-    **kwargs: Any,
-) -> int:
-    calls = _attention_calls(q, k, v, cumulative_q, cumulative_k, max_q, max_k, dense_layout="BHSD")
-    return sum(sdpa_backward_flop_count(*shapes) for shapes in calls)
+# (out, q, k, v, cum_seq_q, ...): the same, writing into ``out``
+register_flop_formula(
+    _existing_packets("_flash_attention_forward_no_dropout_inplace"), get_raw=True
+)(_attention_kernel_flop(q_at=1, offsets_at=4, dense_layout="BSHD", count=sdpa_flop_count))
+# (grad_out, q, k, v, out, logsumexp, cum_seq_q, ...)
+flash_attention_backward_flop = register_flop_formula(aten._flash_attention_backward, get_raw=True)(
+    _attention_kernel_flop(
+        q_at=1, offsets_at=6, dense_layout="BSHD", count=sdpa_backward_flop_count
+    )
+)
+# (q, k, v, bias, cu_seqlens_q, ...); dense (B, M, H, K), which torch's formula reads as
+# (B, H, M, K)
+efficient_attention_forward_flop = register_flop_formula(
+    aten._efficient_attention_forward, get_raw=True
+)(_attention_kernel_flop(q_at=0, offsets_at=4, dense_layout="BSHD", count=sdpa_flop_count))
+# (grad_out, q, k, v, bias, out, cu_seqlens_q, ...)
+register_flop_formula(aten._efficient_attention_backward, get_raw=True)(
+    _attention_kernel_flop(
+        q_at=1, offsets_at=6, dense_layout="BSHD", count=sdpa_backward_flop_count
+    )
+)
+# (q, k, v, attn_bias, cum_seq_q, ...); dense (B, H, S, D)
+cudnn_attention_forward_flop = register_flop_formula(aten._cudnn_attention_forward, get_raw=True)(
+    _attention_kernel_flop(q_at=0, offsets_at=4, dense_layout="BHSD", count=sdpa_flop_count)
+)
+# (grad_out, q, k, v, out, logsumexp, philox_seed, philox_offset, attn_bias, cum_seq_q, ...)
+register_flop_formula(aten._cudnn_attention_backward, get_raw=True)(
+    _attention_kernel_flop(
+        q_at=1, offsets_at=9, dense_layout="BHSD", count=sdpa_backward_flop_count
+    )
+)
 
 
 @register_flop_formula(torch.ops.higher_order.flex_attention)

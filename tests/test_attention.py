@@ -154,7 +154,8 @@ def meta(*shape: int) -> torch.Tensor:
 
 def test_dense_bhsd_cuda_sdpa_kernels() -> None:
     q, k = meta(B, H, SQ, D), meta(B, H, SK, D)
-    with FlopCounterMode(display=False) as mode:
+
+    def step() -> None:
         flash = aten._scaled_dot_product_flash_attention(q, k, k)
         efficient = aten._scaled_dot_product_efficient_attention(q, k, k, None, True)
         cudnn = aten._scaled_dot_product_cudnn_attention(q, k, k, None, True)
@@ -170,8 +171,7 @@ def test_dense_bhsd_cuda_sdpa_kernels() -> None:
             False,
         )  # fmt: skip
 
-    counts = {str(op): flops for op, flops in mode.flop_counts["Global"].items()}
-    assert counts == {
+    assert measure(step).by_op == {
         "aten._scaled_dot_product_flash_attention": 13_440,
         "aten._scaled_dot_product_efficient_attention": 13_440,
         "aten._scaled_dot_product_cudnn_attention": 13_440,
@@ -185,7 +185,8 @@ def test_dense_bshd_flash_and_efficient_kernels() -> None:
     # (B, S, H, D) layout; the memory-efficient kernel with D_v=8:
     # forward 2*2*3*5*7*(16+8) = 10,080, backward 2*2*3*5*7*(48+16) = 26,880
     q, k, v = meta(B, SQ, H, D), meta(B, SK, H, D), meta(B, SK, H, 8)
-    with FlopCounterMode(display=False) as mode:
+
+    def step() -> None:
         out, lse, *_ = aten._flash_attention_forward(q, k, k, None, None, SQ, SK, 0.0, False, False)
         aten._flash_attention_backward(
             q, q, k, k, out, lse, None, None, SQ, SK, 0.0, False, meta(2), meta(0)
@@ -198,8 +199,7 @@ def test_dense_bshd_flash_and_efficient_kernels() -> None:
             0, False,
         )  # fmt: skip
 
-    counts = {str(op): flops for op, flops in mode.flop_counts["Global"].items()}
-    assert counts == {
+    assert measure(step).by_op == {
         "aten._flash_attention_forward": 13_440,
         "aten._flash_attention_backward": 33_600,
         "aten._efficient_attention_forward": 10_080,
