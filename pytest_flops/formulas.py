@@ -106,7 +106,7 @@ def _shape_of(value: Any) -> Any:
 
 
 def _existing_packets(*names: str) -> list[OpOverloadPacket]:
-    """The aten packets among ``names`` that this torch release has."""
+    """The aten packets among ``names`` that this torch release has (newer kernels)."""
     return [getattr(aten, name) for name in names if hasattr(aten, name)]
 
 
@@ -405,11 +405,11 @@ register_flop_formula(aten._efficient_attention_backward, get_raw=True)(
     )
 )
 # (q, k, v, attn_bias, cum_seq_q, ...); dense (B, H, S, D)
-cudnn_attention_forward_flop = register_flop_formula(aten._cudnn_attention_forward, get_raw=True)(
-    _attention_kernel_flop(q_at=0, offsets_at=4, dense_layout="BHSD", count=sdpa_flop_count)
-)
+cudnn_attention_forward_flop = register_flop_formula(
+    _existing_packets("_cudnn_attention_forward"), get_raw=True
+)(_attention_kernel_flop(q_at=0, offsets_at=4, dense_layout="BHSD", count=sdpa_flop_count))
 # (grad_out, q, k, v, out, logsumexp, philox_seed, philox_offset, attn_bias, cum_seq_q, ...)
-register_flop_formula(aten._cudnn_attention_backward, get_raw=True)(
+register_flop_formula(_existing_packets("_cudnn_attention_backward"), get_raw=True)(
     _attention_kernel_flop(
         q_at=1, offsets_at=9, dense_layout="BHSD", count=sdpa_backward_flop_count
     )
