@@ -19,6 +19,7 @@ nothing changes.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -39,6 +40,7 @@ _routing = threading.local()
 @contextmanager
 def cpu_kernels_on_meta() -> Iterator[None]:
     """While active on this thread, meta SDPA and LSTM calls take the CPU's kernels."""
+    _register_routing_kernels()
     depth = getattr(_routing, "depth", 0)
     _routing.depth = depth + 1
     try:
@@ -173,10 +175,14 @@ def _cpu_lstm_on_meta(
 # before any dispatch mode sees them, so that is where the routing sits. (A torch
 # function mode could route them too, but an active one switches off the
 # transformer inference fast paths, which must run as they do uncounted.)
-_LIBRARY = torch.library.Library("aten", "IMPL")
-_LIBRARY.impl(
-    "scaled_dot_product_attention",
-    _routed(aten.scaled_dot_product_attention.default, _cpu_flash_attention_on_meta),
-    "AutogradMeta",
-)
-_LIBRARY.impl("lstm.input", _routed(aten.lstm.input, _cpu_lstm_on_meta), "AutogradMeta")
+@functools.cache
+def _register_routing_kernels() -> torch.library.Library:
+    """Register once, on the first count: a process that never counts keeps ATen's kernels."""
+    library = torch.library.Library("aten", "IMPL")
+    library.impl(
+        "scaled_dot_product_attention",
+        _routed(aten.scaled_dot_product_attention.default, _cpu_flash_attention_on_meta),
+        "AutogradMeta",
+    )
+    library.impl("lstm.input", _routed(aten.lstm.input, _cpu_lstm_on_meta), "AutogradMeta")
+    return library
