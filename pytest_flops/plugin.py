@@ -100,8 +100,10 @@ def pytest_make_collect_report(
     collector: pytest.Collector,
 ) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
     report = yield
-    if report.failed:
-        collector.config.stash[SESSION_KEY].collect_failed(collector.path)
+    # A collector that failed or was skipped (importorskip at module level) hid
+    # tests: their snapshots are not stale.
+    if not report.passed:
+        collector.config.stash[SESSION_KEY].collect_incomplete(collector.path)
     return report
 
 

@@ -206,8 +206,8 @@ class FlopsSession:
         run = self.modules.setdefault(path, ModuleRun())
         run.partial |= path.resolve() in self.narrowed
 
-    def collect_failed(self, path: Path) -> None:
-        """A collector in ``path`` failed: some of its tests may be missing."""
+    def collect_incomplete(self, path: Path) -> None:
+        """A collector in ``path`` failed or was skipped: some of its tests may be missing."""
         run = self.modules.get(path)
         if run is not None:
             run.partial = True

@@ -155,6 +155,23 @@ def test_update_removes_only_in_files_that_ran_whole(
     assert gone.exists() is not removed
 
 
+def test_a_module_skipped_at_collection_keeps_its_snapshots(pytester: pytest.Pytester) -> None:
+    # As under a torch without torchvision: the module-level importorskip hides
+    # every test of the file, so none of its snapshots is stale.
+    pytester.makepyfile(
+        test_model="import pytest\npytest.importorskip('no_such_module')\n"
+        + MODEL.format(out=10)
+        + TESTS.format(name="train")
+    )
+    kept = pytester.path / SNAPSHOTS / "test_train.flops.json"
+    kept.parent.mkdir(parents=True)
+    kept.write_text("{}")
+    result = pytester.runpytest("--flops-update")
+    result.assert_outcomes(skipped=1)
+    assert kept.read_text() == "{}"
+    assert "stale" not in result.stdout.str()
+
+
 def test_failing_or_skipped_tests_keep_their_snapshots_under_update(
     pytester: pytest.Pytester,
 ) -> None:
