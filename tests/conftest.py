@@ -20,3 +20,15 @@ def _counted_once() -> None:
     """
     with FlopCounterMode(display=False):
         torch.nn.Linear(2, 2)(torch.ones(1, 2)).sum().backward()
+
+
+@pytest.fixture
+def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """A pytester whose runs do not think they are xdist workers.
+
+    Under ``pytest -n 2`` this process is a worker, and its environment says so;
+    the sessions it starts would inherit that (syrupy then writes lock files).
+    """
+    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+        monkeypatch.delenv(name, raising=False)
+    return pytester
