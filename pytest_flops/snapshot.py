@@ -24,7 +24,7 @@ import hashlib
 import json
 import os
 import re
-import tempfile
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,7 +75,9 @@ class FlopsSnapshot:
         """Parse :meth:`to_text` output; errors name ``where`` and what is wrong."""
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as error:
+        except (ValueError, RecursionError) as error:
+            # JSONDecodeError, and what json passes through: an integer longer than
+            # Python converts (ValueError), nesting deeper than the recursion limit
             raise SnapshotFormatError(f"{where}: not valid JSON ({error})") from None
         data = _expect_mapping(data, where)
         version = data.get("version")
@@ -204,18 +206,20 @@ class FlopsSnapshotExtension(SingleFileSnapshotExtension):
     ) -> None:
         """Write through a temporary file in the same directory and ``os.replace``.
 
-        A crash or a concurrent reader never sees a half-written snapshot.
+        A crash or a concurrent reader never sees a half-written snapshot. A
+        killed process may leave the hidden ``.<name>.<random>.tmp`` behind;
+        nothing reads it (only ``*.flops.json`` files are snapshots).
         """
         location = Path(snapshot_collection.location)
         text = str(next(iter(snapshot_collection)).data)
         location.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(
-            dir=location.parent, prefix=f".{location.name}.", suffix=".tmp"
-        )
+        # Created by open() rather than tempfile.mkstemp, so the snapshot gets
+        # the umask's permissions like any new file, not mkstemp's 0600.
+        temporary = location.with_name(f".{location.name}.{secrets.token_hex(6)}.tmp")
         try:
-            with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as file:
+            with open(temporary, "x", encoding="utf-8", newline="\n") as file:
                 file.write(text)
             os.replace(temporary, location)
         except BaseException:
-            Path(temporary).unlink(missing_ok=True)
+            temporary.unlink(missing_ok=True)
             raise
