@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from functools import reduce
@@ -30,7 +31,9 @@ class Flops:
     def __init__(self) -> None:
         self._measurements: dict[str, Measurement] = {}
         self._devices: set[str] = set()
-        self._counting = False
+        # Held while a block counts: acquiring it checks and claims in one step,
+        # also against a block opened in another thread.
+        self._counting = threading.Lock()
 
     def __call__(
         self, model: torch.nn.Module | None = None, *, name: str = DEFAULT_NAME
@@ -48,24 +51,23 @@ class Flops:
 
     @contextmanager
     def _block(self, model: torch.nn.Module | None, name: str) -> Iterator[Flops]:
-        if self._counting:
+        if not self._counting.acquire(blocking=False):
             raise RuntimeError(
-                "flops: `with flops(...)` blocks of one test cannot be nested (the inner "
-                "block's FLOPs would be counted twice); close the outer block first"
+                "flops: a `with flops(...)` block of this test is already open: blocks "
+                "cannot be nested (the inner block's FLOPs would be counted twice) nor open "
+                "in two threads at once; close the open block first"
             )
-        self._counting = True
-        mode = FlopCounterMode(display=False)
         try:
-            with mode:
+            with FlopCounterMode(display=False) as mode:
                 yield self
+            counted = _rows_of(mode.to_measurement(), model)
+            previous = self._measurements.get(name)
+            self._measurements[name] = counted if previous is None else previous + counted
+            if model is not None:
+                tensors = itertools.chain(model.parameters(), model.buffers())
+                self._devices.update(str(tensor.device) for tensor in tensors)
         finally:
-            self._counting = False
-        counted = _rows_of(mode.to_measurement(), model)
-        previous = self._measurements.get(name)
-        self._measurements[name] = counted if previous is None else previous + counted
-        if model is not None:
-            tensors = itertools.chain(model.parameters(), model.buffers())
-            self._devices.update(str(tensor.device) for tensor in tensors)
+            self._counting.release()
 
     # -- results ------------------------------------------------------------------
 

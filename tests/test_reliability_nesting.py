@@ -1,0 +1,152 @@
+"""Nesting and threads through the ``flops`` fixture: defined, and never a silent double count.
+
+* ``with flops(...)`` inside another block of the same test: RuntimeError, and
+  neither block counts (both are discarded, so nothing reaches a snapshot).
+* torch's ``FlopCounterMode`` (or our own) inside or around a block: each
+  counter counts what ran inside it, once.
+* Another thread: a block counts the thread that opened it. Work that other
+  threads do meanwhile is not counted; a thread may open a block of its own
+  once no other block of the test is open.
+
+The counter-level cases are in test_nesting.py.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+TESTS = """
+import threading
+
+import pytest
+import torch
+import torch.utils.flop_counter
+
+import pytest_flops
+
+MM = 2 * 4 * 5 * 6  # mm of (4, 5) @ (5, 6) = 240
+
+
+def mm():
+    return torch.mm(torch.randn(4, 5), torch.randn(5, 6))
+
+
+def in_a_thread(work):
+    errors = []
+
+    def run():
+        try:
+            work()
+        except RuntimeError as error:
+            errors.append(str(error))
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    return errors
+
+
+def test_nested_blocks(flops):
+    with flops(name="outer"):
+        mm()
+        with flops(name="inner"):
+            mm()
+
+
+def test_torch_counter_inside(flops):
+    linear = torch.nn.Linear(5, 6, bias=False)
+    theirs = torch.utils.flop_counter.FlopCounterMode(display=False)
+    with flops(linear):
+        with theirs:
+            linear(torch.randn(4, 5))
+        mm()
+    assert theirs.get_total_flops() == MM
+    assert flops.total == 2 * MM
+    assert flops.by_module == {"Linear": {"aten.mm": MM}}
+
+
+def test_torch_counter_around(flops):
+    theirs = torch.utils.flop_counter.FlopCounterMode(display=False)
+    with theirs:
+        mm()
+        with flops():
+            mm()
+    assert theirs.get_total_flops() == 2 * MM
+    assert flops.total == MM
+
+
+def test_our_counter_inside(flops):
+    with flops():
+        with pytest_flops.FlopCounterMode(display=False) as ours:
+            mm()
+        mm()
+    assert ours.get_total_flops() == MM
+    assert flops.total == 2 * MM
+
+
+@pytest.mark.limit_flops(MM)
+def test_whole_call_budget_with_torch_counter_inside():
+    # Passes only if the call's one mm is counted once: the budget is exactly MM.
+    with torch.utils.flop_counter.FlopCounterMode(display=False) as theirs:
+        mm()
+    assert theirs.get_total_flops() == MM
+
+
+@pytest.mark.limit_flops(MM - 1)
+def test_whole_call_budget_one_below():
+    with torch.utils.flop_counter.FlopCounterMode(display=False):
+        mm()
+
+
+def test_work_in_another_thread(flops):
+    linear = torch.nn.Linear(5, 6, bias=False)
+    with flops(linear):
+        assert in_a_thread(lambda: linear(torch.randn(4, 5))) == []
+        linear(torch.randn(4, 5))
+    assert flops.total == MM  # the main thread's call only
+    assert flops.by_module == {"Linear": {"aten.mm": MM}}
+
+
+def test_blocks_in_two_threads(flops):
+    def block():
+        with flops(name="thread"):
+            mm()
+
+    with flops(name="main"):
+        mm()
+        errors = in_a_thread(block)  # while main's block is open
+    assert len(errors) == 1 and "nor open in two threads at once" in errors[0]
+    assert in_a_thread(block) == []  # after it closed
+    assert (flops["main"].total, flops["thread"].total) == (MM, MM)
+"""
+
+
+def test_nesting_and_threads_through_the_fixture(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_m=TESTS)
+    result = pytester.runpytest("--flops-update")
+    result.assert_outcomes(passed=6, failed=2)
+    result.stdout.fnmatch_lines_random(
+        [
+            "E   *RuntimeError: flops: a `with flops(...)` block of this test is already open: "
+            "blocks cannot be nested*",
+            "FLOP budget exceeded by test_m.py::test_whole_call_budget_one_below: "
+            "used 240 FLOP, limit 239 FLOP",
+        ]
+    )
+    stored = {
+        path.name.removesuffix(".flops.json"): json.loads(path.read_text())["measurements"]
+        for path in (pytester.path / "__flops__" / "test_m").iterdir()
+    }
+    totals = {
+        test: {name: m["total"] for name, m in names.items()} for test, names in stored.items()
+    }
+    # Nested blocks store nothing; every other count is stored once.
+    assert totals == {
+        "test_torch_counter_inside": {"default": 480},  # 2 * 240
+        "test_torch_counter_around": {"default": 240},
+        "test_our_counter_inside": {"default": 480},
+        "test_work_in_another_thread": {"default": 240},
+        "test_blocks_in_two_threads": {"main": 240, "thread": 240},
+    }
