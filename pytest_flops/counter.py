@@ -176,6 +176,7 @@ class FlopCounterMode(TorchDispatchMode):
         self._op_kinds: dict[OpOverload, _OpKind] = {}
         self._active = 0
         self._local = threading.local()
+        self._thread = threading.get_ident()  # the thread that entered the mode
         self._nodes = _NodeIndex()
         self._hook_handles: list[torch.utils.hooks.RemovableHandle] = []
         self._while_counting = ExitStack()
@@ -233,6 +234,7 @@ class FlopCounterMode(TorchDispatchMode):
             self._op_kinds.clear()
             self._nodes = _NodeIndex()
             self._local = threading.local()
+            self._thread = threading.get_ident()
             self._hook_handles = [
                 torch.nn.modules.module.register_module_forward_pre_hook(self._enter_module),
                 torch.nn.modules.module.register_module_forward_hook(
@@ -291,6 +293,12 @@ class FlopCounterMode(TorchDispatchMode):
     def _enter_module(self, module: torch.nn.Module, args: object) -> None:
         if _is_compile_wrapper(module):
             return  # the module it wraps runs next and takes its place in paths
+        if threading.get_ident() != self._thread and _current_autograd_node() is None:
+            # Another thread's forward: the mode does not count it, and its frames
+            # (numbered in that thread's own autograd sequence) would claim this
+            # thread's backward nodes. Backward threads (checkpoint recomputation
+            # on an autograd device thread) do count and keep their frames.
+            return
         stack = self._stack()
         parent = stack[-1] if stack else self._frame_of_current_node()
         path, parent = _path_under(parent, module)

@@ -85,3 +85,26 @@ def test_work_in_another_thread_is_not_counted() -> None:
     assert results == [MM]
     assert mode.get_total_flops() == MM
     assert mode.to_measurement().by_module == {"Linear": {"aten.mm": MM}}
+
+
+def test_another_threads_forward_leaves_backward_attribution_alone() -> None:
+    # Each thread numbers its autograd nodes from 0. Counting in a fresh thread
+    # while another fresh thread runs a module forward makes the two numberings
+    # overlap: that forward's module must not claim this thread's backward.
+    results: list[dict[str, dict[str, int]]] = []
+
+    def count() -> None:
+        model = torch.nn.Sequential(torch.nn.Linear(5, 6, bias=False))
+        other = torch.nn.Linear(5, 7, bias=False)
+        with FlopCounterMode(display=False) as mode:
+            worker = threading.Thread(target=lambda: other(torch.randn(4, 5, requires_grad=True)))
+            worker.start()
+            worker.join()
+            model(torch.randn(4, 5, requires_grad=True)).sum().backward()
+        results.append(mode.to_measurement().by_module)
+
+    counting = threading.Thread(target=count)
+    counting.start()
+    counting.join()
+    # forward MM, backward grad_input + grad_weight 2 * MM, all in Sequential.0
+    assert results == [{"Sequential": {"aten.mm": 3 * MM}, "Sequential.0": {"aten.mm": 3 * MM}}]
