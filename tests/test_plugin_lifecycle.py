@@ -254,19 +254,24 @@ def test_broken_snapshots_fail_only_their_tests_and_update_repairs_them(
 import pytest
 import torch
 
-@pytest.mark.parametrize("case", ["truncated", "wrong type", "newer version", "copied", "fine"])
+CASES = ["truncated", "wrong type", "negative", "missing key", "not an object", "newer version"]
+
+@pytest.mark.parametrize("case", [*CASES, "copied", "fine"])
 def test_train(flops, case):
     net = Net()
     with flops(net):
         net(torch.randn(4, 9)).sum().backward()
 """
     )
-    pytester.runpytest("--flops-update").assert_outcomes(passed=5)
+    pytester.runpytest("--flops-update").assert_outcomes(passed=8)
     good = stored(pytester)
     folder = pytester.path / SNAPSHOTS
     for name, damage in [
         ("truncated", lambda text: text[: len(text) // 2]),
         ("wrong type", lambda text: text.replace('"total": 1440', '"total": "1440"')),
+        ("negative", lambda text: text.replace('"total": 1440', '"total": -1440')),
+        ("missing key", lambda text: text.replace('"depth": 3,', "")),
+        ("not an object", lambda text: f"[{text}]"),
         ("newer version", lambda text: text.replace('"version": 1', '"version": 99')),
     ]:
         path = next(folder.glob(f"test_train[[]{name.replace(' ', '_')}]*"))
@@ -274,7 +279,7 @@ def test_train(flops, case):
     (folder / "test_train[copied].flops.json").write_bytes(good["test_train[fine].flops.json"])
 
     result = pytester.runpytest()
-    result.assert_outcomes(passed=1, failed=4)
+    result.assert_outcomes(passed=1, failed=7)
     result.stdout.fnmatch_lines_random(
         [
             "Cannot read the FLOP snapshot of test_model.py::test_train[[]truncated]: "
@@ -282,6 +287,13 @@ def test_train(flops, case):
             "Cannot read the FLOP snapshot of test_model.py::test_train[[]wrong type]: "
             "__flops__/test_model/test_train[[]wrong_type]~*.flops.json: "
             "measurements[[]'default']: total: expected a non-negative integer, got str '1440'",
+            "Cannot read the FLOP snapshot of test_model.py::test_train[[]negative]: *"
+            "measurements[[]'default']: total: expected a non-negative integer, got -1440",
+            "Cannot read the FLOP snapshot of test_model.py::test_train[[]missing key]: "
+            "__flops__/test_model/test_train[[]missing_key]~*.flops.json: missing key(s) depth",
+            "Cannot read the FLOP snapshot of test_model.py::test_train[[]not an object]: "
+            "__flops__/test_model/test_train[[]not_an_object]~*.flops.json: "
+            "expected an object, got list",
             "Cannot read the FLOP snapshot of test_model.py::test_train[[]newer version]: *"
             "snapshot format version 99 is newer than this pytest-flops reads (version 1)*",
             "Cannot read the FLOP snapshot of test_model.py::test_train[[]copied]: "
@@ -290,5 +302,5 @@ def test_train(flops, case):
             "Run `pytest --flops-update` to rewrite __flops__/test_model/test_train[[]truncated]*",
         ]
     )
-    pytester.runpytest("--flops-update").assert_outcomes(passed=5)
+    pytester.runpytest("--flops-update").assert_outcomes(passed=8)
     assert stored(pytester) == good

@@ -81,10 +81,16 @@ def test_forward_over(flops):
     ("mark", "problem"),
     [
         ('limit_flops("4 GB")', "cannot read '4 GB' as a FLOP amount"),
+        ('limit_flops("4 GLOPS")', "limit: cannot read '4 GLOPS' as a FLOP amount"),
+        ("limit_flops(-1)", "limit: a FLOP amount cannot be negative, got -1"),
+        ("limit_flops(backward=True)", "backward: expected a FLOP amount such as '4 GFLOP'"),
         ("limit_flops()", "limit_flops needs a limit"),
         ('limit_flops("1 GFLOP", fwd=1)', "unexpected keyword argument 'fwd'"),
         ("flops(rtol=-1)", "rtol: expected a number >= 0, got -1"),
         ('flops(depth="deep")', "depth: expected an integer >= 0, got 'deep'"),
+        ("flops(depth=1.5)", "depth: expected an integer >= 0, got 1.5"),
+        ('flops(rtol="1%")', "rtol: expected a number >= 0, got '1%'"),
+        ("flops(tolerance=0.1)", "unexpected keyword argument 'tolerance'"),
         ("flops(0.1)", "takes 0 positional arguments"),
     ],
 )
@@ -155,6 +161,10 @@ def test_marked(flops):
         (["--flops-rtol=abc"], "", "argument --flops-rtol: --flops-rtol: expected a number >= 0"),
         (["--flops-depth=-1"], "", "argument --flops-depth: --flops-depth: expected an integer"),
         ([], "flops_depth = x", "ini option flops_depth: expected an integer >= 0, got 'x'"),
+        ([], "flops_depth = 1.5", "ini option flops_depth: expected an integer >= 0, got '1.5'"),
+        ([], "flops_rtol = 1%", "ini option flops_rtol: expected a number >= 0, got '1%'"),
+        ([], "flops_rtol = -0.1", "ini option flops_rtol: expected a number >= 0, got '-0.1'"),
+        ([], "flops_rtol = nan", "ini option flops_rtol: expected a number >= 0, got 'nan'"),
     ],
 )
 def test_bad_options_are_usage_errors(
