@@ -1,7 +1,7 @@
 """An exception inside ``with flops(...)``: the test's own error, no trace of the counter left.
 
 One pytester session whose tests raise inside the block (out of it, inside a
-module's forward, under ``limit_flops`` without the fixture), then check that
+module's forward, pytest.skip, under ``limit_flops`` without the fixture), then check that
 every global torch hook and mode is back, and count again. In-process, so the
 outer process's own globals are checked too.
 """
@@ -96,6 +96,14 @@ def test_exception_caught_inside_the_block(flops):
     assert flops.by_module == {{"Net": {{"aten.addmm": 1440}}, "Net.fc": {{"aten.addmm": 1440}}}}
 
 
+def test_skips_inside_the_block(flops):
+    net = Net()
+    with flops(net):
+        net(torch.randn(4, 9))
+        if ERROR:
+            pytest.skip("skipped inside the block")
+
+
 @pytest.mark.limit_flops("1 GFLOP")
 def test_raises_under_a_budget():
     Net()(torch.randn(4, 9))
@@ -125,11 +133,12 @@ def stored(pytester: pytest.Pytester) -> dict[str, bytes]:
     """Snapshots written by the tests when nothing raises."""
     pytester.syspathinsert(Path(__file__).parent)  # global_state() from this module
     pytester.makepyfile(test_m=TESTS.format(error=None))
-    pytester.runpytest("--flops-update").assert_outcomes(passed=5)
+    pytester.runpytest("--flops-update").assert_outcomes(passed=6)
     files = snapshots(pytester)
     assert set(files) == {
         "test_raises.flops.json",
         "test_exception_caught_inside_the_block.flops.json",
+        "test_skips_inside_the_block.flops.json",
         "test_counts_exactly_afterwards.flops.json",
     }
     return files
@@ -142,7 +151,7 @@ def test_an_exception_in_the_block_shows_itself_and_leaves_no_trace(
     pytester.makepyfile(test_m=TESTS.format(error="ValueError"))
     result = pytester.runpytest("--flops-update")  # the mode that writes
 
-    result.assert_outcomes(passed=3, failed=2)
+    result.assert_outcomes(passed=3, failed=2, skipped=1)
     result.stdout.fnmatch_lines(
         [
             "*_ test_raises _*",
@@ -152,7 +161,7 @@ def test_an_exception_in_the_block_shows_itself_and_leaves_no_trace(
             "flops: 2 passed, 0 failed, 0 written, 0 removed",
         ]
     )
-    for ours in ("FLOP snapshot", "FLOP count changed", "FLOP budget", "not compared"):
+    for ours in ("FLOP snapshot", "FLOP count changed", "FLOP budget", "not compared", "stale"):
         assert ours not in result.stdout.str()
     assert snapshots(pytester) == stored
     assert global_state() == before
@@ -170,4 +179,4 @@ def test_ctrl_c_in_the_block_leaves_no_trace(
     assert snapshots(pytester) == stored
     assert global_state() == before
     pytester.makepyfile(test_m=TESTS.format(error=None))
-    pytester.runpytest().assert_outcomes(passed=5)  # and the next session counts as before
+    pytester.runpytest().assert_outcomes(passed=6)  # and the next session counts as before
