@@ -70,8 +70,28 @@ class Results:
 # -- timing ------------------------------------------------------------------------
 
 
-def median_times(variants: dict[str, Step], repeats: int) -> dict[str, float]:
-    """Median seconds of each variant, after one warm-up call each."""
+@dataclass(frozen=True)
+class Timings:
+    """Seconds of each variant per repeat; repeat i of every variant ran back to back."""
+
+    samples: dict[str, list[float]]
+
+    def medians(self) -> dict[str, float]:
+        return {name: statistics.median(times) for name, times in self.samples.items()}
+
+    def ratio(self, slow: str, fast: str) -> float:
+        """The median over repeats of ``slow``'s time over ``fast``'s in that repeat.
+
+        Load from other processes comes and goes; it hits both sides of one
+        repeat's pair alike, where a ratio of two medians could pair a loaded
+        stretch with a quiet one.
+        """
+        pairs = zip(self.samples[slow], self.samples[fast], strict=True)
+        return statistics.median(a / b for a, b in pairs)
+
+
+def time_variants(variants: dict[str, Step], repeats: int) -> Timings:
+    """Time each variant ``repeats`` times, interleaved, after one warm-up call each."""
     names = list(variants)
     samples: dict[str, list[float]] = {name: [] for name in names}
     for name in names:
@@ -83,7 +103,12 @@ def median_times(variants: dict[str, Step], repeats: int) -> dict[str, float]:
             start = time.perf_counter()
             variants[name]()
             samples[name].append(time.perf_counter() - start)
-    return {name: statistics.median(times) for name, times in samples.items()}
+    return Timings(samples)
+
+
+def paired_difference(slow: list[float], fast: list[float]) -> float:
+    """The median over repeats of ``slow - fast`` (see :meth:`Timings.ratio`)."""
+    return statistics.median(a - b for a, b in zip(slow, fast, strict=True))
 
 
 def under(mode: Callable[[], contextlib.AbstractContextManager[object]], step: Step) -> Step:
@@ -160,7 +185,7 @@ def bench_meta(results: Results, repeats: int) -> None:
     # compares with a bare run on the same kernels.
     model, tokens = meta_llama(LLAMA_7B)
     step_7b = functools.partial(llama_train_step, model, tokens)
-    times = median_times(
+    timings = time_variants(
         {
             "bare": step_7b,
             "bare, CPU kernels": under(cpu_kernels_on_meta, step_7b),
@@ -170,17 +195,23 @@ def bench_meta(results: Results, repeats: int) -> None:
         },
         repeats,
     )
+    times = timings.medians()
     results.timings.append(("Llama 7B fwd+bwd, meta, seq 2048", times))
-    same_kernels = times["bare, CPU kernels"]
+    same_kernels = "bare, CPU kernels"
     results.targets += [
-        Target("meta 7B: ours / bare on the same kernels", times["ours"] / same_kernels, 1.5, "x"),
-        Target("meta 7B: ours / torch", times["ours"] / times["torch"], 1.0, "x"),
+        Target(
+            "meta 7B: ours / bare on the same kernels",
+            timings.ratio("ours", same_kernels),
+            1.5,
+            "x",
+        ),
+        Target("meta 7B: ours / torch", timings.ratio("ours", "torch"), 1.0, "x"),
     ]
     results.notes += [
-        f"meta 7B: torch / bare = {times['torch'] / times['bare']:.2f}x",
-        f"meta 7B: ours / bare (math attention) = {times['ours'] / times['bare']:.2f}x",
+        f"meta 7B: torch / bare = {timings.ratio('torch', 'bare'):.2f}x",
+        f"meta 7B: ours / bare (math attention) = {timings.ratio('ours', 'bare'):.2f}x",
         f"meta 7B: count() / bare on the same kernels = "
-        f"{times['ours, count()'] / same_kernels:.2f}x",
+        f"{timings.ratio('ours, count()', same_kernels):.2f}x",
     ]
     results.counts.append(
         ("Llama 7B fwd+bwd", {"ours": counted(ours, step_7b), "torch": counted(torchs, step_7b)})
@@ -189,9 +220,9 @@ def bench_meta(results: Results, repeats: int) -> None:
     gc.collect()
 
     step_70b = functools.partial(llama_train_step, *meta_llama(LLAMA_70B))
-    times_70b = median_times(
+    times_70b = time_variants(
         {"bare": step_70b, "ours": under(ours, step_70b)}, max(3, repeats // 2)
-    )
+    ).medians()
     results.timings.append(("Llama 70B fwd+bwd, meta, seq 2048", times_70b))
     per_layer_7b = times["ours"] / LLAMA_7B.n_layers
     per_layer_70b = times_70b["ours"] / LLAMA_70B.n_layers
@@ -222,15 +253,15 @@ def bench_real(results: Results, repeats: int) -> None:
         ("GPT", "GPT train step (4x256, seq 256, batch 8)", gpt_batch),
     ]:
         step = train_step(*batch())
-        times = median_times(
+        timings = time_variants(
             {"bare": step, "torch": under(torchs, step), "ours": under(ours, step)}, repeats
         )
-        results.timings.append((name, times))
+        results.timings.append((name, timings.medians()))
         results.targets += [
-            Target(f"{short} train: ours / bare", times["ours"] / times["bare"], 1.2, "x"),
-            Target(f"{short} train: ours / torch", times["ours"] / times["torch"], 1.0, "x"),
+            Target(f"{short} train: ours / bare", timings.ratio("ours", "bare"), 1.2, "x"),
+            Target(f"{short} train: ours / torch", timings.ratio("ours", "torch"), 1.0, "x"),
         ]
-        results.notes.append(f"{short} train: torch / bare = {times['torch'] / times['bare']:.2f}x")
+        results.notes.append(f"{short} train: torch / bare = {timings.ratio('torch', 'bare'):.2f}x")
     resnet_ratio = next(
         t.value for t in results.targets if t.what == "resnet18 train: ours / torch"
     )
@@ -281,7 +312,7 @@ def bench_peers(results: Results, repeats: int) -> None:
             return 2 * int(macs)
 
         with _quiet_warnings():
-            times = median_times(
+            times = time_variants(
                 {
                     "bare": forward,
                     "torch": under(torchs, forward),
@@ -290,7 +321,7 @@ def bench_peers(results: Results, repeats: int) -> None:
                     "ptflops": ptflops,
                 },
                 repeats,
-            )
+            ).medians()
             counts = {
                 "ours": counted(ours, forward),
                 "torch": counted(torchs, forward),
@@ -321,6 +352,9 @@ PLUGIN_TEST_FILE = """
 import pytest
 import torch
 
+# One thread: on ops this small, OpenMP's thread handoff costs more than the
+# work and swings by milliseconds, which would swamp the fixture's cost.
+torch.set_num_threads(1)
 torch.manual_seed(0)
 MODEL = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4))
 INPUTS = torch.randn(8, 16)
@@ -363,61 +397,85 @@ def pytest_unconfigure(config):
 """
 
 
+PRELOAD_DYNAMO = "import torch._dynamo  # as importing torchvision or transformers does\n"
+
+
 def bench_plugin(results: Results, repeats: int) -> None:
     """Pytest sessions of tiny-model tests with and without the fixture.
 
     The session time runs from collection to exit (interpreter start and
     plugin imports excluded, they are alike); one test's time is its whole
-    protocol: setup, call, teardown and every plugin's report hooks.
+    protocol: setup, call, teardown and every plugin's report hooks. The
+    fixture's first block imports torch._dynamo (FlopCounterMode sets a
+    torch.compile stance), so the suites run twice: as they are, and with
+    torch._dynamo imported up front, as sessions importing torchvision do.
     """
+    bodies = {
+        "no fixture": ("", "MODEL(INPUTS)"),
+        "fixture": ("flops, ", "with flops(MODEL):\n        MODEL(INPUTS)"),
+    }
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        suites = {
-            "without fixture": ("", "MODEL(INPUTS)"),
-            "with fixture": ("flops, ", "with flops(MODEL):\n        MODEL(INPUTS)"),
-        }
-        for name, (fixture, body) in suites.items():
-            suite = root / name.replace(" ", "_")
-            suite.mkdir()
-            (suite / "conftest.py").write_text(TIMING_CONFTEST)
-            (suite / "test_tiny.py").write_text(
-                textwrap.dedent(PLUGIN_TEST_FILE).format(
-                    tests=PLUGIN_TESTS, fixture=fixture, body=body
+        suites: dict[str, Path] = {}
+        for preload in ("", PRELOAD_DYNAMO):
+            for name, (fixture, body) in bodies.items():
+                suite = root / f"suite{len(suites)}"
+                suite.mkdir()
+                (suite / "conftest.py").write_text(preload + TIMING_CONFTEST)
+                (suite / "test_tiny.py").write_text(
+                    textwrap.dedent(PLUGIN_TEST_FILE).format(
+                        tests=PLUGIN_TESTS, fixture=fixture, body=body
+                    )
                 )
-            )
+                suites[f"{name}, dynamo loaded" if preload else name] = suite
         timing_file = root / "timing.json"
         env = {**os.environ, "BENCH_TIMING_FILE": str(timing_file)}
 
-        def pytest_run(suite: str, *options: str) -> dict[str, Any]:
+        def pytest_run(suite: Path, *options: str) -> dict[str, Any]:
             subprocess.run(
                 [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *options],
-                cwd=root / suite.replace(" ", "_"),
+                cwd=suite,
                 env=env,
                 check=True,
                 capture_output=True,
             )
             return json.loads(timing_file.read_text())
 
-        pytest_run("with fixture", "--flops-update")
+        for name, suite in suites.items():
+            if name.startswith("fixture"):
+                pytest_run(suite, "--flops-update")
         sessions: dict[str, list[float]] = {name: [] for name in suites}
         tests: dict[str, list[float]] = {name: [] for name in suites}
         for _ in range(repeats):
-            for name in suites:
-                timing = pytest_run(name)
+            for name, suite in suites.items():
+                timing = pytest_run(suite)
                 sessions[name].append(timing["session"])
                 tests[name].append(statistics.median(timing["tests"]))
-    session = {name: statistics.median(s) for name, s in sessions.items()}
-    one_test = {name: statistics.median(t) for name, t in tests.items()}
     results.timings += [
-        (f"{PLUGIN_TESTS} tiny-model tests: pytest session", session),
-        ("one of them: median test", one_test),
+        (f"{PLUGIN_TESTS} tiny-model tests: pytest session", _medians(sessions)),
+        ("one of them: median test", _medians(tests)),
     ]
-    per_test_ms = 1000 * (session["with fixture"] - session["without fixture"]) / PLUGIN_TESTS
-    median_ms = 1000 * (one_test["with fixture"] - one_test["without fixture"])
+
+    def overhead_ms(samples: dict[str, list[float]], suffix: str) -> float:
+        return 1000 * paired_difference(samples[f"fixture{suffix}"], samples[f"no fixture{suffix}"])
+
+    imported = ", dynamo loaded"
     results.targets += [
-        Target("plugin: session overhead / tests", per_test_ms, 3.0, "ms"),
-        Target("plugin: median test overhead", median_ms, 3.0, "ms"),
+        Target(
+            "plugin: session overhead / tests", overhead_ms(sessions, "") / PLUGIN_TESTS, 3.0, "ms"
+        ),
+        Target(
+            "plugin: same, torch._dynamo loaded up front",
+            overhead_ms(sessions, imported) / PLUGIN_TESTS,
+            3.0,
+            "ms",
+        ),
+        Target("plugin: median test overhead", overhead_ms(tests, ""), 3.0, "ms"),
     ]
+
+
+def _medians(samples: dict[str, list[float]]) -> dict[str, float]:
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 # -- report ---------------------------------------------------------------------------------
@@ -494,6 +552,11 @@ def machine() -> str:
     )
 
 
+def load_average() -> str:
+    """Other processes' load skews timings: the report shows it."""
+    return " / ".join(f"{load:.1f}" for load in os.getloadavg())
+
+
 SECTIONS: dict[str, Callable[[Results, int], None]] = {
     "meta": bench_meta,
     "real": bench_real,
@@ -514,9 +577,13 @@ def main() -> None:
         peak_rss_child()
         return
     results = Results(timings=[], counts=[], targets=[], notes=[])
+    load_before = load_average()
     for name in args.only or SECTIONS:
         print(f"running {name} ...", file=sys.stderr, flush=True)
         SECTIONS[name](results, args.repeats)
+    results.notes.append(
+        f"load average (1/5/15 min) before: {load_before}, after: {load_average()}"
+    )
     print(report(results))
 
 
