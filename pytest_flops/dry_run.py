@@ -47,11 +47,11 @@ def count(
 
     ``device`` picks the stand-in:
 
-    * ``"meta"``: tensors on the meta device. Fastest, and needs no real
-      object at all; kernels that depend on the device (attention backends)
-      run their generic version.
+    * ``"meta"``: tensors on the meta device, the fastest. While counting,
+      attention and LSTM calls on them take the kernels a CPU would, so they
+      count as a CPU run does.
     * ``"fake"``: ``FakeTensorMode`` tensors that keep each original's
-      device, so ``x.is_cuda`` and kernel choice behave as in a real run.
+      device, so ``x.is_cuda`` and kernel choice behave as on that device.
 
     The call must not depend on tensor *values* (``.item()``, data-dependent
     shapes, Python branches on contents): stand-ins have none. Tensors that
