@@ -9,6 +9,7 @@ it can be compared, serialized to a snapshot and shipped between xdist workers.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -103,7 +104,7 @@ class Measurement:
                 old, new = before_mod.by_op.get(op, 0), after_mod.by_op.get(op, 0)
                 if old != new:
                     rows.append(DiffRow(module=path, op=op, before=old, after=new))
-        rows.sort(key=lambda row: (-abs(row.delta), row.module, row.op))
+        rows.sort(key=lambda row: (-abs(row.delta), _module_order(row.module), row.op))
         return MeasurementDiff(before=self, after=after, rows=tuple(rows))
 
     # -- (de)serialization ----------------------------------------------------
@@ -192,6 +193,16 @@ def relative_change(before: int, after: int) -> float:
 def _module_sort_key(item: tuple[str, ModuleFlops]) -> tuple[int, str]:
     path = item[0]
     return (0, "") if path == GLOBAL else (1, path)
+
+
+def _module_order(path: str) -> tuple[bool, list[str | int]]:
+    """``"Global"`` first, then paths with their numbers compared as numbers.
+
+    A change repeated in every block of a 12-layer model then lists
+    ``blocks.2`` before ``blocks.10``.
+    """
+    parts = re.split(r"(\d+)", path)  # text, number, text, ...: alike types line up
+    return path != GLOBAL, [int(part) if i % 2 else part for i, part in enumerate(parts)]
 
 
 def _ordered_union(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:

@@ -135,6 +135,30 @@ def test_long_tables_are_capped() -> None:
     assert "... 18 more changed row(s) not shown" in failure  # 30 rows, 12 shown
 
 
+def test_equal_changes_list_global_first_then_blocks_in_numeric_order() -> None:
+    # every block doubles its mm, 100 -> 200; as text "blocks.10" would sort before "blocks.2"
+    def blocks(flops: int) -> Measurement:
+        row = ModuleFlops(forward=flops, by_op={"aten.mm": flops})
+        total = ModuleFlops(forward=12 * flops, by_op={"aten.mm": 12 * flops})
+        return Measurement(
+            modules={"Global": total, **{f"Encoder.blocks.{i}": row for i in range(12)}}
+        )
+
+    rows = blocks(100).diff(blocks(200)).rows
+    assert [row.module for row in rows] == [
+        "Global",  # +1200, the largest change
+        *(f"Encoder.blocks.{i}" for i in range(12)),  # +100 each
+    ]
+
+
+def test_global_leads_a_tie() -> None:
+    # "Encoder" sorts before "Global" as text; the diagnosis starts with the whole model
+    row = ModuleFlops(forward=10, by_op={"aten.mm": 10})
+    before = Measurement(modules={"Global": ModuleFlops(), "Encoder": ModuleFlops()})
+    after = Measurement(modules={"Global": row, "Encoder": row})
+    assert [row.module for row in before.diff(after).rows] == ["Global", "Encoder"]
+
+
 def test_rtol_accepts_small_changes_only() -> None:
     stored, current = snapshot(default=linear(10)), snapshot(default=linear(11))
     assert decide(current, stored, rtol=0.1).failure is None  # +10.00% everywhere
