@@ -172,9 +172,7 @@ def conv_flop_count(
     return 2 * batch * positions * c_out * c_in_per_group * prod(kernel)
 
 
-@register_flop_formula(
-    [aten.convolution, aten._convolution, aten.cudnn_convolution, aten._slow_conv2d_forward]
-)
+@register_flop_formula([aten.convolution, aten._convolution, aten.convolution_overrideable])
 def conv_flop(
     x_shape: Shape,
     w_shape: Shape,
@@ -190,17 +188,51 @@ def conv_flop(
     return conv_flop_count(x_shape, w_shape, out_shape, transposed=transposed)
 
 
-@register_flop_formula(aten.convolution_backward)
-def conv_backward_flop(
+# A backend's own kernel, reached when called directly or through a composite
+# op such as ``thnn_conv2d``. Their signatures differ after (input, weight) and
+# carry no ``transposed`` flag: each kernel is one or the other.
+@register_flop_formula(
+    _existing_packets(
+        "cudnn_convolution",
+        "_slow_conv2d_forward",
+        "slow_conv3d_forward",
+        "slow_conv_dilated2d",
+        "slow_conv_dilated3d",
+        "mkldnn_convolution",
+        "_conv_depthwise2d",
+        "miopen_convolution",
+        "miopen_depthwise_convolution",
+        "_nnpack_spatial_convolution",
+        "_mps_convolution",
+    )
+)
+def backend_conv_flop(
+    x_shape: Shape, w_shape: Shape, *args: Any, out_shape: Shape, **kwargs: Any
+) -> int:
+    return conv_flop_count(x_shape, w_shape, out_shape)
+
+
+@register_flop_formula(
+    _existing_packets(
+        "slow_conv_transpose2d",
+        "slow_conv_transpose3d",
+        "cudnn_convolution_transpose",
+        "miopen_convolution_transpose",
+        "_mps_convolution_transpose",
+    )
+)
+def backend_conv_transpose_flop(
+    x_shape: Shape, w_shape: Shape, *args: Any, out_shape: Shape, **kwargs: Any
+) -> int:
+    return conv_flop_count(x_shape, w_shape, out_shape, transposed=True)
+
+
+def conv_backward_flop_count(
     grad_out_shape: Shape,
     x_shape: Shape,
     w_shape: Shape,
-    _bias: Any,
-    _stride: Any,
-    _padding: Any,
-    _dilation: Any,
+    *,
     transposed: bool,
-    _output_padding: Any,
     groups: int,
     output_mask: Sequence[bool],
     out_shape: Sequence[Shape | None],
@@ -234,6 +266,57 @@ def conv_backward_flop(
             // groups
         )
     return flops
+
+
+@register_flop_formula(aten.convolution_backward)
+def conv_backward_flop(
+    grad_out_shape: Shape,
+    x_shape: Shape,
+    w_shape: Shape,
+    _bias: Any,
+    _stride: Any,
+    _padding: Any,
+    _dilation: Any,
+    transposed: bool,
+    _output_padding: Any,
+    groups: int,
+    output_mask: Sequence[bool],
+    out_shape: Sequence[Shape | None],
+) -> int:
+    return conv_backward_flop_count(
+        grad_out_shape,
+        x_shape,
+        w_shape,
+        transposed=transposed,
+        groups=groups,
+        output_mask=output_mask,
+        out_shape=out_shape,
+    )
+
+
+@register_flop_formula(aten._slow_conv2d_backward)
+def slow_conv2d_backward_flop(
+    grad_out_shape: Shape,
+    x_shape: Shape,
+    w_shape: Shape,
+    _kernel_size: Any,
+    _stride: Any,
+    _padding: Any,
+    output_mask: Sequence[bool] = (True, True, True),
+    *,
+    out_shape: Sequence[Shape | None],
+    **kwargs: Any,
+) -> int:
+    """The backward of ``thnn_conv2d``'s kernel: ungrouped and untransposed."""
+    return conv_backward_flop_count(
+        grad_out_shape,
+        x_shape,
+        w_shape,
+        transposed=False,
+        groups=1,
+        output_mask=output_mask,
+        out_shape=out_shape,
+    )
 
 
 # -- attention --------------------------------------------------------------------

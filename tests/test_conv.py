@@ -3,6 +3,9 @@
 A convolution's forward is ``2 · B · output positions · C_out · (C_in / groups)
 · kernel size``. torch's grad-weight formula treats the grouped conv as one
 ungrouped conv and counts ``groups`` times too much; ours divides it back.
+
+A backend's own convolution kernel, called directly or reached through a
+composite op such as ``thnn_conv2d``, counts what ``F.conv*`` counts.
 """
 
 from __future__ import annotations
@@ -91,3 +94,57 @@ def test_each_gradient_alone_costs_one_forward(case: str, input_needs_grad: bool
     w = torch.randn(weight_shape(groups), requires_grad=not input_needs_grad)
 
     assert forward_and_backward(conv, x, w, groups) == (forward, forward)
+
+
+aten = torch.ops.aten
+
+# x: (2, 4, 6, 6), weight (8, 4, 3, 3); 3-D x: (1, 2, 4, 4, 4), weight (3, 2, 3, 3, 3).
+# (kernel call, forward FLOPs)
+BACKEND_KERNELS: dict[str, tuple[Callable[[torch.Tensor, torch.Tensor], torch.Tensor], int]] = {
+    # 4x4 outputs: 2 * 2 batch * 16 * 8 C_out * 4 C_in * 9 = 18_432
+    "thnn_conv2d": (lambda x, w: aten.thnn_conv2d(x, w, [3, 3]), 18_432),
+    "mkldnn_convolution": (
+        lambda x, w: aten.mkldnn_convolution(x, w, None, [0, 0], [1, 1], [1, 1], 1),
+        18_432,
+    ),
+    # padding 1, dilation 2: still 4x4 outputs
+    "slow_conv_dilated2d": (
+        lambda x, w: aten.slow_conv_dilated2d(x, w, [3, 3], None, [1, 1], [1, 1], [2, 2]),
+        18_432,
+    ),
+    # transposed, weight (C_in 4, C_out 8, 3, 3): per *input* position,
+    # 2 * 2 batch * 36 * 4 * 8 * 9 = 41_472
+    "slow_conv_transpose2d": (
+        lambda x, w: aten.slow_conv_transpose2d(x, w.transpose(0, 1), [3, 3]),
+        41_472,
+    ),
+    # 2x2x2 outputs: 2 * 1 * 8 * 3 C_out * 2 C_in * 27 = 2_592
+    "slow_conv3d": (lambda x, w: aten.slow_conv3d(x, w, [3, 3, 3]), 2_592),
+    # padding 1: 4x4x4 outputs, 2 * 1 * 64 * 3 * 2 * 27 = 20_736
+    "slow_conv_dilated3d": (
+        lambda x, w: aten.slow_conv_dilated3d(
+            x, w, [3, 3, 3], None, [1, 1, 1], [1, 1, 1], [1, 1, 1]
+        ),
+        20_736,
+    ),
+    # transposed, weight (C_in 2, C_out 3, 3, 3, 3) over 64 input positions:
+    # 2 * 1 * 64 * 2 * 3 * 27 = 20_736
+    "slow_conv_transpose3d": (
+        lambda x, w: aten.slow_conv_transpose3d(x, w.transpose(0, 1), [3, 3, 3]),
+        20_736,
+    ),
+}
+
+
+@pytest.mark.parametrize("kernel", BACKEND_KERNELS)
+def test_backend_kernels_count_a_forward_and_two_gradients(kernel: str) -> None:
+    call, forward = BACKEND_KERNELS[kernel]
+    if kernel == "mkldnn_convolution" and not torch.backends.mkldnn.is_available():
+        pytest.skip("torch built without oneDNN")
+    three_d = kernel.endswith("3d")
+    x = torch.randn((1, 2, 4, 4, 4) if three_d else (2, 4, 6, 6), requires_grad=True)
+    w = torch.randn((3, 2, 3, 3, 3) if three_d else (8, 4, 3, 3), requires_grad=True)
+    with FlopCounterMode(display=False) as mode:
+        call(x, w).sum().backward()
+    measured = mode.to_measurement()
+    assert (measured.forward, measured.backward, measured.unsupported) == (forward, 2 * forward, {})
