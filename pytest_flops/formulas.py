@@ -154,6 +154,54 @@ def dot_flop(a_shape: Shape, b_shape: Shape, *args: Any, **kwargs: Any) -> int:
     return 2 * a_shape[0]
 
 
+def _grouped_mm_formula(*, offs_at: int) -> FlopFormula:
+    """Mixture-of-experts grouped matmul, ``offs`` at position ``offs_at``.
+
+    Groups run over a batch dimension (3-D @ 3-D) or over a jagged one cut by
+    the cumulative ``offs``: M for 2-D @ 3-D (tokens per expert), N for 3-D @
+    2-D, K for 2-D @ 2-D (the weight gradient). Rows past ``offs[-1]`` are
+    left uncomputed, so the jagged dimension counts up to ``offs[-1]``; meta
+    and fake offsets cannot be read, and it then counts whole (an upper bound).
+    """
+
+    def grouped_mm_flop(a: torch.Tensor, b: torch.Tensor, *args: Any, **kwargs: Any) -> int:
+        offs = args[offs_at - 2] if len(args) > offs_at - 2 else kwargs.get("offs")
+        if a.dim() == 3 and b.dim() == 3:
+            groups, m, k = a.shape
+            return 2 * groups * m * k * b.shape[-1]
+        m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
+        used = None if offs is None else _last_offset(offs)
+        if used is not None:
+            if a.dim() == 2 and b.dim() == 3:
+                m = used
+            elif a.dim() == 3:
+                n = used
+            else:
+                k = used
+        return 2 * m * k * n
+
+    return grouped_mm_flop
+
+
+def _last_offset(offs: torch.Tensor) -> int | None:
+    if offs.device.type == "meta" or is_fake(offs) or offs.numel() == 0:
+        return None
+    return int(offs[-1])
+
+
+register_flop_formula(_existing_packets("_grouped_mm"), get_raw=True)(
+    _grouped_mm_formula(offs_at=2)
+)
+# (a, b, scale_a, scale_b, offs, ...)
+register_flop_formula(_existing_packets("_scaled_grouped_mm"), get_raw=True)(
+    _grouped_mm_formula(offs_at=4)
+)
+# (a, b, scale_a, recipe_a, swizzle_a, scale_b, recipe_b, swizzle_b, offs, ...)
+register_flop_formula(_existing_packets("_scaled_grouped_mm_v2"), get_raw=True)(
+    _grouped_mm_formula(offs_at=8)
+)
+
+
 # -- convolutions -----------------------------------------------------------------
 
 
@@ -710,7 +758,7 @@ _UNCOUNTED_OPS_BY_KIND: dict[str, str] = {
     _nested_get_min_seqlen _nested_get_ragged_idx _nested_compute_contiguous_strides_offsets
     _nested_tensor_from_tensor_list _nested_tensor_softmax_with_shape
     """,
-    "indexing, gathering, joining, padding, sorting and resampling": """
+    "indexing, gathering, joining, padding, sorting, histograms and resampling": """
     cat stack index index_put index_put_ _index_put_impl_ index_select index_add index_add_
     index_copy index_copy_ index_fill index_fill_ gather scatter scatter_ scatter_add
     scatter_add_ scatter_reduce scatter_reduce_ masked_scatter masked_scatter_ masked_select
@@ -728,7 +776,7 @@ _UNCOUNTED_OPS_BY_KIND: dict[str, str] = {
     upsample_bicubic2d upsample_linear1d upsample_trilinear3d _upsample_nearest_exact2d
     _upsample_bilinear2d_aa grid_sampler_2d grid_sampler_2d_backward affine_grid_generator
     pixel_shuffle pixel_unshuffle channel_shuffle native_channel_shuffle equal is_nonzero
-    is_same_size _has_compatible_shallow_copy_type count_nonzero
+    is_same_size _has_compatible_shallow_copy_type count_nonzero histc bincount
     """,
     "normalizations, softmax, dropout and losses": """
     native_batch_norm native_batch_norm_backward _native_batch_norm_legit
@@ -758,6 +806,7 @@ _UNCOUNTED_OPS_BY_KIND: dict[str, str] = {
     _amp_update_scale_ _thnn_fused_lstm_cell _thnn_fused_lstm_cell_backward_impl
     _thnn_fused_gru_cell _thnn_fused_gru_cell_backward linalg_vector_norm
     _weight_norm_interface _weight_norm_interface_backward _transform_bias_rescale_qkv
+    floor_divide
     """,
     "random numbers and dropout masks": """
     bernoulli bernoulli_ binomial cauchy cauchy_ exponential exponential_ geometric geometric_
