@@ -94,7 +94,12 @@ def test_fp8_grouped_mm_on_meta(call: Callable[..., object]) -> None:
     # the scaling recipes); meta offsets are unreadable, all rows count: 2 * 32 * 16 * 32
     a = torch.empty(32, 16, dtype=torch.float8_e4m3fn, device="meta")
     b = torch.empty(4, 32, 16, dtype=torch.float8_e4m3fn, device="meta").transpose(-2, -1)
-    measured = count(lambda: call(a, b, offsets(8, 16, 24, 32, device="meta")))
+    offs = offsets(8, 16, 24, 32, device="meta")
+    try:
+        call(a, b, offs)
+    except NotImplementedError:
+        pytest.skip(f"{call.__name__} has no meta kernel in this torch")
+    measured = count(lambda: call(a, b, offs))
     assert measured.total == 32_768
     assert measured.unsupported == {}
 
