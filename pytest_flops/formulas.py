@@ -749,6 +749,8 @@ _UNCOUNTED_OPS_BY_KIND: dict[str, str] = {
     new_full new_ones new_zeros ones ones_like resize_ set_ zero_ zeros zeros_like arange
     linspace scalar_tensor _local_scalar_dense _pin_memory detach_ clamp_min_ _assert_async
     _assert_tensor_metadata _functional_assert_async record_stream
+    zero resize resize_as lift empty_permuted _reshape_copy _resize_output shallow_copy_data_
+    eye hann_window logspace tril_indices triu_indices unsafe_split unsafe_split_with_sizes
     """,
     "nested-tensor plumbing": """
     _nested_tensor_from_mask _nested_tensor_from_mask_left_aligned _nested_from_padded
@@ -777,6 +779,15 @@ _UNCOUNTED_OPS_BY_KIND: dict[str, str] = {
     _upsample_bilinear2d_aa grid_sampler_2d grid_sampler_2d_backward affine_grid_generator
     pixel_shuffle pixel_unshuffle channel_shuffle native_channel_shuffle equal is_nonzero
     is_same_size _has_compatible_shallow_copy_type count_nonzero histc bincount
+    _unsafe_index _unsafe_index_put _unsafe_masked_index _unsafe_masked_index_put_accumulate
+    index_reduce _chunk_cat rot90 diag_embed block_diag masked_scatter_backward nonzero_static
+    _unique kthvalue median nanmedian mode logcumsumexp segment_reduce _segment_reduce_backward
+    _pack_padded_sequence _jagged_to_padded_dense_forward _padded_dense_to_jagged_forward
+    reflection_pad3d_backward replication_pad1d_backward replication_pad3d_backward
+    _upsample_nearest_exact1d _upsample_nearest_exact3d _upsample_nearest_exact2d_backward
+    _upsample_bicubic2d_aa _upsample_bilinear2d_aa_backward _upsample_lanczos2d_aa
+    _upsample_lanczos2d_aa_backward grid_sampler_3d grid_sampler_3d_backward
+    _grid_sampler_2d_cpu_fallback _grid_sampler_2d_cpu_fallback_backward
     """,
     "normalizations, softmax, dropout and losses": """
     native_batch_norm native_batch_norm_backward _native_batch_norm_legit
@@ -792,6 +803,7 @@ _UNCOUNTED_OPS_BY_KIND: dict[str, str] = {
     smooth_l1_loss_backward huber_loss huber_loss_backward binary_cross_entropy
     binary_cross_entropy_backward binary_cross_entropy_with_logits kl_div _ctc_loss
     _ctc_loss_backward
+    multi_margin_loss multilabel_margin_loss_forward soft_margin_loss soft_margin_loss_backward
     """,
     "pooling": """
     max_pool2d_with_indices max_pool2d_with_indices_backward max_pool3d_with_indices
@@ -800,13 +812,18 @@ _UNCOUNTED_OPS_BY_KIND: dict[str, str] = {
     _adaptive_avg_pool3d _adaptive_avg_pool3d_backward adaptive_max_pool2d
     adaptive_max_pool2d_backward adaptive_max_pool3d adaptive_max_pool3d_backward
     _pdist_forward max_unpool2d
+    fractional_max_pool2d max_unpool3d
     """,
-    "elementwise ops that carry no pointwise tag": """
+    "elementwise ops and reductions that carry no tag for it": """
     _fused_moving_avg_obs_fq_helper _amp_foreach_non_finite_check_and_unscale_
     _amp_update_scale_ _thnn_fused_lstm_cell _thnn_fused_lstm_cell_backward_impl
     _thnn_fused_gru_cell _thnn_fused_gru_cell_backward linalg_vector_norm
     _weight_norm_interface _weight_norm_interface_backward _transform_bias_rescale_qkv
     floor_divide
+    _add_relu hardswish hardswish_backward hardsigmoid_backward hardtanh_backward elu_backward
+    leaky_relu_backward softplus_backward mish_backward softshrink_backward hardshrink_backward
+    glu glu_backward log_sigmoid_forward log_sigmoid_backward _prelu_kernel
+    _prelu_kernel_backward rrelu_with_noise_backward addr complex polar renorm trace dist
     """,
     "random numbers and dropout masks": """
     bernoulli bernoulli_ binomial cauchy cauchy_ exponential exponential_ geometric geometric_
@@ -816,6 +833,7 @@ _UNCOUNTED_OPS_BY_KIND: dict[str, str] = {
     rrelu_with_noise_functional dropout dropout_ alpha_dropout alpha_dropout_ feature_dropout
     feature_dropout_ feature_alpha_dropout feature_alpha_dropout_ _cudnn_init_dropout_state
     _fill_mem_eff_dropout_mask_
+    _philox_key_fold_in _philox_key_split _philox_normal_ _philox_uniform_
     """,
     "kernel selection": """
     _fused_sdp_choice

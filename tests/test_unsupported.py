@@ -31,6 +31,13 @@ def resnet18() -> Callable[[], None]:
     return train_step(models.resnet18(num_classes=10), torch.randn(2, 3, 32, 32))
 
 
+def mobilenet(name: str) -> Callable[[], None]:
+    # ReLU6 (hardtanh) in v2; hardswish and hardsigmoid in v3, whose kernels carry no
+    # pointwise tag
+    models = pytest.importorskip("torchvision.models")
+    return train_step(getattr(models, name)(num_classes=10), torch.randn(2, 3, 64, 64))
+
+
 def small_vit() -> Callable[[], None]:
     models = pytest.importorskip("torchvision.models")
     vit = models.VisionTransformer(
@@ -69,6 +76,8 @@ def hugging_face(config_name: str, model_name: str, **config: Any) -> Callable[[
 MODELS: dict[str, Callable[[], Callable[[], None]]] = {
     "resnet18": resnet18,
     "vit": small_vit,
+    "mobilenet_v2": lambda: mobilenet("mobilenet_v2"),
+    "mobilenet_v3_small": lambda: mobilenet("mobilenet_v3_small"),
     "tiny_gpt": tiny_gpt,
     "lstm_lm": lstm_language_model,
     "transformer_encoder_eval_no_grad": transformer_encoder_inference,
@@ -107,6 +116,22 @@ def test_models_leave_nothing_unsupported(name: str) -> None:
 
     assert measured.unsupported == {}
     assert measured.forward > 0
+
+
+ACTIVATIONS = [
+    nn.ELU(), nn.SELU(), nn.CELU(), nn.LeakyReLU(), nn.Hardtanh(), nn.ReLU6(), nn.GLU(),
+    nn.LogSigmoid(), nn.Softplus(), nn.Mish(), nn.PReLU(), nn.RReLU(), nn.Hardswish(),
+    nn.Hardsigmoid(), nn.Softshrink(), nn.Hardshrink(), nn.SiLU(), nn.GELU(), nn.Softsign(),
+    nn.Tanhshrink(), nn.Threshold(0.1, 0.0), nn.Sigmoid(), nn.Tanh(), nn.ReLU(),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS, ids=lambda module: type(module).__name__)
+def test_activations_cost_nothing_and_are_not_blind_spots(activation: nn.Module) -> None:
+    x = torch.randn(4, 8, requires_grad=True)
+    measured = measure(lambda: activation(x).sum().backward())
+
+    assert (measured.total, measured.unsupported) == (0, {})
 
 
 def test_lstm_language_model_count() -> None:
