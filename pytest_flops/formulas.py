@@ -154,6 +154,22 @@ def dot_flop(a_shape: Shape, b_shape: Shape, *args: Any, **kwargs: Any) -> int:
     return 2 * a_shape[0]
 
 
+@register_flop_formula(
+    _existing_packets(
+        "_weight_int8pack_mm",
+        "_weight_int4pack_mm",
+        "_weight_int4pack_mm_for_cpu",
+        "_weight_int4pack_mm_with_scales_and_zeros",
+    )
+)
+def weight_only_quantized_mm_flop(
+    x_shape: Shape, *args: Any, out_shape: Shape, **kwargs: Any
+) -> int:
+    """``x @ dequantize(w).T``: the weight is packed, so (M, K) @ (K, N) reads K from x."""
+    *rows, k = x_shape
+    return 2 * prod(rows) * k * out_shape[-1]
+
+
 def _grouped_mm_formula(*, offs_at: int) -> FlopFormula:
     """Mixture-of-experts grouped matmul, ``offs`` at position ``offs_at``.
 
@@ -751,6 +767,7 @@ _UNCOUNTED_OPS_BY_KIND: dict[str, str] = {
     _assert_tensor_metadata _functional_assert_async record_stream
     zero resize resize_as lift empty_permuted _reshape_copy _resize_output shallow_copy_data_
     eye hann_window logspace tril_indices triu_indices unsafe_split unsafe_split_with_sizes
+    _convert_weight_to_int4pack _convert_weight_to_int4pack_for_cpu
     """,
     "nested-tensor plumbing": """
     _nested_tensor_from_mask _nested_tensor_from_mask_left_aligned _nested_from_padded

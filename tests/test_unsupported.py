@@ -168,6 +168,29 @@ def test_matmul_variants_are_counted() -> None:
     }
 
 
+def test_weight_only_quantized_matmuls_are_counted() -> None:
+    x = torch.randn(4, 64, dtype=torch.bfloat16)
+
+    def step() -> None:
+        int8_weight = torch.randint(-8, 8, (32, 64), dtype=torch.int8)  # (N, K)
+        torch.ops.aten._weight_int8pack_mm(x, int8_weight, torch.randn(32, dtype=torch.bfloat16))
+        # the int4 weight is packed (the packing itself costs nothing): K comes from x,
+        # N from the (4, 32) output; scales and zeros for 2 groups of 32 along K
+        packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(
+            torch.randint(0, 16, (32, 64), dtype=torch.int32), 2
+        )
+        scales_and_zeros = torch.randn(2, 32, 2, dtype=torch.bfloat16)
+        torch.ops.aten._weight_int4pack_mm_for_cpu(x, packed, 32, scales_and_zeros)
+
+    measured = measure(step)
+    # (4, 64) @ (64, 32) each: 2*4*64*32
+    assert measured.by_op == {
+        "aten._weight_int8pack_mm": 16_384,
+        "aten._weight_int4pack_mm_for_cpu": 16_384,
+    }
+    assert measured.unsupported == {}
+
+
 def test_random_ops_cost_nothing() -> None:
     def step() -> None:
         torch.bernoulli(torch.rand(3))
