@@ -7,8 +7,8 @@ Run it on a machine with a GPU::
 It runs every SDPA backend (flash, memory-efficient, cuDNN, math) on the
 attention cases of the test suite, jagged-tensor SDPA, FlexAttention forward and
 backward, cuDNN LSTM/GRU/RNN, the transformer inference fast paths,
-``_scaled_mm`` and two small models' training steps, and compares each count with
-the formula and with the same call counted on CPU. A backend that cannot run a
+``_scaled_mm``, ``_grouped_mm`` and two small models' training steps, and compares each
+count with the formula and with the same call counted on CPU. A backend that cannot run a
 case (flash with an attention mask, say) is reported as skipped. It prints one
 line per check and exits 1 if any count differs, 0 otherwise; with no GPU there
 is nothing to check and it exits 0.
@@ -269,6 +269,31 @@ def check_scaled_mm(report: Report, device: str) -> None:
     report.check("_scaled_mm", measured.by_op, {"aten._scaled_mm": 2 * 64 * 32 * 16})
 
 
+def grouped_mm_step(device: str) -> tuple[int, int, dict[str, int]]:
+    """10 of 16 token rows routed to 3 experts (64 -> 32), forward and backward."""
+    torch.manual_seed(0)
+    tokens = torch.randn(16, 64, device=device, dtype=torch.bfloat16, requires_grad=True)
+    experts = torch.randn(3, 32, 64, device=device, dtype=torch.bfloat16).transpose(-2, -1)
+    experts.requires_grad_()
+    offs = torch.tensor([3, 7, 10], device=device, dtype=torch.int32)
+    grad = torch.randn(16, 32, device=device, dtype=torch.bfloat16)
+    measured = measure(lambda: torch._grouped_mm(tokens, experts, offs=offs).backward(grad))
+    return (*phases(measured), measured.unsupported)
+
+
+def check_grouped_mm(report: Report, device: str) -> None:
+    if not hasattr(torch, "_grouped_mm"):
+        report.skip("_grouped_mm", "this torch has none")
+        return
+    if device == "cuda" and torch.cuda.get_device_capability() < (8, 0):
+        report.skip("_grouped_mm", "needs compute capability 8.0+")
+        return
+    counts = {where: grouped_mm_step(where) for where in ("cpu", device)}
+    forward = 2 * 10 * 64 * 32
+    report.check("_grouped_mm, formula", counts[device], (forward, 2 * forward, {}))
+    report.check(f"_grouped_mm, {device} vs CPU", counts[device], counts["cpu"])
+
+
 def check_models(report: Report, device: str) -> None:
     for name, make_model in [("TinyGPT", TinyGPT), ("LSTMLanguageModel", LSTMLanguageModel)]:
         counts = {}
@@ -296,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     check_rnns(report, device)
     check_transformer_fast_paths(report, device)
     check_scaled_mm(report, device)
+    check_grouped_mm(report, device)
     check_models(report, device)
     print(f"{report.failures} mismatch(es)" if report.failures else "all counts match")
     return 1 if report.failures else 0
