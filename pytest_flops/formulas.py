@@ -180,8 +180,9 @@ def _grouped_mm_formula(*, offs_at: int) -> FlopFormula:
     and fake offsets cannot be read, and it then counts whole (an upper bound).
     """
 
-    def grouped_mm_flop(a: torch.Tensor, b: torch.Tensor, *args: Any, **kwargs: Any) -> int:
-        offs = args[offs_at - 2] if len(args) > offs_at - 2 else kwargs.get("offs")
+    def grouped_mm_flop(*args: Any, **kwargs: Any) -> int:
+        a, b = args[:2]
+        offs = args[offs_at] if len(args) > offs_at else kwargs.get("offs")
         if a.dim() == 3 and b.dim() == 3:
             groups, m, k = a.shape
             return 2 * groups * m * k * b.shape[-1]
