@@ -103,10 +103,19 @@ class _Frame:
 
 @dataclass
 class _NodeIndex:
-    """Finds the innermost module call that created an autograd node."""
+    """Finds the module call that created an autograd node.
+
+    A node made by a module's forward falls in that call's interval. A node
+    made while backward runs with grad enabled (``create_graph=True``: gradient
+    penalties, Hessian-vector products) belongs to the module whose backward
+    node made it; those are kept apart, as ranges in creation order.
+    """
 
     keys: list[tuple[int, int]] = field(default_factory=list)
     frames: list[_Frame] = field(default_factory=list)
+    made_in_backward_starts: list[int] = field(default_factory=list)
+    made_in_backward_ends: list[int] = field(default_factory=list)
+    made_in_backward_frames: list[_Frame] = field(default_factory=list)
 
     def add(self, frame: _Frame) -> None:
         # Sort by start, then innermost (smallest end) last among equal starts.
@@ -117,7 +126,21 @@ class _NodeIndex:
         self.keys.insert(at, key)
         self.frames.insert(at, frame)
 
+    def add_made_in_backward(self, start: int, end: int, frame: _Frame) -> None:
+        """Nodes ``start`` to ``end - 1`` were made while a backward node of ``frame`` ran."""
+        if self.made_in_backward_frames and (
+            self.made_in_backward_frames[-1] is frame and self.made_in_backward_ends[-1] == start
+        ):
+            self.made_in_backward_ends[-1] = end
+            return
+        self.made_in_backward_starts.append(start)
+        self.made_in_backward_ends.append(end)
+        self.made_in_backward_frames.append(frame)
+
     def frame_of(self, sequence_nr: int) -> _Frame | None:
+        at = bisect_right(self.made_in_backward_starts, sequence_nr) - 1
+        if at >= 0 and sequence_nr < self.made_in_backward_ends[at]:
+            return self.made_in_backward_frames[at]
         at = bisect_right(self.keys, (sequence_nr, 1)) - 1
         frame = self.frames[at] if at >= 0 else None
         while frame is not None and not frame.owns_node(sequence_nr):
@@ -320,6 +343,23 @@ class FlopCounterMode(TorchDispatchMode):
         node = _current_autograd_node()
         return None if node is None else self._nodes.frame_of(node._sequence_nr())
 
+    def _note_node_made_in_backward(self) -> None:
+        """Under ``create_graph=True``, the node autograd just made for the op being
+        dispatched belongs to the module whose backward node is running.
+
+        Not while a module's forward runs in backward (checkpoint recomputation):
+        that call's own interval places its nodes more precisely.
+        """
+        node = _current_autograd_node()
+        if node is None or self._stack():
+            return
+        end = _next_sequence_nr()  # the op's own node, if it made one, is end - 1
+        start = max(end - 1, getattr(self._local, "noted_until", 0))
+        self._local.noted_until = end
+        frame = self._nodes.frame_of(node._sequence_nr())
+        if start < end and frame is not None:
+            self._nodes.add_made_in_backward(start, end, frame)
+
     # -- dispatch -------------------------------------------------------------------------
 
     def __torch_dispatch__(
@@ -332,6 +372,8 @@ class FlopCounterMode(TorchDispatchMode):
         kwargs = kwargs or {}
         if func in _SUBCLASS_METADATA_OPS:
             return NotImplemented
+        if torch.is_grad_enabled():
+            self._note_node_made_in_backward()
         if isinstance(func, HigherOrderOperator):
             return self._dispatch_higher_order(func, args, kwargs)
         kind = self._op_kinds.get(func)

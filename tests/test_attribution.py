@@ -203,6 +203,32 @@ def test_checkpoint_recompute_is_backward_work_of_its_module(
     assert_rows_nest(measurement)
 
 
+def test_double_backward_belongs_to_the_modules_it_differentiates() -> None:
+    # A gradient penalty: the first backward builds a graph (create_graph=True) whose
+    # nodes are made by the backward of Sequential.0 and Sequential.2; the second
+    # backward runs them, and their FLOPs stay with those modules.
+    model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 1))
+    x = torch.randn(4, 8, requires_grad=True)
+
+    def gradient_penalty() -> None:
+        (grad_x,) = torch.autograd.grad(model(x).sum(), x, create_graph=True)
+        grad_x.pow(2).sum().backward()
+
+    measurement = measure(gradient_penalty)
+    linear0, linear2 = 2 * 4 * 8 * 16, 2 * 4 * 16 * 1  # 1024, 128: one product each
+    # Sequential.0: in the first backward, the grad of x (1 product); in the second,
+    # that mm differentiated for both its inputs (2), and the forward addmm again, now
+    # for x and the weight (2)
+    expected_0 = linear0 + 2 * linear0 + 2 * linear0
+    # Sequential.2: the grad of its input (1); then that mm differentiated for the
+    # weight only, the incoming gradient (ones, from sum()) needing none (1)
+    expected_2 = linear2 + linear2
+    assert measurement.modules["Sequential.0"].backward == expected_0 == 5_120
+    assert measurement.modules["Sequential.2"].backward == expected_2 == 256
+    assert measurement.modules["Sequential"].backward == measurement.backward == 5_376
+    assert_rows_nest(measurement)
+
+
 def test_resnet18_forward_backward_split() -> None:
     models = pytest.importorskip("torchvision.models")
     model = models.resnet18()
