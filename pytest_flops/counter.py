@@ -348,8 +348,12 @@ class FlopCounterMode(TorchDispatchMode):
         dispatched belongs to the module whose backward node is running.
 
         Not while a module's forward runs in backward (checkpoint recomputation):
-        that call's own interval places its nodes more precisely.
+        that call's own interval places its nodes more precisely. Nor on another
+        thread (CUDA's backward threads): sequence numbers are per thread, and
+        that thread's could collide with the forward's.
         """
+        if threading.get_ident() != self._thread:
+            return
         node = _current_autograd_node()
         if node is None or self._stack():
             return
