@@ -7,9 +7,11 @@ Run it on a machine with a GPU::
 It runs every SDPA backend (flash, memory-efficient, cuDNN, math) on the
 attention cases of the test suite, jagged-tensor SDPA, FlexAttention forward and
 backward, cuDNN LSTM/GRU/RNN, the transformer inference fast paths,
-``_scaled_mm``, ``_grouped_mm`` and two small models' training steps, and compares each
-count with the formula and with the same call counted on CPU. A backend that cannot run a
-case (flash with an attention mask, say) is reported as skipped. It prints one
+``_scaled_mm``, ``_grouped_mm``, two small models' training steps and the module
+rows of work CUDA's backward thread does (checkpoint recomputation, a gradient
+penalty), and compares each count with the formula and with the same call counted
+on CPU. A backend that cannot run a case (flash with an attention mask, say) is
+reported as skipped. It prints one
 line per check and exits 1 if any count differs, 0 otherwise; with no GPU there
 is nothing to check and it exits 0.
 
@@ -24,6 +26,7 @@ import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.checkpoint import checkpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # examples/, run from anywhere
 
@@ -306,6 +310,49 @@ def check_models(report: Report, device: str) -> None:
         report.check(f"{name} train step, {device} vs CPU", counts[device], counts["cpu"])
 
 
+class CheckpointedMLP(nn.Module):
+    def __init__(self, *, use_reentrant: bool) -> None:
+        super().__init__()
+        self.use_reentrant = use_reentrant
+        self.block = nn.Sequential(nn.Linear(32, 64), nn.Tanh(), nn.Linear(64, 32))
+        self.head = nn.Linear(32, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hidden = checkpoint(self.block, x, use_reentrant=self.use_reentrant)
+        return self.head(hidden)
+
+
+def module_rows(measured: Measurement) -> dict[str, tuple[int, int]]:
+    return {path: (row.forward, row.backward) for path, row in measured.modules.items()}
+
+
+def train_step(model: nn.Module, x: torch.Tensor) -> None:
+    model(x).sum().backward()
+
+
+def gradient_penalty(model: nn.Module, x: torch.Tensor) -> None:
+    (grad_x,) = torch.autograd.grad(model(x).sum(), x, create_graph=True)
+    grad_x.pow(2).sum().backward()
+
+
+def check_backward_attribution(report: Report, device: str) -> None:
+    """Work that CUDA's backward thread does (recomputation, double backward) keeps its rows."""
+    cases = [
+        ("checkpointed train step, reentrant", True, train_step),
+        ("checkpointed train step, non-reentrant", False, train_step),
+        # reentrant checkpointing refuses autograd.grad
+        ("gradient penalty, non-reentrant checkpoint", False, gradient_penalty),
+    ]
+    for name, use_reentrant, step in cases:
+        rows = {}
+        for where in ("cpu", device):
+            torch.manual_seed(0)
+            model = CheckpointedMLP(use_reentrant=use_reentrant).to(where)
+            x = torch.randn(8, 32, device=where, requires_grad=True)
+            rows[where] = module_rows(measure(partial(step, model, x)))
+        report.check(f"{name}: module rows, {device} vs CPU", rows[device], rows["cpu"])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
@@ -323,6 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     check_scaled_mm(report, device)
     check_grouped_mm(report, device)
     check_models(report, device)
+    check_backward_attribution(report, device)
     print(f"{report.failures} mismatch(es)" if report.failures else "all counts match")
     return 1 if report.failures else 0
 

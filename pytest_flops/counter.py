@@ -200,7 +200,7 @@ class FlopCounterMode(TorchDispatchMode):
         self._active = 0
         self._local = threading.local()
         self._thread = threading.get_ident()  # the thread that entered the mode
-        self._nodes = _NodeIndex()
+        self._nodes: dict[int, _NodeIndex] = {}  # by the thread that numbered them
         self._hook_handles: list[torch.utils.hooks.RemovableHandle] = []
         self._while_counting = ExitStack()
 
@@ -255,7 +255,7 @@ class FlopCounterMode(TorchDispatchMode):
             self.phase_counts.clear()
             self.unsupported_ops.clear()
             self._op_kinds.clear()
-            self._nodes = _NodeIndex()
+            self._nodes = {}
             self._local = threading.local()
             self._thread = threading.get_ident()
             self._hook_handles = [
@@ -318,9 +318,9 @@ class FlopCounterMode(TorchDispatchMode):
             return  # the module it wraps runs next and takes its place in paths
         if threading.get_ident() != self._thread and _current_autograd_node() is None:
             # Another thread's forward: the mode does not count it, and its frames
-            # (numbered in that thread's own autograd sequence) would claim this
-            # thread's backward nodes. Backward threads (checkpoint recomputation
-            # on an autograd device thread) do count and keep their frames.
+            # (numbered in that thread's own autograd sequence) would blur where
+            # this thread's backward nodes came from. Backward threads (checkpoint
+            # recomputation on an autograd device thread) do count and keep theirs.
             return
         stack = self._stack()
         parent = stack[-1] if stack else self._frame_of_current_node()
@@ -337,32 +337,45 @@ class FlopCounterMode(TorchDispatchMode):
         frame = stack.pop()
         frame.end_node = _next_sequence_nr()
         if frame.end_node > frame.first_node:
-            self._nodes.add(frame)
+            self._thread_nodes().add(frame)
+
+    def _thread_nodes(self) -> _NodeIndex:
+        return self._nodes.setdefault(threading.get_ident(), _NodeIndex())
+
+    def _frame_of(self, node: Any) -> _Frame | None:
+        """The module call that made autograd ``node``; None if unknown or ambiguous.
+
+        Each thread numbers the nodes it makes. A node that CUDA's backward thread
+        runs was made by the forward (the entering thread's numbers) or on that
+        thread (a checkpoint's recomputation, a double backward): where both
+        numberings place it, in different calls, it is left to ``"Global"``
+        rather than guessed.
+        """
+        if node is None:
+            return None
+        sequence_nr = node._sequence_nr()
+        found = {index.frame_of(sequence_nr) for index in self._nodes.values()} - {None}
+        return found.pop() if len(found) == 1 else None
 
     def _frame_of_current_node(self) -> _Frame | None:
-        node = _current_autograd_node()
-        return None if node is None else self._nodes.frame_of(node._sequence_nr())
+        return self._frame_of(_current_autograd_node())
 
     def _note_node_made_in_backward(self) -> None:
         """Under ``create_graph=True``, the node autograd just made for the op being
         dispatched belongs to the module whose backward node is running.
 
         Not while a module's forward runs in backward (checkpoint recomputation):
-        that call's own interval places its nodes more precisely. Nor on another
-        thread (CUDA's backward threads): sequence numbers are per thread, and
-        that thread's could collide with the forward's.
+        that call's own interval places its nodes more precisely.
         """
-        if threading.get_ident() != self._thread:
-            return
         node = _current_autograd_node()
         if node is None or self._stack():
             return
         end = _next_sequence_nr()  # the op's own node, if it made one, is end - 1
         start = max(end - 1, getattr(self._local, "noted_until", 0))
         self._local.noted_until = end
-        frame = self._nodes.frame_of(node._sequence_nr())
+        frame = self._frame_of(node)
         if start < end and frame is not None:
-            self._nodes.add_made_in_backward(start, end, frame)
+            self._thread_nodes().add_made_in_backward(start, end, frame)
 
     # -- dispatch -------------------------------------------------------------------------
 
@@ -435,7 +448,7 @@ class FlopCounterMode(TorchDispatchMode):
         if stack:
             paths = stack[-1].paths
         else:
-            frame = None if node is None else self._nodes.frame_of(node._sequence_nr())
+            frame = self._frame_of(node)
             paths = () if frame is None else frame.paths
         for path in (GLOBAL, *paths):
             self.flop_counts[path][op] += flops

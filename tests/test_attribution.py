@@ -229,6 +229,35 @@ def test_double_backward_belongs_to_the_modules_it_differentiates() -> None:
     assert_rows_nest(measurement)
 
 
+def test_a_node_two_threads_number_alike_is_left_to_global() -> None:
+    # CUDA runs backward on a thread of its own, which numbers the nodes it makes (a
+    # checkpoint's recomputation) apart from the forward's thread. No CPU run makes
+    # such a thread, so the two numberings are set up by hand: a node that only one
+    # of them places is attributed; one that both place, in different module calls,
+    # is left to "Global" rather than guessed.
+    from pytest_flops.counter import _Frame, _NodeIndex
+
+    class Node:
+        def __init__(self, sequence_nr: int) -> None:
+            self.sequence_nr = sequence_nr
+
+        def _sequence_nr(self) -> int:
+            return self.sequence_nr
+
+    def frame(path: str, first: int, end: int) -> _Frame:
+        return _Frame(nn.Identity(), path, None, (path,), first_node=first, end_node=end)
+
+    forward, recomputed = frame("Net.a", 10, 20), frame("Net.b", 15, 18)
+    mode = FlopCounterMode(display=False)
+    mode._nodes = {1: _NodeIndex(), 2: _NodeIndex()}
+    mode._nodes[1].add(forward)
+    mode._nodes[2].add(recomputed)
+
+    assert mode._frame_of(Node(12)) is forward
+    assert mode._frame_of(Node(16)) is None
+    assert mode._frame_of(Node(25)) is None
+
+
 def test_resnet18_forward_backward_split() -> None:
     models = pytest.importorskip("torchvision.models")
     model = models.resnet18()
