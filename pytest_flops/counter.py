@@ -372,9 +372,11 @@ class FlopCounterMode(TorchDispatchMode):
             return
         end = _next_sequence_nr()  # the op's own node, if it made one, is end - 1
         start = max(end - 1, getattr(self._local, "noted_until", 0))
+        if start >= end:
+            return  # no node made since the last op
         self._local.noted_until = end
         frame = self._frame_of(node)
-        if start < end and frame is not None:
+        if frame is not None:
             self._thread_nodes().add_made_in_backward(start, end, frame)
 
     # -- dispatch -------------------------------------------------------------------------
