@@ -115,6 +115,9 @@ def test_backward_counts_both_gradients() -> None:
     assert measured.unsupported == {}
 
 
+EXPERTS_IMPLEMENTATIONS = ("eager", "batched_mm", "grouped_mm")
+
+
 def mixtral_train_step(implementation: str) -> Measurement:
     transformers = pytest.importorskip("transformers")
     config = transformers.MixtralConfig(
@@ -134,14 +137,14 @@ def mixtral_counts() -> dict[str, Measurement]:
     pytest.importorskip("transformers.integrations.moe", reason="no experts_implementation")
     return {
         implementation: mixtral_train_step(implementation)
-        for implementation in ("eager", "batched_mm", "grouped_mm")
+        for implementation in EXPERTS_IMPLEMENTATIONS
     }
 
 
 EXPERTS = "MixtralForCausalLM.model.layers.0.mlp.experts"
 
 
-@pytest.mark.parametrize("implementation", ["eager", "batched_mm", "grouped_mm"])
+@pytest.mark.parametrize("implementation", EXPERTS_IMPLEMENTATIONS)
 def test_mixtral_experts_count_the_routed_tokens(
     mixtral_counts: dict[str, Measurement], implementation: str
 ) -> None:
