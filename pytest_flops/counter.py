@@ -1,18 +1,12 @@
-"""The counting dispatch mode, with module and forward/backward attribution.
+"""The counting dispatch mode: runs each op, counts it with the formula table.
 
 :class:`FlopCounterMode` is a drop-in for ``torch.utils.flop_counter.FlopCounterMode``
-that reads :mod:`pytest_flops.formulas` (never torch's registry) and attributes
-FLOPs differently:
+that reads :mod:`pytest_flops.formulas` (never torch's registry for aten ops),
+splits every count into forward and backward, lists the ops it cannot count,
+and counts the bodies of higher-order operators (``torch.cond``, ``while_loop``,
+``scan``, ``map``...). Which module rows an op's FLOPs go to is
+:mod:`pytest_flops.module_tracker`'s answer.
 
-* **Modules** are tracked with one global forward pre-hook and one forward hook.
-  A module's path is built from the live call stack, so a submodule shared by
-  two parents is counted under each parent where it ran.
-* **Backward** FLOPs are attributed through the autograd graph rather than
-  through hooks on module inputs: every autograd node created inside a module's
-  forward has a sequence number within that call's interval, and during
-  backward the node being executed (``torch._C._current_autograd_node()``)
-  names the module it came from. A module whose inputs need no grad therefore
-  never stays "active" and swallows unrelated backward FLOPs.
 * **Phase**: an op runs in backward when an autograd node is executing.
   Activation-checkpoint recomputation happens there, so it is counted as
   backward work of the recomputed module.
@@ -20,33 +14,36 @@ FLOPs differently:
 
 from __future__ import annotations
 
-import sys
-import threading
 import warnings
-from bisect import bisect_left, bisect_right
 from collections import ChainMap, Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
 from enum import Enum
+from functools import update_wrapper
 from typing import Any
 
 import torch
 from torch._ops import HigherOrderOperator, OpOverload, OpOverloadPacket
-from torch.utils._python_dispatch import TorchDispatchMode
+from torch._subclasses.fake_tensor import is_fake
+from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
+from torch.utils._pytree import tree_leaves
 
+from pytest_flops.eager import compiled_code_runs_eagerly
 from pytest_flops.formulas import (
     FLOP_FORMULAS,
     FlopFormula,
     FlopTarget,
     as_table_formula,
     is_uncounted,
+    table_formula,
+    user_formula,
 )
 from pytest_flops.measurement import GLOBAL, Measurement, ModuleFlops
 from pytest_flops.meta_as_cpu import cpu_kernels_on_meta
+from pytest_flops.module_tracker import Models, ModuleTracker, root_names
+from pytest_flops.tables import aligned
 
 _current_autograd_node: Callable[[], Any] = torch._C._current_autograd_node
-_next_sequence_nr: Callable[[], int] = torch._C._autograd._get_sequence_nr
 
 # Metadata queries that tensor subclasses (nested jagged tensors) must answer
 # themselves; a mode that handles them breaks the subclass.
@@ -76,76 +73,20 @@ _SUBCLASS_METADATA_OPS = frozenset(
     for overload in packet.overloads()
 )
 
+_EAGER_KERNEL = torch._C.DispatchKey.CompositeExplicitAutograd
+
+
+_Tables = tuple[
+    defaultdict[str, defaultdict[FlopTarget, int]], defaultdict[str, list[int]], Counter[str]
+]
+"""flop_counts, phase_counts and unsupported_ops."""
+
 
 class _OpKind(Enum):
     COUNTED = "counted"
     UNCOUNTED = "uncounted"
     DECOMPOSED = "decomposed"
     UNSUPPORTED = "unsupported"
-
-
-@dataclass(eq=False)
-class _Frame:
-    """One call of a module's forward."""
-
-    module: torch.nn.Module
-    path: str
-    parent: _Frame | None
-    # Distinct paths from the root call down to this one: the rows this call's
-    # FLOPs are added to. A recursive call adds nothing new.
-    paths: tuple[str, ...]
-    first_node: int
-    end_node: int = 2**64
-
-    def owns_node(self, sequence_nr: int) -> bool:
-        return self.first_node <= sequence_nr < self.end_node
-
-
-@dataclass
-class _NodeIndex:
-    """Finds the module call that created an autograd node.
-
-    A node made by a module's forward falls in that call's interval. A node
-    made while backward runs with grad enabled (``create_graph=True``: gradient
-    penalties, Hessian-vector products) belongs to the module whose backward
-    node made it; those are kept apart, as ranges in creation order.
-    """
-
-    keys: list[tuple[int, int]] = field(default_factory=list)
-    frames: list[_Frame] = field(default_factory=list)
-    made_in_backward_starts: list[int] = field(default_factory=list)
-    made_in_backward_ends: list[int] = field(default_factory=list)
-    made_in_backward_frames: list[_Frame] = field(default_factory=list)
-
-    def add(self, frame: _Frame) -> None:
-        # Sort by start, then innermost (smallest end) last among equal starts.
-        # Frames are added as they end, inner ones first: an outer frame with the
-        # same key (it created no node after its child) goes before its child.
-        key = (frame.first_node, -frame.end_node)
-        at = bisect_left(self.keys, key)
-        self.keys.insert(at, key)
-        self.frames.insert(at, frame)
-
-    def add_made_in_backward(self, start: int, end: int, frame: _Frame) -> None:
-        """Nodes ``start`` to ``end - 1`` were made while a backward node of ``frame`` ran."""
-        if self.made_in_backward_frames and (
-            self.made_in_backward_frames[-1] is frame and self.made_in_backward_ends[-1] == start
-        ):
-            self.made_in_backward_ends[-1] = end
-            return
-        self.made_in_backward_starts.append(start)
-        self.made_in_backward_ends.append(end)
-        self.made_in_backward_frames.append(frame)
-
-    def frame_of(self, sequence_nr: int) -> _Frame | None:
-        at = bisect_right(self.made_in_backward_starts, sequence_nr) - 1
-        if at >= 0 and sequence_nr < self.made_in_backward_ends[at]:
-            return self.made_in_backward_frames[at]
-        at = bisect_right(self.keys, (sequence_nr, 1)) - 1
-        frame = self.frames[at] if at >= 0 else None
-        while frame is not None and not frame.owns_node(sequence_nr):
-            frame = frame.parent
-        return frame
 
 
 class FlopCounterMode(TorchDispatchMode):
@@ -157,14 +98,25 @@ class FlopCounterMode(TorchDispatchMode):
     each row into forward and backward, :attr:`unsupported_ops` lists the ops
     that ran with no formula, and :meth:`to_measurement` freezes it all.
 
+    ``models`` (keyword only) keeps module rows of those instances only, named
+    from their class (or ``{row name: model}``): another instance of the same
+    class, an EMA copy say, counts in ``Global`` alone.
+
     Entering a mode again after it exited starts a fresh count, as torch's
     does; entering it again while it is active (nesting the same instance)
     keeps counting into the same totals, once.
     """
 
-    # Higher-order operators (FlexAttention) reach __torch_dispatch__ instead
-    # of raising; see _dispatch_higher_order.
+    # Higher-order operators (FlexAttention, cond, scan...) reach
+    # __torch_dispatch__ instead of raising; see _dispatch_higher_order.
     supports_higher_order_operators = True
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # torch (2.14) wraps a mode's __torch_dispatch__ in torch._dynamo.disable,
+        # which imports torch._dynamo (seconds) on the first op. Nothing compiles
+        # inside a counting block anyway: compiled code runs eagerly there (eager.py).
+        return False
 
     def __init__(
         self,
@@ -172,6 +124,8 @@ class FlopCounterMode(TorchDispatchMode):
         depth: int = 2,
         display: bool = True,
         custom_mapping: Mapping[OpOverloadPacket, FlopFormula] | None = None,
+        *,
+        models: Models | None = None,
     ) -> None:
         super().__init__()
         if mods is not None:
@@ -184,7 +138,7 @@ class FlopCounterMode(TorchDispatchMode):
         self.display = display
         # The table is read live, so formulas registered after this mode was
         # created count from its next ``with`` block on.
-        self.formulas: ChainMap[FlopTarget, FlopFormula] = ChainMap(
+        self.formulas: ChainMap[FlopTarget | str, FlopFormula] = ChainMap(
             {
                 op: as_table_formula(formula, get_raw=getattr(formula, "_get_raw", False))
                 for op, formula in (custom_mapping or {}).items()
@@ -198,10 +152,7 @@ class FlopCounterMode(TorchDispatchMode):
         self.unsupported_ops: Counter[str] = Counter()
         self._op_kinds: dict[OpOverload, _OpKind] = {}
         self._active = 0
-        self._local = threading.local()
-        self._thread = threading.get_ident()  # the thread that entered the mode
-        self._nodes: dict[int, _NodeIndex] = {}  # by the thread that numbered them
-        self._hook_handles: list[torch.utils.hooks.RemovableHandle] = []
+        self._modules = ModuleTracker(root_names(models))
         self._while_counting = ExitStack()
 
     # -- results ------------------------------------------------------------------
@@ -218,7 +169,7 @@ class FlopCounterMode(TorchDispatchMode):
             path: ModuleFlops(
                 forward=self.phase_counts[path][0],
                 backward=self.phase_counts[path][1],
-                by_op={_op_name(op): flops for op, flops in counts.items()},
+                by_op={op_name(op): flops for op, flops in counts.items()},
             )
             for path, counts in self.flop_counts.items()
         }
@@ -228,7 +179,7 @@ class FlopCounterMode(TorchDispatchMode):
     def get_table(self, depth: int | None = None) -> str:
         depth = self.depth if depth is None else depth
         total = self.get_total_flops()
-        rows: list[tuple[str, str, str]] = []
+        rows: list[tuple[str, str, str]] = [("Module", "FLOP", "% Total")]
         for path, counts in self.flop_counts.items():
             level = 0 if path == GLOBAL else path.count(".") + 1
             if level > depth:
@@ -237,15 +188,9 @@ class FlopCounterMode(TorchDispatchMode):
             rows.append((" " * level + path, f"{flops:,}", _percent(flops, total)))
             for op, op_flops in sorted(counts.items(), key=lambda kv: -kv[1]):
                 rows.append(
-                    (" " * (level + 2) + _op_name(op), f"{op_flops:,}", _percent(op_flops, total))
+                    (" " * (level + 2) + op_name(op), f"{op_flops:,}", _percent(op_flops, total))
                 )
-        header = ("Module", "FLOP", "% Total")
-        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
-        lines = [
-            f"{name:<{widths[0]}}  {flops:>{widths[1]}}  {pct:>{widths[2]}}"
-            for name, flops, pct in [header, *rows]
-        ]
-        return "\n".join(lines)
+        return "\n".join(aligned(rows, right=(False, True, True)))
 
     # -- entering and leaving -------------------------------------------------------
 
@@ -255,26 +200,15 @@ class FlopCounterMode(TorchDispatchMode):
             self.phase_counts.clear()
             self.unsupported_ops.clear()
             self._op_kinds.clear()
-            self._nodes = {}
-            self._local = threading.local()
-            self._thread = threading.get_ident()
-            self._hook_handles = [
-                torch.nn.modules.module.register_module_forward_pre_hook(self._enter_module),
-                torch.nn.modules.module.register_module_forward_hook(
-                    self._leave_module, always_call=True
-                ),
-            ]
+            self._modules.start()
             self._while_counting = ExitStack()
             try:
-                # torch.compile cannot trace under a dispatch mode; rather than
-                # skip frames (and fail fullgraph=True compiles, FlexAttention's
-                # eager path among them) it runs compiled code eagerly, op by op.
-                self._while_counting.enter_context(torch.compiler.set_stance("force_eager"))
+                self._while_counting.enter_context(compiled_code_runs_eagerly())
                 self._while_counting.enter_context(cpu_kernels_on_meta())
                 super().__enter__()
             except BaseException:
                 self._while_counting.close()
-                self._remove_hooks()
+                self._modules.stop()
                 raise
         self._active += 1
         return self
@@ -287,97 +221,18 @@ class FlopCounterMode(TorchDispatchMode):
             super().__exit__(*exc_info)
         finally:
             self._while_counting.close()
-            self._remove_hooks()
+            self._modules.stop()
         if self.display:
             print(self.get_table(self.depth))
 
-    def _remove_hooks(self) -> None:
-        for handle in self._hook_handles:
-            handle.remove()
-        self._hook_handles = []
-
     @contextmanager
     def _counting_again(self) -> Iterator[None]:
-        """Re-push this mode (which dispatch popped) so a decomposition's ops count."""
+        """Re-push this mode (which dispatch popped) so a decomposition's or a body's ops count."""
         TorchDispatchMode.__enter__(self)
         try:
             yield
         finally:
             TorchDispatchMode.__exit__(self, None, None, None)
-
-    # -- module attribution -----------------------------------------------------------
-
-    def _stack(self) -> list[_Frame]:
-        stack: list[_Frame] | None = getattr(self._local, "stack", None)
-        if stack is None:
-            stack = self._local.stack = []
-        return stack
-
-    def _enter_module(self, module: torch.nn.Module, args: object) -> None:
-        if _is_compile_wrapper(module):
-            return  # the module it wraps runs next and takes its place in paths
-        if threading.get_ident() != self._thread and _current_autograd_node() is None:
-            # Another thread's forward: the mode does not count it, and its frames
-            # (numbered in that thread's own autograd sequence) would blur where
-            # this thread's backward nodes came from. Backward threads (checkpoint
-            # recomputation on an autograd device thread) do count and keep theirs.
-            return
-        stack = self._stack()
-        parent = stack[-1] if stack else self._frame_of_current_node()
-        path, parent = _path_under(parent, module)
-        paths = parent.paths if parent is not None else ()
-        if path not in paths:
-            paths = (*paths, path)
-        stack.append(_Frame(module, path, parent, paths, _next_sequence_nr()))
-
-    def _leave_module(self, module: torch.nn.Module, args: object, output: object) -> None:
-        stack = self._stack()
-        if not stack or stack[-1].module is not module:
-            return  # entered before this mode started
-        frame = stack.pop()
-        frame.end_node = _next_sequence_nr()
-        if frame.end_node > frame.first_node:
-            self._thread_nodes().add(frame)
-
-    def _thread_nodes(self) -> _NodeIndex:
-        return self._nodes.setdefault(threading.get_ident(), _NodeIndex())
-
-    def _frame_of(self, node: Any) -> _Frame | None:
-        """The module call that made autograd ``node``; None if unknown or ambiguous.
-
-        Each thread numbers the nodes it makes. A node that CUDA's backward thread
-        runs was made by the forward (the entering thread's numbers) or on that
-        thread (a checkpoint's recomputation, a double backward): where both
-        numberings place it, in different calls, it is left to ``"Global"``
-        rather than guessed.
-        """
-        if node is None:
-            return None
-        sequence_nr = node._sequence_nr()
-        found = {index.frame_of(sequence_nr) for index in self._nodes.values()} - {None}
-        return found.pop() if len(found) == 1 else None
-
-    def _frame_of_current_node(self) -> _Frame | None:
-        return self._frame_of(_current_autograd_node())
-
-    def _note_node_made_in_backward(self) -> None:
-        """Under ``create_graph=True``, the node autograd just made for the op being
-        dispatched belongs to the module whose backward node is running.
-
-        Not while a module's forward runs in backward (checkpoint recomputation):
-        that call's own interval places its nodes more precisely.
-        """
-        node = _current_autograd_node()
-        if node is None or self._stack():
-            return
-        end = _next_sequence_nr()  # the op's own node, if it made one, is end - 1
-        start = max(end - 1, getattr(self._local, "noted_until", 0))
-        if start >= end:
-            return  # no node made since the last op
-        self._local.noted_until = end
-        frame = self._frame_of(node)
-        if frame is not None:
-            self._thread_nodes().add_made_in_backward(start, end, frame)
 
     # -- dispatch -------------------------------------------------------------------------
 
@@ -392,22 +247,30 @@ class FlopCounterMode(TorchDispatchMode):
         if func in _SUBCLASS_METADATA_OPS:
             return NotImplemented
         if torch.is_grad_enabled():
-            self._note_node_made_in_backward()
+            self._modules.note_node_made_in_backward()
         if isinstance(func, HigherOrderOperator):
             return self._dispatch_higher_order(func, args, kwargs)
         kind = self._op_kinds.get(func)
         if kind is None:
             kind = self._op_kinds[func] = self._classify(func)
         if kind is _OpKind.DECOMPOSED:
-            with self._counting_again():
-                out = func.decompose(*args, **kwargs)
-            if out is not NotImplemented:
-                return out
-            kind = self._op_kinds[func] = _OpKind.UNSUPPORTED
+            formula = self._formula(func._overloadpacket)
+            if formula is not None and any(_is_nested(arg) for arg in args):
+                kind = _OpKind.COUNTED  # a nested matmul has a formula, no decomposition
+            else:
+                with self._counting_again():
+                    out = func.decompose(*args, **kwargs)
+                if out is not NotImplemented:
+                    return out
+                kind = self._op_kinds[func] = (
+                    _OpKind.UNSUPPORTED if formula is None else _OpKind.COUNTED
+                )
         out = func(*args, **kwargs)
         if kind is _OpKind.COUNTED:
             packet = func._overloadpacket
-            self._record(packet, self.formulas[packet](args, kwargs, out))
+            formula = self._formula(packet)
+            assert formula is not None  # classified as counted
+            self._record(packet, formula(args, kwargs, out))
         elif kind is _OpKind.UNSUPPORTED:
             self.unsupported_ops[str(func._overloadpacket)] += 1
         return out
@@ -415,24 +278,87 @@ class FlopCounterMode(TorchDispatchMode):
     def _dispatch_higher_order(
         self, hop: HigherOrderOperator, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        """Run a higher-order operator (FlexAttention, cond...) beneath this mode.
+        """Run a higher-order operator beneath this mode, counting what it runs.
 
-        One with a formula counts as a whole; one without runs uncounted and is
-        listed as unsupported: control-flow operators refuse to run their
-        bodies under a mode, so their inner ops cannot be counted one by one.
+        One with a formula (FlexAttention) counts as a whole. One that runs
+        user code (``cond``, ``while_loop``, ``scan``, ``map``,
+        ``invoke_subgraph``, checkpoint wrappers...) runs its eager kernel with
+        this mode around each body call, so the body's ops count as many times
+        as they run, in the module that called it. A ``cond`` whose predicate
+        has no value (meta, fake) counts its larger branch: an upper bound.
+        Only a HOP whose body cannot be seen is listed as unsupported.
         """
-        out = hop(*args, **kwargs)
         formula = self.formulas.get(hop)
-        if formula is None:
-            self.unsupported_ops[_op_name(hop)] += 1
-        else:
+        if formula is not None:
+            out = hop(*args, **kwargs)
             self._record(hop, formula(args, kwargs, out))
+            return out
+        eager = hop.py_kernels.get(_EAGER_KERNEL)
+        bodies = [i for i, arg in enumerate(args) if _is_body(arg)]
+        if eager is None or not bodies or _unknown_iterations(hop, args):
+            self.unsupported_ops[op_name(hop)] += 1
+            return hop(*args, **kwargs)
+        if hop is torch.ops.higher_order.cond and _has_no_value(args[0]):
+            return self._larger_branch(*args)
+        counted = [self._counting_body(arg) if i in bodies else arg for i, arg in enumerate(args)]
+        # Below this mode nothing else may run (the eager kernels check): a fake
+        # tensor mode's own handler would run a body once, for its shapes only.
+        with _disable_current_modes():
+            return eager(*counted, **kwargs)
+
+    def _counting_body(self, body: Callable[..., Any]) -> Callable[..., Any]:
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            with self._counting_again():
+                return body(*args, **kwargs)
+
+        return update_wrapper(counted, body, updated=())
+
+    def _larger_branch(
+        self, pred: Any, true_fn: Callable[..., Any], false_fn: Callable[..., Any], operands: Any
+    ) -> Any:
+        """``cond`` with a predicate that has no value: the branch that counts more."""
+        branches = []
+        for branch in (true_fn, false_fn):
+            with self._isolated() as counts, _disable_current_modes(), self._counting_again():
+                out = branch(*operands)
+            branches.append((sum(counts[0][GLOBAL].values()), out, counts))
+        _, out, (flop_counts, phase_counts, unsupported) = max(branches, key=lambda b: b[0])
+        for path, ops in flop_counts.items():
+            for op, flops in ops.items():
+                self.flop_counts[path][op] += flops
+        for path, (forward, backward) in phase_counts.items():
+            self.phase_counts[path][0] += forward
+            self.phase_counts[path][1] += backward
+        self.unsupported_ops.update(unsupported)
         return out
 
+    @contextmanager
+    def _isolated(self) -> Iterator[_Tables]:
+        """Count into fresh tables, handed out, and restore this mode's afterwards."""
+        kept = self.flop_counts, self.phase_counts, self.unsupported_ops
+        fresh: _Tables = (
+            defaultdict(lambda: defaultdict(int)),
+            defaultdict(lambda: [0, 0]),
+            Counter(),
+        )
+        self.flop_counts, self.phase_counts, self.unsupported_ops = fresh
+        try:
+            yield fresh
+        finally:
+            self.flop_counts, self.phase_counts, self.unsupported_ops = kept
+
+    def _formula(self, packet: OpOverloadPacket) -> FlopFormula | None:
+        """Ours (or a custom_mapping's); for the user's own ops, one registered with torch."""
+        formula = table_formula(self.formulas, packet)
+        return formula if formula is not None else user_formula(packet)
+
     def _classify(self, func: OpOverload) -> _OpKind:
-        if func._overloadpacket in self.formulas:
-            return _OpKind.COUNTED
-        if is_uncounted(func):
+        """How to count ``func``. A formula counts even an op that is free by convention
+        (a ``custom_mapping`` may price ``add``). An op that decomposes counts as what it
+        decomposes into, even where it has a formula: ``matmul`` reaches the mode whole
+        (below autograd) inside a higher-order operator's body, ``mm`` everywhere else."""
+        has_formula = self._formula(func._overloadpacket) is not None
+        if is_uncounted(func) and not has_formula:
             return _OpKind.UNCOUNTED
         if (
             torch._C._dispatch_has_kernel_for_dispatch_key(
@@ -441,55 +367,53 @@ class FlopCounterMode(TorchDispatchMode):
             or torch._C.DispatchKey.CompositeImplicitAutograd in func.py_kernels
         ):
             return _OpKind.DECOMPOSED
-        return _OpKind.UNSUPPORTED
+        return _OpKind.COUNTED if has_formula else _OpKind.UNSUPPORTED
 
     def _record(self, op: FlopTarget, flops: int) -> None:
-        node = _current_autograd_node()
-        phase = 0 if node is None else 1
-        stack = self._stack()
-        if stack:
-            paths = stack[-1].paths
-        else:
-            frame = self._frame_of(node)
-            paths = () if frame is None else frame.paths
-        for path in (GLOBAL, *paths):
+        phase = 0 if _current_autograd_node() is None else 1
+        for path in (GLOBAL, *self._modules.paths()):
             self.flop_counts[path][op] += flops
             self.phase_counts[path][phase] += flops
 
 
-def _path_under(parent: _Frame | None, module: torch.nn.Module) -> tuple[str, _Frame | None]:
-    """The path of ``module`` called inside ``parent``, and its real parent frame.
+def warm_up() -> None:
+    """Count one tiny step, so the first real block pays for no lazy import or set-up.
 
-    A module already on the call chain (recursion, or checkpoint recomputation
-    started from one of its own backward nodes) keeps that call's path.
+    The plugin calls it at the end of collection, outside every test's time.
     """
-    if parent is None:
-        return type(module).__name__, None
-    for name, child in parent.module._modules.items():
-        if child is module or (_is_compile_wrapper(child) and child._orig_mod is module):
-            return f"{parent.path}.{name}", parent
-    frame: _Frame | None = parent
-    while frame is not None:
-        if frame.module is module:
-            return frame.path, frame.parent
-        frame = frame.parent
-    for name, child in parent.module.named_modules():
-        if child is module:
-            return f"{parent.path}.{name}", parent
-    return f"{parent.path}.{type(module).__name__}", parent
+    with FlopCounterMode(display=False):
+        x = torch.ones(2, 2, requires_grad=True)
+        torch.nn.functional.linear(x, torch.ones(2, 2)).sum().backward()
 
 
-def _is_compile_wrapper(module: torch.nn.Module) -> bool:
-    """``torch.compile(module)``'s OptimizedModule (only there once dynamo is imported)."""
-    eval_frame = sys.modules.get("torch._dynamo.eval_frame")
-    return eval_frame is not None and isinstance(module, eval_frame.OptimizedModule)
-
-
-def _op_name(op: FlopTarget) -> str:
+def op_name(op: FlopTarget) -> str:
     """``aten.mm`` for an op packet, ``higher_order.flex_attention`` for a HOP."""
     if isinstance(op, HigherOrderOperator):
         return f"{op.namespace}.{op.name()}"
     return str(op)
+
+
+def _is_body(arg: object) -> bool:
+    """User code a higher-order operator runs: a function or a (graph) module."""
+    return callable(arg) and not isinstance(
+        arg, (torch.Tensor, OpOverload, OpOverloadPacket, HigherOrderOperator, type)
+    )
+
+
+def _is_nested(value: object) -> bool:
+    return isinstance(value, torch.Tensor) and value.is_nested
+
+
+def _has_no_value(value: object) -> bool:
+    """A meta or fake tensor, or a symbolic bool: control flow cannot read it."""
+    if isinstance(value, torch.Tensor):
+        return value.device.type == "meta" or is_fake(value)
+    return isinstance(value, torch.SymBool)
+
+
+def _unknown_iterations(hop: HigherOrderOperator, args: tuple[Any, ...]) -> bool:
+    """A ``while_loop`` on tensors with no values: how often its body runs is unknowable."""
+    return hop.name().startswith("while_loop") and any(map(_has_no_value, tree_leaves(args)))
 
 
 def _percent(part: int, whole: int) -> str:

@@ -235,7 +235,7 @@ def test_a_node_two_threads_number_alike_is_left_to_global() -> None:
     # such a thread, so the two numberings are set up by hand: a node that only one
     # of them places is attributed; one that both place, in different module calls,
     # is left to "Global" rather than guessed.
-    from pytest_flops.counter import _Frame, _NodeIndex
+    from pytest_flops.module_tracker import ModuleTracker, _Frame, _NodeIndex
 
     class Node:
         def __init__(self, sequence_nr: int) -> None:
@@ -248,14 +248,14 @@ def test_a_node_two_threads_number_alike_is_left_to_global() -> None:
         return _Frame(nn.Identity(), path, None, (path,), first_node=first, end_node=end)
 
     forward, recomputed = frame("Net.a", 10, 20), frame("Net.b", 15, 18)
-    mode = FlopCounterMode(display=False)
-    mode._nodes = {1: _NodeIndex(), 2: _NodeIndex()}
-    mode._nodes[1].add(forward)
-    mode._nodes[2].add(recomputed)
+    tracker = ModuleTracker()
+    tracker._nodes = {1: _NodeIndex(), 2: _NodeIndex()}
+    tracker._nodes[1].add(forward)
+    tracker._nodes[2].add(recomputed)
 
-    assert mode._frame_of(Node(12)) is forward
-    assert mode._frame_of(Node(16)) is None
-    assert mode._frame_of(Node(25)) is None
+    assert tracker._frame_of(Node(12)) is forward
+    assert tracker._frame_of(Node(16)) is None
+    assert tracker._frame_of(Node(25)) is None
 
 
 def test_resnet18_forward_backward_split() -> None:

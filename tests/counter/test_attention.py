@@ -17,15 +17,18 @@ import torch.nn.functional as F
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 from pytest_flops import FlopCounterMode, Measurement
-from pytest_flops.formulas import (
-    cudnn_attention_forward_flop,
-    efficient_attention_forward_flop,
-    flash_attention_backward_flop,
-    flash_attention_forward_flop,
-    flex_attention_backward_flop,
-)
+from pytest_flops.formulas import FLOP_FORMULAS
+from pytest_flops.formulas.attention import flex_attention_backward_flop
 
 aten = torch.ops.aten
+
+
+def kernel(name: str) -> Callable[..., int]:
+    """The table's formula of an attention kernel, called with the kernel's own arguments."""
+    formula = FLOP_FORMULAS[getattr(aten, name)]
+    return lambda *args: formula(args, {}, None)
+
+
 CPU_FLASH = "aten._scaled_dot_product_flash_attention_for_cpu"
 CPU_FLASH_BACKWARD = "aten._scaled_dot_product_flash_attention_for_cpu_backward"
 
@@ -210,7 +213,7 @@ def test_dense_bshd_flash_and_efficient_kernels() -> None:
 def test_dense_cudnn_attention_forward_reads_bhsd() -> None:
     # no meta kernel: the formula itself, on (B, H, S, D) tensors
     q, k = meta(B, H, SQ, D), meta(B, H, SK, D)
-    assert cudnn_attention_forward_flop(q, k, k, None, None, None, SQ, SK, True) == 13_440
+    assert kernel("_cudnn_attention_forward")(q, k, k, None, None, None, SQ, SK, True) == 13_440
 
 
 # Two sequences of 3 and 5 tokens, 2 heads of 16 dims, packed as 8 tokens:
@@ -222,14 +225,17 @@ CUMULATIVE = torch.tensor([0, 3, 8], dtype=torch.int32)
 def test_jagged_kernels_count_each_sequence() -> None:
     q = meta(8, 2, 16)  # (total tokens, H, D)
 
-    assert flash_attention_forward_flop(q, q, q, CUMULATIVE, CUMULATIVE, 5, 5) == 4_352
-    assert cudnn_attention_forward_flop(q, q, q, None, CUMULATIVE, CUMULATIVE, 5, 5) == 4_352
+    assert kernel("_flash_attention_forward")(q, q, q, CUMULATIVE, CUMULATIVE, 5, 5) == 4_352
+    assert kernel("_cudnn_attention_forward")(q, q, q, None, CUMULATIVE, CUMULATIVE, 5, 5) == 4_352
     assert (
-        flash_attention_backward_flop(q, q, q, q, q, None, CUMULATIVE, CUMULATIVE, 5, 5) == 10_880
+        kernel("_flash_attention_backward")(q, q, q, q, q, None, CUMULATIVE, CUMULATIVE, 5, 5)
+        == 10_880
     )
     packed = meta(1, 8, 2, 16)  # the memory-efficient kernel's (1, total, H, D)
     assert (
-        efficient_attention_forward_flop(packed, packed, packed, None, CUMULATIVE, CUMULATIVE, 5, 5)
+        kernel("_efficient_attention_forward")(
+            packed, packed, packed, None, CUMULATIVE, CUMULATIVE, 5, 5
+        )
         == 4_352
     )
 

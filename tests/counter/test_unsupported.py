@@ -204,20 +204,6 @@ def test_random_ops_cost_nothing() -> None:
     assert (measured.total, measured.unsupported) == (0, {})
 
 
-def test_control_flow_operators_are_listed_unsupported() -> None:
-    # torch.cond refuses to run its branches under a dispatch mode: the branch
-    # runs uncounted, and the report says so.
-    weight = torch.randn(4, 4)
-
-    measured = measure(
-        lambda: torch.cond(
-            torch.tensor(True), lambda x: x @ weight, lambda x: x + 1, (torch.randn(3, 4),)
-        )
-    )
-
-    assert (measured.total, measured.unsupported) == (0, {"higher_order.cond": 1})
-
-
 @torch.library.custom_op("pytest_flops_tests::doubled_matmul", mutates_args=())
 def doubled_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a @ b) * 2

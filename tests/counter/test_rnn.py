@@ -17,7 +17,7 @@ from torch import nn
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 from pytest_flops import FlopCounterMode, Measurement
-from pytest_flops.formulas import cudnn_rnn_backward_flop, cudnn_rnn_flop
+from pytest_flops.formulas.rnn import cudnn_rnn_backward_flop, cudnn_rnn_flop
 
 aten = torch.ops.aten
 

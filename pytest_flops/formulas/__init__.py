@@ -1,0 +1,36 @@
+"""The op-formula table: which ops cost FLOPs, and how many.
+
+One module per family of ops, each formula a small pure function of shapes
+registered by :func:`register_flop_formula`; :mod:`~pytest_flops.formulas.uncounted`
+lists the ops that cost 0 by convention. Importing this package fills the table.
+"""
+
+from pytest_flops.formulas import attention, conv, fused, matmul, rnn
+from pytest_flops.formulas.registry import (
+    FLOP_FORMULAS,
+    FlopFormula,
+    FlopTarget,
+    Shape,
+    as_table_formula,
+    register_flop_formula,
+    table_formula,
+    user_formula,
+)
+from pytest_flops.formulas.uncounted import is_uncounted
+
+__all__ = [
+    "FLOP_FORMULAS",
+    "FlopFormula",
+    "FlopTarget",
+    "Shape",
+    "as_table_formula",
+    "attention",
+    "conv",
+    "fused",
+    "is_uncounted",
+    "matmul",
+    "register_flop_formula",
+    "rnn",
+    "table_formula",
+    "user_formula",
+]

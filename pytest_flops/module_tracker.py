@@ -1,0 +1,305 @@
+"""Which module calls an op belongs to, in forward and in backward.
+
+Kept apart from counting, as torch keeps its ``ModuleTracker`` apart from its
+counter. :class:`ModuleTracker` installs one global forward pre-hook and one
+forward hook while it is started, and answers one question for the op being
+dispatched: :meth:`~ModuleTracker.paths`, the module rows its FLOPs go to.
+
+* **Forward.** A stack of module calls per thread; a module's path is its
+  name under the module that called it, so a submodule shared by two parents
+  is counted under each parent where it ran.
+* **Backward.** Every autograd node created inside a module's forward has a
+  sequence number within that call's interval; during backward, the node
+  being executed (``torch._C._current_autograd_node()``) names the call it
+  came from. A module whose inputs need no grad therefore never stays
+  "active" and swallows unrelated backward FLOPs.
+* **Double backward.** Nodes made while a module's backward node runs with
+  grad enabled (``create_graph=True``) belong to that module.
+* **Roots.** Without roots every module call that runs outside another one
+  starts a row named after its class. With roots (the models passed to
+  ``flops(model)``), only those instances and what they call get rows, named
+  from the root's row name; every other module's FLOPs count in ``Global``
+  only.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from pytest_flops.measurement import GLOBAL
+
+_current_autograd_node: Callable[[], Any] = torch._C._current_autograd_node
+_next_sequence_nr: Callable[[], int] = torch._C._autograd._get_sequence_nr
+
+Models = torch.nn.Module | Iterable[torch.nn.Module] | Mapping[str, torch.nn.Module]
+"""What ``flops(...)`` and ``FlopCounterMode(models=...)`` accept as the models to keep rows of."""
+
+
+@dataclass(eq=False)
+class _Frame:
+    """One call of a module's forward."""
+
+    module: torch.nn.Module
+    path: str
+    parent: _Frame | None
+    # Distinct paths from the root call down to this one: the rows this call's
+    # FLOPs are added to. A recursive call adds nothing new.
+    paths: tuple[str, ...]
+    first_node: int
+    end_node: int = 2**64
+
+    def owns_node(self, sequence_nr: int) -> bool:
+        return self.first_node <= sequence_nr < self.end_node
+
+
+@dataclass
+class _NodeIndex:
+    """Finds the module call that created an autograd node.
+
+    A node made by a module's forward falls in that call's interval. A node
+    made while backward runs with grad enabled (``create_graph=True``: gradient
+    penalties, Hessian-vector products) belongs to the module whose backward
+    node made it; those are kept apart, as ranges in creation order.
+    """
+
+    keys: list[tuple[int, int]] = field(default_factory=list)
+    frames: list[_Frame] = field(default_factory=list)
+    made_in_backward_starts: list[int] = field(default_factory=list)
+    made_in_backward_ends: list[int] = field(default_factory=list)
+    made_in_backward_frames: list[_Frame] = field(default_factory=list)
+
+    def add(self, frame: _Frame) -> None:
+        # Sort by start, then innermost (smallest end) last among equal starts.
+        # Frames are added as they end, inner ones first: an outer frame with the
+        # same key (it created no node after its child) goes before its child.
+        key = (frame.first_node, -frame.end_node)
+        at = bisect_left(self.keys, key)
+        self.keys.insert(at, key)
+        self.frames.insert(at, frame)
+
+    def add_made_in_backward(self, start: int, end: int, frame: _Frame) -> None:
+        """Nodes ``start`` to ``end - 1`` were made while a backward node of ``frame`` ran."""
+        if self.made_in_backward_frames and (
+            self.made_in_backward_frames[-1] is frame and self.made_in_backward_ends[-1] == start
+        ):
+            self.made_in_backward_ends[-1] = end
+            return
+        self.made_in_backward_starts.append(start)
+        self.made_in_backward_ends.append(end)
+        self.made_in_backward_frames.append(frame)
+
+    def frame_of(self, sequence_nr: int) -> _Frame | None:
+        at = bisect_right(self.made_in_backward_starts, sequence_nr) - 1
+        if at >= 0 and sequence_nr < self.made_in_backward_ends[at]:
+            return self.made_in_backward_frames[at]
+        at = bisect_right(self.keys, (sequence_nr, 1)) - 1
+        frame = self.frames[at] if at >= 0 else None
+        while frame is not None and not frame.owns_node(sequence_nr):
+            frame = frame.parent
+        return frame
+
+
+def root_names(models: Models | None) -> dict[torch.nn.Module, str] | None:
+    """The models to keep rows of, each with its row name; None keeps every module's rows.
+
+    A compiled module stands for the module it compiled. Models are named
+    after their class unless given as ``{name: model}``; two models that would
+    share a row name, the same model twice, or a model inside another is a
+    ``ValueError``.
+    """
+    if models is None:
+        return None
+    if isinstance(models, torch.nn.Module):
+        named = [(type(_compiled(models)).__name__, models)]
+    elif isinstance(models, Mapping):
+        named = list(models.items())
+    else:
+        named = [(type(_compiled(model)).__name__, model) for model in models]
+    roots: dict[torch.nn.Module, str] = {}
+    for name, model in named:
+        if not isinstance(model, torch.nn.Module):
+            raise TypeError(f"flops(model): expected a torch.nn.Module, got {type(model).__name__}")
+        if not isinstance(name, str) or not name or "." in name:
+            raise ValueError(
+                f"flops: a row name must be a non-empty string without dots, got {name!r}"
+            )
+        module = _compiled(model)
+        if module in roots:
+            raise ValueError(f"flops: {type(module).__name__} {name!r} is passed twice")
+        if name in roots.values():
+            raise ValueError(
+                f"flops: two models would share the row {name!r}; name them, e.g. "
+                f"flops({{'student': model, 'teacher': ema}}), or measure them in separate blocks"
+            )
+        roots[module] = GLOBAL_ALIAS if name == GLOBAL else name
+    for module, name in roots.items():
+        for other, other_name in roots.items():
+            if other is not module and any(sub is module for sub in other.modules()):
+                raise ValueError(
+                    f"flops: {name!r} is a submodule of {other_name!r}, whose rows already hold it"
+                )
+    return roots
+
+
+GLOBAL_ALIAS = f"{GLOBAL} (module)"
+"""The row of a module whose class is named ``Global``: never the ``Global`` row itself."""
+
+
+class ModuleTracker:
+    """Tracks module calls between :meth:`start` and :meth:`stop`; see the module docs."""
+
+    def __init__(self, roots: Mapping[torch.nn.Module, str] | None = None) -> None:
+        self._roots = roots
+        self._local = threading.local()
+        self._thread = threading.get_ident()  # the thread that started tracking
+        self._nodes: dict[int, _NodeIndex] = {}  # by the thread that numbered them
+        self._hook_handles: list[torch.utils.hooks.RemovableHandle] = []
+
+    def start(self) -> None:
+        self._local = threading.local()
+        self._thread = threading.get_ident()
+        self._nodes = {}
+        self._hook_handles = [
+            torch.nn.modules.module.register_module_forward_pre_hook(self._enter_module),
+            torch.nn.modules.module.register_module_forward_hook(
+                self._leave_module, always_call=True
+            ),
+        ]
+
+    def stop(self) -> None:
+        for handle in self._hook_handles:
+            handle.remove()
+        self._hook_handles = []
+
+    def paths(self) -> tuple[str, ...]:
+        """The module rows (``Global`` not included) of the op running now."""
+        stack = self._stack()
+        if stack:
+            return stack[-1].paths
+        frame = self._frame_of(_current_autograd_node())
+        return () if frame is None else frame.paths
+
+    def note_node_made_in_backward(self) -> None:
+        """Under ``create_graph=True``, the node autograd just made for the op being
+        dispatched belongs to the module whose backward node is running.
+
+        Not while a module's forward runs in backward (checkpoint recomputation):
+        that call's own interval places its nodes more precisely.
+        """
+        node = _current_autograd_node()
+        if node is None or self._stack():
+            return
+        end = _next_sequence_nr()  # the op's own node, if it made one, is end - 1
+        start = max(end - 1, getattr(self._local, "noted_until", 0))
+        if start >= end:
+            return  # no node made since the last op
+        self._local.noted_until = end
+        frame = self._frame_of(node)
+        if frame is not None:
+            self._thread_nodes().add_made_in_backward(start, end, frame)
+
+    # -- the hooks ---------------------------------------------------------------------
+
+    def _enter_module(self, module: torch.nn.Module, args: object) -> None:
+        if _is_compile_wrapper(module):
+            return  # the module it wraps runs next and takes its place in paths
+        if isinstance(module, torch.fx.GraphModule):
+            return  # a traced body (a higher-order operator's backward): no module of the user
+        if threading.get_ident() != self._thread and _current_autograd_node() is None:
+            # Another thread's forward: the mode does not count it, and its frames
+            # (numbered in that thread's own autograd sequence) would blur where
+            # this thread's backward nodes came from. Backward threads (checkpoint
+            # recomputation on an autograd device thread) do count and keep theirs.
+            return
+        stack = self._stack()
+        parent = stack[-1] if stack else self._frame_of(_current_autograd_node())
+        root = self._root_name(module)
+        if root is not None and (self._roots is not None or parent is None):
+            # a root starts rows of its own, whoever calls it
+            path, inherited = root, () if parent is None else parent.paths
+        elif parent is None:
+            return  # not a root, called outside every root: Global only
+        else:
+            path, parent = _path_under(parent, module)
+            inherited = () if parent is None else parent.paths
+        paths = inherited if path in inherited else (*inherited, path)
+        stack.append(_Frame(module, path, parent, paths, _next_sequence_nr()))
+
+    def _leave_module(self, module: torch.nn.Module, args: object, output: object) -> None:
+        stack = self._stack()
+        if not stack or stack[-1].module is not module:
+            return  # entered before tracking started, or not tracked
+        frame = stack.pop()
+        frame.end_node = _next_sequence_nr()
+        if frame.end_node > frame.first_node:
+            self._thread_nodes().add(frame)
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _root_name(self, module: torch.nn.Module) -> str | None:
+        if self._roots is None:
+            name = type(module).__name__
+            return GLOBAL_ALIAS if name == GLOBAL else name
+        return self._roots.get(module)
+
+    def _stack(self) -> list[_Frame]:
+        stack: list[_Frame] | None = getattr(self._local, "stack", None)
+        if stack is None:
+            stack = self._local.stack = []
+        return stack
+
+    def _thread_nodes(self) -> _NodeIndex:
+        return self._nodes.setdefault(threading.get_ident(), _NodeIndex())
+
+    def _frame_of(self, node: Any) -> _Frame | None:
+        """The module call that made autograd ``node``; None if unknown or ambiguous.
+
+        Each thread numbers the nodes it makes. A node that CUDA's backward thread
+        runs was made by the forward (the entering thread's numbers) or on that
+        thread (a checkpoint's recomputation, a double backward): where both
+        numberings place it, in different calls, it is left to ``"Global"``
+        rather than guessed.
+        """
+        if node is None:
+            return None
+        sequence_nr = node._sequence_nr()
+        found = {index.frame_of(sequence_nr) for index in self._nodes.values()} - {None}
+        return found.pop() if len(found) == 1 else None
+
+
+def _path_under(parent: _Frame, module: torch.nn.Module) -> tuple[str, _Frame | None]:
+    """The path of ``module`` called inside ``parent``, and its real parent frame.
+
+    A module already on the call chain (recursion, or checkpoint recomputation
+    started from one of its own backward nodes) keeps that call's path.
+    """
+    for name, child in parent.module._modules.items():
+        if child is not None and _compiled(child) is module:
+            return f"{parent.path}.{name}", parent
+    frame: _Frame | None = parent
+    while frame is not None:
+        if frame.module is module:
+            return frame.path, frame.parent
+        frame = frame.parent
+    for name, child in parent.module.named_modules():
+        if child is module:
+            return f"{parent.path}.{name}", parent
+    return f"{parent.path}.{type(module).__name__}", parent
+
+
+def _is_compile_wrapper(module: torch.nn.Module) -> bool:
+    """``torch.compile(module)``'s OptimizedModule (only there once dynamo is imported)."""
+    eval_frame = sys.modules.get("torch._dynamo.eval_frame")
+    return eval_frame is not None and isinstance(module, eval_frame.OptimizedModule)
+
+
+def _compiled(module: torch.nn.Module) -> torch.nn.Module:
+    """The module a ``torch.compile`` wrapper compiled; any other module as it is."""
+    return module._orig_mod if _is_compile_wrapper(module) else module  # type: ignore[return-value]
