@@ -1,23 +1,32 @@
-"""FLOP counts of PyTorch code as a regression-tested property."""
+"""FLOP counts of PyTorch code as a regression-tested property.
 
-from pytest_flops.counter import FlopCounterMode
-from pytest_flops.dry_run import count
-from pytest_flops.fixture import Flops
-from pytest_flops.formulas import register_flop_formula
-from pytest_flops.measurement import Measurement, ModuleFlops, SnapshotFormatError
-from pytest_flops.records import MeasurementRecord, Status
-from pytest_flops.snapshot import FlopsSnapshot, FlopsSnapshotExtension
+Importing the package imports no torch: pytest loads it at start-up as a
+plugin in every session. The names that need torch (``FlopCounterMode``,
+``Flops``, ``count``, ``register_flop_formula``) are imported on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from pytest_flops.measurement import Measurement, ModuleFlops
+from pytest_flops.records import Status
 from pytest_flops.units import format_flops, parse_flops
+from pytest_flops.validation import SnapshotFormatError
 
-__version__ = "0.1.0"
+if TYPE_CHECKING:
+    from pytest_flops.counter import FlopCounterMode
+    from pytest_flops.dry_run import count
+    from pytest_flops.fixture import Flops
+    from pytest_flops.formulas import register_flop_formula
+
+__version__ = "0.2.0"
 
 __all__ = [
     "FlopCounterMode",
     "Flops",
-    "FlopsSnapshot",
-    "FlopsSnapshotExtension",
     "Measurement",
-    "MeasurementRecord",
     "ModuleFlops",
     "SnapshotFormatError",
     "Status",
@@ -27,3 +36,18 @@ __all__ = [
     "parse_flops",
     "register_flop_formula",
 ]
+
+_NEEDS_TORCH = {
+    "FlopCounterMode": "pytest_flops.counter",
+    "Flops": "pytest_flops.fixture",
+    "count": "pytest_flops.dry_run",
+    "register_flop_formula": "pytest_flops.formulas",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _NEEDS_TORCH:
+        raise AttributeError(f"module 'pytest_flops' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_NEEDS_TORCH[name]), name)
+    globals()[name] = value
+    return value

@@ -11,8 +11,8 @@ from functools import reduce
 import torch
 
 from pytest_flops.counter import FlopCounterMode
-from pytest_flops.measurement import GLOBAL, Measurement
-from pytest_flops.records import DEFAULT_NAME
+from pytest_flops.measurement import DEFAULT_NAME, Measurement
+from pytest_flops.module_tracker import Models, root_names
 
 
 class Flops:
@@ -34,23 +34,39 @@ class Flops:
         # Held while a block counts: acquiring it checks and claims in one step,
         # also against a block opened in another thread.
         self._counting = threading.Lock()
+        self._closed: str | None = None  # why blocks are refused from now on
 
-    def __call__(
-        self, model: torch.nn.Module | None = None, *, name: str = DEFAULT_NAME
-    ) -> AbstractContextManager[Flops]:
+    def __call__(self, *models: Models, name: str = DEFAULT_NAME) -> AbstractContextManager[Flops]:
         """A block that counts into measurement ``name``.
 
-        With ``model``, the per-module rows of the model (named from its class,
-        e.g. ``ResNet.layer1``) are kept; without it, only the ``"Global"`` row.
+        With a model, the rows of that instance's calls and its submodules' are
+        kept, named from its class (``ResNet``, ``ResNet.layer1``, ...); the
+        FLOPs of any other module (another instance of the same class, an EMA
+        copy) count in ``"Global"`` only. A compiled model counts as the module
+        it compiled. Several models keep rows for each when their class names
+        differ; name them otherwise: ``flops({"student": s, "teacher": t})``.
+        Without a model only the ``"Global"`` row is kept.
         """
-        if model is not None and not isinstance(model, torch.nn.Module):
-            raise TypeError(f"flops(model): expected a torch.nn.Module, got {type(model).__name__}")
         if not isinstance(name, str) or not name:
             raise TypeError(f"flops(name=...): expected a non-empty string, got {name!r}")
-        return self._block(model, name)
+        chosen: Models = models[0] if len(models) == 1 else list(models)  # type: ignore[arg-type]
+        roots = root_names(chosen)  # checks them here, where the mistake is
+        if self._closed is not None:
+            raise RuntimeError(
+                f"flops: a block opened after the test's call phase (in a fixture's teardown) "
+                f"is not measured: {self._closed}. Measure in the test, or in a fixture "
+                f"before the test runs."
+            )
+        return self._block(chosen, roots, name)
+
+    def _close(self, reason: str) -> None:
+        """Refuse blocks from now on; the plugin calls it when the test's call phase ends."""
+        self._closed = reason
 
     @contextmanager
-    def _block(self, model: torch.nn.Module | None, name: str) -> Iterator[Flops]:
+    def _block(
+        self, models: Models, roots: dict[torch.nn.Module, str] | None, name: str
+    ) -> Iterator[Flops]:
         if not self._counting.acquire(blocking=False):
             raise RuntimeError(
                 "flops: a `with flops(...)` block of this test is already open: blocks "
@@ -58,12 +74,12 @@ class Flops:
                 "in two threads at once; close the open block first"
             )
         try:
-            with FlopCounterMode(display=False) as mode:
+            with FlopCounterMode(display=False, models=models) as mode:
                 yield self
-            counted = _rows_of(mode.to_measurement(), model)
+            counted = mode.to_measurement()
             previous = self._measurements.get(name)
             self._measurements[name] = counted if previous is None else previous + counted
-            if model is not None:
+            for model in roots or ():
                 tensors = itertools.chain(model.parameters(), model.buffers())
                 self._devices.update(str(tensor.device) for tensor in tensors)
         finally:
@@ -124,14 +140,3 @@ class Flops:
     def unsupported(self) -> dict[str, int]:
         """Operators that ran with no FLOP formula, and how many times."""
         return dict(self.measurement.unsupported)
-
-
-def _rows_of(measurement: Measurement, model: torch.nn.Module | None) -> Measurement:
-    """``measurement`` with only the ``"Global"`` row and the rows of ``model``."""
-    root = None if model is None else type(model).__name__
-    modules = {
-        path: counts
-        for path, counts in measurement.modules.items()
-        if path == GLOBAL or (root is not None and (path == root or path.startswith(f"{root}.")))
-    }
-    return Measurement(modules=modules, unsupported=measurement.unsupported)

@@ -1,27 +1,38 @@
-"""The markers, one plain function each (in the style of pytest-memray).
+"""The markers: one plain function per marker, and the registry that registers them.
 
-The plugin calls the function with the marker's own arguments plus keyword
-arguments starting with ``_`` that carry what was measured. A wrong marker
-argument raises :class:`TypeError` or :class:`ValueError`; the plugin turns it
-into a usage error that names the test.
+Each function takes a marker's own arguments and returns what it means
+(``limit_flops`` a :class:`Budget`, ``flops`` a :class:`Comparison`); a
+wrong argument raises :class:`TypeError` or :class:`ValueError`. :func:`read`
+parses a test's markers once, at collection: the plugin turns an error into a
+usage error that names the test.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
+
+import pytest
 
 from pytest_flops.measurement import Measurement
-from pytest_flops.units import FlopAmount, format_pair, parse_flops
+from pytest_flops.units import FlopAmount, format_flops, format_pair, parse_flops
 
-
-@dataclass(frozen=True, kw_only=True)
-class Budget:
-    """FLOP limits read from ``@pytest.mark.limit_flops``; None means no limit."""
-
-    total: int | None
-    forward: int | None
-    backward: int | None
+__all__ = [
+    "MARKERS",
+    "Budget",
+    "BudgetExceeded",
+    "Comparison",
+    "ItemMarks",
+    "MarkerError",
+    "flops",
+    "limit_flops",
+    "parse_depth",
+    "parse_rtol",
+    "read",
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,48 +52,59 @@ class BudgetExceeded:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Comparison:
-    """How ``@pytest.mark.flops`` asks a test's snapshot to be compared."""
+class Budget:
+    """FLOP limits read from ``@pytest.mark.limit_flops``; None means no limit."""
 
-    rtol: float | None
-    depth: int | None
+    total: int | None
+    forward: int | None
+    backward: int | None
+
+    def check(self, measurement: Measurement) -> BudgetExceeded | None:
+        overruns = tuple(
+            (what, used, limit)
+            for what, used, limit in (
+                ("total", measurement.total, self.total),
+                ("forward", measurement.forward, self.forward),
+                ("backward", measurement.backward, self.backward),
+            )
+            if limit is not None and used > limit
+        )
+        return BudgetExceeded(overruns=overruns) if overruns else None
+
+    @property
+    def text(self) -> str:
+        """The limits as the report shows them: ``3 MFLOP, forward 1 MFLOP``."""
+        parts = [
+            f"{label}{format_flops(limit)}"
+            for label, limit in (
+                ("", self.total),
+                ("forward ", self.forward),
+                ("backward ", self.backward),
+            )
+            if limit is not None
+        ]
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Comparison:
+    """How ``@pytest.mark.flops`` asks a test's snapshot to be compared; None: the session's."""
+
+    rtol: float | None = None
+    depth: int | None = None
 
 
 def limit_flops(
-    total: FlopAmount | None = None,
+    limit: FlopAmount | None = None,
     *,
     forward: FlopAmount | None = None,
     backward: FlopAmount | None = None,
-    _measurement: Measurement | None = None,
-) -> BudgetExceeded | None:
-    """``@pytest.mark.limit_flops("4 GFLOP", forward=..., backward=...)``.
-
-    Fails the test when a measured amount goes over its limit. Without
-    ``_measurement`` it only checks its arguments (the plugin does that at
-    collection, so a typo stops the run before any test runs).
-    """
-    budget = read_budget(total, forward=forward, backward=backward)
-    if _measurement is None:
-        return None
-    overruns = tuple(
-        (what, used, limit)
-        for what, used, limit in (
-            ("total", _measurement.total, budget.total),
-            ("forward", _measurement.forward, budget.forward),
-            ("backward", _measurement.backward, budget.backward),
-        )
-        if limit is not None and used > limit
-    )
-    return BudgetExceeded(overruns=overruns) if overruns else None
-
-
-def read_budget(
-    total: FlopAmount | None, *, forward: FlopAmount | None, backward: FlopAmount | None
 ) -> Budget:
-    if total is None and forward is None and backward is None:
+    """``@pytest.mark.limit_flops("4 GFLOP", forward=..., backward=...)``."""
+    if limit is None and forward is None and backward is None:
         raise ValueError("limit_flops needs a limit, e.g. limit_flops('4 GFLOP')")
     return Budget(
-        total=_amount("limit", total),
+        total=_amount("limit", limit),
         forward=_amount("forward", forward),
         backward=_amount("backward", backward),
     )
@@ -96,30 +118,112 @@ def flops(*, rtol: float | None = None, depth: int | None = None) -> Comparison:
     )
 
 
-def parse_rtol(value: object, *, source: str) -> float:
+class _MarkerFunction(Protocol):
+    __name__: str
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Marker:
+    """A marker of the plugin: its function and the help ``pytest --markers`` shows."""
+
+    function: _MarkerFunction
+    help: str
+
+    @property
+    def name(self) -> str:
+        return self.function.__name__
+
+    @property
+    def help_line(self) -> str:
+        return f"{self.name}({_parameters(self.function)}): {self.help}"
+
+
+MARKERS: tuple[Marker, ...] = (
+    Marker(
+        limit_flops,
+        "fail the test when it counts more FLOPs than the limit, e.g. limit_flops('4 GFLOP'). "
+        "Without the flops fixture the whole test call is counted.",
+    ),
+    Marker(
+        flops,
+        "tolerance and module depth of this test's FLOP snapshot comparison; keywords of "
+        "closer markers win.",
+    ),
+)
+
+
+class MarkerError(Exception):
+    """A test's marker has a wrong argument; the message names the test."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ItemMarks:
+    """What a test's markers ask for, parsed once at collection."""
+
+    budget: Budget | None = None
+    comparison: Comparison = Comparison()
+
+
+def read(item: pytest.Item) -> ItemMarks:
+    """Parse a test's markers.
+
+    Every keyword is taken from the closest marker that gives it, so a
+    module's ``pytestmark = pytest.mark.flops(rtol=0.5)`` and a test's own
+    ``@pytest.mark.flops(depth=1)`` both apply.
+    """
+    parsed: dict[str, Any] = {}
+    for marker in MARKERS:
+        arguments: dict[str, Any] = {}
+        found = False
+        try:
+            for mark in item.iter_markers(marker.name):  # closest first
+                found = True
+                bound = inspect.signature(marker.function).bind(*mark.args, **mark.kwargs)
+                for key, value in bound.arguments.items():
+                    arguments.setdefault(key, value)
+            if found:
+                parsed[marker.name] = marker.function(**arguments)
+        except (TypeError, ValueError) as error:
+            raise MarkerError(
+                f"{item.nodeid}: bad @pytest.mark.{marker.name} argument: {error}"
+            ) from None
+    return ItemMarks(budget=parsed.get("limit_flops"), comparison=parsed.get("flops", Comparison()))
+
+
+def parse_rtol(value: object, *, source: str | None = None) -> float:
     """A relative tolerance: a finite number >= 0 (0 means exact)."""
+    problem = _problem("expected a number >= 0", value, source)
     if isinstance(value, bool):
-        raise ValueError(f"{source}: expected a number >= 0, got {value!r}")
+        raise ValueError(problem)
     try:
         rtol = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise ValueError(f"{source}: expected a number >= 0, got {value!r}") from None
+        raise ValueError(problem) from None
     if not math.isfinite(rtol) or rtol < 0:
-        raise ValueError(f"{source}: expected a number >= 0, got {value!r}")
+        raise ValueError(problem)
     return rtol
 
 
-def parse_depth(value: object, *, source: str) -> int:
+def parse_depth(value: object, *, source: str | None = None) -> int:
     """A module depth: an integer >= 0 (0 keeps only the "Global" row)."""
+    problem = _problem("expected an integer >= 0", value, source)
     if isinstance(value, bool):
-        raise ValueError(f"{source}: expected an integer >= 0, got {value!r}")
+        raise ValueError(problem)
     try:
         depth = int(value) if isinstance(value, (int, str)) else None
     except ValueError:
         depth = None
     if depth is None or depth < 0:
-        raise ValueError(f"{source}: expected an integer >= 0, got {value!r}")
+        raise ValueError(problem)
     return depth
+
+
+def _problem(expected: str, value: object, source: str | None) -> str:
+    """``rtol: expected ...``; without ``source`` (argparse names the option itself) no label."""
+    text = f"{expected}, got {value!r}"
+    return text if source is None else f"{source}: {text}"
 
 
 def _amount(what: str, value: FlopAmount | None) -> int | None:
@@ -129,3 +233,16 @@ def _amount(what: str, value: FlopAmount | None) -> int | None:
         return parse_flops(value)
     except ValueError as error:
         raise ValueError(f"{what}: {error}") from None
+
+
+def _parameters(function: Callable[..., Any]) -> str:
+    """``limit=None, *, forward=None, backward=None``: a signature without its annotations."""
+    parts: list[str] = []
+    star_written = False
+    for parameter in inspect.signature(function).parameters.values():
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY and not star_written:
+            parts.append("*")
+            star_written = True
+        default = "" if parameter.default is inspect.Parameter.empty else f"={parameter.default!r}"
+        parts.append(f"{parameter.name}{default}")
+    return ", ".join(parts)

@@ -14,11 +14,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pytest_flops.validation import SnapshotFormatError, expect_count, expect_keys, expect_mapping
+
 GLOBAL = "Global"
+"""The row that holds everything a measurement counted, whatever module ran it."""
 
+DEFAULT_NAME = "default"
+"""The name of a measurement whose ``with flops(...)`` block gave none."""
 
-class SnapshotFormatError(ValueError):
-    """A stored measurement could not be read; the message says where and why."""
+__all__ = [
+    "DEFAULT_NAME",
+    "GLOBAL",
+    "DiffRow",
+    "Measurement",
+    "MeasurementDiff",
+    "ModuleFlops",
+    "SnapshotFormatError",
+    "module_order",
+    "relative_change",
+    "relative_text",
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -104,8 +119,8 @@ class Measurement:
                 old, new = before_mod.by_op.get(op, 0), after_mod.by_op.get(op, 0)
                 if old != new:
                     rows.append(DiffRow(module=path, op=op, before=old, after=new))
-        rows.sort(key=lambda row: (-abs(row.delta), _module_order(row.module), row.op))
-        return MeasurementDiff(before=self, after=after, rows=tuple(rows))
+        rows.sort(key=lambda row: (-abs(row.delta), module_order(row.module), row.op))
+        return MeasurementDiff(rows=tuple(rows))
 
     # -- (de)serialization ----------------------------------------------------
 
@@ -129,30 +144,30 @@ class Measurement:
     @classmethod
     def from_dict(cls, data: object, *, where: str) -> Measurement:
         """Parse :meth:`to_dict` output; ``where`` names the source in errors."""
-        obj = _expect_mapping(data, where)
-        _expect_keys(obj, {"total", "forward", "backward", "modules", "unsupported"}, where)
+        obj = expect_mapping(data, where)
+        expect_keys(obj, {"total", "forward", "backward", "modules", "unsupported"}, where)
         modules: dict[str, ModuleFlops] = {}
-        for path, raw in _expect_mapping(obj["modules"], f"{where}: modules").items():
+        for path, raw in expect_mapping(obj["modules"], f"{where}: modules").items():
             at = f"{where}: modules[{path!r}]"
-            entry = _expect_mapping(raw, at)
-            _expect_keys(entry, {"forward", "backward", "by_op"}, at)
+            entry = expect_mapping(raw, at)
+            expect_keys(entry, {"forward", "backward", "by_op"}, at)
             modules[path] = ModuleFlops(
-                forward=_expect_count(entry["forward"], f"{at}.forward"),
-                backward=_expect_count(entry["backward"], f"{at}.backward"),
+                forward=expect_count(entry["forward"], f"{at}.forward"),
+                backward=expect_count(entry["backward"], f"{at}.backward"),
                 by_op={
-                    op: _expect_count(v, f"{at}.by_op[{op!r}]")
-                    for op, v in _expect_mapping(entry["by_op"], f"{at}.by_op").items()
+                    op: expect_count(v, f"{at}.by_op[{op!r}]")
+                    for op, v in expect_mapping(entry["by_op"], f"{at}.by_op").items()
                 },
             )
         if GLOBAL not in modules:
             raise SnapshotFormatError(f"{where}: modules has no {GLOBAL!r} entry")
         unsupported = {
-            op: _expect_count(v, f"{where}: unsupported[{op!r}]")
-            for op, v in _expect_mapping(obj["unsupported"], f"{where}: unsupported").items()
+            op: expect_count(v, f"{where}: unsupported[{op!r}]")
+            for op, v in expect_mapping(obj["unsupported"], f"{where}: unsupported").items()
         }
         measurement = cls(modules=modules, unsupported=unsupported)
         for key in ("total", "forward", "backward"):
-            stored = _expect_count(obj[key], f"{where}: {key}")
+            stored = expect_count(obj[key], f"{where}: {key}")
             if stored != getattr(measurement, key):
                 raise SnapshotFormatError(
                     f"{where}: {key} is {stored} but the Global module row says "
@@ -175,12 +190,9 @@ class DiffRow:
 
 @dataclass(frozen=True, kw_only=True)
 class MeasurementDiff:
-    before: Measurement
-    after: Measurement
-    rows: tuple[DiffRow, ...]
+    """Each (module, operator) count that moved, largest change first."""
 
-    def __bool__(self) -> bool:
-        return bool(self.rows) or self.before.to_dict() != self.after.to_dict()
+    rows: tuple[DiffRow, ...]
 
 
 def relative_change(before: int, after: int) -> float:
@@ -190,12 +202,20 @@ def relative_change(before: int, after: int) -> float:
     return (after - before) / before
 
 
+def relative_text(before: int, after: int) -> str:
+    """The relative change as people read it: ``+10.00%``, ``0%``, or ``from 0``."""
+    if before == after:
+        return "0%"
+    ratio = relative_change(before, after)
+    return "from 0" if ratio == float("inf") else f"{ratio:+.2%}"
+
+
 def _module_sort_key(item: tuple[str, ModuleFlops]) -> tuple[int, str]:
     path = item[0]
     return (0, "") if path == GLOBAL else (1, path)
 
 
-def _module_order(path: str) -> tuple[bool, list[str | int]]:
+def module_order(path: str) -> tuple[bool, list[str | int]]:
     """``"Global"`` first, then paths with their numbers compared as numbers.
 
     A change repeated in every block of a 12-layer model then lists
@@ -207,28 +227,3 @@ def _module_order(path: str) -> tuple[bool, list[str | int]]:
 
 def _ordered_union(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
     return list(dict.fromkeys([*a, *b]))
-
-
-def _expect_mapping(value: object, where: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
-        raise SnapshotFormatError(f"{where}: expected an object, got {type(value).__name__}")
-    return value
-
-
-def _expect_keys(obj: Mapping[str, Any], keys: set[str], where: str) -> None:
-    missing = sorted(keys - obj.keys())
-    if missing:
-        raise SnapshotFormatError(f"{where}: missing key(s) {', '.join(missing)}")
-    unknown = sorted(obj.keys() - keys)
-    if unknown:
-        raise SnapshotFormatError(f"{where}: unknown key(s) {', '.join(unknown)}")
-
-
-def _expect_count(value: object, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise SnapshotFormatError(
-            f"{where}: expected a non-negative integer, got {type(value).__name__} {value!r}"
-        )
-    if value < 0:
-        raise SnapshotFormatError(f"{where}: expected a non-negative integer, got {value}")
-    return value

@@ -1,35 +1,55 @@
-"""What the plugin learned about each measured test: the input of reports and xdist.
+"""What the plugin learned about each measured test: the input of reports, exports and xdist.
 
 One :class:`MeasurementRecord` per test and measurement name. Records are plain
-data with a JSON form, so xdist workers can ship them to the controller.
+data with a JSON form, so xdist workers can ship them to the controller and
+``python -m pytest_flops merge`` can read them back from shard exports.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from pytest_flops.measurement import Measurement
+from pytest_flops.measurement import DEFAULT_NAME, Measurement
+from pytest_flops.validation import SnapshotFormatError, expect_mapping, expect_string
+
+__all__ = ["MeasurementRecord", "Status"]
 
 
 class Status(str, Enum):
     """How a measurement compared with its snapshot (or budget)."""
 
     PASSED = "passed"  # equal to the snapshot (within rtol)
-    CHANGED = "changed"  # differs from the snapshot; the test failed
+    CHANGED = "changed"  # differs from the snapshot, or is not in it; the test failed
+    MISSING = "missing"  # in the snapshot, but not measured this time; the test failed
     UPDATED = "updated"  # differed from the snapshot; rewritten under --flops-update
     NEW = "new"  # had no (readable) snapshot; written under --flops-update
+    REMOVED = "removed"  # no longer measured; taken out of the snapshot by --flops-update
     NO_SNAPSHOT = "no snapshot"  # had no snapshot and none was written (test failed)
     INVALID_SNAPSHOT = "invalid snapshot"  # the snapshot file could not be read (test failed)
+    NOT_WRITTEN = "not written"  # --flops-update could not write the snapshot (test failed)
     OVER_BUDGET = "over budget"  # a limit_flops budget was exceeded
     WITHIN_BUDGET = "within budget"  # limit_flops test without the fixture: no snapshot
     NOT_COMPARED = "not compared"  # the test failed by itself; its snapshot was left alone
 
     @property
     def failed(self) -> bool:
-        """Whether this status failed the test."""
+        """Whether this status failed its test's FLOP check."""
         return self in _FAILED
+
+
+_FAILED = frozenset(
+    {
+        Status.CHANGED,
+        Status.MISSING,
+        Status.NO_SNAPSHOT,
+        Status.INVALID_SNAPSHOT,
+        Status.NOT_WRITTEN,
+        Status.OVER_BUDGET,
+    }
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,6 +59,7 @@ class MeasurementRecord:
     measurement: Measurement
     baseline: Measurement | None  # the snapshot's value, if one was stored
     status: Status
+    budget: str | None = None  # the limit_flops limits, as written: "1 MFLOP, forward 0.5 MFLOP"
 
     @property
     def label(self) -> str:
@@ -54,27 +75,31 @@ class MeasurementRecord:
             "nodeid": self.nodeid,
             "name": self.name,
             "status": self.status.value,
+            "budget": self.budget,
             "measurement": self.measurement.to_dict(),
             "baseline": None if self.baseline is None else self.baseline.to_dict(),
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> MeasurementRecord:
-        where = f"record {data.get('nodeid')!r}"
+    def from_dict(cls, data: Mapping[str, Any], *, where: str) -> MeasurementRecord:
+        data = expect_mapping(data, where)
+        nodeid = expect_string(data.get("nodeid"), f"{where}: nodeid")
+        at = f"{where} ({nodeid})"
+        try:
+            status = Status(data.get("status"))
+        except ValueError:
+            raise SnapshotFormatError(f"{at}: unknown status {data.get('status')!r}") from None
+        baseline = data.get("baseline")
+        budget = data.get("budget")
         return cls(
-            nodeid=data["nodeid"],
-            name=data["name"],
-            status=Status(data["status"]),
-            measurement=Measurement.from_dict(data["measurement"], where=where),
+            nodeid=nodeid,
+            name=expect_string(data.get("name"), f"{at}: name"),
+            status=status,
+            budget=None if budget is None else expect_string(budget, f"{at}: budget"),
+            measurement=Measurement.from_dict(data.get("measurement"), where=f"{at}: measurement"),
             baseline=(
                 None
-                if data["baseline"] is None
-                else Measurement.from_dict(data["baseline"], where=f"{where} baseline")
+                if baseline is None
+                else Measurement.from_dict(baseline, where=f"{at}: baseline")
             ),
         )
-
-
-DEFAULT_NAME = "default"
-_FAILED = frozenset(
-    {Status.CHANGED, Status.NO_SNAPSHOT, Status.INVALID_SNAPSHOT, Status.OVER_BUDGET}
-)

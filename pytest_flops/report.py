@@ -8,20 +8,27 @@ workers' records print and write the same thing.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import platform
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from pytest_flops import __version__
-from pytest_flops.measurement import GLOBAL, Measurement, relative_change
+from pytest_flops.measurement import (
+    DEFAULT_NAME,
+    GLOBAL,
+    Measurement,
+    relative_change,
+    relative_text,
+)
 from pytest_flops.records import MeasurementRecord, Status
+from pytest_flops.tables import aligned
 from pytest_flops.units import format_flops
 
 SCHEMA_VERSION = 1
@@ -53,15 +60,21 @@ class RunMetadata:
     def collect(cls, devices: Iterable[str] = ()) -> RunMetadata:
         """This process's versions; ``devices`` are those the measured models were on.
 
-        When none is known, torch's default device stands in.
+        When none is known, torch's default device stands in. Reads torch's
+        version without importing it: a session that measured nothing never does.
         """
+        torch = sys.modules.get("torch")
         known = tuple(sorted(set(devices)))
+        if not known and torch is not None:
+            known = (str(torch.get_default_device()),)
         return cls(
             plugin_version=__version__,
-            torch_version=torch.__version__,
+            torch_version=importlib.metadata.version("torch")
+            if torch is None
+            else torch.__version__,
             python_version=platform.python_version(),
             platform=sys.platform,
-            devices=known or (str(torch.get_default_device()),),
+            devices=known,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -92,15 +105,23 @@ def moved(record: MeasurementRecord) -> bool:
 
 
 def ordered(records: Iterable[MeasurementRecord]) -> list[MeasurementRecord]:
-    """Changed measurements first by absolute change, then the rest by total.
+    """Tests that changed first, by their largest absolute change, then the rest by total.
 
-    Ties fall back to the test id and measurement name, so the order never
-    depends on the order in which tests ran (or which xdist worker ran them).
+    A test's named measurements follow it (the default one first). Ties fall
+    back to the test id, so the order never depends on the order in which
+    tests ran (or which xdist worker ran them).
     """
-    return sorted(
-        records,
-        key=lambda r: (not moved(r), -abs(r.delta or 0), -r.measurement.total, r.nodeid, r.name),
+    by_test = sorted(records, key=lambda r: (r.nodeid, r.name != DEFAULT_NAME, r.name))
+    tests = [list(group) for _, group in groupby(by_test, key=lambda r: r.nodeid)]
+    tests.sort(
+        key=lambda group: (
+            not any(moved(r) for r in group),
+            -max(abs(r.delta or 0) for r in group),
+            -max(r.measurement.total for r in group),
+            group[0].nodeid,
+        )
     )
+    return [record for group in tests for record in group]
 
 
 def suite_unsupported(records: Iterable[MeasurementRecord]) -> list[UnsupportedOp]:
@@ -138,7 +159,7 @@ def _suite_sentence(records: Sequence[MeasurementRecord]) -> str:
     return (
         f"suite total {format_flops(total)} (forward {format_flops(forward)}, "
         f"backward {format_flops(backward)}) in {len(records)} measurement(s) "
-        f"of {tests} test(s): {_status_counts(records)}"
+        f"of {tests} test(s); measurements: {_status_counts(records)}"
     )
 
 
@@ -158,11 +179,14 @@ def _change(record: MeasurementRecord) -> tuple[str, str]:
     if after == before:
         return "0", "0%"
     sign = "+" if after > before else "-"
-    absolute = f"{sign}{format_flops(abs(after - before))}"
-    relative = relative_change(before, after)
-    if relative == float("inf"):
-        return absolute, "from 0"
-    return absolute, f"{relative:+.2%}"
+    return f"{sign}{format_flops(abs(after - before))}", relative_text(before, after)
+
+
+def _status(record: MeasurementRecord) -> str:
+    """The status, with the limit of a budget test: ``within budget (limit 1 MFLOP)``."""
+    if record.budget is None:
+        return record.status.value
+    return f"{record.status.value} (limit {record.budget})"
 
 
 def _cells(record: MeasurementRecord) -> tuple[str, ...]:
@@ -173,7 +197,7 @@ def _cells(record: MeasurementRecord) -> tuple[str, ...]:
         format_flops(measurement.forward),
         format_flops(measurement.backward),
         *_change(record),
-        record.status.value,
+        _status(record),
     )
 
 
@@ -185,7 +209,7 @@ def _unsupported_rows(
     ``style`` formats op names and test ids (plain, or as Markdown code).
     """
     ops = suite_unsupported(records)
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for op in ops[:MAX_UNSUPPORTED_OPS]:
         names = ", ".join(map(style, op.tests[:MAX_TESTS_PER_OP]))
         hidden = len(op.tests) - MAX_TESTS_PER_OP
@@ -203,29 +227,18 @@ def terminal_lines(records: Sequence[MeasurementRecord]) -> list[str]:
         return ["no test measured any FLOPs"]
     shown = ordered(records)
     rows = [_cells(record) for record in shown[:MAX_ROWS]]
-    lines = _aligned([_HEADER, *rows], _RIGHT_ALIGNED)
+    lines = aligned([_HEADER, *rows], right=_RIGHT_ALIGNED)
     if len(shown) > MAX_ROWS:
         lines.append(f"... {_left_out_sentence(shown[MAX_ROWS:])}")
     lines += ["", _suite_sentence(records)]
     unsupported, cut = _unsupported_rows(records, str)
     if unsupported:
         lines += ["", "unsupported ops (ran with no formula; their FLOPs are not counted):"]
-        table = _aligned([_UNSUPPORTED_HEADER, *unsupported], _UNSUPPORTED_RIGHT_ALIGNED)
+        table = aligned([_UNSUPPORTED_HEADER, *unsupported], right=_UNSUPPORTED_RIGHT_ALIGNED)
         lines += ["  " + line for line in table]
         if cut:
             lines.append(f"  ... {cut} more unsupported op(s) not shown")
     return lines
-
-
-def _aligned(rows: Sequence[tuple[str, ...]], right: Sequence[bool]) -> list[str]:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(right))]
-    return [
-        "  ".join(
-            cell.rjust(width) if is_right else cell.ljust(width)
-            for cell, width, is_right in zip(row, widths, right, strict=True)
-        ).rstrip()
-        for row in rows
-    ]
 
 
 # -- Markdown ---------------------------------------------------------------------
@@ -322,6 +335,7 @@ def _record_json(record: MeasurementRecord) -> dict[str, Any]:
         "nodeid": record.nodeid,
         "name": record.name,
         "status": record.status.value,
+        "budget": record.budget,
         **_measurement_json(record.measurement),
         "snapshot": None if baseline is None else _measurement_json(baseline),
         "delta": None if baseline is None else _delta_json(baseline, record.measurement),
@@ -370,18 +384,25 @@ def write_exports(
     devices: Iterable[str],
     json_path: Path | None,
     markdown_path: Path | None,
-) -> None:
+) -> list[str]:
     """Write the ``--flops-report-json`` and ``--flops-report-md`` files that were asked for.
 
-    ``devices`` are those the measured models were on, when known.
+    ``devices`` are those the measured models were on, when known. Returns
+    what could not be written: one export failing never stops the other.
     """
+    problems = []
     if json_path is not None:
         document = json_report(records, RunMetadata.collect(devices))
-        _write(json_path, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+        problems += _write(json_path, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
     if markdown_path is not None:
-        _write(markdown_path, markdown(records))
+        problems += _write(markdown_path, markdown(records))
+    return problems
 
 
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+def _write(path: Path, text: str) -> list[str]:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as error:
+        return [f"flops: cannot write the report {path}: {error}"]
+    return []

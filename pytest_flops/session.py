@@ -1,181 +1,132 @@
 """The pytest-flops session: every hook of :mod:`pytest_flops.plugin` hands off here.
 
-Life of a measured test:
+Life of a measured test, one attempt at a time (a rerun or a repeat starts clean):
 
-1. ``flops`` fixture (or ``limit_flops`` without it): measurements collect in
-   the item's :class:`ItemState`, kept in ``item.stash``.
-2. Call phase report (``pytest_runtest_makereport``): when the test passed up
-   to there, :func:`judge` compares it with its snapshot and budget. A failed
-   check turns the passing call report into a failure whose long_repr is the
-   diagnosis, so the *test* fails (not its teardown, which would be an error).
-3. Teardown report: the snapshot is written (``--flops-update``) only if every
-   phase passed, and the test's :class:`MeasurementRecord` is kept.
-4. Session finish: :func:`stale_snapshots` finds snapshot files whose tests are
-   gone, in test files that ran whole; ``--flops-update`` removes them.
-
-All writing and removing happens in :meth:`FlopsSession.finish_item` and
-:meth:`FlopsSession.finish`; :func:`judge` decides what to write.
+1. Collection: the test's markers are parsed once into its :class:`ItemPlan`
+   (``item.stash``), and :class:`~pytest_flops.stale.RunRecord` learns what
+   was collected.
+2. Setup starts an :class:`Attempt`; the ``flops`` fixture (or ``limit_flops``
+   without it) measures into it.
+3. The test's own call report (not a subtest's): when everything passed up to
+   there, :func:`~pytest_flops.verdict.judge` compares the counts with the
+   snapshot and budget; a failed check turns the report into a failure whose
+   long_repr is the diagnosis, so the *test* fails.
+4. The teardown report: the snapshot is written (``--flops-update``) only if
+   every phase passed, and the test's :class:`TestResult` replaces any earlier
+   attempt's. A write that fails fails the test, naming the path.
+5. Session finish: stale snapshots are found on positive evidence only
+   (:mod:`pytest_flops.stale`); ``--flops-update`` removes them.
 """
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Collection, Iterable, Iterator, Mapping
+import re
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_flops import marks
-from pytest_flops.fixture import Flops
-from pytest_flops.measurement import Measurement, SnapshotFormatError, relative_change
-from pytest_flops.records import DEFAULT_NAME, MeasurementRecord, Status
-from pytest_flops.snapshot import (
-    FlopsSnapshot,
-    FlopsSnapshotExtension,
-    name_in_module,
-    snapshot_files,
-    snapshot_path,
-)
+from pytest_flops import marks, messages
+from pytest_flops.measurement import Measurement
+from pytest_flops.records import MeasurementRecord, Status
+from pytest_flops.settings import Settings
+from pytest_flops.snapshot import FlopsSnapshot
+from pytest_flops.stale import RunRecord
+from pytest_flops.storage import SnapshotStore, legacy_snapshot_path, snapshot_path
+from pytest_flops.validation import SnapshotFormatError
+from pytest_flops.verdict import Stored, Verdict, judge, judge_budget
 
-DEFAULT_DEPTH = 3
-DEFAULT_RTOL = 0.0
-MAX_DIFF_ROWS = 12
-UPDATE_HINT = "Run `pytest --flops-update` to accept the new counts."
+if TYPE_CHECKING:
+    from pytest_flops.fixture import Flops
 
+FIXTURE_NAME = "flops"
 
-@dataclass(frozen=True, kw_only=True)
-class Settings:
-    """The session-wide options, after CLI > ini > default."""
-
-    update: bool = False
-    rtol: float = DEFAULT_RTOL
-    depth: int = DEFAULT_DEPTH
-
-
-# -- per test -------------------------------------------------------------------------
+# pytest-repeat runs a test N times as parametrized copies, "test_a[2-3]":
+# repeats of one test are the same test, with one snapshot.
+_REPEAT_PARAM = "__pytest_repeat_step_number"
 
 
 @dataclass(frozen=True, kw_only=True)
-class Verdict:
-    """What the comparison of one test decided."""
+class ItemPlan:
+    """What collection learned of a test; kept in ``item.stash[PLAN_KEY]``."""
 
-    statuses: Mapping[str, Status]  # per measurement name
-    measurements: Mapping[str, Measurement]  # as compared and stored (depth applied)
-    baseline: FlopsSnapshot | None  # the stored snapshot, when it could be read
-    failure: str | None = None  # the long_repr that fails the test
-    write: FlopsSnapshot | None = None  # what --flops-update stores once the test passed
+    name: str  # the test's name in its file, repeats folded: "TestLM::test_generate[cpu]"
+    test_file: Path
+    uses_fixture: bool
+    marks: marks.ItemMarks
+    marks_error: str | None = None  # the usage error of a bad marker argument
+
+    @property
+    def measures(self) -> bool:
+        """Whether the test uses a FLOP feature (then torch is imported before it runs)."""
+        return self.uses_fixture or self.marks.budget is not None
 
 
 @dataclass(kw_only=True)
-class ItemState:
-    """Per-item data, kept in ``item.stash[ITEM_KEY]``."""
+class Attempt:
+    """One run of a test through setup, call and teardown; ``item.stash[ATTEMPT_KEY]``."""
 
     fixture: Flops | None = None  # the test's ``flops`` fixture
     whole_call: Flops | None = None  # limit_flops without the fixture: the call phase
+    in_call: bool = False  # reports made now are a subtest's, not the test's
+    passed: bool = True  # every phase (and subtest) so far passed
     verdict: Verdict | None = None
-    passed: bool = True  # every phase so far passed
 
     @property
-    def counter(self) -> Flops | None:
+    def counted(self) -> Flops | None:
         return self.fixture or self.whole_call
 
 
-ITEM_KEY = pytest.StashKey[ItemState]()
+PLAN_KEY = pytest.StashKey[ItemPlan]()
+ATTEMPT_KEY = pytest.StashKey[Attempt]()
 
 
-# -- per test file ---------------------------------------------------------------------
+class Outcome(str, Enum):
+    """What a test's FLOP check came to; the numbers of the ``flops:`` summary line."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    WRITTEN = "written"
+    REMOVED = "removed"
+    NOT_COMPARED = "not compared (test failed)"
 
 
-@dataclass(kw_only=True)
-class ModuleRun:
-    """What happened to the tests of one test file; stale detection reads it.
+@dataclass(frozen=True, kw_only=True)
+class TestResult:
+    """The last attempt of one measured test."""
 
-    Plain data, so xdist workers can ship theirs to the controller (:meth:`merge`).
-    """
+    __test__ = False  # not a test class, despite its name
 
-    tests: set[str] = field(default_factory=set)  # every test collected, deselected ones too
-    ran: set[str] = field(default_factory=set)  # tests that ran through their teardown
-    unmeasured: set[str] = field(default_factory=set)  # passed without measuring anything
-    partial: bool = False  # narrowed to some tests (file.py::test) or failed to collect
-
-    @property
-    def ran_whole(self) -> bool:
-        return not self.partial and self.tests <= self.ran
-
-    def merge(self, other: ModuleRun) -> None:
-        self.tests |= other.tests
-        self.ran |= other.ran
-        self.unmeasured |= other.unmeasured
-        self.partial |= other.partial
+    outcome: Outcome
+    records: tuple[MeasurementRecord, ...]
+    devices: tuple[str, ...] = ()
+    legacy: bool = False  # its snapshot was read from the layout before 0.2
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "tests": sorted(self.tests),
-            "ran": sorted(self.ran),
-            "unmeasured": sorted(self.unmeasured),
-            "partial": self.partial,
+            "outcome": self.outcome.value,
+            "records": [record.to_dict() for record in self.records],
+            "devices": list(self.devices),
+            "legacy": self.legacy,
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ModuleRun:
+    def from_dict(cls, data: dict[str, Any]) -> TestResult:
         return cls(
-            tests=set(data["tests"]),
-            ran=set(data["ran"]),
-            unmeasured=set(data["unmeasured"]),
-            partial=bool(data["partial"]),
+            outcome=Outcome(data["outcome"]),
+            records=tuple(
+                MeasurementRecord.from_dict(record, where="xdist payload")
+                for record in data["records"]
+            ),
+            devices=tuple(data["devices"]),
+            legacy=data["legacy"],
         )
-
-
-def stale_snapshots(
-    *, modules: Mapping[Path, ModuleRun], on_disk: Mapping[Path, Collection[Path]]
-) -> list[Path]:
-    """Snapshot files that no test of their file will use again.
-
-    Only files that ran whole are judged: there, a snapshot is stale when no
-    collected test maps to it, or when its test passed without measuring.
-    ``on_disk`` maps a test file to the snapshot files stored for it.
-    """
-    stale: list[Path] = []
-    for module, run in modules.items():
-        if not run.ran_whole:
-            continue
-        wanted = {snapshot_path(module, test) for test in run.tests - run.unmeasured}
-        stale += [path for path in on_disk.get(module, ()) if path not in wanted]
-    return sorted(stale)
-
-
-# -- the summary line ---------------------------------------------------------------------
-
-
-@dataclass(kw_only=True)
-class Counts:
-    """The numbers of the ``flops: ...`` summary line, counted per test."""
-
-    passed: int = 0  # matched their snapshot (or stayed within budget)
-    failed: int = 0  # failed a FLOP check
-    written: int = 0  # snapshot written or rewritten under --flops-update
-    removed: int = 0  # stale snapshot removed under --flops-update
-    not_compared: int = 0  # measured, but the test failed by itself
-
-    def merge(self, other: Counts) -> None:
-        for name in self.__dataclass_fields__:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-
-    def to_dict(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, int]) -> Counts:
-        return cls(**data)
-
-    def __bool__(self) -> bool:
-        return any(self.to_dict().values())
-
-
-# -- the session ---------------------------------------------------------------------------
 
 
 @dataclass(kw_only=True)
@@ -184,237 +135,329 @@ class FlopsSession:
 
     settings: Settings
     rootpath: Path
-    extension: FlopsSnapshotExtension = field(default_factory=FlopsSnapshotExtension)
-    records: list[MeasurementRecord] = field(default_factory=list)
-    counts: Counts = field(default_factory=Counts)
-    modules: dict[Path, ModuleRun] = field(default_factory=dict)
+    store: SnapshotStore = field(default_factory=SnapshotStore)
+    run: RunRecord = field(default_factory=RunRecord)
+    results: dict[str, TestResult] = field(default_factory=dict)  # by node id
     stale: list[Path] = field(default_factory=list)  # reported, not removed
-    removed: list[Path] = field(default_factory=list)
-    narrowed: set[Path] = field(default_factory=set)  # files named with ::, e.g. f.py::test
-    bad_marks: dict[str, str] = field(default_factory=dict)  # node id -> usage error
-    devices: set[str] = field(default_factory=set)  # of measured models, for report metadata
+    removed: int = 0  # stale snapshots removed
+    problems: list[str] = field(default_factory=list)  # for the summary
+    collected_items: int = 0
 
-    # -- collection --------------------------------------------------------------------
+    @classmethod
+    def start(cls, config: pytest.Config) -> FlopsSession:
+        session = cls(settings=Settings.from_config(config), rootpath=config.rootpath)
+        session.run.roots = _roots(config)
+        for reason in _narrowing_options(config):
+            session.run.narrow(reason)
+        return session
 
-    def narrow(self, *, args: Iterable[str], invocation_dir: Path) -> None:
-        """Remember files that the command line narrowed to some of their tests."""
-        for arg in args:
-            if "::" in arg:
-                self.narrowed.add((invocation_dir / arg.split("::", 1)[0]).resolve())
+    # -- collection -----------------------------------------------------------------
 
-    def collect_module(self, path: Path) -> None:
-        run = self.modules.setdefault(path, ModuleRun())
-        run.partial |= path.resolve() in self.narrowed
+    def collector_reported(self, collector: pytest.Collector, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.run.narrow("a collection error")
+        elif isinstance(collector, pytest.Directory):
+            if report.passed:
+                self.run.directories.add(collector.path)
+            else:
+                self.run.narrow(f"{self._shown(collector.path)} was skipped at collection")
+        elif report.skipped:
+            # importorskip at module level: the tests it hid are not gone
+            self.run.file(collector.path).complete = False
+        elif isinstance(collector, pytest.File) and not isinstance(collector, pytest.Module):
+            # doctest and other files: collected when they gave items
+            self.run.file(collector.path).walked |= bool(report.result)
 
-    def collect_incomplete(self, path: Path) -> None:
-        """A collector in ``path`` failed or was skipped: some of its tests may be missing."""
-        run = self.modules.get(path)
-        if run is not None:
-            run.partial = True
+    def module_walked(self, module: pytest.Module) -> None:
+        """A module's own collection ran (``--lf`` hands back empty stand-in reports)."""
+        self.run.file(module.path).walked = True
 
-    def collect_item(self, item: pytest.Item) -> None:
-        run = self.modules.get(item.path)
-        if run is not None:
-            run.tests.add(name_in_module(item.nodeid))
+    def item_collected(self, item: pytest.Item) -> None:
+        name = _test_name(item)
+        try:
+            item_marks, error = marks.read(item), None
+        except marks.MarkerError as problem:
+            item_marks, error = marks.ItemMarks(), str(problem)
+        item.stash[PLAN_KEY] = ItemPlan(
+            name=name,
+            test_file=item.path,
+            uses_fixture=FIXTURE_NAME in getattr(item, "fixturenames", ()),
+            marks=item_marks,
+            marks_error=error,
+        )
+        self.run.file(item.path).tests.add(name)
+        self.collected_items += 1
 
-    def check_marks(self, items: Iterable[pytest.Item], *, stop: bool) -> None:
-        """Find marker arguments that are wrong; a usage error naming the test.
+    def collection_finished(self, session: pytest.Session, *, is_worker: bool) -> bool:
+        """Check the selected tests' markers; whether any test uses a FLOP feature.
 
-        With ``stop`` the first one stops the run; otherwise the test errors at
-        setup (:meth:`check_setup`).
+        A bad marker stops the run with a usage error naming the test; an xdist
+        worker cannot stop the run, so there the test errors at setup instead.
         """
-        for item in items:
-            for mark_function in (marks.limit_flops, marks.flops):
-                mark = item.get_closest_marker(mark_function.__name__)
-                if mark is None:
-                    continue
-                try:
-                    mark_function(*mark.args, **mark.kwargs)
-                except (TypeError, ValueError) as error:
-                    problem = f"{item.nodeid}: bad @pytest.mark.{mark.name} argument: {error}"
-                    if stop:
-                        raise pytest.UsageError(problem) from None
-                    self.bad_marks[item.nodeid] = problem
+        selected = [item for item in session.items if PLAN_KEY in item.stash]
+        if len(session.items) < self.collected_items:
+            self.run.narrow(f"{self.collected_items - len(session.items)} tests deselected")
+        for item in selected:
+            problem = item.stash[PLAN_KEY].marks_error
+            if problem is not None and not is_worker:
+                raise pytest.UsageError(problem)
+        return any(item.stash[PLAN_KEY].measures for item in selected)
 
-    def check_setup(self, item: pytest.Item) -> None:
-        problem = self.bad_marks.get(item.nodeid)
-        if problem is not None:
-            raise pytest.UsageError(problem)
+    # -- running --------------------------------------------------------------------
 
-    # -- running -------------------------------------------------------------------------
+    def attempt_started(self, item: pytest.Item) -> None:
+        item.stash[ATTEMPT_KEY] = Attempt()
+
+    def check_marks(self, item: pytest.Item) -> None:
+        """Under xdist a bad marker errors its test at setup (a worker cannot stop the run)."""
+        plan = item.stash.get(PLAN_KEY, None)
+        if plan is not None and plan.marks_error is not None:
+            raise pytest.UsageError(plan.marks_error)
 
     def fixture(self, item: pytest.Item) -> Flops:
-        state = item.stash.setdefault(ITEM_KEY, ItemState())
-        state.fixture = Flops()
-        return state.fixture
+        from pytest_flops.fixture import Flops
+
+        attempt = item.stash[ATTEMPT_KEY]
+        attempt.fixture = Flops()
+        return attempt.fixture
 
     @contextmanager
-    def counting_call(self, item: pytest.Item) -> Iterator[None]:
-        """Count the whole call of a ``limit_flops`` test that has no ``flops`` fixture."""
-        uses_fixture = "flops" in getattr(item, "fixturenames", ())
-        if uses_fixture or item.get_closest_marker("limit_flops") is None:
-            yield
-            return
-        state = item.stash.setdefault(ITEM_KEY, ItemState())
-        state.whole_call = Flops()
-        with state.whole_call():
-            yield
+    def calling(self, item: pytest.Item) -> Iterator[None]:
+        """The call phase: a ``limit_flops`` test without the fixture is counted whole."""
+        plan, attempt = item.stash[PLAN_KEY], item.stash[ATTEMPT_KEY]
+        attempt.in_call = True
+        try:
+            if plan.uses_fixture or plan.marks.budget is None:
+                yield
+            else:
+                from pytest_flops.fixture import Flops
 
-    def report(self, item: pytest.Item, report: pytest.TestReport) -> None:
-        """Called with each phase's report of each test, before pytest logs it."""
-        state = item.stash.setdefault(ITEM_KEY, ItemState())
-        xfail = hasattr(report, "wasxfail")
-        if report.when == "call" and report.passed and not xfail and state.passed:
-            self._check_call(item, state, report)
-        state.passed &= report.passed and not xfail
+                attempt.whole_call = Flops()
+                with attempt.whole_call():
+                    yield
+        finally:
+            attempt.in_call = False
+            if attempt.fixture is not None:
+                attempt.fixture._close(
+                    "the test was compared with its snapshot when its call ended"
+                )
+
+    def phase_report(self, item: pytest.Item, report: pytest.TestReport) -> None:
+        """Called with each report of each test, before pytest logs it."""
+        attempt = item.stash.get(ATTEMPT_KEY, None)
+        plan = item.stash.get(PLAN_KEY, None)
+        if attempt is None or plan is None:
+            return
+        ok = report.passed and not hasattr(report, "wasxfail")
+        if report.when == "call" and attempt.in_call:
+            # A subtest's report (the test's own comes after the call): a failed
+            # subtest fails the test, so it is not compared and writes nothing.
+            attempt.passed &= not report.failed
+            return
+        if report.when == "call" and ok and attempt.passed:
+            attempt.verdict = self._judge(item, plan, attempt)
+            if attempt.verdict is not None and attempt.verdict.failure is not None:
+                report.outcome = "failed"
+                report.longrepr = attempt.verdict.failure
+                ok = False
+        attempt.passed &= ok
         if report.when == "teardown":
-            self.finish_item(item, state)
+            self._finish_attempt(item, plan, attempt, report)
 
-    def _check_call(self, item: pytest.Item, state: ItemState, report: pytest.TestReport) -> None:
-        counter = state.counter
-        if counter is None or not counter.measured:
-            return
-        budget = _budget_check(item, counter.measurement)
-        if state.fixture is None:
-            status = Status.WITHIN_BUDGET if budget is None else Status.OVER_BUDGET
-            measurements = {DEFAULT_NAME: counter.measurement.truncated(0)}
-            state.verdict = Verdict(
-                statuses={DEFAULT_NAME: status},
-                measurements=measurements,
-                baseline=None,
-                failure=None if budget is None else _budget_failure(item.nodeid, budget),
-            )
-        else:
-            rtol, depth = self._comparison(item)
-            location = snapshot_path(item.path, name_in_module(item.nodeid))
-            current = FlopsSnapshot(
-                test=name_in_module(item.nodeid),
+    def _judge(self, item: pytest.Item, plan: ItemPlan, attempt: Attempt) -> Verdict | None:
+        if attempt.fixture is None:
+            if attempt.whole_call is None or plan.marks.budget is None:
+                return None
+            return judge_budget(item.nodeid, attempt.whole_call.measurement, plan.marks.budget)
+        rtol, depth = self._comparison(plan)
+        location, stored, legacy = self._stored(plan)
+        current = (
+            FlopsSnapshot(
+                test=plan.name,
                 depth=depth,
-                measurements={name: m.truncated(depth) for name, m in counter.measurements.items()},
+                measurements={
+                    name: measurement.truncated(depth)
+                    for name, measurement in attempt.fixture.measurements.items()
+                },
             )
-            state.verdict = judge(
-                nodeid=item.nodeid,
-                shown_location=self._shown(location),
-                current=current,
-                stored=self._stored(location, test=current.test),
-                rtol=rtol,
-                update=self.settings.update,
-                budget=budget,
-            )
-        if state.verdict.failure is not None:
-            report.outcome = "failed"
-            report.longrepr = state.verdict.failure
+            if attempt.fixture.measured
+            else None
+        )
+        return judge(
+            nodeid=item.nodeid,
+            location=self._shown(location),
+            current=current,
+            stored=stored,
+            rtol=rtol,
+            update=self.settings.update,
+            budget=plan.marks.budget,
+            must_write=legacy,
+        )
 
-    def finish_item(self, item: pytest.Item, state: ItemState) -> None:
-        """After teardown: write the snapshot if all went well, keep the records."""
-        test = name_in_module(item.nodeid)
-        if state.counter is not None:
-            self.devices |= state.counter.devices
-        run = self.modules.get(item.path)
-        if run is not None:
-            run.ran.add(test)
-            if state.passed and not (state.counter and state.counter.measured):
-                run.unmeasured.add(test)
-        verdict = state.verdict
+    def _finish_attempt(
+        self, item: pytest.Item, plan: ItemPlan, attempt: Attempt, report: pytest.TestReport
+    ) -> None:
+        collected = self.run.file(plan.test_file)
+        collected.ran.add(plan.name)
+        counted = attempt.counted
+        if counted is not None and counted.measured:
+            collected.measured.add(plan.name)
+        elif attempt.passed:
+            collected.unmeasured.add(plan.name)
+        result = self._result(item, plan, attempt, report)
+        if result is None:
+            self.results.pop(item.nodeid, None)
+        else:
+            self.results[item.nodeid] = result
+
+    def _result(
+        self, item: pytest.Item, plan: ItemPlan, attempt: Attempt, report: pytest.TestReport
+    ) -> TestResult | None:
+        """The attempt's outcome, after writing or removing what ``--flops-update`` asked for."""
+        devices = tuple(sorted(attempt.counted.devices)) if attempt.counted else ()
+        verdict = attempt.verdict
         if verdict is None:
-            if state.fixture is not None and state.fixture.measured:
-                self._not_compared(item, state.fixture)
-            return
+            if attempt.fixture is None or not attempt.fixture.measured:
+                return None
+            return self._not_compared(item, plan, attempt.fixture, devices)
+        location, _, legacy = self._stored(plan)
+        outcome = Outcome.PASSED
         statuses = dict(verdict.statuses)
         if verdict.failure is not None:
-            self.counts.failed += 1
-        elif verdict.write is not None and state.passed:
-            self.extension.write(snapshot_path(item.path, test), verdict.write)
-            self.counts.written += 1
-        elif verdict.write is not None:
+            outcome = Outcome.FAILED
+        elif (verdict.write is not None or verdict.remove) and not attempt.passed:
+            outcome = Outcome.NOT_COMPARED
             statuses = dict.fromkeys(statuses, Status.NOT_COMPARED)
-            self.counts.not_compared += 1
-        else:
-            self.counts.passed += 1
-        stored = {} if verdict.baseline is None else verdict.baseline.measurements
-        self.records += [
-            MeasurementRecord(
-                nodeid=item.nodeid,
-                name=name,
-                measurement=measurement,
-                baseline=stored.get(name),
-                status=statuses[name],
-            )
-            for name, measurement in verdict.measurements.items()
-        ]
+        elif verdict.write is not None or verdict.remove:
+            target = snapshot_path(plan.test_file, plan.name)
+            try:
+                if verdict.write is not None:
+                    self.store.write(target, verdict.write)
+                    outcome = Outcome.WRITTEN
+                else:
+                    self.store.remove(target)
+                    outcome = Outcome.REMOVED
+                if legacy:
+                    self.store.remove(location)
+            except OSError as error:
+                report.outcome = "failed"
+                report.longrepr = messages.cannot_write(item.nodeid, self._shown(target), error)
+                outcome = Outcome.FAILED
+                statuses = dict.fromkeys(statuses, Status.NOT_WRITTEN)
+        return TestResult(
+            outcome=outcome,
+            records=_records(
+                item.nodeid, verdict.measurements, verdict.baseline, statuses, verdict.budget
+            ),
+            devices=devices,
+            legacy=legacy,
+        )
 
-    def _not_compared(self, item: pytest.Item, fixture: Flops) -> None:
+    def _not_compared(
+        self, item: pytest.Item, plan: ItemPlan, fixture: Flops, devices: tuple[str, ...]
+    ) -> TestResult:
         """A measured test failed by itself: keep its record, leave its snapshot alone."""
-        test = name_in_module(item.nodeid)
-        baseline = self._stored(snapshot_path(item.path, test), test=test)
-        if isinstance(baseline, SnapshotFormatError):
-            baseline = None
-        stored = {} if baseline is None else baseline.measurements
-        _, depth = self._comparison(item)
-        self.counts.not_compared += 1
-        self.records += [
-            MeasurementRecord(
-                nodeid=item.nodeid,
-                name=name,
-                measurement=measurement.truncated(depth),
-                baseline=stored.get(name),
-                status=Status.NOT_COMPARED,
-            )
-            for name, measurement in fixture.measurements.items()
-        ]
+        _, depth = self._comparison(plan)
+        _, stored, legacy = self._stored(plan)
+        measurements = {name: m.truncated(depth) for name, m in fixture.measurements.items()}
+        return TestResult(
+            outcome=Outcome.NOT_COMPARED,
+            records=_records(
+                item.nodeid,
+                measurements,
+                stored if isinstance(stored, FlopsSnapshot) else None,
+                dict.fromkeys(measurements, Status.NOT_COMPARED),
+                None if plan.marks.budget is None else plan.marks.budget.text,
+            ),
+            devices=devices,
+            legacy=legacy,
+        )
 
-    # -- the end --------------------------------------------------------------------------
+    # -- the end --------------------------------------------------------------------
 
-    def finish(self, *, remove: bool) -> None:
-        """Find stale snapshots; remove them under ``--flops-update`` when ``remove``."""
-        on_disk = {
-            module: snapshot_files(module) for module, run in self.modules.items() if run.ran_whole
-        }
-        stale = stale_snapshots(modules=self.modules, on_disk=on_disk)
-        if not (self.settings.update and remove):
+    def finish(self, *, stopped: str | None) -> None:
+        """Find stale snapshots; ``--flops-update`` removes them.
+
+        ``stopped`` says why the run ended before its last test, if it did.
+        """
+        if stopped is not None:
+            self.run.narrow(stopped)
+        stale = self.run.stale_snapshots()
+        if not self.settings.update:
             self.stale = stale
             return
         for path in stale:
-            self.extension.remove(path)
-            self.removed.append(path)
-            self.counts.removed += 1
+            try:
+                self.store.remove(path)
+                self.removed += 1
+            except OSError as error:
+                self.problems.append(messages.cannot_remove(self._shown(path), error))
+
+    @property
+    def records(self) -> list[MeasurementRecord]:
+        return [record for result in self.results.values() for record in result.records]
+
+    @property
+    def devices(self) -> set[str]:
+        return {device for result in self.results.values() for device in result.devices}
 
     def summary_lines(self) -> list[str]:
-        """``flops: 12 passed, 1 failed, 2 written, 1 removed`` and the stale files."""
-        if not self.counts and not self.stale:
-            return []
-        counts = self.counts
-        line = (
-            f"flops: {counts.passed} passed, {counts.failed} failed, "
-            f"{counts.written} written, {counts.removed} removed"
+        """``flops: 12 tests passed, 1 failed, 2 written, 1 removed`` and the stale files."""
+        tally = dict.fromkeys(Outcome, 0)
+        for result in self.results.values():
+            tally[result.outcome] += 1
+        tally[Outcome.REMOVED] += self.removed
+        return messages.summary_lines(
+            counts=[(outcome.value, tally[outcome]) for outcome in Outcome],
+            stale=[self._shown(path) for path in self.stale],
+            held_back=self.run.narrowed if self.settings.update else [],
+            legacy=sum(result.legacy for result in self.results.values()),
+            moved=self.settings.update,
+            problems=self.problems,
         )
-        if counts.not_compared:
-            line += f", {counts.not_compared} not compared (test failed)"
-        if self.stale:
-            line += f", {len(self.stale)} stale"
-        lines = [line]
-        if self.stale:
-            lines.append(
-                "flops: stale snapshots (their tests no longer exist or no longer measure); "
-                "`pytest --flops-update` removes them:"
-            )
-            lines += [f"  {self._shown(path)}" for path in self.stale]
-        return lines
 
-    # -- helpers ----------------------------------------------------------------------------
+    # -- xdist ------------------------------------------------------------------------
 
-    def _comparison(self, item: pytest.Item) -> tuple[float, int]:
-        """rtol and depth for ``item``: its @pytest.mark.flops, else the session's."""
-        mark = item.get_closest_marker("flops")
-        chosen = marks.flops(*mark.args, **mark.kwargs) if mark else marks.flops()
+    def to_worker_payload(self) -> str:
+        """This worker's part of the session, as one JSON string (exact integers of any size)."""
+        return json.dumps(
+            {
+                "results": {nodeid: result.to_dict() for nodeid, result in self.results.items()},
+                "run": self.run.to_dict(),
+            }
+        )
+
+    def merge(self, payload: str) -> None:
+        """Add a worker's :meth:`to_worker_payload` to this (the controller's) session."""
+        data = json.loads(payload)
+        for nodeid, result in data["results"].items():
+            self.results[nodeid] = TestResult.from_dict(result)
+        self.run.merge(RunRecord.from_dict(data["run"]))
+
+    # -- helpers ----------------------------------------------------------------------
+
+    def _comparison(self, plan: ItemPlan) -> tuple[float, int]:
+        """rtol and depth of a test: its @pytest.mark.flops, else the session's."""
+        chosen = plan.marks.comparison
         rtol = self.settings.rtol if chosen.rtol is None else chosen.rtol
         depth = self.settings.depth if chosen.depth is None else chosen.depth
         return rtol, depth
 
-    def _stored(self, location: Path, *, test: str) -> FlopsSnapshot | SnapshotFormatError | None:
-        """The snapshot at ``location``, None if there is none, or why it is unreadable."""
+    def _stored(self, plan: ItemPlan) -> tuple[Path, Stored, bool]:
+        """Where the test's snapshot is, what reading it gave, and whether that was the
+        layout before 0.2 (read when the current layout has no file for the test)."""
+        location = snapshot_path(plan.test_file, plan.name)
+        stored = self._read(location, test=plan.name)
+        if stored is None and plan.test_file.suffix == ".py":
+            legacy = legacy_snapshot_path(plan.test_file, plan.name)
+            stored_there = self._read(legacy, test=plan.name)
+            if stored_there is not None:
+                return legacy, stored_there, True
+        return location, stored, False
+
+    def _read(self, location: Path, *, test: str) -> Stored:
         try:
-            stored = self.extension.read(location, where=self._shown(location))
+            stored = self.store.read(location, where=self._shown(location))
         except SnapshotFormatError as error:
             return error
         if stored is not None and stored.test != test:
@@ -431,209 +474,64 @@ class FlopsSession:
             return os.fspath(path)
 
 
-# -- deciding ----------------------------------------------------------------------------------
-
-
-def judge(
-    *,
+def _records(
     nodeid: str,
-    shown_location: str,
-    current: FlopsSnapshot,
-    stored: FlopsSnapshot | SnapshotFormatError | None,
-    rtol: float,
-    update: bool,
-    budget: marks.BudgetExceeded | None,
-) -> Verdict:
-    """Compare a test's counts with its stored snapshot and decide what happens.
-
-    ``stored`` is what reading the snapshot gave: the snapshot, None when there
-    is none, or the error that made it unreadable. Under ``update`` a test
-    passes and its snapshot is (re)written when it differs, unless the test went
-    over budget: then it fails and writes nothing.
-    """
-    names = current.measurements
-    baseline = stored if isinstance(stored, FlopsSnapshot) else None
-    changed = set() if baseline is None else _changed_names(baseline, current, rtol)
-    if budget is not None:
-        problems = [_budget_failure(nodeid, budget)]
-        if not update:
-            problems.append(_snapshot_problem(nodeid, shown_location, current, stored, changed))
-        return Verdict(
-            statuses=dict.fromkeys(names, Status.OVER_BUDGET),
-            measurements=names,
-            baseline=baseline,
-            failure="\n\n".join(problem for problem in problems if problem),
+    measurements: dict[str, Measurement] | Any,
+    baseline: FlopsSnapshot | None,
+    statuses: dict[str, Status],
+    budget: str | None,
+) -> tuple[MeasurementRecord, ...]:
+    stored = {} if baseline is None else baseline.measurements
+    return tuple(
+        MeasurementRecord(
+            nodeid=nodeid,
+            name=name,
+            measurement=measurement,
+            baseline=stored.get(name),
+            status=statuses[name],
+            budget=budget,
         )
-    if update:
-        rewritten = set(names) if baseline is None else _text_changed(baseline, current)
-        written = baseline is None or baseline.to_text() != current.to_text()
-        fresh = Status.NEW if baseline is None else Status.UPDATED
-        return Verdict(
-            statuses={name: fresh if name in rewritten else Status.PASSED for name in names},
-            measurements=names,
-            baseline=baseline,
-            write=current if written else None,
-        )
-    if baseline is None:
-        status = Status.NO_SNAPSHOT if stored is None else Status.INVALID_SNAPSHOT
-        statuses = dict.fromkeys(names, status)
-    else:
-        statuses = {name: Status.CHANGED if name in changed else Status.PASSED for name in names}
-    return Verdict(
-        statuses=statuses,
-        measurements=names,
-        baseline=baseline,
-        failure=_snapshot_problem(nodeid, shown_location, current, stored, changed),
+        for name, measurement in measurements.items()
     )
 
 
-def _changed_names(stored: FlopsSnapshot, current: FlopsSnapshot, rtol: float) -> set[str]:
-    """Measurement names whose numbers differ beyond ``rtol`` (or that came or went)."""
-    depth = min(stored.depth, current.depth)
-    changed = set(stored.measurements) ^ set(current.measurements)
-    for name in set(stored.measurements) & set(current.measurements):
-        before = _numbers(stored.measurements[name].truncated(depth))
-        after = _numbers(current.measurements[name].truncated(depth))
-        if any(
-            abs(after.get(key, 0) - before.get(key, 0)) > rtol * before.get(key, 0)
-            for key in before.keys() | after.keys()
-        ):
-            changed.add(name)
-    return changed
+def _test_name(item: pytest.Item) -> str:
+    """The test's name inside its file, without pytest-repeat's ``N-M`` id."""
+    name = item.nodeid.split("::", 1)[1] if "::" in item.nodeid else item.nodeid
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and _REPEAT_PARAM in callspec.params:
+        step = callspec.params[_REPEAT_PARAM] + 1
+        name = re.sub(rf"(\[|-){step}-\d+\]$", lambda m: "]" if m[1] == "-" else "", name)
+    return name
 
 
-def _text_changed(stored: FlopsSnapshot, current: FlopsSnapshot) -> set[str]:
-    """Names whose stored form differs at all (e.g. a new depth), rtol or not."""
-    return {
-        name
-        for name, measurement in current.measurements.items()
-        if name not in stored.measurements
-        or stored.measurements[name].to_dict() != measurement.to_dict()
-    } | (set(stored.measurements) - set(current.measurements))
-
-
-def _numbers(measurement: Measurement) -> dict[tuple[str, str, str], int]:
-    """Every number of a measurement, keyed so two measurements line up."""
-    numbers: dict[tuple[str, str, str], int] = {}
-    for path, counts in measurement.modules.items():
-        numbers["module", path, "forward"] = counts.forward
-        numbers["module", path, "backward"] = counts.backward
-        for op, flops in counts.by_op.items():
-            numbers["op", path, op] = flops
-    for op, calls in measurement.unsupported.items():
-        numbers["unsupported", "", op] = calls
-    return numbers
-
-
-def _budget_check(item: pytest.Item, measurement: Measurement) -> marks.BudgetExceeded | None:
-    mark = item.get_closest_marker("limit_flops")
-    if mark is None:
-        return None
-    return marks.limit_flops(*mark.args, **mark.kwargs, _measurement=measurement)
-
-
-# -- messages ----------------------------------------------------------------------------------
-
-
-def _budget_failure(nodeid: str, budget: marks.BudgetExceeded) -> str:
-    return f"FLOP budget exceeded by {nodeid}: {budget.long_repr}"
-
-
-def _snapshot_problem(
-    nodeid: str,
-    shown_location: str,
-    current: FlopsSnapshot,
-    stored: FlopsSnapshot | SnapshotFormatError | None,
-    changed: set[str],
-) -> str | None:
-    """What is wrong on the snapshot side, if anything."""
-    if isinstance(stored, SnapshotFormatError):
-        return (
-            f"Cannot read the FLOP snapshot of {nodeid}: {stored}\n"
-            f"Run `pytest --flops-update` to rewrite {shown_location}."
+def _narrowing_options(config: pytest.Config) -> list[str]:
+    """Command-line choices that leave some tests out of the run."""
+    option = config.option
+    reasons = [
+        flag
+        for flag, given in (
+            ("-k", getattr(option, "keyword", "")),
+            ("-m", getattr(option, "markexpr", "")),
+            ("--deselect", getattr(option, "deselect", None)),
+            ("--lf", getattr(option, "lf", False)),
+            ("--sw", getattr(option, "stepwise", False) or getattr(option, "stepwise_skip", False)),
+            ("--collect-only", getattr(option, "collectonly", False)),
         )
-    if stored is None:
-        total = sum(m.total for m in current.measurements.values())
-        return (
-            f"No FLOP snapshot for {nodeid} ({total:,} FLOP counted).\n"
-            f"Run `pytest --flops-update` to write {shown_location}."
-        )
-    if not changed:
-        return None
-    return _mismatch(nodeid, shown_location, stored, current, changed)
+        if given
+    ]
+    if any("::" in arg for arg in config.args):
+        reasons.append("tests named on the command line")
+    return reasons
 
 
-def _mismatch(
-    nodeid: str,
-    shown_location: str,
-    stored: FlopsSnapshot,
-    current: FlopsSnapshot,
-    changed: set[str],
-) -> str:
-    """Diagnosis first: totals before -> after, then what moved, then the hint."""
-    depth = min(stored.depth, current.depth)
-    sections: list[str] = []
-    for name in sorted(changed, key=lambda n: (n != DEFAULT_NAME, n)):
-        label = "" if name == DEFAULT_NAME else f" [{name}]"
-        before = stored.measurements.get(name)
-        after = current.measurements.get(name)
-        if before is None or after is None:
-            what = (
-                f"is new: {after.total:,} FLOP, not in the snapshot"
-                if after is not None
-                else f"was not measured this time (the snapshot has {before.total:,} FLOP)"
-                if before is not None
-                else ""
-            )
-            sections.append(f"FLOP measurement {name!r} of {nodeid} {what}")
+def _roots(config: pytest.Config) -> tuple[Path, ...]:
+    """The directories the command line (or ``testpaths``) names whole."""
+    roots = []
+    for arg in config.args:
+        if "::" in arg:
             continue
-        before, after = before.truncated(depth), after.truncated(depth)
-        lines = [
-            f"FLOP count changed for {nodeid}{label}: total {_change(before.total, after.total)}",
-            f"  forward   {_change(before.forward, after.forward)}",
-            f"  backward  {_change(before.backward, after.backward)}",
-        ]
-        lines += _diff_table(before, after)
-        sections.append("\n".join(lines))
-    footer = f"Snapshot: {shown_location}\n{UPDATE_HINT}"
-    return "\n\n".join([*sections, footer])
-
-
-def _diff_table(before: Measurement, after: Measurement) -> list[str]:
-    rows: list[tuple[str, ...]] = [
-        (row.module, row.op, f"{row.before:,}", f"{row.after:,}", f"{row.delta:+,}")
-        for row in before.diff(after).rows
-    ]
-    rows += [
-        ("(no formula)", f"{op} calls", f"{before.unsupported.get(op, 0):,}", f"{calls:,}", "")
-        for op, calls in sorted(after.unsupported.items())
-        if before.unsupported.get(op, 0) != calls
-    ]
-    rows += [
-        ("(no formula)", f"{op} calls", f"{calls:,}", "0", "")
-        for op, calls in sorted(before.unsupported.items())
-        if op not in after.unsupported
-    ]
-    if not rows:
-        return []
-    shown, left_out = rows[:MAX_DIFF_ROWS], len(rows) - MAX_DIFF_ROWS
-    header = ("module", "operator", "before", "after", "Δ")
-    widths = [max(len(row[i]) for row in [header, *shown]) for i in range(5)]
-    lines = [""]
-    for row in [header, *shown]:
-        cells = [
-            cell.ljust(width) if i < 2 else cell.rjust(width)
-            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
-        ]
-        lines.append("  " + "  ".join(cells).rstrip())
-    if left_out > 0:
-        lines.append(f"  ... {left_out} more changed row(s) not shown")
-    return lines
-
-
-def _change(before: int, after: int) -> str:
-    if before == after:
-        return f"{after:,} (unchanged)"
-    ratio = relative_change(before, after)
-    relative = "new" if ratio == float("inf") else f"{ratio:+.2%}"
-    return f"{before:,} → {after:,} FLOP ({relative})"
+        path = Path(os.path.abspath(config.invocation_params.dir / arg))
+        if path.is_dir():
+            roots.append(path)
+    return tuple(roots)

@@ -3,6 +3,7 @@
 import hypothesis  # noqa: F401  (see _counted_once)
 import pytest
 import torch
+import torch._dynamo
 
 from pytest_flops import FlopCounterMode
 
@@ -12,11 +13,13 @@ def _counted_once() -> None:
     """Count once in this process before any in-process ``pytester`` run.
 
     The first count imports torch's dispatch-mode machinery (hundreds of
-    modules, torch._dynamo among them). pytester unloads whatever an in-process
-    run imported; importing them again per run is slow and re-registers torch
-    libraries, which fails. hypothesis is imported above for the same reason:
-    its pytest plugin imports it in every in-process run otherwise (seconds
-    of assertion rewriting each time).
+    modules). pytester unloads whatever an in-process run imported; importing
+    them again per run is slow and re-registers torch libraries, which fails.
+    torch._dynamo, which a counter imports only when compiled code runs in its
+    block, is imported above for that reason, and hypothesis too: its pytest
+    plugin imports it in every in-process run otherwise (seconds of assertion
+    rewriting each time). Tests of what a fresh process imports run in a
+    subprocess.
     """
     with FlopCounterMode(display=False):
         torch.nn.Linear(2, 2)(torch.ones(1, 2)).sum().backward()
@@ -31,4 +34,7 @@ def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pyte
     """
     for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
         monkeypatch.delenv(name, raising=False)
+    # pytest-randomly (in the test extra for the workflow tests) reorders and
+    # reseeds every session it is loaded in; the tests that want it ask for it.
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:randomly")
     return pytester

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-SNAPSHOTS = Path("__flops__", "test_model")
+SNAPSHOTS = Path("__flops__", "test_model.py")
 
 MODEL = """
 import torch
@@ -52,8 +52,8 @@ def test_life_cycle(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(
         [
             "No FLOP snapshot for test_model.py::test_train (1,440 FLOP counted).",
-            "Run `pytest --flops-update` to write __flops__/test_model/test_train.flops.json.",
-            "flops: 0 passed, 2 failed, 0 written, 0 removed",
+            "Run `pytest --flops-update` to write __flops__/test_model.py/test_train.flops.json.",
+            "flops: 0 tests passed, 2 failed, 0 written, 0 removed",
         ]
     )
     assert stored(pytester) == {}
@@ -65,7 +65,7 @@ def test_life_cycle(pytester: pytest.Pytester) -> None:
     assert b'"total": 1440,' in first["test_train.flops.json"]  # 720 forward + 720 weight grad
     result = pytester.runpytest()
     result.assert_outcomes(passed=2)
-    result.stdout.fnmatch_lines(["flops: 2 passed, 0 failed, 0 written, 0 removed"])
+    result.stdout.fnmatch_lines(["flops: 2 tests passed, 0 failed, 0 written, 0 removed"])
 
     # Linear(9, 10) -> Linear(9, 11): the test fails with the module and the numbers.
     write_tests(pytester, out=11)
@@ -85,7 +85,7 @@ def test_life_cycle(pytester: pytest.Pytester) -> None:
     # --flops-update accepts the change.
     result = pytester.runpytest("--flops-update")
     result.assert_outcomes(passed=2)
-    result.stdout.fnmatch_lines(["flops: 0 passed, 0 failed, 2 written, 0 removed"])
+    result.stdout.fnmatch_lines(["flops: 0 tests passed, 0 failed, 2 written, 0 removed"])
     assert b'"total": 1584,' in stored(pytester)["test_train.flops.json"]
     pytester.runpytest().assert_outcomes(passed=2)
 
@@ -96,7 +96,7 @@ def test_update_is_byte_stable(pytester: pytest.Pytester) -> None:
     first = stored(pytester)
     (pytester.path / SNAPSHOTS / "test_train.flops.json").touch()
     result = pytester.runpytest("--flops-update")
-    result.stdout.fnmatch_lines(["flops: 2 passed, 0 failed, 0 written, 0 removed"])
+    result.stdout.fnmatch_lines(["flops: 2 tests passed, 0 failed, 0 written, 0 removed"])
     assert stored(pytester) == first
     assert all(text.endswith(b"}\n") for text in first.values())
 
@@ -112,16 +112,16 @@ def test_renamed_test_leaves_a_stale_snapshot_that_update_removes(
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
         [
-            "flops: 1 passed, 1 failed, 0 written, 0 removed, 1 stale",
+            "flops: 1 test passed, 1 failed, 0 written, 0 removed, 1 stale",
             "flops: stale snapshots*`pytest --flops-update` removes them:",
-            "  __flops__/test_model/test_train.flops.json",
+            "  __flops__/test_model.py/test_train.flops.json",
         ]
     )
     assert "test_train.flops.json" in stored(pytester)  # reported, not deleted
 
     result = pytester.runpytest("--flops-update")
     result.assert_outcomes(passed=2)
-    result.stdout.fnmatch_lines(["flops: 1 passed, 0 failed, 1 written, 1 removed"])
+    result.stdout.fnmatch_lines(["flops: 1 test passed, 0 failed, 1 written, 1 removed"])
     assert set(stored(pytester)) == {"test_renamed.flops.json", "test_other.flops.json"}
 
 
@@ -204,7 +204,7 @@ def test_new(flops):
     result = pytester.runpytest("--flops-update")
     result.assert_outcomes(failed=2, skipped=1)
     result.stdout.fnmatch_lines(
-        ["flops: 0 passed, 0 failed, 0 written, 0 removed, 2 not compared (test failed)"]
+        ["flops: 0 tests passed, 0 failed, 0 written, 0 removed, 2 not compared (test failed)"]
     )
     assert stored(pytester) == before
 
@@ -241,7 +241,7 @@ def test_a_test_that_stops_measuring_leaves_a_stale_snapshot(pytester: pytest.Py
         + TESTS.format(name="train").replace("with torch.no_grad(), flops(net):", "if True:")
     )
     result = pytester.runpytest("--flops-update")
-    result.stdout.fnmatch_lines(["flops: 1 passed, 0 failed, 0 written, 1 removed"])
+    result.stdout.fnmatch_lines(["flops: 1 test passed, 0 failed, 0 written, 1 removed"])
     assert set(stored(pytester)) == {"test_train.flops.json"}
 
 
@@ -283,23 +283,24 @@ def test_train(flops, case):
     result.stdout.fnmatch_lines_random(
         [
             "Cannot read the FLOP snapshot of test_model.py::test_train[[]truncated]: "
-            "__flops__/test_model/test_train[[]truncated].flops.json: not valid JSON*",
+            "__flops__/test_model.py/test_train[[]truncated].flops.json: not valid JSON*",
             "Cannot read the FLOP snapshot of test_model.py::test_train[[]wrong type]: "
-            "__flops__/test_model/test_train[[]wrong_type]~*.flops.json: "
+            "__flops__/test_model.py/test_train[[]wrong_type]~*.flops.json: "
             "measurements[[]'default']: total: expected a non-negative integer, got str '1440'",
             "Cannot read the FLOP snapshot of test_model.py::test_train[[]negative]: *"
             "measurements[[]'default']: total: expected a non-negative integer, got -1440",
             "Cannot read the FLOP snapshot of test_model.py::test_train[[]missing key]: "
-            "__flops__/test_model/test_train[[]missing_key]~*.flops.json: missing key(s) depth",
+            "__flops__/test_model.py/test_train[[]missing_key]~*.flops.json: missing key(s) depth",
             "Cannot read the FLOP snapshot of test_model.py::test_train[[]not an object]: "
-            "__flops__/test_model/test_train[[]not_an_object]~*.flops.json: "
+            "__flops__/test_model.py/test_train[[]not_an_object]~*.flops.json: "
             "expected an object, got list",
             "Cannot read the FLOP snapshot of test_model.py::test_train[[]newer version]: *"
             "snapshot format version 99 is newer than this pytest-flops reads (version 1)*",
             "Cannot read the FLOP snapshot of test_model.py::test_train[[]copied]: "
-            "__flops__/test_model/test_train[[]copied].flops.json: holds the snapshot of test "
+            "__flops__/test_model.py/test_train[[]copied].flops.json: holds the snapshot of test "
             "'test_train[[]fine]', not of 'test_train[[]copied]'",
-            "Run `pytest --flops-update` to rewrite __flops__/test_model/test_train[[]truncated]*",
+            "Run `pytest --flops-update` to rewrite "
+            "__flops__/test_model.py/test_train[[]truncated]*",
         ]
     )
     pytester.runpytest("--flops-update").assert_outcomes(passed=8)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BLOCKS = [
     textwrap.dedent(block)
     for block in re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
@@ -60,4 +60,6 @@ def test_readme_test_file_passes(pytester: pytest.Pytester, test_file: str) -> N
     pytester.runpytest("--flops-update", "-p", "no:cacheprovider").assert_outcomes(passed=tests)
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=tests)
-    result.stdout.fnmatch_lines([f"flops: {tests} passed, 0 failed, 0 written, 0 removed"])
+    result.stdout.fnmatch_lines(
+        [f"flops: {tests} test{'s' if tests > 1 else ''} passed, 0 failed, 0 written, 0 removed"]
+    )

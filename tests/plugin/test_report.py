@@ -9,8 +9,8 @@ import torch
 
 import pytest_flops
 from pytest_flops import report
-from pytest_flops.measurement import GLOBAL, Measurement, ModuleFlops
-from pytest_flops.records import DEFAULT_NAME, MeasurementRecord, Status
+from pytest_flops.measurement import DEFAULT_NAME, GLOBAL, Measurement, ModuleFlops
+from pytest_flops.records import MeasurementRecord, Status
 
 
 def linear_measurement(forward: int, backward: int, **unsupported: int) -> Measurement:
@@ -209,13 +209,14 @@ def test_terminal_section() -> None:
         # 840 - 720 = +120; 120 / 720 = 16.67%
         "t.py::test_grew          840 FLOP  280 FLOP  560 FLOP  +120 FLOP      +16.67%  changed",
         "t.py::test_same          720 FLOP  240 FLOP  480 FLOP          0           0%  passed",
+        # a test's measurements stay together (largest 240, tied with test_new: by id)
+        "t.py::test_lm [decode]    60 FLOP   60 FLOP    0 FLOP          0           0%  passed",
         "t.py::test_lm [prefill]  240 FLOP  240 FLOP    0 FLOP          0           0%  passed",
         "t.py::test_new           240 FLOP  240 FLOP    0 FLOP                          new",
-        "t.py::test_lm [decode]    60 FLOP   60 FLOP    0 FLOP          0           0%  passed",
         "",
         # 720 + 840 + 240 + 60 + 240 = 2100 in all, 1060 forward and 1040 backward
         "suite total 2.1 KFLOP (forward 1.06 KFLOP, backward 1.04 KFLOP) in 5 measurement(s)"
-        " of 4 test(s): 3 passed, 1 changed, 1 new",
+        " of 4 test(s); measurements: 3 passed, 1 changed, 1 new",
         "",
         "unsupported ops (ran with no formula; their FLOPs are not counted):",
         "  op                        calls  tests  seen in",
@@ -232,12 +233,12 @@ def test_markdown_summary() -> None:
         "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
         "| `t.py::test_grew` | 840 FLOP | 280 FLOP | 560 FLOP | +120 FLOP | +16.67% | changed |",
         "| `t.py::test_same` | 720 FLOP | 240 FLOP | 480 FLOP | 0 | 0% | passed |",
+        "| `t.py::test_lm [decode]` | 60 FLOP | 60 FLOP | 0 FLOP | 0 | 0% | passed |",
         "| `t.py::test_lm [prefill]` | 240 FLOP | 240 FLOP | 0 FLOP | 0 | 0% | passed |",
         "| `t.py::test_new` | 240 FLOP | 240 FLOP | 0 FLOP |  |  | new |",
-        "| `t.py::test_lm [decode]` | 60 FLOP | 60 FLOP | 0 FLOP | 0 | 0% | passed |",
         "",
         "**Suite total 2.1 KFLOP (forward 1.06 KFLOP, backward 1.04 KFLOP) in 5 measurement(s)"
-        " of 4 test(s): 3 passed, 1 changed, 1 new.**",
+        " of 4 test(s); measurements: 3 passed, 1 changed, 1 new.**",
         "",
         "Unsupported ops (ran with no formula; their FLOPs are not counted):",
         "",

@@ -79,7 +79,7 @@ def test_report_and_exports(pytester: pytest.Pytester) -> None:
     # test_linear changed, test_new has no snapshot, test_over_budget is over budget
     result.assert_outcomes(passed=2, failed=3)
     check_report_section(result.outlines)
-    result.stdout.fnmatch_lines(["flops: 1 passed, 3 failed, 0 written, 0 removed"])
+    result.stdout.fnmatch_lines(["flops: 1 test passed, 3 failed, 0 written, 0 removed"])
     check_json_export(json.loads((pytester.path / "out" / "flops.json").read_text("utf-8")))
     check_markdown_export((pytester.path / "out" / "flops.md").read_text("utf-8"))
 
@@ -87,28 +87,29 @@ def test_report_and_exports(pytester: pytest.Pytester) -> None:
 def check_report_section(lines: list[str]) -> None:
     start = next(i for i, line in enumerate(lines) if " flops report " in line)
     end = lines.index("", start)
-    # Changed first (+80), then by total with ties by test id, new tests included.
+    # Changed first (+80), then by total with ties by test id, new tests included;
+    # a test's named measurements stay together, the default one first.
     assert lines[start + 1 : end] == [
         "test                                 total   forward  backward    change"
         "  rel. change  status",
         # 480 -> 560: +80, 80 / 480 = +16.67%
         "test_suite.py::test_linear        560 FLOP  280 FLOP  280 FLOP  +80 FLOP"
         "      +16.67%  changed",
-        "test_suite.py::test_lm [prefill]  240 FLOP  240 FLOP    0 FLOP         0"
-        "           0%  passed",
-        "test_suite.py::test_over_budget   240 FLOP  240 FLOP    0 FLOP"
-        "                         over budget",
-        # Linear(5, 6) on (2, 5): 2*2*5*6 = 120
-        "test_suite.py::test_new           120 FLOP  120 FLOP    0 FLOP"
-        "                         no snapshot",
         # Linear(5, 6) on (1, 5): 2*1*5*6 = 60
         "test_suite.py::test_lm [decode]    60 FLOP   60 FLOP    0 FLOP         0"
         "           0%  passed",
+        "test_suite.py::test_lm [prefill]  240 FLOP  240 FLOP    0 FLOP         0"
+        "           0%  passed",
+        "test_suite.py::test_over_budget   240 FLOP  240 FLOP    0 FLOP"
+        "                         over budget (limit 100 FLOP)",
+        # Linear(5, 6) on (2, 5): 2*2*5*6 = 120
+        "test_suite.py::test_new           120 FLOP  120 FLOP    0 FLOP"
+        "                         no snapshot",
     ]
     # 560 + 240 + 240 + 120 + 60 = 1220; backward only in test_linear: 280
     assert lines[end + 1] == (
         "suite total 1.22 KFLOP (forward 940 FLOP, backward 280 FLOP) in 5 measurement(s) "
-        "of 4 test(s): 2 passed, 1 changed, 1 no snapshot, 1 over budget"
+        "of 4 test(s); measurements: 2 passed, 1 changed, 1 no snapshot, 1 over budget"
     )
     assert lines[end + 3 : end + 6] == [
         "unsupported ops (ran with no formula; their FLOPs are not counted):",
@@ -201,10 +202,11 @@ def check_markdown_export(markdown: str) -> None:
     assert rows == [
         "| `test_suite.py::test_linear` | 560 FLOP | 280 FLOP | 280 FLOP | +80 FLOP | +16.67%"
         " | changed |",
-        "| `test_suite.py::test_lm [prefill]` | 240 FLOP | 240 FLOP | 0 FLOP | 0 | 0% | passed |",
-        "| `test_suite.py::test_over_budget` | 240 FLOP | 240 FLOP | 0 FLOP |  |  | over budget |",
-        "| `test_suite.py::test_new` | 120 FLOP | 120 FLOP | 0 FLOP |  |  | no snapshot |",
         "| `test_suite.py::test_lm [decode]` | 60 FLOP | 60 FLOP | 0 FLOP | 0 | 0% | passed |",
+        "| `test_suite.py::test_lm [prefill]` | 240 FLOP | 240 FLOP | 0 FLOP | 0 | 0% | passed |",
+        "| `test_suite.py::test_over_budget` | 240 FLOP | 240 FLOP | 0 FLOP |  |  |"
+        " over budget (limit 100 FLOP) |",
+        "| `test_suite.py::test_new` | 120 FLOP | 120 FLOP | 0 FLOP |  |  | no snapshot |",
     ]
     assert "**Suite total 1.22 KFLOP (forward 940 FLOP, backward 280 FLOP)" in markdown
     assert "| `report_demo.blind` | 1 | 1 | `test_suite.py::test_lm` |" in markdown

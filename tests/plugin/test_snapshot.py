@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from pytest_flops import FlopsSnapshotExtension, Measurement, ModuleFlops, SnapshotFormatError
-from pytest_flops.snapshot import (
-    FORMAT_VERSION,
-    FlopsSnapshot,
-    name_in_module,
+from pytest_flops import Measurement, ModuleFlops, SnapshotFormatError
+from pytest_flops.snapshot import FORMAT_VERSION, FlopsSnapshot
+from pytest_flops.storage import (
+    SnapshotStore,
+    legacy_snapshot_path,
     snapshot_path,
     snapshot_stem,
 )
@@ -26,15 +26,11 @@ def snapshot_of(**measurements: Measurement) -> FlopsSnapshot:
     return FlopsSnapshot(test="test_model", depth=3, measurements=measurements)
 
 
-def test_name_inside_the_module() -> None:
-    assert name_in_module("tests/test_m.py::TestA::test_b[x::y]") == "TestA::test_b[x::y]"
-
-
 @pytest.mark.parametrize(
     ("test_name", "stem"),
     [
         ("test_plain", "test_plain"),
-        ("TestModel::test_forward", "TestModel.test_forward"),
+        ("test_model.test_forward", "test_model.test_forward"),
         ("test_p[cpu-0.5-x=1]", "test_p[cpu-0.5-x=1]"),
     ],
 )
@@ -63,9 +59,28 @@ def test_unsafe_names_get_a_hash_and_never_collide() -> None:
     assert snapshot_stem("test_p[a/b]") == stems[0]
 
 
+def test_names_that_differ_only_in_case_never_share_a_file_on_any_file_system() -> None:
+    # macOS and Windows file systems ignore case: test_p[A] and test_p[a] would be one file
+    names = ["test_p[A]", "test_p[a]", "TestModel::test_x", "testmodel::test_x", "Test_p[a]"]
+    stems = [snapshot_stem(name) for name in names]
+    assert len({stem.lower() for stem in stems}) == len(names)
+    assert stems[1] == "test_p[a]"  # all lowercase and safe: readable, no hash
+    assert stems[0].startswith("test_p[A]~")
+    assert stems[2].startswith("TestModel.test_x~")
+
+
+def test_the_layout_before_0_2_named_directories_after_the_stem(tmp_path: Path) -> None:
+    module = tmp_path / "tests" / "test_models.py"
+    assert legacy_snapshot_path(module, "TestA::test_b") == (
+        tmp_path / "tests" / "__flops__" / "test_models" / "TestA.test_b.flops.json"
+    )
+
+
 def test_location_is_next_to_the_test_file_outside_syrupys_directory(tmp_path: Path) -> None:
-    path = snapshot_path(tmp_path / "tests" / "test_models.py", "TestA::test_b")
-    assert path == tmp_path / "tests" / "__flops__" / "test_models" / "TestA.test_b.flops.json"
+    # named after the whole file name: test_models.txt (a doctest file) gets its own
+    path = snapshot_path(tmp_path / "tests" / "test_models.py", "test_a")
+    assert path == tmp_path / "tests" / "__flops__" / "test_models.py" / "test_a.flops.json"
+    assert snapshot_path(tmp_path / "tests" / "test_models.txt", "test_a") != path
 
 
 def test_text_is_deterministic_and_sorted() -> None:
@@ -104,18 +119,18 @@ def test_text_round_trips_exact_integers() -> None:
 )
 def test_unreadable_text_names_the_file_and_the_problem(text: str, problem: str) -> None:
     with pytest.raises(SnapshotFormatError) as error:
-        FlopsSnapshot.from_text(text, where="tests/__flops__/test_m/test_a.flops.json")
-    assert str(error.value).startswith("tests/__flops__/test_m/test_a.flops.json: ")
+        FlopsSnapshot.from_text(text, where="tests/__flops__/test_m.py/test_a.flops.json")
+    assert str(error.value).startswith("tests/__flops__/test_m.py/test_a.flops.json: ")
     assert problem in str(error.value)
 
 
 def test_extension_writes_atomically_and_reads_back(tmp_path: Path) -> None:
-    extension = FlopsSnapshotExtension()
-    location = tmp_path / "__flops__" / "test_m" / "test_a.flops.json"
-    assert extension.read(location) is None
-    extension.write(location, snapshot_of(default=LINEAR))
-    extension.write(location, snapshot_of(default=LINEAR, decode=LINEAR))
-    assert extension.read(location) == snapshot_of(default=LINEAR, decode=LINEAR)
+    store = SnapshotStore()
+    location = tmp_path / "__flops__" / "test_m.py" / "test_a.flops.json"
+    assert store.read(location, where="f") is None
+    store.write(location, snapshot_of(default=LINEAR))
+    store.write(location, snapshot_of(default=LINEAR, decode=LINEAR))
+    assert store.read(location, where="f") == snapshot_of(default=LINEAR, decode=LINEAR)
     assert [p.name for p in location.parent.iterdir()] == ["test_a.flops.json"]  # no temp files
     assert location.read_bytes() == snapshot_of(default=LINEAR, decode=LINEAR).to_text().encode()
 
@@ -124,16 +139,16 @@ def test_extension_reports_undecodable_files(tmp_path: Path) -> None:
     location = tmp_path / "test_a.flops.json"
     location.write_bytes(b"\xff\xfe{")
     with pytest.raises(SnapshotFormatError, match=r"test_a\.flops\.json: cannot read the file"):
-        FlopsSnapshotExtension().read(location)
+        SnapshotStore().read(location, where=str(location))
 
 
 def test_extension_removes_the_file_and_empty_directories(tmp_path: Path) -> None:
-    extension = FlopsSnapshotExtension()
-    kept = tmp_path / "__flops__" / "test_m" / "test_a.flops.json"
-    gone = tmp_path / "__flops__" / "test_m" / "test_b.flops.json"
+    store = SnapshotStore()
+    kept = tmp_path / "__flops__" / "test_m.py" / "test_a.flops.json"
+    gone = tmp_path / "__flops__" / "test_m.py" / "test_b.flops.json"
     for location in (kept, gone):
-        extension.write(location, snapshot_of(default=LINEAR))
-    extension.remove(gone)
+        store.write(location, snapshot_of(default=LINEAR))
+    store.remove(gone)
     assert kept.exists() and not gone.exists()
-    extension.remove(kept)
+    store.remove(kept)
     assert not (tmp_path / "__flops__").exists()

@@ -36,7 +36,7 @@ def test_syrupy_and_flops_snapshots_stay_out_of_each_others_way(pytester: pytest
     result.assert_outcomes(passed=2)
     assert set(files(pytester)) == {
         "__snapshots__/test_mixed.ambr",
-        "__flops__/test_mixed/test_f.flops.json",
+        "__flops__/test_mixed.py/test_f.flops.json",
     }
     both = files(pytester)
 
@@ -53,8 +53,8 @@ def test_syrupy_and_flops_snapshots_stay_out_of_each_others_way(pytester: pytest
     result.stdout.fnmatch_lines(["FLOP count changed for test_mixed.py::test_f*"])
     after = files(pytester)
     assert (
-        after["__flops__/test_mixed/test_f.flops.json"]
-        == both["__flops__/test_mixed/test_f.flops.json"]
+        after["__flops__/test_mixed.py/test_f.flops.json"]
+        == both["__flops__/test_mixed.py/test_f.flops.json"]
     )
     assert after["__snapshots__/test_mixed.ambr"] != both["__snapshots__/test_mixed.ambr"]
     syrupy_updated = after["__snapshots__/test_mixed.ambr"]
@@ -68,12 +68,12 @@ def test_syrupy_and_flops_snapshots_stay_out_of_each_others_way(pytester: pytest
     write(pytester, out=11, answer=43, name="renamed")
     result = pytester.runpytest("--snapshot-update")
     result.assert_outcomes(passed=1, failed=1)  # the renamed test has no FLOP snapshot yet
-    assert "__flops__/test_mixed/test_f.flops.json" in files(pytester)
-    result.stdout.fnmatch_lines(["flops: 0 passed, 1 failed, 0 written, 0 removed, 1 stale"])
+    assert "__flops__/test_mixed.py/test_f.flops.json" in files(pytester)
+    result.stdout.fnmatch_lines(["flops: 0 tests passed, 1 failed, 0 written, 0 removed, 1 stale"])
     result = pytester.runpytest("--flops-update")
     result.assert_outcomes(passed=2)
     assert set(files(pytester)) == {
         "__snapshots__/test_mixed.ambr",
-        "__flops__/test_mixed/test_renamed.flops.json",
+        "__flops__/test_mixed.py/test_renamed.flops.json",
     }
     assert files(pytester)["__snapshots__/test_mixed.ambr"] == syrupy_updated

@@ -1,15 +1,13 @@
-"""The session's pure decisions: what is stale, and what a comparison concludes."""
-
-from pathlib import Path
+"""The comparison's pure decision: what a test's counts against its snapshot and budget conclude."""
 
 import pytest
 
 from pytest_flops import Measurement, ModuleFlops, SnapshotFormatError, Status
-from pytest_flops.marks import BudgetExceeded
-from pytest_flops.session import ModuleRun, Verdict, judge, stale_snapshots
-from pytest_flops.snapshot import FlopsSnapshot, snapshot_path
+from pytest_flops.marks import Budget, limit_flops
+from pytest_flops.snapshot import FlopsSnapshot
+from pytest_flops.verdict import Verdict, judge
 
-MODULE = Path("/repo/tests/test_models.py")
+LOCATION = "tests/__flops__/test_models.py/test_a.flops.json"
 
 
 def linear(out_features: int) -> Measurement:
@@ -24,61 +22,24 @@ def snapshot(depth: int = 3, **measurements: Measurement) -> FlopsSnapshot:
 
 
 def decide(
-    current: FlopsSnapshot,
+    current: FlopsSnapshot | None,
     stored: FlopsSnapshot | SnapshotFormatError | None,
     *,
     rtol: float = 0.0,
     update: bool = False,
-    budget: BudgetExceeded | None = None,
+    budget: Budget | None = None,
 ) -> Verdict:
-    return judge(
+    verdict = judge(
         nodeid="tests/test_models.py::test_a",
-        shown_location="tests/__flops__/test_models/test_a.flops.json",
+        location=LOCATION,
         current=current,
         stored=stored,
         rtol=rtol,
         update=update,
         budget=budget,
     )
-
-
-# -- stale snapshots ---------------------------------------------------------------------
-
-
-def files(*tests: str) -> list[Path]:
-    return [snapshot_path(MODULE, test) for test in tests]
-
-
-def test_stale_snapshots_are_the_ones_no_collected_test_uses() -> None:
-    run = ModuleRun(tests={"test_a", "test_b"}, ran={"test_a", "test_b"})
-    on_disk = {MODULE: files("test_a", "test_old", "test_b")}
-    assert stale_snapshots(modules={MODULE: run}, on_disk=on_disk) == files("test_old")
-
-
-def test_a_test_that_passed_without_measuring_leaves_its_snapshot_stale() -> None:
-    run = ModuleRun(tests={"test_a"}, ran={"test_a"}, unmeasured={"test_a"})
-    assert stale_snapshots(modules={MODULE: run}, on_disk={MODULE: files("test_a")}) == files(
-        "test_a"
-    )
-
-
-@pytest.mark.parametrize(
-    "run",
-    [
-        ModuleRun(tests={"test_a", "test_b"}, ran={"test_a"}),  # test_b deselected or not run
-        ModuleRun(tests={"test_a"}, ran={"test_a"}, partial=True),  # f.py::test_a or broken
-    ],
-)
-def test_files_that_did_not_run_whole_are_not_judged(run: ModuleRun) -> None:
-    assert stale_snapshots(modules={MODULE: run}, on_disk={MODULE: files("test_old")}) == []
-
-
-def test_module_runs_merge_across_workers() -> None:
-    first = ModuleRun(tests={"test_a", "test_b"}, ran={"test_a"})
-    first.merge(
-        ModuleRun.from_dict(ModuleRun(tests={"test_a", "test_b"}, ran={"test_b"}).to_dict())
-    )
-    assert first.ran_whole
+    assert verdict is not None
+    return verdict
 
 
 # -- judge -----------------------------------------------------------------------------------
@@ -96,7 +57,7 @@ def test_missing_snapshot_fails_and_names_the_test() -> None:
     assert verdict.write is None
     assert verdict.failure == (
         "No FLOP snapshot for tests/test_models.py::test_a (1,440 FLOP counted).\n"
-        "Run `pytest --flops-update` to write tests/__flops__/test_models/test_a.flops.json."
+        "Run `pytest --flops-update` to write tests/__flops__/test_models.py/test_a.flops.json."
     )
 
 
@@ -117,7 +78,7 @@ def test_change_puts_the_diagnosis_first_and_the_hint_last() -> None:
         "  Net.fc  aten.addmm     720    792  +72\n"
         "  Net.fc  aten.mm        720    792  +72\n"
         "\n"
-        "Snapshot: tests/__flops__/test_models/test_a.flops.json\n"
+        "Snapshot: tests/__flops__/test_models.py/test_a.flops.json\n"
         "Run `pytest --flops-update` to accept the new counts."
     )
 
@@ -177,7 +138,13 @@ def test_named_measurements_that_come_or_go_fail() -> None:
         snapshot(default=linear(10), decode=linear(10)),
         snapshot(default=linear(10), prefill=linear(10)),
     )
-    assert verdict.statuses == {"default": Status.PASSED, "decode": Status.CHANGED}
+    # the one that went is a record of its own: every export shows the test failed
+    assert verdict.statuses == {
+        "default": Status.PASSED,
+        "decode": Status.CHANGED,
+        "prefill": Status.MISSING,
+    }
+    assert verdict.measurements["prefill"] == Measurement()
     assert verdict.failure is not None
     assert "FLOP measurement 'decode' of tests/test_models.py::test_a is new: 1,440 FLOP" in (
         verdict.failure
@@ -186,13 +153,13 @@ def test_named_measurements_that_come_or_go_fail() -> None:
 
 
 def test_unreadable_snapshot_fails_naming_the_problem() -> None:
-    error = SnapshotFormatError("tests/__flops__/test_models/test_a.flops.json: not valid JSON")
+    error = SnapshotFormatError("tests/__flops__/test_models.py/test_a.flops.json: not valid JSON")
     verdict = decide(snapshot(default=linear(10)), error)
     assert verdict.statuses == {"default": Status.INVALID_SNAPSHOT}
     assert verdict.failure == (
         "Cannot read the FLOP snapshot of tests/test_models.py::test_a: "
-        "tests/__flops__/test_models/test_a.flops.json: not valid JSON\n"
-        "Run `pytest --flops-update` to rewrite tests/__flops__/test_models/test_a.flops.json."
+        "tests/__flops__/test_models.py/test_a.flops.json: not valid JSON\n"
+        "Run `pytest --flops-update` to rewrite tests/__flops__/test_models.py/test_a.flops.json."
     )
 
 
@@ -214,8 +181,58 @@ def test_update_writes_missing_broken_and_changed_snapshots(
     assert verdict.statuses == {"default": status}
 
 
+def test_update_takes_a_vanished_name_out_of_the_snapshot() -> None:
+    current = snapshot(default=linear(10))
+    verdict = decide(current, snapshot(default=linear(10), prefill=linear(10)), update=True)
+    assert verdict.write == current
+    assert verdict.statuses == {"default": Status.PASSED, "prefill": Status.REMOVED}
+
+
+def test_a_test_that_measured_nothing_fails_against_its_snapshot() -> None:
+    verdict = decide(None, snapshot(default=linear(10)))
+    assert verdict.statuses == {"default": Status.MISSING}
+    assert verdict.failure == (
+        "tests/test_models.py::test_a measured no FLOPs this time, but its snapshot has "
+        "1,440 FLOP (no `with flops(...)` block finished).\n"
+        f"Snapshot: {LOCATION}\n"
+        "Run `pytest --flops-update` to remove it, if the test should not measure."
+    )
+    removed = decide(None, snapshot(default=linear(10)), update=True)
+    assert removed.remove and removed.failure is None
+    assert removed.statuses == {"default": Status.REMOVED}
+    # nothing measured, nothing stored: nothing to say
+    assert (
+        judge(
+            nodeid="t",
+            location=LOCATION,
+            current=None,
+            stored=None,
+            rtol=0,
+            update=False,
+            budget=None,
+        )
+        is None
+    )
+
+
+def test_update_moves_a_snapshot_of_the_old_layout_even_when_equal() -> None:
+    current = snapshot(default=linear(10))
+    verdict = judge(
+        nodeid="t",
+        location=LOCATION,
+        current=current,
+        stored=current,
+        rtol=0,
+        update=True,
+        budget=None,
+        must_write=True,
+    )
+    assert verdict is not None and verdict.write == current
+    assert verdict.statuses == {"default": Status.PASSED}
+
+
 def test_update_never_writes_a_test_over_budget() -> None:
-    budget = BudgetExceeded(overruns=(("total", 1584, 1000),))
+    budget = limit_flops(1000)
     verdict = decide(snapshot(default=linear(11)), None, update=True, budget=budget)
     assert verdict.write is None
     assert verdict.statuses == {"default": Status.OVER_BUDGET}

@@ -12,9 +12,11 @@ from typing import Any
 import pytest
 
 from pytest_flops import xdist
-from pytest_flops.measurement import GLOBAL, Measurement, ModuleFlops
-from pytest_flops.records import DEFAULT_NAME, MeasurementRecord, Status
-from pytest_flops.session import Counts, FlopsSession, ModuleRun, Settings
+from pytest_flops.measurement import DEFAULT_NAME, GLOBAL, Measurement, ModuleFlops
+from pytest_flops.records import MeasurementRecord, Status
+from pytest_flops.session import FlopsSession, Outcome, TestResult
+from pytest_flops.settings import Settings
+from pytest_flops.stale import CollectedFile
 
 TEST_A = """
 import pytest
@@ -101,45 +103,59 @@ def test_transport_merges_every_worker_once(tmp_path: Path) -> None:
     # Larger than any 64-bit integer: the transport must keep counts exact.
     huge = Measurement(modules={GLOBAL: ModuleFlops(forward=2**70, by_op={"aten.mm": 2**70})})
     small = Measurement(modules={GLOBAL: ModuleFlops(forward=240, by_op={"aten.addmm": 240})})
-    sent = {  # test name -> the record of the worker that ran it
-        "test_x": MeasurementRecord(
-            nodeid="test_a.py::test_x",
-            name=DEFAULT_NAME,
-            measurement=huge,
-            baseline=small,
-            status=Status.UPDATED,
+    sent = {  # test name -> the result of the worker that ran it
+        "test_x": TestResult(
+            outcome=Outcome.WRITTEN,
+            records=(
+                MeasurementRecord(
+                    nodeid="test_a.py::test_x",
+                    name=DEFAULT_NAME,
+                    measurement=huge,
+                    baseline=small,
+                    status=Status.UPDATED,
+                ),
+            ),
+            devices=("meta",),
         ),
-        "test_y": MeasurementRecord(
-            nodeid="test_a.py::test_y",
-            name="decode",
-            measurement=small,
-            baseline=None,
-            status=Status.NEW,
+        "test_y": TestResult(
+            outcome=Outcome.WRITTEN,
+            records=(
+                MeasurementRecord(
+                    nodeid="test_a.py::test_y",
+                    name="decode",
+                    measurement=small,
+                    baseline=None,
+                    status=Status.NEW,
+                    budget="1 MFLOP",
+                ),
+            ),
+            devices=("cpu",),
         ),
     }
     nodes = []
-    for test, record in sent.items():
+    for test, result in sent.items():
         worker = FlopsSession(settings=Settings(update=True), rootpath=tmp_path)
-        worker.records.append(record)
-        worker.counts.written += 1
-        worker.devices.add("meta" if test == "test_x" else "cpu")
+        worker.results[f"test_a.py::{test}"] = result
         # Every worker collects the whole file but runs only its share of it.
-        worker.modules[module] = ModuleRun(tests={"test_x", "test_y"}, ran={test})
-        assert not worker.modules[module].ran_whole
+        worker.run.files[module] = CollectedFile(
+            walked=True, tests={"test_x", "test_y"}, ran={test}
+        )
+        assert not worker.run.files[module].ran_whole
         config = SimpleNamespace(workeroutput={})
         xdist.send(config, worker)  # type: ignore[arg-type]
         nodes.append(SimpleNamespace(workeroutput=config.workeroutput))
 
     controller = FlopsSession(settings=Settings(update=True), rootpath=tmp_path)
     for node in [*nodes, nodes[0]]:  # xdist can report a node down twice
-        xdist.receive(controller, node)
-    assert controller.records == list(sent.values())
-    assert controller.counts == Counts(written=2)
-    assert controller.modules == {
-        module: ModuleRun(tests={"test_x", "test_y"}, ran={"test_x", "test_y"})
-    }
-    assert controller.modules[module].ran_whole
+        xdist.receive(controller, node, None)
+    assert controller.records == [record for r in sent.values() for record in r.records]
+    assert controller.summary_lines() == ["flops: 0 tests passed, 0 failed, 2 written, 0 removed"]
+    assert controller.run.files[module].ran_whole
     assert controller.devices == {"cpu", "meta"}
+    assert controller.run.narrowed == []
+    # a worker that crashed sent nothing: the run does not count as whole
+    xdist.receive(controller, SimpleNamespace(workeroutput={}), "worker crashed")
+    assert controller.run.narrowed == ["an xdist worker crashed"]
 
 
 def test_parallel_runs_match_serial_runs(pytester: pytest.Pytester) -> None:
@@ -153,12 +169,12 @@ def test_parallel_runs_match_serial_runs(pytester: pytest.Pytester) -> None:
     assert written == serial
     # test_linear[1..4] and test_mlp, test_named (with 2 names) and no test_plain
     assert sorted(written["snapshots"]) == [
-        "__flops__/test_a/test_linear[1].flops.json",
-        "__flops__/test_a/test_linear[2].flops.json",
-        "__flops__/test_a/test_linear[3].flops.json",
-        "__flops__/test_a/test_linear[4].flops.json",
-        "__flops__/test_b/test_mlp.flops.json",
-        "__flops__/test_b/test_named.flops.json",
+        "__flops__/test_a.py/test_linear[1].flops.json",
+        "__flops__/test_a.py/test_linear[2].flops.json",
+        "__flops__/test_a.py/test_linear[3].flops.json",
+        "__flops__/test_a.py/test_linear[4].flops.json",
+        "__flops__/test_b.py/test_mlp.flops.json",
+        "__flops__/test_b.py/test_named.flops.json",
     ]
     # Nothing lost or duplicated: 4 + 1 + 2 measurements.
     keys = [(m["nodeid"], m["name"]) for m in written["json"]["measurements"]]
@@ -167,7 +183,7 @@ def test_parallel_runs_match_serial_runs(pytester: pytest.Pytester) -> None:
     # 2*4*5*6 + 2*4*6*3 = 240 + 144 = 384, backward: the weight grads (240 + 144)
     # and the input grad of the second layer (144): 528; test_named 240 + 60.
     assert written["json"]["summary"]["total"] == 400 + 384 + 528 + 300
-    assert "flops: 0 passed, 0 failed, 6 written, 0 removed" in written["report and summary"]
+    assert "flops: 0 tests passed, 0 failed, 6 written, 0 removed" in written["report and summary"]
     originals = written["snapshots"]
 
     # -- update under -n 2: the writes and removals of a serial update -----------------
@@ -185,7 +201,8 @@ def test_parallel_runs_match_serial_runs(pytester: pytest.Pytester) -> None:
     # stale and removed.
     summary = updated["report and summary"]
     assert (
-        "flops: 3 passed, 0 failed, 1 written, 2 removed, 1 not compared (test failed)" in summary
+        "flops: 3 tests passed, 0 failed, 1 written, 2 removed, 1 not compared (test failed)"
+        in summary
     )
     assert updated["snapshots"] == {
         **{
@@ -195,7 +212,7 @@ def test_parallel_runs_match_serial_runs(pytester: pytest.Pytester) -> None:
         },
         # the MLP under its new name: the same counts, a new file; test_named's
         # snapshot is untouched although its test failed
-        "__flops__/test_b/test_mlp_renamed.flops.json": originals[
-            "__flops__/test_b/test_mlp.flops.json"
+        "__flops__/test_b.py/test_mlp_renamed.flops.json": originals[
+            "__flops__/test_b.py/test_mlp.flops.json"
         ].replace(b'"test_mlp"', b'"test_mlp_renamed"'),
     }

@@ -1,16 +1,94 @@
-"""The same test writes the same snapshot file, byte for byte, whatever the seed, threads or device.
+"""The same step counts the same, and writes the same bytes, whatever the seed, threads or device.
 
-Through the fixture, with ``--flops-update``: the first run writes the file,
-every later run (another seed, another thread count, the model on meta) finds
-nothing to rewrite and leaves the same bytes.
+Counter level: train steps of real models under other seeds, thread counts, and
+on meta and fake tensors, count exactly what they count on a CPU. Through the
+fixture, with ``--flops-update``: the first run writes the files, every later
+run (another seed, another thread count, the model on meta) finds nothing to
+rewrite and leaves the same bytes.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
 import torch
+from torch import nn
+from torch._subclasses.fake_tensor import FakeTensorMode
+
+from examples.models import LSTMLanguageModel, TinyGPT
+from pytest_flops import FlopCounterMode
+
+ModelFactory = Callable[[], tuple[nn.Module, torch.Tensor]]
+
+
+def tiny_gpt() -> tuple[nn.Module, torch.Tensor]:
+    return TinyGPT(), torch.randint(0, 64, (2, 16))
+
+
+def lstm_lm() -> tuple[nn.Module, torch.Tensor]:
+    return LSTMLanguageModel(num_layers=2), torch.randint(0, 64, (2, 12))
+
+
+def resnet18() -> tuple[nn.Module, torch.Tensor]:
+    models = pytest.importorskip("torchvision.models")
+    return models.resnet18(num_classes=10), torch.randn(1, 3, 64, 64)
+
+
+FACTORIES: dict[str, ModelFactory] = {
+    "tiny_gpt": tiny_gpt,
+    "lstm_lm": lstm_lm,
+    "resnet18": resnet18,
+}
+
+
+def train_step_counts(factory: ModelFactory) -> dict:
+    model, inputs = factory()
+    with FlopCounterMode(display=False) as mode:
+        out = model(inputs)
+        out.float().sum().backward()
+    return mode.to_measurement().to_dict()
+
+
+@contextmanager
+def num_threads(count: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("name", FACTORIES)
+def test_seeds_and_thread_counts_do_not_change_counts(name: str) -> None:
+    runs = []
+    for seed, threads in [(0, 1), (1, 2), (12345, 1)]:
+        torch.manual_seed(seed)
+        with num_threads(threads):
+            runs.append(train_step_counts(FACTORIES[name]))
+    assert runs[0]["total"] > 0
+    assert runs[0] == runs[1] == runs[2]
+
+
+@pytest.mark.parametrize("name", FACTORIES)
+def test_meta_and_fake_tensors_count_like_cpu(name: str) -> None:
+    cpu = train_step_counts(FACTORIES[name])
+
+    with torch.device("meta"):
+        meta = train_step_counts(FACTORIES[name])
+
+    with FakeTensorMode():
+        fake = train_step_counts(FACTORIES[name])
+
+    assert cpu["total"] > 0
+    assert meta == cpu
+    assert fake == cpu
+
+
+# -- through the fixture: the snapshot files --------------------------------------
 
 TESTS = """
 import os
@@ -83,7 +161,7 @@ def update(
     monkeypatch.setenv("DEVICE", device)
     tests = ["-k", "dense"] if device == "cuda" else []  # see test_cuda_writes_the_cpu_snapshot
     result = pytester.runpytest("-p", "no:hypothesispytest", "--flops-update", *tests)
-    folder = pytester.path / "__flops__" / "test_m"
+    folder = pytester.path / "__flops__" / "test_m.py"
     return result, {name: (folder / name).read_bytes() for name in FILES}
 
 
@@ -93,7 +171,7 @@ def first(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> dict[st
     pytester.makepyfile(test_m=TESTS)
     result, files = update(pytester, monkeypatch, seed=0, threads=1, device="cpu")
     result.assert_outcomes(passed=2)
-    result.stdout.fnmatch_lines(["flops: 0 passed, 0 failed, 2 written, 0 removed"])
+    result.stdout.fnmatch_lines(["flops: 0 tests passed, 0 failed, 2 written, 0 removed"])
     return files
 
 
@@ -112,7 +190,7 @@ def test_seeds_threads_and_meta_write_the_same_bytes(
     for seed, threads, device in [(0, 1, "cpu"), (1, 2, "cpu"), (2, 1, "meta"), (3, 2, "meta")]:
         result, files = update(pytester, monkeypatch, seed=seed, threads=threads, device=device)
         result.assert_outcomes(passed=2)
-        result.stdout.fnmatch_lines(["flops: 2 passed, 0 failed, 0 written, 0 removed"])
+        result.stdout.fnmatch_lines(["flops: 2 tests passed, 0 failed, 0 written, 0 removed"])
         assert files == first, (seed, threads, device)
 
 
@@ -125,5 +203,5 @@ def test_cuda_writes_the_cpu_snapshot(
     # test_rnn.py), so a snapshot holding them names the device's kernels.
     result, files = update(pytester, monkeypatch, seed=1, threads=2, device="cuda")
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["flops: 1 passed, 0 failed, 0 written, 0 removed"])
+    result.stdout.fnmatch_lines(["flops: 1 test passed, 0 failed, 0 written, 0 removed"])
     assert files == first

@@ -43,7 +43,7 @@ import inspect
 import pytest
 import torch
 
-from test_reliability_exceptions import global_state
+from tests.reliability.test_exceptions import global_state
 
 ERROR = {error}
 
@@ -84,10 +84,11 @@ def test_raises(flops):
 
 
 def test_exception_caught_inside_the_block(flops):
-    net = Net()
+    net = Net(fail=True)
     with flops(net):
         with pytest.raises(ValueError, match="raised inside Net.forward"):
-            Net(fail=True)(torch.randn(4, 9))
+            net(torch.randn(4, 9))
+        net.fail = False
         net(torch.randn(4, 9))
         torch.nn.Linear(9, 3)(torch.randn(4, 9))
     # fc ran in both Net calls: 2 * 2*4*9*10 = 1440; Linear(9, 3) 2*4*9*3 = 216
@@ -125,7 +126,9 @@ def test_counts_exactly_afterwards(flops):
 
 
 def snapshots(pytester: pytest.Pytester) -> dict[str, bytes]:
-    return {path.name: path.read_bytes() for path in (pytester.path / "__flops__").rglob("*.*")}
+    return {
+        path.name: path.read_bytes() for path in (pytester.path / "__flops__").rglob("*.flops.json")
+    }
 
 
 @pytest.fixture
@@ -158,7 +161,7 @@ def test_an_exception_in_the_block_shows_itself_and_leaves_no_trace(
             "E*ValueError: the test's own error",
             "*_ test_raises_under_a_budget _*",
             "E*ValueError: the budgeted test's own error",
-            "flops: 2 passed, 0 failed, 0 written, 0 removed",
+            "flops: 2 tests passed, 0 failed, 0 written, 0 removed",
         ]
     )
     for ours in ("FLOP snapshot", "FLOP count changed", "FLOP budget", "not compared", "stale"):

@@ -15,10 +15,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pytest_flops import FlopsSnapshotExtension, Measurement, ModuleFlops, SnapshotFormatError
+from pytest_flops import Measurement, ModuleFlops, SnapshotFormatError
 from pytest_flops.snapshot import FlopsSnapshot
+from pytest_flops.storage import SnapshotStore
 
-WHERE = "tests/__flops__/test_m/test_a.flops.json"
+WHERE = "tests/__flops__/test_m.py/test_a.flops.json"
 
 # Linear(9, 10) on a [4, 9] input: addmm 2*4*9*10 = 720 forward, weight grad mm 720
 LINEAR = Measurement(
@@ -146,7 +147,7 @@ def test_arbitrary_file_bytes(tmp_path_factory: pytest.TempPathFactory, content:
     location = tmp_path_factory.mktemp("fuzz") / "test_a.flops.json"
     location.write_bytes(content)
     try:
-        FlopsSnapshotExtension().read(location)
+        SnapshotStore().read(location, where=str(location))
     except SnapshotFormatError as error:
         assert str(error).startswith(f"{location}: ")
 

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-import pytest_flops.snapshot
-from pytest_flops import FlopsSnapshotExtension
+import pytest_flops.storage
 from pytest_flops.snapshot import FlopsSnapshot
+from pytest_flops.storage import SnapshotStore
 
-SNAPSHOTS = Path("__flops__", "test_m")
+SNAPSHOTS = Path("__flops__", "test_m.py")
 
 TESTS = """
 import torch
@@ -49,7 +49,7 @@ import os
 import signal
 from pathlib import Path
 
-import pytest_flops.snapshot
+import pytest_flops.storage
 
 TARGET, POINT, HOW = {settings!r}
 real_replace = os.replace
@@ -90,12 +90,12 @@ def interrupting_replace(source, destination):
     real_replace(source, destination)
 
 
-pytest_flops.snapshot.open = interrupting_open
+pytest_flops.storage.open = interrupting_open
 os.replace = interrupting_replace
 
 
 def pytest_unconfigure():
-    pytest_flops.snapshot.open = open
+    pytest_flops.storage.open = open
     os.replace = real_replace
 """
 
@@ -127,7 +127,7 @@ def interrupted_update(
     else:
         # The conftest restores both at unconfigure; monkeypatch is the safety net.
         monkeypatch.setattr(os, "replace", os.replace)
-        monkeypatch.setattr(pytest_flops.snapshot, "open", open, raising=False)
+        monkeypatch.setattr(pytest_flops.storage, "open", open, raising=False)
         result = pytester.runpytest("--flops-update", no_reraise_ctrlc=True)
         assert result.ret == pytest.ExitCode.INTERRUPTED
         result.stdout.fnmatch_lines(["*KeyboardInterrupt*"])
@@ -183,7 +183,10 @@ def test_an_interrupted_write_leaves_the_stored_snapshot_whole(
     written = 2 if target == "test_changed" else 1
     result = pytester.runpytest("--flops-update")
     result.stdout.fnmatch_lines(
-        [f"flops: {2 - written} passed, 0 failed, {written} written, 0 removed"]
+        [
+            f"flops: {2 - written} test{'' if written == 1 else 's'} passed, 0 failed, "
+            f"{written} written, 0 removed"
+        ]
     )
     pytester.runpytest().assert_outcomes(passed=2)
     after = files(pytester)
@@ -198,8 +201,8 @@ def test_snapshots_get_the_permissions_of_any_new_file(tmp_path: Path) -> None:
     # Written through a temporary file, yet not with mkstemp's owner-only 0600.
     plain = tmp_path / "plain"
     plain.write_text("")
-    location = tmp_path / "__flops__" / "test_m" / "test_a.flops.json"
+    location = tmp_path / "__flops__" / "test_m.py" / "test_a.flops.json"
     snapshot = FlopsSnapshot(test="test_a", depth=3, measurements={})
-    FlopsSnapshotExtension().write(location, snapshot)
+    SnapshotStore().write(location, snapshot)
     assert stat.S_IMODE(location.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
     assert [path.name for path in location.parent.iterdir()] == ["test_a.flops.json"]

@@ -1,0 +1,80 @@
+"""What tests that run real pytest sessions share: set-ups and reading stored snapshots.
+
+Snapshots live in ``__flops__/<test file name>/``; these helpers read them
+the way a user would look at them, as bytes or as parsed JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+__all__ = [
+    "NET",
+    "flops_line",
+    "snapshot_bytes",
+    "snapshot_tree",
+    "stored",
+    "stored_totals",
+]
+
+NET = """
+import pytest
+import torch
+
+
+class Net(torch.nn.Module):
+    def __init__(self, out=10):
+        super().__init__()
+        self.fc = torch.nn.Linear(9, out)
+
+    def forward(self, x):
+        return self.fc(x)
+"""
+"""A model whose train step on a (4, 9) batch counts 2*4*9*out forward and as much for the
+weight gradient (its input needs no grad): 1,440 FLOP with ``out=10``."""
+
+
+def snapshot_dir(root: Path, test_file: str) -> Path:
+    return root / "__flops__" / test_file
+
+
+def snapshot_bytes(pytester: pytest.Pytester, test_file: str = "test_m.py") -> dict[str, bytes]:
+    """``{file name: bytes}`` of the snapshots stored for one test file."""
+    folder = snapshot_dir(pytester.path, test_file)
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())} if folder.is_dir() else {}
+
+
+def snapshot_tree(root: Path) -> dict[str, bytes]:
+    """Every file under every ``__flops__/`` below ``root``, by relative path."""
+    return {
+        path.relative_to(root).as_posix(): path.read_bytes()
+        for path in sorted(root.rglob("__flops__/**/*"))
+        if path.is_file()
+    }
+
+
+def stored(pytester: pytest.Pytester, test_file: str = "test_m.py") -> dict[str, dict[str, Any]]:
+    """``{test name: snapshot document}`` for one test file, keyed by the name stored inside."""
+    folder = snapshot_dir(pytester.path, test_file)
+    documents = [json.loads(path.read_text()) for path in sorted(folder.glob("*.flops.json"))]
+    return {document["test"]: document for document in documents}
+
+
+def stored_totals(pytester: pytest.Pytester, test_file: str = "test_m.py") -> dict[str, int]:
+    """``{test name: total of its default measurement}``."""
+    return {
+        test: document["measurements"]["default"]["total"]
+        for test, document in stored(pytester, test_file).items()
+    }
+
+
+def flops_line(result: pytest.RunResult) -> str:
+    """The ``flops: ...`` summary line of a run (its first line, when there are more)."""
+    lines = [line for line in result.outlines if re.match(r"flops: \d+ tests? passed", line)]
+    assert len(lines) == 1, result.outlines
+    return lines[0]
