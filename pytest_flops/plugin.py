@@ -11,6 +11,7 @@ test).
 from __future__ import annotations
 
 from collections.abc import Generator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -18,6 +19,7 @@ import pytest
 from pytest_flops import marks, xdist
 from pytest_flops.session import FIXTURE_NAME, FlopsSession
 from pytest_flops.settings import add_options
+from pytest_flops.storage import SNAPSHOT_DIRNAME
 
 if TYPE_CHECKING:
     from pytest_flops.fixture import Flops
@@ -33,6 +35,11 @@ def pytest_configure(config: pytest.Config) -> None:
     for marker in marks.MARKERS:
         config.addinivalue_line("markers", marker.help_line)
     config.stash[SESSION_KEY] = FlopsSession.start(config)
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Snapshot directories hold no tests, whatever their files are named."""
+    return True if collection_path.name == SNAPSHOT_DIRNAME else None
 
 
 @pytest.hookimpl(wrapper=True)

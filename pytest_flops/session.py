@@ -269,20 +269,9 @@ class FlopsSession:
             if attempt.whole_call is None or plan.marks.budget is None:
                 return None
             return judge_budget(item.nodeid, attempt.whole_call.measurement, plan.marks.budget)
-        rtol, depth = self._comparison(plan)
+        rtol, _ = self._comparison(plan)
         location, stored, legacy = self._stored(plan)
-        current = (
-            FlopsSnapshot(
-                test=plan.name,
-                depth=depth,
-                measurements={
-                    name: measurement.truncated(depth)
-                    for name, measurement in attempt.fixture.measurements.items()
-                },
-            )
-            if attempt.fixture.measured
-            else None
-        )
+        current = self._current(plan, attempt.fixture) if attempt.fixture.measured else None
         return judge(
             nodeid=item.nodeid,
             location=self._shown(location),
@@ -357,9 +346,8 @@ class FlopsSession:
         self, item: pytest.Item, plan: ItemPlan, fixture: Flops, devices: tuple[str, ...]
     ) -> TestResult:
         """A measured test failed by itself: keep its record, leave its snapshot alone."""
-        _, depth = self._comparison(plan)
         _, stored, legacy = self._stored(plan)
-        measurements = {name: m.truncated(depth) for name, m in fixture.measurements.items()}
+        measurements = self._current(plan, fixture).measurements
         return TestResult(
             outcome=Outcome.NOT_COMPARED,
             records=_records(
@@ -435,6 +423,12 @@ class FlopsSession:
         self.run.merge(RunRecord.from_dict(data["run"]))
 
     # -- helpers ----------------------------------------------------------------------
+
+    def _current(self, plan: ItemPlan, fixture: Flops) -> FlopsSnapshot:
+        """What the test measured, as its snapshot would store it (at its depth)."""
+        _, depth = self._comparison(plan)
+        measured = FlopsSnapshot(test=plan.name, depth=depth, measurements=fixture.measurements)
+        return measured.at_depth(depth)
 
     def _comparison(self, plan: ItemPlan) -> tuple[float, int]:
         """rtol and depth of a test: its @pytest.mark.flops, else the session's."""

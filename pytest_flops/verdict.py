@@ -58,7 +58,9 @@ def judge(
         return _measured_nothing(nodeid, location, stored, update=update)
     budget_text = None if budget is None else budget.text
     exceeded = None if budget is None else budget.check(_sum(current))
-    changed, missing = (set(), set()) if baseline is None else _changes(baseline, current, rtol)
+    # compared at the shallower of the two depths (a snapshot stored with another one)
+    compared = None if baseline is None else _at_common_depth(baseline, current)
+    changed, missing = (set(), set()) if compared is None else _changes(*compared, rtol)
     measurements = {
         **current.measurements,
         **{name: Measurement() for name in missing},
@@ -66,7 +68,9 @@ def judge(
     if exceeded is not None:
         problems: list[str | None] = [messages.budget_exceeded(nodeid, exceeded)]
         if not update:
-            problems.append(_snapshot_problem(nodeid, location, current, stored, changed | missing))
+            problems.append(
+                _snapshot_problem(nodeid, location, current, stored, compared, changed | missing)
+            )
         return Verdict(
             statuses=dict.fromkeys(measurements, Status.OVER_BUDGET),
             measurements=measurements,
@@ -102,7 +106,7 @@ def judge(
         statuses=statuses,
         measurements=measurements,
         baseline=baseline,
-        failure=_snapshot_problem(nodeid, location, current, stored, changed | missing),
+        failure=_snapshot_problem(nodeid, location, current, stored, compared, changed | missing),
         budget=budget_text,
     )
 
@@ -155,12 +159,17 @@ def _updated_status(name: str, baseline: FlopsSnapshot | None, current: FlopsSna
     return Status.PASSED if before == current.measurements[name].to_dict() else Status.UPDATED
 
 
+def _at_common_depth(
+    stored: FlopsSnapshot, current: FlopsSnapshot
+) -> tuple[FlopsSnapshot, FlopsSnapshot]:
+    depth = min(stored.depth, current.depth)
+    return stored.at_depth(depth), current.at_depth(depth)
+
+
 def _changes(
-    stored: FlopsSnapshot, current: FlopsSnapshot, rtol: float
+    before_all: FlopsSnapshot, after_all: FlopsSnapshot, rtol: float
 ) -> tuple[set[str], set[str]]:
     """Names whose numbers moved beyond ``rtol`` or that are new, and names that went missing."""
-    depth = min(stored.depth, current.depth)
-    before_all, after_all = stored.at_depth(depth), current.at_depth(depth)
     changed = set(after_all.measurements) - set(before_all.measurements)
     missing = set(before_all.measurements) - set(after_all.measurements)
     for name in set(before_all.measurements) & set(after_all.measurements):
@@ -188,19 +197,21 @@ def _numbers(measurement: Measurement) -> dict[tuple[str, str, str], int]:
 
 
 def _snapshot_problem(
-    nodeid: str, location: str, current: FlopsSnapshot, stored: Stored, moved: set[str]
+    nodeid: str,
+    location: str,
+    current: FlopsSnapshot,
+    stored: Stored,
+    compared: tuple[FlopsSnapshot, FlopsSnapshot] | None,
+    moved: set[str],
 ) -> str | None:
     """What is wrong on the snapshot side, if anything."""
     if isinstance(stored, SnapshotFormatError):
         return messages.unreadable(nodeid, location, stored)
-    if stored is None:
+    if compared is None:
         return messages.no_snapshot(nodeid, location, _sum(current).total)
     if not moved:
         return None
-    depth = min(stored.depth, current.depth)
-    return messages.mismatch(
-        nodeid, location, stored.at_depth(depth), current.at_depth(depth), moved
-    )
+    return messages.mismatch(nodeid, location, *compared, moved)
 
 
 def _sum(snapshot: FlopsSnapshot) -> Measurement:

@@ -61,7 +61,11 @@ def snapshot_tree(root: Path) -> dict[str, bytes]:
 def stored(pytester: pytest.Pytester, test_file: str = "test_m.py") -> dict[str, dict[str, Any]]:
     """``{test name: snapshot document}`` for one test file, keyed by the name stored inside."""
     folder = snapshot_dir(pytester.path, test_file)
-    documents = [json.loads(path.read_text()) for path in sorted(folder.glob("*.flops.json"))]
+    documents = [
+        json.loads(path.read_text())
+        for path in sorted(folder.glob("*.flops.json"))
+        if path.is_file()
+    ]
     return {document["test"]: document for document in documents}
 
 

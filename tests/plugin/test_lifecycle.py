@@ -4,6 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import snapshot_bytes
+
 SNAPSHOTS = Path("__flops__", "test_model.py")
 
 MODEL = """
@@ -39,8 +41,7 @@ def write_tests(pytester: pytest.Pytester, *, out: int = 10, name: str = "train"
 
 
 def stored(pytester: pytest.Pytester) -> dict[str, bytes]:
-    folder = pytester.path / SNAPSHOTS
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())} if folder.exists() else {}
+    return snapshot_bytes(pytester, "test_model.py")
 
 
 def test_life_cycle(pytester: pytest.Pytester) -> None:

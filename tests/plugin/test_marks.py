@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import stored, stored_totals
+
 NET = """
 import pytest
 import torch
@@ -19,15 +21,6 @@ class Net(torch.nn.Module):
 
 OUT = {out}
 """
-
-
-def stored_totals(pytester: pytest.Pytester) -> dict[str, int]:
-    return {
-        json.loads(path.read_text())["test"]: json.loads(path.read_text())["measurements"][
-            "default"
-        ]["total"]
-        for path in (pytester.path / "__flops__" / "test_m.py").glob("*.flops.json")
-    }
 
 
 # -- limit_flops ---------------------------------------------------------------------------
@@ -130,12 +123,12 @@ def test_marked(flops):
     pytester.makepyfile(test_m=NET.format(out=10) + tests)
     pytester.runpytest("--flops-update").assert_outcomes(passed=2)
     modules = {
-        path.name: list(json.loads(path.read_text())["measurements"]["default"]["modules"])
-        for path in (pytester.path / "__flops__" / "test_m.py").iterdir()
+        test: list(document["measurements"]["default"]["modules"])
+        for test, document in stored(pytester).items()
     }
     assert modules == {
-        "test_default.flops.json": ["Global", "Outer", "Outer.net", "Outer.net.fc"],  # depth 3
-        "test_marked.flops.json": ["Global", "Outer"],
+        "test_default": ["Global", "Outer", "Outer.net", "Outer.net.fc"],  # depth 3
+        "test_marked": ["Global", "Outer"],
     }
 
     # Linear(9, 10) -> Linear(9, 11): forward 720 -> 792, +10%
@@ -221,8 +214,8 @@ def test_lm(flops):
 """
     )
     pytester.runpytest("--flops-update").assert_outcomes(passed=1)
-    stored = json.loads((pytester.path / "__flops__/test_m.py/test_lm.flops.json").read_text())
-    totals = {name: m["total"] for name, m in stored["measurements"].items()}
+    lm = stored(pytester)["test_lm"]
+    totals = {name: m["total"] for name, m in lm["measurements"].items()}
     assert totals == {"decode": 540, "prefill": 1440}  # 3 * 2*1*9*10, 2*8*9*10
 
 

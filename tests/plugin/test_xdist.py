@@ -17,6 +17,7 @@ from pytest_flops.records import MeasurementRecord, Status
 from pytest_flops.session import FlopsSession, Outcome, TestResult
 from pytest_flops.settings import Settings
 from pytest_flops.stale import CollectedFile
+from tests.helpers import snapshot_tree
 
 TEST_A = """
 import pytest
@@ -65,14 +66,6 @@ def write_suite(pytester: pytest.Pytester, version: dict[str, Any]) -> None:
     pytester.makepyfile(test_a=TEST_A.format(**version), test_b=TEST_B.format(**version))
 
 
-def snapshot_files(root: Path) -> dict[str, bytes]:
-    return {
-        path.relative_to(root).as_posix(): path.read_bytes()
-        for path in sorted(root.rglob("__flops__/**/*"))
-        if path.is_file()
-    }
-
-
 def parallel(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     """Run under ``-n 2`` and check that both workers really ran tests."""
     result = pytester.runpytest_subprocess("-n", "2", "-v", *args)
@@ -94,7 +87,7 @@ def outcome(result: pytest.RunResult, pytester: pytest.Pytester) -> dict[str, An
         "outcomes": result.parseoutcomes(),
         "report and summary": lines[start:end],
         "json": document,
-        "snapshots": snapshot_files(pytester.path),
+        "snapshots": snapshot_tree(pytester.path),
     }
 
 

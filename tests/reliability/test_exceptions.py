@@ -18,6 +18,7 @@ from torch.overrides import _get_current_function_mode_stack
 from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
 
 from pytest_flops import meta_as_cpu
+from tests.helpers import snapshot_bytes
 
 
 def global_state() -> dict[str, Any]:
@@ -125,19 +126,13 @@ def test_counts_exactly_afterwards(flops):
 """
 
 
-def snapshots(pytester: pytest.Pytester) -> dict[str, bytes]:
-    return {
-        path.name: path.read_bytes() for path in (pytester.path / "__flops__").rglob("*.flops.json")
-    }
-
-
 @pytest.fixture
 def stored(pytester: pytest.Pytester) -> dict[str, bytes]:
     """Snapshots written by the tests when nothing raises."""
     pytester.syspathinsert(Path(__file__).parent)  # global_state() from this module
     pytester.makepyfile(test_m=TESTS.format(error=None))
     pytester.runpytest("--flops-update").assert_outcomes(passed=6)
-    files = snapshots(pytester)
+    files = snapshot_bytes(pytester)
     assert set(files) == {
         "test_raises.flops.json",
         "test_exception_caught_inside_the_block.flops.json",
@@ -166,7 +161,7 @@ def test_an_exception_in_the_block_shows_itself_and_leaves_no_trace(
     )
     for ours in ("FLOP snapshot", "FLOP count changed", "FLOP budget", "not compared", "stale"):
         assert ours not in result.stdout.str()
-    assert snapshots(pytester) == stored
+    assert snapshot_bytes(pytester) == stored
     assert global_state() == before
 
 
@@ -179,7 +174,7 @@ def test_ctrl_c_in_the_block_leaves_no_trace(
 
     assert result.ret == pytest.ExitCode.INTERRUPTED
     result.stdout.fnmatch_lines(["*KeyboardInterrupt: the test's own error*"])
-    assert snapshots(pytester) == stored
+    assert snapshot_bytes(pytester) == stored
     assert global_state() == before
     pytester.makepyfile(test_m=TESTS.format(error=None))
     pytester.runpytest().assert_outcomes(passed=6)  # and the next session counts as before

@@ -14,7 +14,6 @@ Counter level: each counter sees every op of its block once. Through the
 
 from __future__ import annotations
 
-import json
 import threading
 
 import pytest
@@ -22,6 +21,7 @@ import torch
 import torch.utils.flop_counter
 
 from pytest_flops import FlopCounterMode
+from tests.helpers import stored
 
 MM = 2 * 4 * 5 * 6  # mm of (4, 5) @ (5, 6)
 
@@ -241,12 +241,9 @@ def test_nesting_and_threads_through_the_fixture(pytester: pytest.Pytester) -> N
             "used 240 FLOP, limit 239 FLOP",
         ]
     )
-    stored = {
-        path.name.removesuffix(".flops.json"): json.loads(path.read_text())["measurements"]
-        for path in (pytester.path / "__flops__" / "test_m.py").iterdir()
-    }
     totals = {
-        test: {name: m["total"] for name, m in names.items()} for test, names in stored.items()
+        test: {name: m["total"] for name, m in document["measurements"].items()}
+        for test, document in stored(pytester).items()
     }
     # Nested blocks store nothing; every other count is stored once.
     assert totals == {

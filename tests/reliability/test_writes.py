@@ -21,8 +21,7 @@ import pytest
 import pytest_flops.storage
 from pytest_flops.snapshot import FlopsSnapshot
 from pytest_flops.storage import SnapshotStore
-
-SNAPSHOTS = Path("__flops__", "test_m.py")
+from tests.helpers import snapshot_bytes
 
 TESTS = """
 import torch
@@ -100,15 +99,11 @@ def pytest_unconfigure():
 """
 
 
-def files(pytester: pytest.Pytester) -> dict[str, bytes]:
-    return {path.name: path.read_bytes() for path in sorted((pytester.path / SNAPSHOTS).iterdir())}
-
-
 def first_snapshot(pytester: pytest.Pytester) -> bytes:
     """Store test_changed's snapshot of Linear(9, 10): 2*4*9*10 = 720 FLOP."""
     pytester.makepyfile(test_m=TESTS.format(out=10))
     pytester.runpytest("--flops-update").assert_outcomes(passed=1)
-    stored = files(pytester)
+    stored = snapshot_bytes(pytester)
     assert json.loads(stored["test_changed.flops.json"])["measurements"]["default"]["total"] == 720
     return stored["test_changed.flops.json"]
 
@@ -152,7 +147,7 @@ def test_an_interrupted_write_leaves_the_stored_snapshot_whole(
     before = first_snapshot(pytester)
     interrupted_update(pytester, monkeypatch, target=target, point=point, how=how)
 
-    after = files(pytester)
+    after = snapshot_bytes(pytester)
     temporary = {name: text for name, text in after.items() if name.endswith(".tmp")}
     snapshots = {name: text for name, text in after.items() if not name.endswith(".tmp")}
     if target == "test_changed":
@@ -189,7 +184,7 @@ def test_an_interrupted_write_leaves_the_stored_snapshot_whole(
         ]
     )
     pytester.runpytest().assert_outcomes(passed=2)
-    after = files(pytester)
+    after = snapshot_bytes(pytester)
     assert {name: text for name, text in after.items() if name.endswith(".tmp")} == temporary
     for text in temporary.values():
         # What the killed process had written of the snapshot that is now in place.

@@ -1,0 +1,256 @@
+"""The gate's edge cases beyond the workflow matrix: file-system trouble, vanished
+measurements, merged markers, native TOML, blocks after the call phase."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from tests.helpers import NET, flops_line, snapshot_bytes, stored
+
+TRAIN = """
+def test_{name}(flops):
+    net = Net()
+    with flops(net):
+        net(torch.randn(4, 9)).sum().backward()
+"""
+
+
+def train_tests(*names: str) -> str:
+    return NET + "".join(TRAIN.format(name=name) for name in names)
+
+
+# -- the file system refuses ---------------------------------------------------------------
+
+
+def test_unwritable_snapshot_locations_fail_only_their_own_tests(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_m=train_tests("fine", "dir_is_a_file", "path_is_a_dir"))
+    pytester.makepyfile(test_n=train_tests("blocked"))
+    folder = pytester.path / "__flops__"
+    folder.mkdir()
+    (folder / "test_n.py").write_text("a file where the directory should be")
+    (folder / "test_m.py").mkdir()
+    (folder / "test_m.py" / "test_path_is_a_dir.flops.json").mkdir()
+    result = pytester.runpytest("--flops-update", "--flops-report-json=flops.json")
+    # each failure names its test, the path and the OS error; the other test is written
+    # (pytest counts a test whose teardown errors as passed, plus an error)
+    result.assert_outcomes(passed=4, errors=2)
+    result.stdout.fnmatch_lines_random(
+        [
+            "Cannot write the FLOP snapshot of test_n.py::test_blocked: "
+            "__flops__/test_n.py/test_blocked.flops.json: [[]Errno 17[]] File exists*",
+            "Cannot write the FLOP snapshot of test_m.py::test_path_is_a_dir: "
+            "__flops__/test_m.py/test_path_is_a_dir.flops.json: [[]Errno 21[]] Is a directory*",
+        ]
+    )
+    assert flops_line(result) == "flops: 0 tests passed, 2 failed, 2 written, 0 removed"
+    assert set(stored(pytester)) == {"test_fine", "test_dir_is_a_file"}
+    statuses = {
+        m["nodeid"]: m["status"]
+        for m in json.loads((pytester.path / "flops.json").read_text())["measurements"]
+    }
+    assert statuses == {
+        "test_m.py::test_fine": "new",
+        "test_m.py::test_dir_is_a_file": "new",
+        "test_m.py::test_path_is_a_dir": "not written",
+        "test_n.py::test_blocked": "not written",
+    }
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through any file permission")
+def test_a_read_only_snapshot_directory_fails_only_its_tests(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_m=train_tests("a"))
+    folder = pytester.path / "__flops__"
+    folder.mkdir(mode=0o500)
+    try:
+        result = pytester.runpytest("--flops-update")
+    finally:
+        folder.chmod(0o700)
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        ["Cannot write the FLOP snapshot of test_m.py::test_a: *Permission*"]
+    )
+
+
+def test_a_stale_snapshot_that_cannot_be_removed_is_reported(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_m=train_tests("a"))
+    pytester.runpytest("--flops-update").assert_outcomes(passed=1)
+    (pytester.path / "__flops__" / "test_m.py" / "test_gone.flops.json").mkdir()
+    result = pytester.runpytest("--flops-update", "--flops-report-md=flops.md")
+    result.assert_outcomes(passed=1)  # the session ends normally, and writes its exports
+    result.stdout.fnmatch_lines(
+        [
+            "flops: 1 test passed, 0 failed, 0 written, 0 removed",
+            "flops: cannot remove the stale snapshot __flops__/test_m.py/test_gone.flops.json: "
+            "[[]Errno 21[]] Is a directory*",
+        ]
+    )
+    assert (pytester.path / "flops.md").exists()
+
+
+def test_an_unwritable_export_is_reported_and_the_other_written(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_m=train_tests("a"))
+    (pytester.path / "taken").write_text("a file where the directory should be")
+    result = pytester.runpytest(
+        "--flops-update", "--flops-report-json=taken/flops.json", "--flops-report-md=flops.md"
+    )
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["flops: cannot write the report */taken/flops.json: *"])
+    assert (pytester.path / "flops.md").exists()
+
+
+# -- what the snapshot has and the run does not ---------------------------------------------
+
+
+NAMED = (
+    NET
+    + """
+def test_lm(flops):
+    net = Net()
+    with torch.no_grad():
+        with flops(net, name="prefill"):
+            net(torch.randn(4, 9))
+        if PREFILL_ONLY is False:
+            with flops(net, name="decode"):
+                net(torch.randn(1, 9))
+
+PREFILL_ONLY = {prefill_only}
+"""
+)
+
+
+def test_a_vanished_named_measurement_fails_in_every_output(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_m=NAMED.format(prefill_only=False))
+    pytester.runpytest("--flops-update").assert_outcomes(passed=1)
+    pytester.makepyfile(test_m=NAMED.format(prefill_only=True))
+    result = pytester.runpytest(
+        "--flops-report", "--flops-report-json=flops.json", "--flops-report-md=flops.md"
+    )
+    result.assert_outcomes(failed=1)
+    # decode: Linear(9, 10) on (1, 9) = 2*1*9*10 = 180 FLOP, gone
+    result.stdout.fnmatch_lines(
+        [
+            "FLOP measurement 'decode' of test_m.py::test_lm was not measured this time "
+            "(the snapshot has 180 FLOP)",
+            "test_m.py::test_lm [[]decode]*0 FLOP*-180 FLOP*-100.00%  missing",
+            "test_m.py::test_lm [[]prefill]*passed",
+            "flops: 0 tests passed, 1 failed, 0 written, 0 removed",
+        ]
+    )
+    document = json.loads((pytester.path / "flops.json").read_text())
+    assert document["summary"]["statuses"]["missing"] == 1
+    assert {m["name"]: m["status"] for m in document["measurements"]} == {
+        "decode": "missing",
+        "prefill": "passed",
+    }
+    assert "| missing |" in (pytester.path / "flops.md").read_text()
+
+    # --flops-update takes it out of the snapshot, and says so
+    result = pytester.runpytest("--flops-update", "--flops-report")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["test_m.py::test_lm [[]decode]*removed"])
+    assert set(stored(pytester)["test_lm"]["measurements"]) == {"prefill"}
+
+
+def test_a_test_that_stops_measuring_fails_until_updated(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_m=train_tests("a"))
+    pytester.runpytest("--flops-update").assert_outcomes(passed=1)
+    pytester.makepyfile(test_m=NET + "\ndef test_a(flops):\n    Net()(torch.randn(4, 9))\n")
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["test_m.py::test_a measured no FLOPs this time, but its snapshot has 1,440 FLOP*"]
+    )
+    pytester.runpytest("--flops-update").assert_outcomes(passed=1)
+    assert snapshot_bytes(pytester) == {}
+
+
+# -- configuration -------------------------------------------------------------------------
+
+
+def test_markers_merge_keywords_the_closest_winning(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_m=NET
+        + """
+pytestmark = pytest.mark.flops(rtol=0.5, depth=3)
+
+class Outer(torch.nn.Module):
+    def __init__(self, out):
+        super().__init__()
+        self.net = Net(out)
+
+    def forward(self, x):
+        return self.net(x)
+
+@pytest.mark.flops(depth=1)
+def test_a(flops):
+    model = Outer(OUT)
+    with flops(model):
+        model(torch.randn(4, 9))
+
+OUT = 10
+"""
+    )
+    pytester.runpytest("--flops-update").assert_outcomes(passed=1)
+    # depth=1 from the test's own marker: Outer only, not Outer.net
+    assert list(stored(pytester)["test_a"]["measurements"]["default"]["modules"]) == [
+        "Global",
+        "Outer",
+    ]
+    # rtol=0.5 from the module's: 2*4*9*14 = 1,008 is +40% of 720, within it
+    path = pytester.path / "test_m.py"
+    path.write_text(path.read_text().replace("OUT = 10", "OUT = 14"))
+    pytester.runpytest().assert_outcomes(passed=1)
+    path.write_text(path.read_text().replace("OUT = 14", "OUT = 16"))  # +60%
+    pytester.runpytest().assert_outcomes(failed=1)
+
+
+def test_native_toml_numbers_configure_the_plugin(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_m=train_tests("a"))
+    pytester.runpytest("--flops-update").assert_outcomes(passed=1)
+    # pytest 9's [tool.pytest] keeps TOML's types: a number, not a string
+    (pytester.path / "pyproject.toml").write_text(
+        "[tool.pytest]\nflops_rtol = 0.5\nflops_depth = 1\n"
+    )
+    path = pytester.path / "test_m.py"
+    path.write_text(path.read_text().replace("Linear(9, out)", "Linear(9, out + 4)"))
+    # 2*4*9*14 = 1,008 per phase, +40% of 720: within rtol 0.5
+    pytester.runpytest().assert_outcomes(passed=1)
+    (pytester.path / "pyproject.toml").write_text('[tool.pytest]\nflops_rtol = "much"\n')
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: ini option flops_rtol: expected a number >= 0 (*"])
+
+
+def test_a_block_in_a_fixture_teardown_says_it_is_not_measured(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_m=NET
+        + """
+@pytest.fixture
+def measured_after(flops):
+    with flops(Net(), name="setup"):  # before the test: part of it
+        Net()(torch.randn(4, 9))
+    yield
+    with flops(Net(), name="teardown"):
+        Net()(torch.randn(4, 9))
+
+def test_a(measured_after):
+    pass
+"""
+    )
+    result = pytester.runpytest("--flops-update")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "E * RuntimeError: flops: a block opened after the test's call phase (in a fixture's "
+            "teardown) is not measured: the test was compared with its snapshot when its call "
+            "ended. Measure in the test, or in a fixture before the test runs.",
+        ]
+    )
+    # a test whose teardown failed writes nothing
+    assert stored(pytester) == {}
+    assert flops_line(result) == (
+        "flops: 0 tests passed, 0 failed, 0 written, 0 removed, 1 not compared (test failed)"
+    )
