@@ -5,7 +5,7 @@ registered by :func:`register_flop_formula`; :mod:`~pytest_flops.formulas.uncoun
 lists the ops that cost 0 by convention. Importing this package fills the table.
 """
 
-from pytest_flops.formulas import attention, conv, fused, matmul, rnn
+from pytest_flops.formulas import attention, conv, fused, linalg, matmul, rnn, spectral, vision
 from pytest_flops.formulas.registry import (
     FLOP_FORMULAS,
     FlopFormula,
@@ -28,9 +28,12 @@ __all__ = [
     "conv",
     "fused",
     "is_uncounted",
+    "linalg",
     "matmul",
     "register_flop_formula",
     "rnn",
+    "spectral",
     "table_formula",
     "user_formula",
+    "vision",
 ]

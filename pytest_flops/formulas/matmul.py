@@ -1,7 +1,9 @@
 """Matrix multiplies: ``mm`` of (m, k) @ (k, n) is ``2*m*k*n`` (a multiply-add is 2 FLOPs).
 
 Dense, batched, matrix-vector, int8/fp8 scaled, weight-only quantized,
-grouped (mixture-of-experts) and nested-tensor products.
+grouped (mixture-of-experts) and nested-tensor products; and the products of
+that shape: ``addr`` (an outer product plus a matrix, ``mm`` with an inner
+dimension of 1), ``F.bilinear`` (``_trilinear``) and pairwise distances.
 """
 
 from __future__ import annotations
@@ -170,3 +172,74 @@ def _dense_matmul_flop(a_shape: Shape, b_shape: Shape) -> int:
     n = 1 if len(b_shape) == 1 else b_shape[-1]
     batch = torch.broadcast_shapes(tuple(a_shape[:-2]), tuple(b_shape[:-2]))
     return 2 * prod(batch) * m * k * n
+
+
+@register_flop_formula(aten.addr)
+def addr_flop(_bias: Shape, a_shape: Shape, b_shape: Shape, *args: Any, **kwargs: Any) -> int:
+    """``bias + a ⊗ b``: a multiply-add per output element, as ``mm`` of (n, 1) @ (1, m).
+
+    ``torch.outer`` alone is a broadcast multiply, elementwise, and counts 0.
+    """
+    return 2 * a_shape[0] * b_shape[0]
+
+
+@register_flop_formula(aten._trilinear)
+def trilinear_flop(
+    i1_shape: Shape,
+    i2_shape: Shape,
+    i3_shape: Shape,
+    expand1: Sequence[int],
+    expand2: Sequence[int],
+    expand3: Sequence[int],
+    *args: Any,
+    **kwargs: Any,
+) -> int:
+    """One multiply-add per term of the triple product, before summing.
+
+    ``F.bilinear`` of x (B, I), W (O, I, J) and y (B, J) gives every output
+    (b, o) as xᵀ W_o y: 2·B·O·I·J.
+    """
+    rank = len(i1_shape) + len(expand1)
+    sizes = [1] * rank
+    for shape, expand in ((i1_shape, expand1), (i2_shape, expand2), (i3_shape, expand3)):
+        kept = [d for d in range(rank) if d not in expand]
+        for d, size in zip(kept, shape, strict=True):
+            sizes[d] = max(sizes[d], size)
+    return 2 * prod(sizes)
+
+
+def cdist_flop_count(x1_shape: Shape, x2_shape: Shape) -> int:
+    """Distances between (B, P, M) and (B, R, M) points: a multiply-add per coordinate of
+    each pair, 2·B·P·R·M, for every p. (For p = 2 on larger inputs, torch.cdist runs a
+    matmul over M + 2 coordinates instead, and counts as that matmul.)"""
+    *batch, points, coordinates = x1_shape
+    return 2 * prod(batch) * points * x2_shape[-2] * coordinates
+
+
+@register_flop_formula(aten._cdist_forward)
+def cdist_flop(x1_shape: Shape, x2_shape: Shape, *args: Any, **kwargs: Any) -> int:
+    return cdist_flop_count(x1_shape, x2_shape)
+
+
+@register_flop_formula(aten._cdist_backward)
+def cdist_backward_flop(
+    _grad_shape: Shape, x1_shape: Shape, x2_shape: Shape, *args: Any, **kwargs: Any
+) -> int:
+    """The gradient of x1 (autograd calls it again, swapped, for x2's)."""
+    return cdist_flop_count(x1_shape, x2_shape)
+
+
+def pdist_flop_count(x_shape: Shape) -> int:
+    """Distances between the N(N - 1)/2 pairs of (N, M) points: 2·M per pair."""
+    points, coordinates = x_shape
+    return points * (points - 1) * coordinates
+
+
+@register_flop_formula(aten._pdist_forward)
+def pdist_flop(x_shape: Shape, *args: Any, **kwargs: Any) -> int:
+    return pdist_flop_count(x_shape)
+
+
+@register_flop_formula(aten._pdist_backward)
+def pdist_backward_flop(_grad_shape: Shape, x_shape: Shape, *args: Any, **kwargs: Any) -> int:
+    return pdist_flop_count(x_shape)

@@ -94,7 +94,7 @@ _UNCOUNTED_OPS_BY_KIND: dict[str, str] = {
     avg_pool3d_backward _adaptive_avg_pool2d _adaptive_avg_pool2d_backward
     _adaptive_avg_pool3d _adaptive_avg_pool3d_backward adaptive_max_pool2d
     adaptive_max_pool2d_backward adaptive_max_pool3d adaptive_max_pool3d_backward
-    _pdist_forward max_unpool2d
+    max_unpool2d
     fractional_max_pool2d max_unpool3d
     """,
     "elementwise ops and reductions that carry no tag for it": """
@@ -106,7 +106,7 @@ _UNCOUNTED_OPS_BY_KIND: dict[str, str] = {
     _add_relu hardswish hardswish_backward hardsigmoid_backward hardtanh_backward elu_backward
     leaky_relu_backward softplus_backward mish_backward softshrink_backward hardshrink_backward
     glu glu_backward log_sigmoid_forward log_sigmoid_backward _prelu_kernel
-    _prelu_kernel_backward rrelu_with_noise_backward addr complex polar renorm trace dist
+    _prelu_kernel_backward rrelu_with_noise_backward complex polar renorm trace dist
     """,
     "random numbers and dropout masks": """
     bernoulli bernoulli_ binomial cauchy cauchy_ exponential exponential_ geometric geometric_
@@ -118,8 +118,11 @@ _UNCOUNTED_OPS_BY_KIND: dict[str, str] = {
     _fill_mem_eff_dropout_mask_
     _philox_key_fold_in _philox_key_split _philox_normal_ _philox_uniform_
     """,
-    "kernel selection": """
-    _fused_sdp_choice
+    "kernel selection and checks": """
+    _fused_sdp_choice _linalg_check_errors
+    """,
+    "unpacking a factorization": """
+    lu_unpack
     """,
 }
 
@@ -127,6 +130,22 @@ UNCOUNTED_OPS: frozenset[str] = frozenset(
     name for names in _UNCOUNTED_OPS_BY_KIND.values() for name in names.split()
 )
 """Packet names (``aten.<name>``) that count 0 by convention (see module docs)."""
+
+UNCOUNTED_ELSEWHERE: frozenset[str] = frozenset(
+    {
+        # torchvision: interpolation and pooling of regions, box suppression
+        "torchvision::roi_align",
+        "torchvision::_roi_align_backward",
+        "torchvision::roi_pool",
+        "torchvision::_roi_pool_backward",
+        "torchvision::ps_roi_align",
+        "torchvision::_ps_roi_align_backward",
+        "torchvision::ps_roi_pool",
+        "torchvision::_ps_roi_pool_backward",
+        "torchvision::nms",
+    }
+)
+"""Ops of other namespaces that count 0, by qualified name: no other namespace is assumed free."""
 
 UNCOUNTED_PREFIXES = ("_foreach_", "_fused_adam", "_fused_sgd", "_fused_adagrad")
 """Optimizer kernels: elementwise updates, uncounted by convention."""
@@ -144,7 +163,7 @@ def is_uncounted(op: OpOverload) -> bool:
     if not UNCOUNTED_TAGS.isdisjoint(op.tags):
         return True
     if op.namespace != "aten":
-        return False
+        return op._overloadpacket._qualified_op_name in UNCOUNTED_ELSEWHERE
     names = _name_and_out_of_place_name(op._overloadpacket.__name__)
     if any(name in UNCOUNTED_OPS or name.startswith(UNCOUNTED_PREFIXES) for name in names):
         return True

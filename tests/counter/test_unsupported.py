@@ -1,5 +1,5 @@
 """What runs uncounted shows up as unsupported: nothing for real models, custom ops until
-they get a formula, control-flow operators always."""
+they get a formula (ours, or one the user gave torch's counter)."""
 
 from __future__ import annotations
 
@@ -260,3 +260,41 @@ def test_hugging_face_generation_leaves_nothing_unsupported() -> None:
 
     assert measured.unsupported == {}
     assert measured.forward > 0
+
+
+@torch.library.custom_op("pytest_flops_tests::scaled_product", mutates_args=())
+def scaled_product(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return 3 * (a @ b)
+
+
+def test_a_formula_registered_with_torchs_registry_counts_for_the_users_own_op() -> None:
+    # A user switching counters keeps the formula they gave torch's counter: for ops
+    # of their own namespaces (never aten's, where our table alone decides).
+    import torch.utils.flop_counter as torch_counter
+
+    packet = torch.ops.pytest_flops_tests.scaled_product
+
+    @torch_counter.register_flop_formula(packet)
+    def scaled_product_flop(a_shape: Any, b_shape: Any, *args: Any, **kwargs: Any) -> int:
+        return 2 * a_shape[0] * a_shape[1] * b_shape[1]
+
+    try:
+        measured = measure(lambda: scaled_product(torch.randn(4, 5), torch.randn(5, 6)))
+        assert measured.by_op == {"pytest_flops_tests.scaled_product": 240}  # 2*4*5*6
+        assert measured.unsupported == {}
+    finally:
+        torch_counter.flop_registry.pop(packet)
+
+
+def test_register_flop_formula_takes_an_overload_for_its_packet(
+    doubled_matmul_op: torch._ops.OpOverloadPacket,
+) -> None:
+    @register_flop_formula(doubled_matmul_op.default)
+    def doubled_matmul_flop(a_shape: Any, b_shape: Any, *, out_shape: Any) -> int:
+        return 2 * a_shape[0] * a_shape[1] * b_shape[1]
+
+    assert FLOP_FORMULAS[doubled_matmul_op] is not None
+    measured = measure(lambda: doubled_matmul(torch.randn(4, 5), torch.randn(5, 6)))
+    assert measured.by_op == {"pytest_flops_tests.doubled_matmul": 240}
+    with pytest.raises(TypeError, match="register_flop_formula takes ops"):
+        register_flop_formula("mm")
