@@ -2,7 +2,8 @@
 
 Importing the package imports no torch: pytest loads it at start-up as a
 plugin in every session. The names that need torch (``FlopCounterMode``,
-``Flops``, ``count``, ``register_flop_formula``) are imported on first use.
+``Flops``, ``count``, ``register_flop_formula``), and those that bring other
+modules along, are imported on first use.
 """
 
 from __future__ import annotations
@@ -20,12 +21,16 @@ if TYPE_CHECKING:
     from pytest_flops.dry_run import count
     from pytest_flops.fixture import Flops
     from pytest_flops.formulas import register_flop_formula
+    from pytest_flops.syrupy_extension import FlopsSnapshotExtension
+    from pytest_flops.testcase import FlopsTestCase
 
 __version__ = "0.2.0"
 
 __all__ = [
     "FlopCounterMode",
     "Flops",
+    "FlopsSnapshotExtension",
+    "FlopsTestCase",
     "Measurement",
     "ModuleFlops",
     "SnapshotFormatError",
@@ -37,17 +42,19 @@ __all__ = [
     "register_flop_formula",
 ]
 
-_NEEDS_TORCH = {
+_IMPORTED_ON_USE = {
     "FlopCounterMode": "pytest_flops.counter",
     "Flops": "pytest_flops.fixture",
     "count": "pytest_flops.dry_run",
     "register_flop_formula": "pytest_flops.formulas",
+    "FlopsSnapshotExtension": "pytest_flops.syrupy_extension",
+    "FlopsTestCase": "pytest_flops.testcase",
 }
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _NEEDS_TORCH:
+    if name not in _IMPORTED_ON_USE:
         raise AttributeError(f"module 'pytest_flops' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_NEEDS_TORCH[name]), name)
+    value = getattr(importlib.import_module(_IMPORTED_ON_USE[name]), name)
     globals()[name] = value
     return value

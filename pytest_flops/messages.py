@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from pytest_flops.marks import BudgetExceeded
 from pytest_flops.measurement import DEFAULT_NAME, Measurement, relative_text
@@ -60,32 +60,42 @@ def mismatch(
 
     ``stored`` and ``current`` are at the depth they are compared at.
     """
+    sections = changes(nodeid, stored.measurements, current.measurements, moved)
+    return "\n\n".join([*sections, f"Snapshot: {location}\n{UPDATE_HINT}"])
+
+
+def changes(
+    subject: str,
+    before: Mapping[str, Measurement],
+    after: Mapping[str, Measurement],
+    moved: Iterable[str],
+) -> list[str]:
+    """One section per measurement name that moved: totals, then the changed rows."""
     sections: list[str] = []
     for name in sorted(moved, key=lambda n: (n != DEFAULT_NAME, n)):
         label = "" if name == DEFAULT_NAME else f" [{name}]"
-        before = stored.measurements.get(name)
-        after = current.measurements.get(name)
-        if after is None:
-            assert before is not None
+        old, new = before.get(name), after.get(name)
+        if new is None:
+            assert old is not None
             sections.append(
-                f"FLOP measurement {name!r} of {nodeid} was not measured this time "
-                f"(the snapshot has {before.total:,} FLOP)"
+                f"FLOP measurement {name!r} of {subject} was not measured this time "
+                f"(the snapshot has {old.total:,} FLOP)"
             )
             continue
-        if before is None:
+        if old is None:
             sections.append(
-                f"FLOP measurement {name!r} of {nodeid} is new: {after.total:,} FLOP, "
+                f"FLOP measurement {name!r} of {subject} is new: {new.total:,} FLOP, "
                 f"not in the snapshot"
             )
             continue
         lines = [
-            f"FLOP count changed for {nodeid}{label}: total {_change(before.total, after.total)}",
-            f"  forward   {_change(before.forward, after.forward)}",
-            f"  backward  {_change(before.backward, after.backward)}",
+            f"FLOP count changed for {subject}{label}: total {_change(old.total, new.total)}",
+            f"  forward   {_change(old.forward, new.forward)}",
+            f"  backward  {_change(old.backward, new.backward)}",
         ]
-        lines += _diff_table(before, after)
+        lines += _diff_table(old, new)
         sections.append("\n".join(lines))
-    return "\n\n".join([*sections, f"Snapshot: {location}\n{UPDATE_HINT}"])
+    return sections
 
 
 def summary_lines(

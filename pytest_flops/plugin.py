@@ -133,6 +133,14 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         terminalreporter.write_line(line)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_assertrepr_compare(op: str, left: object, right: object) -> list[str] | None:
+    """A failed ``measurement == snapshot(extension_class=FlopsSnapshotExtension)``."""
+    from pytest_flops.syrupy_extension import assertion_explanation
+
+    return assertion_explanation(op, left, right)
+
+
 @pytest.fixture(name=FIXTURE_NAME)
 def flops(request: pytest.FixtureRequest) -> Flops:
     """Count FLOPs with ``with flops(model):``; compared with the test's snapshot."""

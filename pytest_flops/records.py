@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from pytest_flops.measurement import DEFAULT_NAME, Measurement
@@ -18,7 +18,7 @@ from pytest_flops.validation import SnapshotFormatError, expect_mapping, expect_
 __all__ = ["MeasurementRecord", "Status"]
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     """How a measurement compared with its snapshot (or budget)."""
 
     PASSED = "passed"  # equal to the snapshot (within rtol)

@@ -26,7 +26,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -87,7 +87,7 @@ PLAN_KEY = pytest.StashKey[ItemPlan]()
 ATTEMPT_KEY = pytest.StashKey[Attempt]()
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     """What a test's FLOP check came to; the numbers of the ``flops:`` summary line."""
 
     PASSED = "passed"

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from pytest_flops.measurement import Measurement
 from pytest_flops.validation import (
@@ -52,43 +53,55 @@ class FlopsSnapshot:
         )
 
     def to_text(self) -> str:
-        data = {
-            "version": FORMAT_VERSION,
-            "test": self.test,
-            "depth": self.depth,
-            "measurements": {
-                name: self.measurements[name].to_dict() for name in sorted(self.measurements)
-            },
-        }
-        return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+        return document_text(
+            {"test": self.test, "depth": self.depth}, measurements=self.measurements
+        )
 
     @classmethod
     def from_text(cls, text: str, *, where: str) -> FlopsSnapshot:
         """Parse :meth:`to_text` output; errors name ``where`` and what is wrong."""
-        try:
-            data = json.loads(text)
-        except (ValueError, RecursionError) as error:
-            # JSONDecodeError, and what json passes through: an integer longer than
-            # Python converts (ValueError), nesting deeper than the recursion limit
-            raise SnapshotFormatError(f"{where}: not valid JSON ({error})") from None
-        data = expect_mapping(data, where)
-        version = data.get("version")
-        if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
-            raise SnapshotFormatError(
-                f"{where}: snapshot format version {version} is newer than this pytest-flops "
-                f"reads (version {FORMAT_VERSION}); upgrade pytest-flops"
-            )
-        if type(version) is not int or version != FORMAT_VERSION:
-            raise SnapshotFormatError(
-                f"{where}: expected snapshot format version {FORMAT_VERSION}, got {version!r}"
-            )
-        expect_keys(data, {"version", "test", "depth", "measurements"}, where)
-        measurements = expect_mapping(data["measurements"], f"{where}: measurements")
+        data, measurements = read_document(text, keys={"test", "depth"}, where=where)
         return cls(
             test=expect_string(data["test"], f"{where}: test"),
             depth=expect_count(data["depth"], f"{where}: depth"),
-            measurements={
-                name: Measurement.from_dict(raw, where=f"{where}: measurements[{name!r}]")
-                for name, raw in measurements.items()
-            },
+            measurements=measurements,
         )
+
+
+def document_text(fields: Mapping[str, Any], *, measurements: Mapping[str, Measurement]) -> str:
+    """A versioned JSON document of ``fields`` and named measurements, byte-stable."""
+    data = {
+        "version": FORMAT_VERSION,
+        **fields,
+        "measurements": {name: measurements[name].to_dict() for name in sorted(measurements)},
+    }
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def read_document(
+    text: str, *, keys: set[str], where: str
+) -> tuple[Mapping[str, Any], dict[str, Measurement]]:
+    """Parse :func:`document_text` output with these ``keys`` beside version and measurements."""
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as error:
+        # JSONDecodeError, and what json passes through: an integer longer than
+        # Python converts (ValueError), nesting deeper than the recursion limit
+        raise SnapshotFormatError(f"{where}: not valid JSON ({error})") from None
+    data = expect_mapping(data, where)
+    version = data.get("version")
+    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
+        raise SnapshotFormatError(
+            f"{where}: snapshot format version {version} is newer than this pytest-flops "
+            f"reads (version {FORMAT_VERSION}); upgrade pytest-flops"
+        )
+    if type(version) is not int or version != FORMAT_VERSION:
+        raise SnapshotFormatError(
+            f"{where}: expected snapshot format version {FORMAT_VERSION}, got {version!r}"
+        )
+    expect_keys(data, {"version", "measurements", *keys}, where)
+    measurements = expect_mapping(data["measurements"], f"{where}: measurements")
+    return data, {
+        name: Measurement.from_dict(raw, where=f"{where}: measurements[{name!r}]")
+        for name, raw in measurements.items()
+    }

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 __all__ = [
+    "BEFORE_PYTEST_9",
     "NET",
     "flops_line",
     "snapshot_bytes",
@@ -21,6 +22,9 @@ __all__ = [
     "stored",
     "stored_totals",
 ]
+
+BEFORE_PYTEST_9 = pytest.version_tuple < (9,)
+"""pytest 9 brought the ``subtests`` fixture and ``[tool.pytest]`` with native TOML types."""
 
 NET = """
 import pytest

@@ -103,7 +103,8 @@ _UNCOUNTED_OPS_BY_KIND: dict[str, str] = {
     _thnn_fused_gru_cell _thnn_fused_gru_cell_backward linalg_vector_norm
     _weight_norm_interface _weight_norm_interface_backward _transform_bias_rescale_qkv
     floor_divide
-    _add_relu hardswish hardswish_backward hardsigmoid_backward hardtanh_backward elu_backward
+    _add_relu leaky_relu hardswish hardswish_backward hardsigmoid_backward hardtanh_backward
+    elu_backward
     leaky_relu_backward softplus_backward mish_backward softshrink_backward hardshrink_backward
     glu glu_backward log_sigmoid_forward log_sigmoid_backward _prelu_kernel
     _prelu_kernel_backward rrelu_with_noise_backward complex polar renorm trace dist

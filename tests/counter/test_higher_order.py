@@ -119,7 +119,9 @@ def test_scan_and_map_count_every_step() -> None:
         following = carry @ A + x
         return following, following.clone()
 
-    assert measure(lambda: scan(combine, torch.randn(4, 8), xs)).total == 5 * ONE_MM
+    # torch before 2.13 runs a scan's body once more, for its output shapes: counted too
+    runs = 5 if torch.__version__ >= "2.13" else 6
+    assert measure(lambda: scan(combine, torch.randn(4, 8), xs)).total == runs * ONE_MM
     assert measure(lambda: hop_map(lambda x: x @ A, xs)).total == 5 * ONE_MM
 
 

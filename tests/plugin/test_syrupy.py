@@ -1,5 +1,6 @@
-"""A suite that uses syrupy's ``snapshot`` fixture next to ours keeps working."""
+"""syrupy and pytest-flops side by side: each one's snapshots, each one's rules."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,123 @@ def test_syrupy_and_flops_snapshots_stay_out_of_each_others_way(pytester: pytest
         "__flops__/test_mixed.py/test_renamed.flops.json",
     }
     assert files(pytester)["__snapshots__/test_mixed.ambr"] == syrupy_updated
+
+
+# -- measurements asserted against syrupy's own snapshot fixture -------------------------------
+
+NATIVE = """
+import pytest
+import torch
+
+import pytest_flops
+from pytest_flops import FlopsSnapshotExtension
+
+WIDTH = {width}
+
+
+def test_inline(snapshot):
+    model = torch.nn.Linear(4, WIDTH)
+    measurement = pytest_flops.count(model, torch.randn(3, 4))
+    assert measurement == snapshot(extension_class=FlopsSnapshotExtension)
+
+
+@pytest.fixture
+def snapshot(snapshot):
+    return snapshot.use_extension(FlopsSnapshotExtension)
+
+
+def test_counter(snapshot):
+    model = torch.nn.Linear(4, WIDTH)
+    with pytest_flops.FlopCounterMode(display=False) as mode:
+        model(torch.randn(3, 4)).sum().backward()
+    assert mode.to_measurement() == snapshot
+"""
+
+
+def test_measurements_asserted_with_syrupys_fixture_follow_syrupys_rules(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_native=NATIVE.format(width=6))
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=2)  # no snapshot yet: syrupy says so
+    result.stdout.fnmatch_lines(["*Snapshot 'test_inline' does not exist!*"])
+
+    result = pytester.runpytest("--snapshot-update")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["2 snapshots generated."])
+    stored = {
+        name: json.loads(text)
+        for name, text in files(pytester).items()
+        if name.startswith("__snapshots__")
+    }
+    # Linear(4, 6) on (3, 4): 2*3*4*6 = 144 forward; the counter step's weight grad 144
+    assert {name: doc["measurements"]["default"]["total"] for name, doc in stored.items()} == {
+        "__snapshots__/test_native/test_inline.flops.json": 144,
+        "__snapshots__/test_native/test_counter.flops.json": 288,
+    }
+    assert not (pytester.path / "__flops__").exists()  # the plugin's own snapshots are apart
+
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["2 snapshots passed."])
+
+    # A change fails with the FLOP diagnosis, not a text diff of the JSON.
+    pytester.makepyfile(test_native=NATIVE.format(width=7))
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "E       assert [[]+ received] == [[]- snapshot]",
+            # 2*3*4*7 = 168
+            "E         FLOP count changed for the measurement: total 144 → 168 FLOP (+16.67%)",
+            "E           forward   144 → 168 FLOP (+16.67%)",
+            "E           backward  0 (unchanged)",
+            "E           module  operator    before  after    Δ",
+            "E           Global  aten.addmm     144    168  +24",
+        ]
+    )
+    result.stdout.no_fnmatch_line('*"total": 168*')
+
+    # syrupy's own rules: its unused-snapshot check, its --snapshot-update deletes
+    pytester.makepyfile(test_native=NATIVE.format(width=7).split("\n\n@pytest.fixture")[0])
+    result = pytester.runpytest()
+    result.stdout.fnmatch_lines(["*1 snapshot unused*"])
+    pytester.runpytest("--snapshot-update").assert_outcomes(passed=1)
+    assert set(files(pytester)) == {"__snapshots__/test_native/test_inline.flops.json"}
+
+
+def test_syrupy_deletes_the_snapshot_of_a_test_that_errored_ours_keeps_it(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(
+        test_both="""
+import os
+import torch
+from pytest_flops import FlopsSnapshotExtension
+
+def test_a(snapshot, flops):
+    model = torch.nn.Linear(4, 6)
+    with flops(model):
+        model(torch.randn(3, 4))
+    if os.environ.get("BOOM"):
+        raise RuntimeError("boom")
+    assert flops == snapshot(extension_class=FlopsSnapshotExtension)
+"""
+    )
+    pytester.runpytest("--snapshot-update", "--flops-update").assert_outcomes(passed=1)
+    assert set(files(pytester)) == {
+        "__snapshots__/test_both/test_a.flops.json",
+        "__flops__/test_both.py/test_a.flops.json",
+    }
+    monkeypatch.setenv("BOOM", "1")
+    result = pytester.runpytest("--snapshot-update", "--flops-update")
+    result.assert_outcomes(failed=1)
+    # syrupy counts the errored test's snapshot as unused and deletes it; the fixture's stays
+    assert set(files(pytester)) == {"__flops__/test_both.py/test_a.flops.json"}
+
+
+def test_the_extension_refuses_what_it_cannot_store() -> None:
+    from pytest_flops import FlopsSnapshotExtension
+
+    with pytest.raises(TypeError, match=r"stores a pytest_flops\.Measurement, the flops fixture"):
+        FlopsSnapshotExtension().serialize({"total": 1})
