@@ -83,6 +83,8 @@ _Tables = tuple[
 
 
 class _OpKind(Enum):
+    SUBCLASS_METADATA = "subclass metadata"
+    HIGHER_ORDER = "higher order"
     COUNTED = "counted"
     UNCOUNTED = "uncounted"
     DECOMPOSED = "decomposed"
@@ -150,7 +152,10 @@ class FlopCounterMode(TorchDispatchMode):
         )
         self.phase_counts: defaultdict[str, list[int]] = defaultdict(lambda: [0, 0])
         self.unsupported_ops: Counter[str] = Counter()
-        self._op_kinds: dict[OpOverload, _OpKind] = {}
+        # by id(op): ops live as long as torch, and their own __hash__ is Python code
+        self._op_kinds: dict[int, _OpKind] = {}
+        self._op_formulas: dict[int, FlopFormula] = {}  # of the counted ones
+        self._rows: dict[tuple[str, ...], list[tuple[defaultdict[FlopTarget, int], list[int]]]] = {}
         self._active = 0
         self._modules = ModuleTracker(root_names(models))
         self._while_counting = ExitStack()
@@ -200,6 +205,8 @@ class FlopCounterMode(TorchDispatchMode):
             self.phase_counts.clear()
             self.unsupported_ops.clear()
             self._op_kinds.clear()
+            self._op_formulas.clear()
+            self._rows.clear()
             self._modules.start()
             self._while_counting = ExitStack()
             try:
@@ -243,35 +250,38 @@ class FlopCounterMode(TorchDispatchMode):
         args: tuple[Any, ...] = (),
         kwargs: dict[str, Any] | None = None,
     ) -> Any:
-        kwargs = kwargs or {}
-        if func in _SUBCLASS_METADATA_OPS:
-            return NotImplemented
-        if torch.is_grad_enabled():
-            self._modules.note_node_made_in_backward()
-        if isinstance(func, HigherOrderOperator):
-            return self._dispatch_higher_order(func, args, kwargs)
-        kind = self._op_kinds.get(func)
+        kind = self._op_kinds.get(id(func))
         if kind is None:
-            kind = self._op_kinds[func] = self._classify(func)
+            kind = self._op_kinds[id(func)] = self._classify(func)
+        if kind is _OpKind.SUBCLASS_METADATA:
+            return NotImplemented
+        kwargs = kwargs or {}
+        if torch.is_grad_enabled() and _current_autograd_node() is not None:
+            self._modules.note_node_made_in_backward()
+        if kind is _OpKind.UNCOUNTED:  # most ops: the fast path
+            return func(*args, **kwargs)
+        if kind is _OpKind.HIGHER_ORDER:
+            return self._dispatch_higher_order(func, args, kwargs)  # type: ignore[arg-type]
         if kind is _OpKind.DECOMPOSED:
             formula = self._formula(func._overloadpacket)
             if formula is not None and any(_is_nested(arg) for arg in args):
+                self._op_formulas[id(func)] = formula
                 kind = _OpKind.COUNTED  # a nested matmul has a formula, no decomposition
             else:
                 with self._counting_again():
                     out = func.decompose(*args, **kwargs)
                 if out is not NotImplemented:
                     return out
-                kind = self._op_kinds[func] = (
+                kind = self._op_kinds[id(func)] = (
                     _OpKind.UNSUPPORTED if formula is None else _OpKind.COUNTED
                 )
+                if formula is not None:
+                    self._op_formulas[id(func)] = formula
         out = func(*args, **kwargs)
         if kind is _OpKind.COUNTED:
-            packet = func._overloadpacket
-            formula = self._formula(packet)
-            assert formula is not None  # classified as counted
-            self._record(packet, formula(args, kwargs, out))
-        elif kind is _OpKind.UNSUPPORTED:
+            flops = self._op_formulas[id(func)](args, kwargs, out)
+            self._record(func._overloadpacket, flops)
+        else:
             self.unsupported_ops[str(func._overloadpacket)] += 1
         return out
 
@@ -336,6 +346,7 @@ class FlopCounterMode(TorchDispatchMode):
     def _isolated(self) -> Iterator[_Tables]:
         """Count into fresh tables, handed out, and restore this mode's afterwards."""
         kept = self.flop_counts, self.phase_counts, self.unsupported_ops
+        kept_rows, self._rows = self._rows, {}
         fresh: _Tables = (
             defaultdict(lambda: defaultdict(int)),
             defaultdict(lambda: [0, 0]),
@@ -346,6 +357,7 @@ class FlopCounterMode(TorchDispatchMode):
             yield fresh
         finally:
             self.flop_counts, self.phase_counts, self.unsupported_ops = kept
+            self._rows = kept_rows
 
     def _formula(self, packet: OpOverloadPacket) -> FlopFormula | None:
         """Ours (or a custom_mapping's); for the user's own ops, one registered with torch."""
@@ -357,6 +369,10 @@ class FlopCounterMode(TorchDispatchMode):
         (a ``custom_mapping`` may price ``add``). An op that decomposes counts as what it
         decomposes into, even where it has a formula: ``matmul`` reaches the mode whole
         (below autograd) inside a higher-order operator's body, ``mm`` everywhere else."""
+        if func in _SUBCLASS_METADATA_OPS:
+            return _OpKind.SUBCLASS_METADATA
+        if isinstance(func, HigherOrderOperator):
+            return _OpKind.HIGHER_ORDER
         has_formula = self._formula(func._overloadpacket) is not None
         if is_uncounted(func) and not has_formula:
             return _OpKind.UNCOUNTED
@@ -367,13 +383,23 @@ class FlopCounterMode(TorchDispatchMode):
             or torch._C.DispatchKey.CompositeImplicitAutograd in func.py_kernels
         ):
             return _OpKind.DECOMPOSED
-        return _OpKind.COUNTED if has_formula else _OpKind.UNSUPPORTED
+        if not has_formula:
+            return _OpKind.UNSUPPORTED
+        self._op_formulas[id(func)] = self._formula(func._overloadpacket)  # type: ignore[assignment]
+        return _OpKind.COUNTED
 
     def _record(self, op: FlopTarget, flops: int) -> None:
-        phase = 0 if _current_autograd_node() is None else 1
-        for path in (GLOBAL, *self._modules.paths()):
-            self.flop_counts[path][op] += flops
-            self.phase_counts[path][phase] += flops
+        node = _current_autograd_node()
+        phase = 0 if node is None else 1
+        paths = self._modules.paths(node)
+        rows = self._rows.get(paths)
+        if rows is None:
+            rows = self._rows[paths] = [
+                (self.flop_counts[path], self.phase_counts[path]) for path in (GLOBAL, *paths)
+            ]
+        for op_counts, phases in rows:
+            op_counts[op] += flops
+            phases[phase] += flops
 
 
 def warm_up() -> None:

@@ -37,12 +37,13 @@ from pytest_flops.measurement import GLOBAL
 
 _current_autograd_node: Callable[[], Any] = torch._C._current_autograd_node
 _next_sequence_nr: Callable[[], int] = torch._C._autograd._get_sequence_nr
+_GraphModule = torch.fx.GraphModule
 
 Models = torch.nn.Module | Iterable[torch.nn.Module] | Mapping[str, torch.nn.Module]
 """What ``flops(...)`` and ``FlopCounterMode(models=...)`` accept as the models to keep rows of."""
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Frame:
     """One call of a module's forward."""
 
@@ -161,11 +162,14 @@ class ModuleTracker:
         self._thread = threading.get_ident()  # the thread that started tracking
         self._nodes: dict[int, _NodeIndex] = {}  # by the thread that numbered them
         self._hook_handles: list[torch.utils.hooks.RemovableHandle] = []
+        # a module's descendants by name, for calls that skip a level (ModuleList items)
+        self._descendants: dict[torch.nn.Module, dict[torch.nn.Module, str | None]] = {}
 
     def start(self) -> None:
         self._local = threading.local()
         self._thread = threading.get_ident()
         self._nodes = {}
+        self._descendants = {}
         self._hook_handles = [
             torch.nn.modules.module.register_module_forward_pre_hook(self._enter_module),
             torch.nn.modules.module.register_module_forward_hook(
@@ -177,21 +181,24 @@ class ModuleTracker:
         for handle in self._hook_handles:
             handle.remove()
         self._hook_handles = []
+        self._descendants = {}
 
-    def paths(self) -> tuple[str, ...]:
-        """The module rows (``Global`` not included) of the op running now."""
+    def paths(self, node: Any) -> tuple[str, ...]:
+        """The module rows (``Global`` not included) of the op running now, in the
+        autograd ``node`` executing now (None in forward)."""
         stack = self._stack()
         if stack:
             return stack[-1].paths
-        frame = self._frame_of(_current_autograd_node())
+        frame = self._frame_of(node)
         return () if frame is None else frame.paths
 
     def note_node_made_in_backward(self) -> None:
         """Under ``create_graph=True``, the node autograd just made for the op being
         dispatched belongs to the module whose backward node is running.
 
-        Not while a module's forward runs in backward (checkpoint recomputation):
-        that call's own interval places its nodes more precisely.
+        Called for ops that run, grad enabled, while a backward node executes. Not
+        while a module's forward runs in backward (checkpoint recomputation): that
+        call's own interval places its nodes more precisely.
         """
         node = _current_autograd_node()
         if node is None or self._stack():
@@ -210,7 +217,7 @@ class ModuleTracker:
     def _enter_module(self, module: torch.nn.Module, args: object) -> None:
         if _is_compile_wrapper(module):
             return  # the module it wraps runs next and takes its place in paths
-        if isinstance(module, torch.fx.GraphModule):
+        if isinstance(module, _GraphModule):
             return  # a traced body (a higher-order operator's backward): no module of the user
         if threading.get_ident() != self._thread and _current_autograd_node() is None:
             # Another thread's forward: the mode does not count it, and its frames
@@ -220,14 +227,15 @@ class ModuleTracker:
             return
         stack = self._stack()
         parent = stack[-1] if stack else self._frame_of(_current_autograd_node())
-        root = self._root_name(module)
-        if root is not None and (self._roots is not None or parent is None):
-            # a root starts rows of its own, whoever calls it
+        # without roots, a call outside every module starts a row; with roots, a root
+        # starts rows of its own whoever calls it
+        root = self._root_name(module) if parent is None or self._roots is not None else None
+        if root is not None:
             path, inherited = root, () if parent is None else parent.paths
         elif parent is None:
             return  # not a root, called outside every root: Global only
         else:
-            path, parent = _path_under(parent, module)
+            path, parent = self._path_under(parent, module)
             inherited = () if parent is None else parent.paths
         paths = inherited if path in inherited else (*inherited, path)
         stack.append(_Frame(module, path, parent, paths, _next_sequence_nr()))
@@ -242,6 +250,34 @@ class ModuleTracker:
             self._thread_nodes().add(frame)
 
     # -- helpers -----------------------------------------------------------------------
+
+    def _path_under(self, parent: _Frame, module: torch.nn.Module) -> tuple[str, _Frame | None]:
+        """The path of ``module`` called inside ``parent``, and its real parent frame.
+
+        A module already on the call chain (recursion, or checkpoint recomputation
+        started from one of its own backward nodes) keeps that call's path.
+        """
+        for name, child in parent.module._modules.items():
+            if child is module or (child is not None and _compiled(child) is module):
+                return f"{parent.path}.{name}", parent
+        frame: _Frame | None = parent
+        while frame is not None:
+            if frame.module is module:
+                return frame.path, frame.parent
+            frame = frame.parent
+        name = self._descendant_name(parent.module, module)
+        if name is not None:
+            return f"{parent.path}.{name}", parent
+        return f"{parent.path}.{type(module).__name__}", parent
+
+    def _descendant_name(self, ancestor: torch.nn.Module, module: torch.nn.Module) -> str | None:
+        names = self._descendants.get(ancestor)
+        if names is None or module not in names:  # a submodule added since: look again
+            names = self._descendants[ancestor] = {}
+            for name, descendant in ancestor.named_modules():
+                names.setdefault(descendant, name)  # the first name, as named_modules dedupes
+            names.setdefault(module, None)  # not below it: asked once
+        return names[module]
 
     def _root_name(self, module: torch.nn.Module) -> str | None:
         if self._roots is None:
@@ -270,28 +306,10 @@ class ModuleTracker:
         if node is None:
             return None
         sequence_nr = node._sequence_nr()
+        if len(self._nodes) == 1:  # one thread numbered every node: the usual case
+            return next(iter(self._nodes.values())).frame_of(sequence_nr)
         found = {index.frame_of(sequence_nr) for index in self._nodes.values()} - {None}
         return found.pop() if len(found) == 1 else None
-
-
-def _path_under(parent: _Frame, module: torch.nn.Module) -> tuple[str, _Frame | None]:
-    """The path of ``module`` called inside ``parent``, and its real parent frame.
-
-    A module already on the call chain (recursion, or checkpoint recomputation
-    started from one of its own backward nodes) keeps that call's path.
-    """
-    for name, child in parent.module._modules.items():
-        if child is not None and _compiled(child) is module:
-            return f"{parent.path}.{name}", parent
-    frame: _Frame | None = parent
-    while frame is not None:
-        if frame.module is module:
-            return frame.path, frame.parent
-        frame = frame.parent
-    for name, child in parent.module.named_modules():
-        if child is module:
-            return f"{parent.path}.{name}", parent
-    return f"{parent.path}.{type(module).__name__}", parent
 
 
 def _is_compile_wrapper(module: torch.nn.Module) -> bool:

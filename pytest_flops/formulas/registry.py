@@ -93,11 +93,9 @@ def as_table_formula(formula: FlopFormula, *, get_raw: bool) -> FlopFormula:
         return raw
 
     def shaped(args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> int:
-        return formula(
-            *[_shape_of(a) for a in args],
-            out_shape=_shape_of(out),
-            **{k: _shape_of(v) for k, v in kwargs.items()},
-        )
+        shapes = [a.shape if isinstance(a, torch.Tensor) else _shape_of(a) for a in args]
+        keywords = {k: _shape_of(v) for k, v in kwargs.items()} if kwargs else {}
+        return formula(*shapes, out_shape=_shape_of(out), **keywords)
 
     return shaped
 
@@ -137,7 +135,7 @@ def existing_packets(*names: str) -> list[OpOverloadPacket]:
 
 def _shape_of(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
-        return tuple(value.shape)
+        return value.shape  # a torch.Size: a tuple already
     if isinstance(value, (list, tuple)):
         return type(value)(_shape_of(v) for v in value)
     return value
