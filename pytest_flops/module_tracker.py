@@ -265,9 +265,9 @@ class ModuleTracker:
             if frame.module is module:
                 return frame.path, frame.parent
             frame = frame.parent
-        name = self._descendant_name(parent.module, module)
-        if name is not None:
-            return f"{parent.path}.{name}", parent
+        descendant = self._descendant_name(parent.module, module)
+        if descendant is not None:
+            return f"{parent.path}.{descendant}", parent
         return f"{parent.path}.{type(module).__name__}", parent
 
     def _descendant_name(self, ancestor: torch.nn.Module, module: torch.nn.Module) -> str | None:

@@ -86,7 +86,7 @@ class MeasurementRecord:
         nodeid = expect_string(data.get("nodeid"), f"{where}: nodeid")
         at = f"{where} ({nodeid})"
         try:
-            status = Status(data.get("status"))
+            status = Status(expect_string(data.get("status"), f"{at}: status"))
         except ValueError:
             raise SnapshotFormatError(f"{at}: unknown status {data.get('status')!r}") from None
         baseline = data.get("baseline")
