@@ -7,10 +7,11 @@ Run it on a machine with a GPU::
 It runs every SDPA backend (flash, memory-efficient, cuDNN, math) on the
 attention cases of the test suite, jagged-tensor SDPA, FlexAttention forward and
 backward, cuDNN LSTM/GRU/RNN, the transformer inference fast paths,
-``_scaled_mm``, ``_grouped_mm``, two small models' training steps and the module
-rows of work CUDA's backward thread does (checkpoint recomputation, a gradient
-penalty), and compares each count with the formula and with the same call counted
-on CPU. A backend that cannot run a case (flash with an attention mask, say) is
+``_scaled_mm``, ``_grouped_mm``, varlen attention (per sequence), ``torch.cond``
+and ``scan``, linear algebra and FFTs, two small models' training steps and the
+module rows of work CUDA's backward thread does (checkpoint recomputation, a
+gradient penalty), and compares each count with the formula and with the same
+call counted on CPU. A backend that cannot run a case (flash with an attention mask, say) is
 reported as skipped. It prints one
 line per check and exits 1 if any count differs, 0 otherwise; with no GPU there
 is nothing to check and it exits 0.
@@ -40,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # examples/, run f
 
 from examples.models import LSTMLanguageModel, TinyGPT
 from pytest_flops import FlopCounterMode, Measurement
-from pytest_flops.formulas import sdpa_backward_flop_count, sdpa_flop_count
+from pytest_flops.formulas.attention import sdpa_backward_flop_count, sdpa_flop_count
 
 Shape = tuple[int, ...]
 
@@ -353,6 +354,72 @@ def check_backward_attribution(report: Report, device: str) -> None:
         report.check(f"{name}: module rows, {device} vs CPU", rows[device], rows["cpu"])
 
 
+def check_varlen_attention(report: Report, device: str) -> None:
+    if device != "cuda":
+        report.skip("varlen_attn", "a CUDA kernel only")
+        return
+    try:
+        from torch.nn.attention.varlen import varlen_attn
+    except ImportError:
+        report.skip("varlen_attn", "this torch has none")
+        return
+    # lengths 128 and 64, 8 heads of 64: 4*8*64*(128² + 64²) forward, 2.5 times that backward
+    options: dict[str, Any] = {"device": device, "dtype": torch.bfloat16, "requires_grad": True}
+    q, k, v = (torch.randn(192, 8, 64, **options) for _ in range(3))
+    lengths = torch.tensor([0, 128, 192], device=device, dtype=torch.int32)
+    try:
+        measured = measure(
+            lambda: varlen_attn(q, k, v, lengths, lengths, 128, 128).sum().backward()
+        )
+    except RuntimeError as error:  # no flash kernel for this GPU
+        report.skip("varlen_attn", str(error).splitlines()[0][:100])
+        return
+    report.check("varlen_attn, per sequence", phases(measured), (41_943_040, 104_857_600))
+    report.check("varlen_attn, nothing unsupported", measured.unsupported, {})
+
+
+def check_higher_order(report: Report, device: str) -> None:
+    def step(where: str) -> Measurement:
+        x, a = torch.randn(4, 8, device=where), torch.randn(8, 8, device=where)
+        xs = torch.randn(5, 4, 8, device=where)
+        from torch._higher_order_ops.scan import scan
+
+        def combine(carry: torch.Tensor, x_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            following = carry @ a + x_t
+            return following, following.clone()
+
+        def run() -> None:
+            torch.cond(x.sum() > 0, lambda y: y @ a, lambda y: (y @ a) @ a, (x.abs(),))
+            scan(combine, x, xs)
+
+        return measure(run)
+
+    counts = {where: step(where).by_op for where in ("cpu", device)}
+    report.check(f"cond and scan, {device} vs CPU", counts[device], counts["cpu"])
+
+
+def check_linear_algebra_and_ffts(report: Report, device: str) -> None:
+    def step(where: str) -> Measurement:
+        a = torch.randn(6, 6, device=where)
+        spd = a @ a.T + 6 * torch.eye(6, device=where)
+        b = torch.randn(6, 2, device=where)
+
+        def run() -> None:
+            torch.linalg.solve(a, b)
+            torch.linalg.cholesky(spd)
+            torch.linalg.qr(a)
+            torch.linalg.svd(a)
+            torch.linalg.eigh(spd)
+            torch.fft.rfft(torch.randn(4, 16, device=where))
+            torch.fft.fft2(torch.randn(2, 8, 8, device=where))
+
+        return measure(run)
+
+    counted = {where: step(where) for where in ("cpu", device)}
+    report.check(f"linalg and FFTs, {device} vs CPU", counted[device].by_op, counted["cpu"].by_op)
+    report.check(f"linalg and FFTs, {device}: nothing unsupported", counted[device].unsupported, {})
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
@@ -369,6 +436,9 @@ def main(argv: list[str] | None = None) -> int:
     check_transformer_fast_paths(report, device)
     check_scaled_mm(report, device)
     check_grouped_mm(report, device)
+    check_varlen_attention(report, device)
+    check_higher_order(report, device)
+    check_linear_algebra_and_ffts(report, device)
     check_models(report, device)
     check_backward_attribution(report, device)
     print(f"{report.failures} mismatch(es)" if report.failures else "all counts match")

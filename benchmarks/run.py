@@ -13,6 +13,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
+import bench_gpu
 import bench_meta
 import bench_peers
 import bench_plugin
@@ -24,6 +25,7 @@ SECTIONS: dict[str, Callable[[Results, int], None]] = {
     "real": bench_real.run,
     "peers": bench_peers.run,
     "plugin": bench_plugin.run,
+    "gpu": bench_gpu.run,
 }
 
 
