@@ -1,5 +1,8 @@
 """A Llama-architecture decoder in plain ``torch.nn``, for counting FLOPs at real sizes.
 
+The test suite depends on this file (tests/counter/test_llama.py checks its counts
+against the analytic formula; the benchmarks time it): change it with them.
+
 RMSNorm, rotary position embeddings, grouped-query causal attention through
 ``F.scaled_dot_product_attention(..., enable_gqa=True)``, a SwiGLU MLP and a
 tied or untied output head. Build the 7B or 70B configuration on the meta
@@ -15,10 +18,14 @@ device to count it without memory or compute::
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+if TYPE_CHECKING:
+    from torch.distributed.device_mesh import DeviceMesh
 
 
 @dataclass(frozen=True)
@@ -89,15 +96,16 @@ class Attention(nn.Module):
         self.rotary = RotaryEmbedding(config.head_dim, config.max_seq_len, config.rope_theta)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, seq_len, d_model = x.shape
-        q = self.q_proj(x).view(batch, seq_len, self.n_heads, self.head_dim).transpose(1, 2)
-        k = self.k_proj(x).view(batch, seq_len, self.n_kv_heads, self.head_dim).transpose(1, 2)
-        v = self.v_proj(x).view(batch, seq_len, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        batch, seq_len, _ = x.shape
+        # -1 heads: under tensor parallelism a rank holds only its share of them
+        q = self.q_proj(x).view(batch, seq_len, -1, self.head_dim).transpose(1, 2)
+        k = self.k_proj(x).view(batch, seq_len, -1, self.head_dim).transpose(1, 2)
+        v = self.v_proj(x).view(batch, seq_len, -1, self.head_dim).transpose(1, 2)
         q, k = self.rotary(q), self.rotary(k)
         out = F.scaled_dot_product_attention(
             q, k, v, is_causal=True, enable_gqa=self.n_kv_heads != self.n_heads
         )
-        return self.o_proj(out.transpose(1, 2).reshape(batch, seq_len, d_model))
+        return self.o_proj(out.transpose(1, 2).reshape(batch, seq_len, -1))
 
 
 class SwiGLU(nn.Module):
@@ -142,3 +150,37 @@ class Llama(nn.Module):
         for layer in self.layers:
             x = layer(x)
         return self.lm_head(self.norm(x))
+
+
+def shard(model: Llama, mesh: DeviceMesh, *, mlp_tensor_parallel: bool = True) -> Llama:
+    """Tensor parallel over ``mesh["tp"]`` and FSDP2 over ``mesh["dp"]``, as TorchTitan does.
+
+    Attention and (unless ``mlp_tensor_parallel`` is off) the MLP are split
+    column-wise into their heads and hidden units, then row-wise back; every
+    layer and the whole model are sharded with ``fully_shard``. The embedding and
+    the output head stay replicated over ``tp``.
+    """
+    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.tensor.parallel import (
+        ColwiseParallel,
+        RowwiseParallel,
+        parallelize_module,
+    )
+
+    plan: dict[str, ColwiseParallel | RowwiseParallel] = {
+        "attn.q_proj": ColwiseParallel(),
+        "attn.k_proj": ColwiseParallel(),
+        "attn.v_proj": ColwiseParallel(),
+        "attn.o_proj": RowwiseParallel(),
+    }
+    if mlp_tensor_parallel:
+        plan |= {
+            "mlp.gate_proj": ColwiseParallel(),
+            "mlp.up_proj": ColwiseParallel(),
+            "mlp.down_proj": RowwiseParallel(),
+        }
+    for layer in model.layers:
+        parallelize_module(layer, mesh["tp"], plan)
+        fully_shard(layer, mesh=mesh["dp"])
+    fully_shard(model, mesh=mesh["dp"])
+    return model

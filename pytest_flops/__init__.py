@@ -11,13 +11,14 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from pytest_flops.measurement import Measurement, ModuleFlops
+from pytest_flops.measurement import Measurement, ModuleFlops, Traffic, World
 from pytest_flops.records import Status
-from pytest_flops.units import format_flops, parse_flops
+from pytest_flops.units import format_bytes, format_flops, parse_bytes, parse_flops
 from pytest_flops.validation import SnapshotFormatError
 
 if TYPE_CHECKING:
     from pytest_flops.counter import FlopCounterMode
+    from pytest_flops.distributed import fake_world
     from pytest_flops.dry_run import count
     from pytest_flops.fixture import Flops
     from pytest_flops.formulas import register_flop_formula
@@ -35,9 +36,14 @@ __all__ = [
     "ModuleFlops",
     "SnapshotFormatError",
     "Status",
+    "Traffic",
+    "World",
     "__version__",
     "count",
+    "fake_world",
+    "format_bytes",
     "format_flops",
+    "parse_bytes",
     "parse_flops",
     "register_flop_formula",
 ]
@@ -46,6 +52,7 @@ _IMPORTED_ON_USE = {
     "FlopCounterMode": "pytest_flops.counter",
     "Flops": "pytest_flops.fixture",
     "count": "pytest_flops.dry_run",
+    "fake_world": "pytest_flops.distributed",
     "register_flop_formula": "pytest_flops.formulas",
     "FlopsSnapshotExtension": "pytest_flops.syrupy_extension",
     "FlopsTestCase": "pytest_flops.testcase",

@@ -28,6 +28,14 @@ from torch._subclasses.fake_tensor import is_fake
 from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 from torch.utils._pytree import tree_leaves
 
+from pytest_flops.distributed import (
+    current_world,
+    in_sharding_propagation,
+    is_collective,
+    is_dtensor_call,
+    propagation_runs_uncounted,
+    traffic_bytes,
+)
 from pytest_flops.eager import compiled_code_runs_eagerly
 from pytest_flops.formulas import (
     FLOP_FORMULAS,
@@ -38,7 +46,7 @@ from pytest_flops.formulas import (
     table_formula,
     user_formula,
 )
-from pytest_flops.measurement import GLOBAL, Measurement, ModuleFlops
+from pytest_flops.measurement import GLOBAL, Measurement, ModuleFlops, Traffic, World
 from pytest_flops.meta_as_cpu import cpu_kernels_on_meta
 from pytest_flops.module_tracker import Models, ModuleTracker, root_names
 from pytest_flops.tables import aligned
@@ -76,15 +84,22 @@ _SUBCLASS_METADATA_OPS = frozenset(
 _EAGER_KERNEL = torch._C.DispatchKey.CompositeExplicitAutograd
 
 
+_Row = tuple[defaultdict[FlopTarget, int], list[int], defaultdict[str, list[int]]]
+"""One module row's counts by op, forward/backward sums and traffic."""
+
 _Tables = tuple[
-    defaultdict[str, defaultdict[FlopTarget, int]], defaultdict[str, list[int]], Counter[str]
+    defaultdict[str, defaultdict[FlopTarget, int]],
+    defaultdict[str, list[int]],
+    Counter[str],
+    defaultdict[str, defaultdict[str, list[int]]],
 ]
-"""flop_counts, phase_counts and unsupported_ops."""
+"""flop_counts, phase_counts, unsupported_ops and traffic_counts."""
 
 
 class _OpKind(Enum):
     SUBCLASS_METADATA = "subclass metadata"
     HIGHER_ORDER = "higher order"
+    COMMUNICATION = "communication"
     COUNTED = "counted"
     UNCOUNTED = "uncounted"
     DECOMPOSED = "decomposed"
@@ -98,7 +113,9 @@ class FlopCounterMode(TorchDispatchMode):
     maps ``"Global"`` and module paths (``"ResNet.layer1"``) to
     ``{torch.ops.aten.X: flops}``. On top of it, :attr:`phase_counts` splits
     each row into forward and backward, :attr:`unsupported_ops` lists the ops
-    that ran with no formula, and :meth:`to_measurement` freezes it all.
+    that ran with no formula, :attr:`traffic_counts` the calls and bytes of
+    every collective per row, and :meth:`to_measurement` freezes it all. Under
+    a process group the counts are one rank's (see :mod:`pytest_flops.distributed`).
 
     ``models`` (keyword only) keeps module rows of those instances only, named
     from their class (or ``{row name: model}``): another instance of the same
@@ -152,10 +169,14 @@ class FlopCounterMode(TorchDispatchMode):
         )
         self.phase_counts: defaultdict[str, list[int]] = defaultdict(lambda: [0, 0])
         self.unsupported_ops: Counter[str] = Counter()
+        self.traffic_counts: defaultdict[str, defaultdict[str, list[int]]] = defaultdict(
+            lambda: defaultdict(lambda: [0, 0])
+        )
+        self.world: World | None = None  # where the block ran, if in a process group
         # by id(op): ops live as long as torch, and their own __hash__ is Python code
         self._op_kinds: dict[int, _OpKind] = {}
         self._op_formulas: dict[int, FlopFormula] = {}  # of the counted ones
-        self._rows: dict[tuple[str, ...], list[tuple[defaultdict[FlopTarget, int], list[int]]]] = {}
+        self._rows: dict[tuple[str, ...], list[_Row]] = {}
         self._active = 0
         self._modules = ModuleTracker(root_names(models))
         self._while_counting = ExitStack()
@@ -174,12 +195,18 @@ class FlopCounterMode(TorchDispatchMode):
             path: ModuleFlops(
                 forward=self.phase_counts[path][0],
                 backward=self.phase_counts[path][1],
-                by_op={op_name(op): flops for op, flops in counts.items()},
+                by_op={op_name(op): flops for op, flops in self.flop_counts[path].items()},
+                communication={
+                    op: Traffic(calls=calls, bytes=size)
+                    for op, (calls, size) in self.traffic_counts[path].items()
+                },
             )
-            for path, counts in self.flop_counts.items()
+            for path in dict.fromkeys([*self.flop_counts, *self.traffic_counts])
         }
         modules.setdefault(GLOBAL, ModuleFlops())
-        return Measurement(modules=modules, unsupported=dict(self.unsupported_ops))
+        return Measurement(
+            modules=modules, unsupported=dict(self.unsupported_ops), world=self.world
+        )
 
     def get_table(self, depth: int | None = None) -> str:
         depth = self.depth if depth is None else depth
@@ -204,6 +231,8 @@ class FlopCounterMode(TorchDispatchMode):
             self.flop_counts.clear()
             self.phase_counts.clear()
             self.unsupported_ops.clear()
+            self.traffic_counts.clear()
+            self.world = current_world()
             self._op_kinds.clear()
             self._op_formulas.clear()
             self._rows.clear()
@@ -211,6 +240,7 @@ class FlopCounterMode(TorchDispatchMode):
             self._while_counting = ExitStack()
             try:
                 self._while_counting.enter_context(compiled_code_runs_eagerly())
+                self._while_counting.enter_context(propagation_runs_uncounted())
                 self._while_counting.enter_context(cpu_kernels_on_meta())
                 super().__enter__()
             except BaseException:
@@ -256,12 +286,21 @@ class FlopCounterMode(TorchDispatchMode):
         if kind is _OpKind.SUBCLASS_METADATA:
             return NotImplemented
         kwargs = kwargs or {}
+        if types:  # a tensor subclass is in the call
+            if is_dtensor_call(types):
+                return NotImplemented  # DTensor runs it on each rank's shards, counted here
+            if in_sharding_propagation():
+                return func(*args, **kwargs)  # DTensor working out shapes: no work
         if torch.is_grad_enabled() and _current_autograd_node() is not None:
             self._modules.note_node_made_in_backward()
         if kind is _OpKind.UNCOUNTED:  # most ops: the fast path
             return func(*args, **kwargs)
         if kind is _OpKind.HIGHER_ORDER:
             return self._dispatch_higher_order(func, args, kwargs)  # type: ignore[arg-type]
+        if kind is _OpKind.COMMUNICATION:
+            out = func(*args, **kwargs)
+            self._record_traffic(op_name(func._overloadpacket), traffic_bytes(args, out))
+            return out
         if kind is _OpKind.DECOMPOSED:
             formula = self._formula(func._overloadpacket)
             if formula is not None and any(_is_nested(arg) for arg in args):
@@ -332,7 +371,9 @@ class FlopCounterMode(TorchDispatchMode):
             with self._isolated() as counts, _disable_current_modes(), self._counting_again():
                 out = branch(*operands)
             branches.append((sum(counts[0][GLOBAL].values()), out, counts))
-        _, out, (flop_counts, phase_counts, unsupported) = max(branches, key=lambda b: b[0])
+        _, out, (flop_counts, phase_counts, unsupported, traffic) = max(
+            branches, key=lambda b: b[0]
+        )
         for path, ops in flop_counts.items():
             for op, flops in ops.items():
                 self.flop_counts[path][op] += flops
@@ -340,23 +381,28 @@ class FlopCounterMode(TorchDispatchMode):
             self.phase_counts[path][0] += forward
             self.phase_counts[path][1] += backward
         self.unsupported_ops.update(unsupported)
+        for path, moved in traffic.items():
+            for name, (calls, size) in moved.items():
+                self.traffic_counts[path][name][0] += calls
+                self.traffic_counts[path][name][1] += size
         return out
 
     @contextmanager
     def _isolated(self) -> Iterator[_Tables]:
         """Count into fresh tables, handed out, and restore this mode's afterwards."""
-        kept = self.flop_counts, self.phase_counts, self.unsupported_ops
+        kept = self.flop_counts, self.phase_counts, self.unsupported_ops, self.traffic_counts
         kept_rows, self._rows = self._rows, {}
         fresh: _Tables = (
             defaultdict(lambda: defaultdict(int)),
             defaultdict(lambda: [0, 0]),
             Counter(),
+            defaultdict(lambda: defaultdict(lambda: [0, 0])),
         )
-        self.flop_counts, self.phase_counts, self.unsupported_ops = fresh
+        self.flop_counts, self.phase_counts, self.unsupported_ops, self.traffic_counts = fresh
         try:
             yield fresh
         finally:
-            self.flop_counts, self.phase_counts, self.unsupported_ops = kept
+            self.flop_counts, self.phase_counts, self.unsupported_ops, self.traffic_counts = kept
             self._rows = kept_rows
 
     def _formula(self, packet: OpOverloadPacket) -> FlopFormula | None:
@@ -373,6 +419,8 @@ class FlopCounterMode(TorchDispatchMode):
             return _OpKind.SUBCLASS_METADATA
         if isinstance(func, HigherOrderOperator):
             return _OpKind.HIGHER_ORDER
+        if is_collective(func):
+            return _OpKind.COMMUNICATION
         has_formula = self._formula(func._overloadpacket) is not None
         if is_uncounted(func) and not has_formula:
             return _OpKind.UNCOUNTED
@@ -391,15 +439,25 @@ class FlopCounterMode(TorchDispatchMode):
     def _record(self, op: FlopTarget, flops: int) -> None:
         node = _current_autograd_node()
         phase = 0 if node is None else 1
+        for op_counts, phases, _ in self._current_rows(node):
+            op_counts[op] += flops
+            phases[phase] += flops
+
+    def _record_traffic(self, op: str, size: int) -> None:
+        for _, _, traffic in self._current_rows(_current_autograd_node()):
+            traffic[op][0] += 1
+            traffic[op][1] += size
+
+    def _current_rows(self, node: Any) -> list[_Row]:
+        """The rows (``Global`` first) of the op running now, resolved once per module path."""
         paths = self._modules.paths(node)
         rows = self._rows.get(paths)
         if rows is None:
             rows = self._rows[paths] = [
-                (self.flop_counts[path], self.phase_counts[path]) for path in (GLOBAL, *paths)
+                (self.flop_counts[path], self.phase_counts[path], self.traffic_counts[path])
+                for path in (GLOBAL, *paths)
             ]
-        for op_counts, phases in rows:
-            op_counts[op] += flops
-            phases[phase] += flops
+        return rows
 
 
 def warm_up() -> None:

@@ -18,7 +18,15 @@ from typing import Any, Protocol
 import pytest
 
 from pytest_flops.measurement import Measurement
-from pytest_flops.units import FlopAmount, format_flops, format_pair, parse_flops
+from pytest_flops.units import (
+    ByteSize,
+    FlopAmount,
+    format_bytes,
+    format_flops,
+    format_pair,
+    parse_bytes,
+    parse_flops,
+)
 
 __all__ = [
     "MARKERS",
@@ -45,7 +53,10 @@ class BudgetExceeded:
     def long_repr(self) -> str:
         lines = []
         for what, used, limit in self.overruns:
-            used_text, limit_text = format_pair(used, limit)
+            if what == "communication":
+                used_text, limit_text = f"{used:,} bytes", f"{limit:,} bytes"
+            else:
+                used_text, limit_text = format_pair(used, limit)
             label = "" if what == "total" else f"{what}: "
             lines.append(f"{label}used {used_text}, limit {limit_text}")
         return "\n".join(lines)
@@ -58,6 +69,7 @@ class Budget:
     total: int | None
     forward: int | None
     backward: int | None
+    communication: int | None = None  # bytes
 
     def check(self, measurement: Measurement) -> BudgetExceeded | None:
         overruns = tuple(
@@ -66,6 +78,7 @@ class Budget:
                 ("total", measurement.total, self.total),
                 ("forward", measurement.forward, self.forward),
                 ("backward", measurement.backward, self.backward),
+                ("communication", measurement.communication_bytes, self.communication),
             )
             if limit is not None and used > limit
         )
@@ -83,6 +96,8 @@ class Budget:
             )
             if limit is not None
         ]
+        if self.communication is not None:
+            parts.append(f"communication {format_bytes(self.communication)}")
         return ", ".join(parts)
 
 
@@ -99,14 +114,19 @@ def limit_flops(
     *,
     forward: FlopAmount | None = None,
     backward: FlopAmount | None = None,
+    communication: ByteSize | None = None,
 ) -> Budget:
-    """``@pytest.mark.limit_flops("4 GFLOP", forward=..., backward=...)``."""
-    if limit is None and forward is None and backward is None:
+    """``@pytest.mark.limit_flops("4 GFLOP", forward=..., backward=..., communication="64 MB")``.
+
+    ``communication`` limits the bytes of every collective the test ran.
+    """
+    if limit is None and forward is None and backward is None and communication is None:
         raise ValueError("limit_flops needs a limit, e.g. limit_flops('4 GFLOP')")
     return Budget(
         total=_amount("limit", limit),
         forward=_amount("forward", forward),
         backward=_amount("backward", backward),
+        communication=_size("communication", communication),
     )
 
 
@@ -231,6 +251,15 @@ def _amount(what: str, value: FlopAmount | None) -> int | None:
         return None
     try:
         return parse_flops(value)
+    except ValueError as error:
+        raise ValueError(f"{what}: {error}") from None
+
+
+def _size(what: str, value: ByteSize | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_bytes(value)
     except ValueError as error:
         raise ValueError(f"{what}: {error}") from None
 

@@ -30,6 +30,8 @@ __all__ = [
     "MeasurementDiff",
     "ModuleFlops",
     "SnapshotFormatError",
+    "Traffic",
+    "World",
     "module_order",
     "relative_change",
     "relative_text",
@@ -37,12 +39,54 @@ __all__ = [
 
 
 @dataclass(frozen=True, kw_only=True)
+class Traffic:
+    """What one communication op moved: how many times it ran, and its bytes in all."""
+
+    calls: int = 0
+    bytes: int = 0
+
+    def __add__(self, other: Traffic) -> Traffic:
+        return Traffic(calls=self.calls + other.calls, bytes=self.bytes + other.bytes)
+
+
+@dataclass(frozen=True, kw_only=True)
+class World:
+    """The process group a measurement ran in: this rank of ``size``, on ``mesh``."""
+
+    rank: int
+    size: int
+    mesh: Mapping[str, int] = field(default_factory=dict)  # dimension name -> size
+
+    def __str__(self) -> str:
+        mesh = " x ".join(f"{name} {size}" for name, size in self.mesh.items())
+        return f"rank {self.rank} of {self.size}" + (f" (mesh {mesh})" if mesh else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rank": self.rank, "size": self.size, "mesh": dict(self.mesh)}
+
+    @classmethod
+    def from_dict(cls, data: object, *, where: str) -> World:
+        obj = expect_mapping(data, where)
+        expect_keys(obj, {"rank", "size", "mesh"}, where)
+        mesh = expect_mapping(obj["mesh"], f"{where}.mesh")
+        return cls(
+            rank=expect_count(obj["rank"], f"{where}.rank"),
+            size=expect_count(obj["size"], f"{where}.size"),
+            mesh={
+                name: expect_count(size, f"{where}.mesh[{name!r}]") for name, size in mesh.items()
+            },
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
 class ModuleFlops:
-    """FLOPs counted inside one module path (or ``"Global"`` for everything)."""
+    """FLOPs counted inside one module path (or ``"Global"`` for everything), and the
+    communication ops that ran there."""
 
     forward: int = 0
     backward: int = 0
     by_op: Mapping[str, int] = field(default_factory=dict)
+    communication: Mapping[str, Traffic] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -55,11 +99,13 @@ class Measurement:
 
     ``modules`` always holds ``"Global"``; the other keys are module paths such
     as ``"ResNet.layer1"``. ``unsupported`` maps an operator that ran with no
-    formula to how many times it ran.
+    formula to how many times it ran. ``world`` is the process group it ran in,
+    if any: its FLOPs and communication are one rank's.
     """
 
     modules: Mapping[str, ModuleFlops] = field(default_factory=lambda: {GLOBAL: ModuleFlops()})
     unsupported: Mapping[str, int] = field(default_factory=dict)
+    world: World | None = None
 
     @property
     def total(self) -> int:
@@ -81,6 +127,15 @@ class Measurement:
     def by_module(self) -> dict[str, dict[str, int]]:
         return {path: dict(m.by_op) for path, m in self.modules.items() if path != GLOBAL}
 
+    @property
+    def communication(self) -> dict[str, Traffic]:
+        """``{"_c10d_functional.all_reduce": Traffic(calls=2, bytes=4096), ...}``"""
+        return dict(self.modules[GLOBAL].communication)
+
+    @property
+    def communication_bytes(self) -> int:
+        return sum(traffic.bytes for traffic in self.modules[GLOBAL].communication.values())
+
     def truncated(self, depth: int) -> Measurement:
         """Keep module paths at most ``depth`` levels deep (``"A.b"`` is depth 2)."""
         modules = {
@@ -88,24 +143,37 @@ class Measurement:
             for path, counts in self.modules.items()
             if path == GLOBAL or path.count(".") + 1 <= depth
         }
+        return Measurement(modules=modules, unsupported=self.unsupported, world=self.world)
+
+    def without_communication(self) -> Measurement:
+        """The same FLOPs, as a snapshot from before communication was recorded holds them."""
+        modules = {
+            path: ModuleFlops(forward=m.forward, backward=m.backward, by_op=m.by_op)
+            for path, m in self.modules.items()
+        }
         return Measurement(modules=modules, unsupported=self.unsupported)
 
     def __add__(self, other: Measurement) -> Measurement:
+        """Both counts, row by row; both must come from the same world (or none)."""
+        if self.world is not None and other.world is not None and self.world != other.world:
+            raise ValueError(
+                f"cannot add measurements of two worlds ({self.world} and {other.world}): "
+                "measure each under a name of its own"
+            )
         modules: dict[str, ModuleFlops] = dict(self.modules)
         for path, theirs in other.modules.items():
             mine = modules.get(path, ModuleFlops())
-            by_op = dict(mine.by_op)
-            for op, flops in theirs.by_op.items():
-                by_op[op] = by_op.get(op, 0) + flops
             modules[path] = ModuleFlops(
                 forward=mine.forward + theirs.forward,
                 backward=mine.backward + theirs.backward,
-                by_op=by_op,
+                by_op=_summed(mine.by_op, theirs.by_op, 0),
+                communication=_summed(mine.communication, theirs.communication, Traffic()),
             )
-        unsupported = dict(self.unsupported)
-        for op, calls in other.unsupported.items():
-            unsupported[op] = unsupported.get(op, 0) + calls
-        return Measurement(modules=modules, unsupported=unsupported)
+        return Measurement(
+            modules=modules,
+            unsupported=_summed(self.unsupported, other.unsupported, 0),
+            world=self.world or other.world,
+        )
 
     # -- diff -----------------------------------------------------------------
 
@@ -119,44 +187,67 @@ class Measurement:
                 old, new = before_mod.by_op.get(op, 0), after_mod.by_op.get(op, 0)
                 if old != new:
                     rows.append(DiffRow(module=path, op=op, before=old, after=new))
-        rows.sort(key=lambda row: (-abs(row.delta), module_order(row.module), row.op))
+            for op in _ordered_union(before_mod.communication, after_mod.communication):
+                old_traffic = before_mod.communication.get(op, Traffic())
+                new_traffic = after_mod.communication.get(op, Traffic())
+                for unit in ("bytes", "calls"):
+                    old, new = getattr(old_traffic, unit), getattr(new_traffic, unit)
+                    if old != new:
+                        rows.append(DiffRow(module=path, op=op, before=old, after=new, unit=unit))
+        rows.sort(
+            key=lambda row: (row.unit != "FLOP", -abs(row.delta), module_order(row.module), row.op)
+        )
         return MeasurementDiff(rows=tuple(rows))
 
     # -- (de)serialization ----------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict with deterministic key order and exact integers."""
-        return {
+        """A JSON-ready dict with deterministic key order and exact integers.
+
+        Communication (per module row) and the world appear only where there are
+        some, so a single-device measurement reads as it always did.
+        """
+        data: dict[str, Any] = {
             "total": self.total,
             "forward": self.forward,
             "backward": self.backward,
             "modules": {
-                path: {
-                    "forward": counts.forward,
-                    "backward": counts.backward,
-                    "by_op": dict(sorted(counts.by_op.items())),
-                }
+                path: _module_dict(counts)
                 for path, counts in sorted(self.modules.items(), key=_module_sort_key)
             },
             "unsupported": dict(sorted(self.unsupported.items())),
         }
+        if self.world is not None:
+            data["world"] = self.world.to_dict()
+        return data
 
     @classmethod
     def from_dict(cls, data: object, *, where: str) -> Measurement:
         """Parse :meth:`to_dict` output; ``where`` names the source in errors."""
         obj = expect_mapping(data, where)
-        expect_keys(obj, {"total", "forward", "backward", "modules", "unsupported"}, where)
+        expect_keys(
+            obj,
+            {"total", "forward", "backward", "modules", "unsupported"},
+            where,
+            optional=frozenset({"world"}),
+        )
         modules: dict[str, ModuleFlops] = {}
         for path, raw in expect_mapping(obj["modules"], f"{where}: modules").items():
             at = f"{where}: modules[{path!r}]"
             entry = expect_mapping(raw, at)
-            expect_keys(entry, {"forward", "backward", "by_op"}, at)
+            expect_keys(entry, {"forward", "backward", "by_op"}, at, optional=_TRAFFIC_KEY)
             modules[path] = ModuleFlops(
                 forward=expect_count(entry["forward"], f"{at}.forward"),
                 backward=expect_count(entry["backward"], f"{at}.backward"),
                 by_op={
                     op: expect_count(v, f"{at}.by_op[{op!r}]")
                     for op, v in expect_mapping(entry["by_op"], f"{at}.by_op").items()
+                },
+                communication={
+                    op: _traffic(raw_traffic, f"{at}.communication[{op!r}]")
+                    for op, raw_traffic in expect_mapping(
+                        entry.get("communication", {}), f"{at}.communication"
+                    ).items()
                 },
             )
         if GLOBAL not in modules:
@@ -165,7 +256,12 @@ class Measurement:
             op: expect_count(v, f"{where}: unsupported[{op!r}]")
             for op, v in expect_mapping(obj["unsupported"], f"{where}: unsupported").items()
         }
-        measurement = cls(modules=modules, unsupported=unsupported)
+        world = obj.get("world")
+        measurement = cls(
+            modules=modules,
+            unsupported=unsupported,
+            world=None if world is None else World.from_dict(world, where=f"{where}: world"),
+        )
         for key in ("total", "forward", "backward"):
             stored = expect_count(obj[key], f"{where}: {key}")
             if stored != getattr(measurement, key):
@@ -182,6 +278,7 @@ class DiffRow:
     op: str
     before: int
     after: int
+    unit: str = "FLOP"  # or, for a communication op, "bytes" or "calls"
 
     @property
     def delta(self) -> int:
@@ -208,6 +305,39 @@ def relative_text(before: int, after: int) -> str:
         return "0%"
     ratio = relative_change(before, after)
     return "from 0" if ratio == float("inf") else f"{ratio:+.2%}"
+
+
+_TRAFFIC_KEY = frozenset({"communication"})
+
+
+def _module_dict(counts: ModuleFlops) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "forward": counts.forward,
+        "backward": counts.backward,
+        "by_op": dict(sorted(counts.by_op.items())),
+    }
+    if counts.communication:
+        data["communication"] = {
+            op: {"calls": traffic.calls, "bytes": traffic.bytes}
+            for op, traffic in sorted(counts.communication.items())
+        }
+    return data
+
+
+def _traffic(data: object, where: str) -> Traffic:
+    obj = expect_mapping(data, where)
+    expect_keys(obj, {"calls", "bytes"}, where)
+    return Traffic(
+        calls=expect_count(obj["calls"], f"{where}.calls"),
+        bytes=expect_count(obj["bytes"], f"{where}.bytes"),
+    )
+
+
+def _summed(a: Mapping[str, Any], b: Mapping[str, Any], zero: Any) -> dict[str, Any]:
+    summed = dict(a)
+    for key, value in b.items():
+        summed[key] = summed.get(key, zero) + value
+    return summed
 
 
 def _module_sort_key(item: tuple[str, ModuleFlops]) -> tuple[int, str]:

@@ -93,6 +93,14 @@ def changes(
             f"  forward   {_change(old.forward, new.forward)}",
             f"  backward  {_change(old.backward, new.backward)}",
         ]
+        if old.communication or new.communication:
+            lines.append(
+                f"  comm      {_change(old.communication_bytes, new.communication_bytes, 'bytes')}"
+            )
+        if old.world != new.world:
+            lines.append(
+                f"  world     {old.world or 'no process group'} → {new.world or 'no process group'}"
+            )
         lines += _diff_table(old, new)
         sections.append("\n".join(lines))
     return sections
@@ -155,7 +163,13 @@ def summary_lines(
 
 def _diff_table(before: Measurement, after: Measurement) -> list[str]:
     rows: list[tuple[str, ...]] = [
-        (row.module, row.op, f"{row.before:,}", f"{row.after:,}", f"{row.delta:+,}")
+        (
+            row.module,
+            row.op if row.unit == "FLOP" else f"{row.op} ({row.unit})",
+            f"{row.before:,}",
+            f"{row.after:,}",
+            f"{row.delta:+,}",
+        )
         for row in before.diff(after).rows
     ]
     rows += [
@@ -179,7 +193,7 @@ def _diff_table(before: Measurement, after: Measurement) -> list[str]:
     return lines
 
 
-def _change(before: int, after: int) -> str:
+def _change(before: int, after: int, unit: str = "FLOP") -> str:
     if before == after:
         return f"{after:,} (unchanged)"
-    return f"{before:,} → {after:,} FLOP ({relative_text(before, after)})"
+    return f"{before:,} → {after:,} {unit} ({relative_text(before, after)})"

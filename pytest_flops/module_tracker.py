@@ -118,11 +118,11 @@ def root_names(models: Models | None) -> dict[torch.nn.Module, str] | None:
     if models is None:
         return None
     if isinstance(models, torch.nn.Module):
-        named = [(type(_compiled(models)).__name__, models)]
+        named = [(class_name(_compiled(models)), models)]
     elif isinstance(models, Mapping):
         named = list(models.items())
     else:
-        named = [(type(_compiled(model)).__name__, model) for model in models]
+        named = [(class_name(_compiled(model)), model) for model in models]
     roots: dict[torch.nn.Module, str] = {}
     for name, model in named:
         if not isinstance(model, torch.nn.Module):
@@ -268,7 +268,7 @@ class ModuleTracker:
         descendant = self._descendant_name(parent.module, module)
         if descendant is not None:
             return f"{parent.path}.{descendant}", parent
-        return f"{parent.path}.{type(module).__name__}", parent
+        return f"{parent.path}.{class_name(module)}", parent
 
     def _descendant_name(self, ancestor: torch.nn.Module, module: torch.nn.Module) -> str | None:
         names = self._descendants.get(ancestor)
@@ -281,7 +281,7 @@ class ModuleTracker:
 
     def _root_name(self, module: torch.nn.Module) -> str | None:
         if self._roots is None:
-            name = type(module).__name__
+            name = class_name(module)
             return GLOBAL_ALIAS if name == GLOBAL else name
         return self._roots.get(module)
 
@@ -310,6 +310,20 @@ class ModuleTracker:
             return next(iter(self._nodes.values())).frame_of(sequence_nr)
         found = {index.frame_of(sequence_nr) for index in self._nodes.values()} - {None}
         return found.pop() if len(found) == 1 else None
+
+
+def class_name(module: torch.nn.Module) -> str:
+    """A module's class name; for a module FSDP2 sharded, that of its own class.
+
+    ``fully_shard`` swaps a module's class for ``FSDP<Class>``: its rows keep the
+    names they had unsharded.
+    """
+    cls = type(module)
+    fsdp = sys.modules.get("torch.distributed.fsdp")
+    sharded = getattr(fsdp, "FSDPModule", None)
+    if sharded is not None and issubclass(cls, sharded):
+        cls = next(c for c in cls.__mro__ if not issubclass(c, sharded))
+    return cls.__name__
 
 
 def _is_compile_wrapper(module: torch.nn.Module) -> bool:

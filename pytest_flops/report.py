@@ -29,7 +29,7 @@ from pytest_flops.measurement import (
 )
 from pytest_flops.records import MeasurementRecord, Status
 from pytest_flops.tables import aligned
-from pytest_flops.units import format_flops
+from pytest_flops.units import format_bytes, format_flops
 
 SCHEMA_VERSION = 1
 """Version of the ``--flops-report-json`` layout; bumped on any incompatible change."""
@@ -42,6 +42,7 @@ MAX_TESTS_PER_OP = 3
 
 _HEADER = ("test", "total", "forward", "backward", "change", "rel. change", "status")
 _RIGHT_ALIGNED = (False, True, True, True, True, True, False)
+_COMMUNICATION_COLUMN = 4  # "comm", before "change", in suites that communicate
 _UNSUPPORTED_HEADER = ("op", "calls", "tests", "seen in")
 _UNSUPPORTED_RIGHT_ALIGNED = (False, True, True, False)
 
@@ -201,6 +202,25 @@ def _cells(record: MeasurementRecord) -> tuple[str, ...]:
     )
 
 
+def _table(
+    records: Sequence[MeasurementRecord],
+) -> tuple[tuple[str, ...], tuple[bool, ...], list[tuple[str, ...]]]:
+    """The header, alignment and rows of the measurement table; with a "comm" column
+    (the bytes of every collective) when some measurement communicated."""
+    rows = [_cells(record) for record in records]
+    if not any(record.measurement.communication for record in records):
+        return _HEADER, _RIGHT_ALIGNED, rows
+    at = _COMMUNICATION_COLUMN
+    return (
+        (*_HEADER[:at], "comm", *_HEADER[at:]),
+        (*_RIGHT_ALIGNED[:at], True, *_RIGHT_ALIGNED[at:]),
+        [
+            (*row[:at], format_bytes(record.measurement.communication_bytes), *row[at:])
+            for row, record in zip(rows, records, strict=True)
+        ],
+    )
+
+
 def _unsupported_rows(
     records: Sequence[MeasurementRecord], style: Callable[[str], str]
 ) -> tuple[list[tuple[str, ...]], int]:
@@ -226,8 +246,8 @@ def terminal_lines(records: Sequence[MeasurementRecord]) -> list[str]:
     if not records:
         return ["no test measured any FLOPs"]
     shown = ordered(records)
-    rows = [_cells(record) for record in shown[:MAX_ROWS]]
-    lines = aligned([_HEADER, *rows], right=_RIGHT_ALIGNED)
+    header, right, rows = _table(shown[:MAX_ROWS])
+    lines = aligned([header, *rows], right=right)
     if len(shown) > MAX_ROWS:
         lines.append(f"... {_left_out_sentence(shown[MAX_ROWS:])}")
     lines += ["", _suite_sentence(records)]
@@ -250,9 +270,8 @@ def markdown(records: Sequence[MeasurementRecord]) -> str:
     if not records:
         return "\n".join([*lines, "No test measured any FLOPs.", ""])
     shown = ordered(records)
-    lines += _markdown_table(
-        _HEADER, _RIGHT_ALIGNED, [(_code(r[0]), *r[1:]) for r in map(_cells, shown[:MAX_ROWS])]
-    )
+    header, right, rows = _table(shown[:MAX_ROWS])
+    lines += _markdown_table(header, right, [(_code(row[0]), *row[1:]) for row in rows])
     if len(shown) > MAX_ROWS:
         lines += ["", f"_{_sentence(_left_out_sentence(shown[MAX_ROWS:]))}_"]
     lines += ["", f"**{_sentence(_suite_sentence(records))}**"]
@@ -314,6 +333,7 @@ def json_report(records: Sequence[MeasurementRecord], metadata: RunMetadata) -> 
             "total": total,
             "forward": forward,
             "backward": backward,
+            "communication_bytes": sum(r.measurement.communication_bytes for r in records),
             "statuses": {
                 status.value: sum(record.status is status for record in records)
                 for status in Status
@@ -352,6 +372,8 @@ def _measurement_json(measurement: Measurement) -> dict[str, Any]:
         "by_op": modules[GLOBAL]["by_op"],
         "by_module": {path: counts for path, counts in modules.items() if path != GLOBAL},
         "unsupported": data["unsupported"],
+        "communication": modules[GLOBAL].get("communication", {}),
+        "world": data.get("world"),
     }
 
 
@@ -361,11 +383,13 @@ def _delta_json(before: Measurement, after: Measurement) -> dict[str, Any]:
         "total": after.total - before.total,
         "forward": after.forward - before.forward,
         "backward": after.backward - before.backward,
+        "communication_bytes": after.communication_bytes - before.communication_bytes,
         "relative": None if relative == float("inf") else relative,
         "changes": [
             {
                 "module": row.module,
                 "op": row.op,
+                "unit": row.unit,
                 "before": row.before,
                 "after": row.after,
                 "delta": row.delta,

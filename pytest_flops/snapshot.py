@@ -31,7 +31,11 @@ from pytest_flops.validation import (
     expect_string,
 )
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""Written: version 2 added communication per module row and the world. Version 1 files
+are read too (their communication is "not recorded", which is not a change)."""
+
+READ_VERSIONS = frozenset({1, FORMAT_VERSION})
 
 __all__ = ["FORMAT_VERSION", "FlopsSnapshot"]
 
@@ -43,6 +47,11 @@ class FlopsSnapshot:
     test: str  # the test's name inside its file, e.g. "TestModel::test_forward[cpu]"
     depth: int  # module rows deeper than this were left out
     measurements: Mapping[str, Measurement]
+    version: int = FORMAT_VERSION  # of the file it was read from
+
+    @property
+    def records_communication(self) -> bool:
+        return self.version >= 2
 
     def at_depth(self, depth: int) -> FlopsSnapshot:
         """The same counts with module rows deeper than ``depth`` left out."""
@@ -50,6 +59,16 @@ class FlopsSnapshot:
             test=self.test,
             depth=min(depth, self.depth),
             measurements={name: m.truncated(depth) for name, m in self.measurements.items()},
+            version=self.version,
+        )
+
+    def without_communication(self) -> FlopsSnapshot:
+        """The same counts as a file from before communication was recorded holds them."""
+        return FlopsSnapshot(
+            test=self.test,
+            depth=self.depth,
+            measurements={name: m.without_communication() for name, m in self.measurements.items()},
+            version=self.version,
         )
 
     def to_text(self) -> str:
@@ -65,6 +84,7 @@ class FlopsSnapshot:
             test=expect_string(data["test"], f"{where}: test"),
             depth=expect_count(data["depth"], f"{where}: depth"),
             measurements=measurements,
+            version=data["version"],
         )
 
 
@@ -95,7 +115,7 @@ def read_document(
             f"{where}: snapshot format version {version} is newer than this pytest-flops "
             f"reads (version {FORMAT_VERSION}); upgrade pytest-flops"
         )
-    if type(version) is not int or version != FORMAT_VERSION:
+    if type(version) is not int or version not in READ_VERSIONS:
         raise SnapshotFormatError(
             f"{where}: expected snapshot format version {FORMAT_VERSION}, got {version!r}"
         )

@@ -1,4 +1,5 @@
-"""FLOP amounts as people write them: ``"4 GFLOP"`` in, ``"4.37 GFLOP"`` out."""
+"""FLOP amounts and byte sizes as people write them: ``"4 GFLOP"`` and ``"64 MB"`` in,
+``"4.37 GFLOP"`` and ``"65.5 MB"`` out."""
 
 from __future__ import annotations
 
@@ -22,7 +23,27 @@ _AMOUNT = re.compile(
     re.IGNORECASE,
 )
 
+BYTE_UNITS: dict[str, int] = {
+    "B": 1,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+    "KIB": 2**10,
+    "MIB": 2**20,
+    "GIB": 2**30,
+    "TIB": 2**40,
+}
+"""Decimal (kB, MB: powers of 1000) and binary (KiB, MiB: powers of 1024) sizes."""
+
+_SIZE = re.compile(
+    r"^\s*(?P<number>[0-9][0-9_]*(?:\.[0-9_]*)?(?:[eE][+-]?[0-9]+)?)\s*"
+    r"(?P<unit>[KMGT]?I?B)?\s*$",
+    re.IGNORECASE,
+)
+
 FlopAmount = str | int | float
+ByteSize = str | int | float
 
 
 def parse_flops(value: FlopAmount) -> int:
@@ -57,17 +78,51 @@ def parse_flops(value: FlopAmount) -> int:
     return int((number * scale).to_integral_value(rounding=ROUND_FLOOR))
 
 
+def parse_bytes(value: ByteSize) -> int:
+    """``"64 MB"``, ``"1.5 GiB"``, ``4096`` or ``"4_096 B"`` as a whole number of bytes."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ValueError(f"expected a size such as '64 MB' or 4096, got {value!r}")
+    if isinstance(value, str):
+        match = _SIZE.match(value)
+        if match is None:
+            raise ValueError(
+                f"cannot read {value!r} as a size: expected a number with an optional unit, "
+                f"one of B, KB, MB, GB, TB, KiB, MiB, GiB, TiB (e.g. '64 MB')"
+            )
+        number = Decimal(match["number"])
+        scale = BYTE_UNITS[(match["unit"] or "B").upper()]
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"expected a finite size, got {value!r}")
+    else:
+        number, scale = Decimal(repr(value) if isinstance(value, float) else value), 1
+    if number < 0:
+        raise ValueError(f"a size cannot be negative, got {value!r}")
+    return int((number * scale).to_integral_value(rounding=ROUND_FLOOR))
+
+
+_SHOWN_BYTE_UNITS = {"B": 1, "kB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
+
+
 def format_flops(flops: int, *, significant: int = 3) -> str:
     """``4_370_000_000`` as ``"4.37 GFLOP"``: the largest unit that keeps a leading digit."""
-    unit, scale = "FLOP", 1
-    for name, size in UNITS.items():
-        if abs(flops) >= size:
+    return _scaled(flops, UNITS, significant)
+
+
+def format_bytes(size: int) -> str:
+    """``65_536`` as ``"65.5 kB"``: decimal units, as :func:`format_flops` writes FLOPs."""
+    return _scaled(size, _SHOWN_BYTE_UNITS, 3)
+
+
+def _scaled(amount: int, units: dict[str, int], significant: int) -> str:
+    unit, scale = next(iter(units.items()))
+    for name, size in units.items():
+        if abs(amount) >= size:
             unit, scale = name, size
-    value = Decimal(flops) / scale
+    value = Decimal(amount) / scale
     rounded = round(value, max(significant - len(str(int(abs(value)))), 0))
-    if abs(rounded) >= 1000 and unit != "PFLOP":
+    if abs(rounded) >= 1000 and scale != max(units.values()):
         # 999_999 rounds to 1000 KFLOP: say 1 MFLOP instead.
-        return format_flops(int(rounded) * scale, significant=significant)
+        return _scaled(int(rounded) * scale, units, significant)
     text = f"{rounded:f}"
     if "." in text:
         text = text.rstrip("0").rstrip(".")

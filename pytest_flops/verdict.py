@@ -162,7 +162,10 @@ def _updated_status(name: str, baseline: FlopsSnapshot | None, current: FlopsSna
 def _at_common_depth(
     stored: FlopsSnapshot, current: FlopsSnapshot
 ) -> tuple[FlopsSnapshot, FlopsSnapshot]:
+    """Both at the shallower depth; without communication when the file recorded none."""
     depth = min(stored.depth, current.depth)
+    if not stored.records_communication:
+        current = current.without_communication()
     return stored.at_depth(depth), current.at_depth(depth)
 
 
@@ -191,8 +194,17 @@ def _numbers(measurement: Measurement) -> dict[tuple[str, str, str], int]:
         numbers["module", path, "backward"] = counts.backward
         for op, flops in counts.by_op.items():
             numbers["op", path, op] = flops
+        for op, traffic in counts.communication.items():
+            numbers["bytes", path, op] = traffic.bytes
+            numbers["calls", path, op] = traffic.calls
     for op, calls in measurement.unsupported.items():
         numbers["unsupported", "", op] = calls
+    world = measurement.world
+    if world is not None:
+        numbers["world", "", "rank"] = world.rank
+        numbers["world", "", "size"] = world.size
+        for dim, size in world.mesh.items():
+            numbers["world", "mesh", dim] = size
     return numbers
 
 

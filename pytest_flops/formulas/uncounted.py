@@ -144,6 +144,17 @@ UNCOUNTED_ELSEWHERE: frozenset[str] = frozenset(
         "torchvision::ps_roi_pool",
         "torchvision::_ps_roi_pool_backward",
         "torchvision::nms",
+        # FSDP2's copies into and out of its communication buffers
+        "fsdp::all_gather_copy_in",
+        "fsdp::split_with_sizes_copy",
+        "fsdp::chunk_cat",
+        # profiler ranges (record_function), and a collective's bookkeeping
+        "profiler::_record_function_enter",
+        "profiler::_record_function_enter_new",
+        "profiler::_record_function_exit",
+        "_c10d_functional::wait_tensor",
+        "_c10d_functional::_wrap_tensor_autograd",
+        "c10d::check_for_nan",
     }
 )
 """Ops of other namespaces that count 0, by qualified name: no other namespace is assumed free."""

@@ -106,3 +106,40 @@ def test_llama_70b_grouped_query_train_step_counts_to_the_formula() -> None:
         expected["backward"],
     )
     assert measurement.by_op == {op: expected[op] for op in ("aten.mm", FLASH, FLASH_BACKWARD)}
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch without distributed")
+def test_llama_7b_sharded_tp2_fsdp4_counts_one_rank_s_share(llama_7b: Measurement) -> None:
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from examples.llama import shard
+    from pytest_flops import Traffic, fake_world
+
+    with fake_world(8, mesh_shape=(4, 2), mesh_dim_names=("dp", "tp")) as mesh:
+        fake = FakeTensorMode(allow_non_fake_inputs=True)
+        with fake:
+            model = Llama(LLAMA_7B)
+        shard(model, mesh)
+        tokens = fake.from_tensor(torch.zeros(1, SEQ_LEN, dtype=torch.long))
+        with fake, FlopCounterMode(display=False) as counter:
+            F.cross_entropy(model(tokens).flatten(0, 1), tokens.flatten()).backward()
+    sharded = counter.to_measurement()
+    # Tensor parallel over 2: every layer's projections and attention heads halve; the
+    # replicated output head counts in full. Against the unsharded count, module by module:
+    for layer in range(LLAMA_7B.n_layers):
+        path = f"Llama.layers.{layer}"
+        assert sharded.modules[path].total * 2 == llama_7b.modules[path].total
+    assert sharded.modules["Llama.lm_head"].total == llama_7b.modules["Llama.lm_head"].total
+    assert sharded.total == 45_247_480_463_360  # 32 * 2,727,304,232,960 / 2 + 1,610,612,736,000
+    assert sharded.unsupported == {}
+    # One rank's communication, with batch 1 x 2048 of d = 4096 fp32 activations (33,554,432
+    # bytes): per layer, 2 forward all-reduces (o and down projections) and 5 backward ones
+    # (the inputs of q, k, v, gate, up): 7 x 32 = 224. FSDP2 over 4 gathers a layer's tp-local
+    # weights (4*d*d/2 + 3*d*ffn/2 + 2*d = 101,195,776 fp32: 404,783,104 bytes) for its forward
+    # and again for its backward, and reduce-scatters their gradients once; the root's embedding,
+    # head and norm (2*32000*4096 + 4096 = 262,148,096 fp32: 1,048,592,384 bytes) once each.
+    assert sharded.communication == {
+        "_c10d_functional.all_reduce": Traffic(calls=224, bytes=224 * 33_554_432),
+        "c10d._allgather_base_": Traffic(calls=65, bytes=64 * 404_783_104 + 1_048_592_384),
+        "c10d._reduce_scatter_base_": Traffic(calls=33, bytes=32 * 404_783_104 + 1_048_592_384),
+    }

@@ -148,12 +148,15 @@ def test_json_report_numbers() -> None:
         "total": 120,
         "forward": 40,
         "backward": 80,
+        "communication_bytes": 0,
         "relative": 120 / 720,
         "changes": [
-            {"module": "Global", "op": "aten.mm", "before": 720, "after": 840, "delta": 120},
-            {"module": "Net.fc", "op": "aten.mm", "before": 720, "after": 840, "delta": 120},
+            {"module": "Global", "op": "aten.mm", "unit": "FLOP", "before": 720, "after": 840,
+             "delta": 120},
+            {"module": "Net.fc", "op": "aten.mm", "unit": "FLOP", "before": 720, "after": 840,
+             "delta": 120},
         ],
-    }
+    }  # fmt: skip
     new = by_key[("t.py::test_new", "default")]
     assert (new["status"], new["snapshot"], new["delta"]) == ("new", None, None)
     decode = by_key[("t.py::test_lm", "decode")]

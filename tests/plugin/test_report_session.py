@@ -168,17 +168,19 @@ def check_json_export(document: dict[str, Any]) -> None:
             }
         },
         "unsupported": {},
+        "communication": {},  # a single process: no collectives
+        "world": None,
     }
     assert linear["delta"] == {
         "total": 80,
         "forward": 40,
         "backward": 40,
+        "communication_bytes": 0,
         "relative": 80 / 480,
         "changes": [
-            {"module": "Global", "op": "aten.addmm", "before": 240, "after": 280, "delta": 40},
-            {"module": "Global", "op": "aten.mm", "before": 240, "after": 280, "delta": 40},
-            {"module": "Linear", "op": "aten.addmm", "before": 240, "after": 280, "delta": 40},
-            {"module": "Linear", "op": "aten.mm", "before": 240, "after": 280, "delta": 40},
+            {"module": module, "op": op, "unit": "FLOP", "before": 240, "after": 280, "delta": 40}
+            for module in ("Global", "Linear")
+            for op in ("aten.addmm", "aten.mm")
         ],
     }
     decode = measurements["test_suite.py::test_lm", "decode"]
