@@ -103,14 +103,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         xdist.send(config, flops_session)
         return
     flops_session.finish(stopped=_stopped(session, exitstatus))
-    from pytest_flops.report import write_exports
-
-    flops_session.problems += write_exports(
-        flops_session.records,
-        devices=flops_session.devices,
-        json_path=flops_session.settings.report_json,
-        markdown_path=flops_session.settings.report_md,
-    )
+    flops_session.write_exports()
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -1,41 +1,31 @@
-"""The end-of-session FLOPs report: terminal section, JSON export, Markdown export.
+"""The end-of-session FLOPs report: the terminal section and the Markdown export.
 
 Everything here is a pure function of the session's
-:class:`~pytest_flops.records.MeasurementRecord` list (plus :class:`RunMetadata`
-for the JSON), so a serial run and an xdist controller that merged its
-workers' records print and write the same thing.
+:class:`~pytest_flops.records.MeasurementRecord` list, so a serial run, an
+xdist controller that merged its workers' records and a merge of CI shards'
+exports print and write the same thing. The JSON and HTML exports are in
+:mod:`pytest_flops.export` and :mod:`pytest_flops.html_report`.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
-import json
-import platform
-import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import groupby
-from pathlib import Path
-from typing import Any
 
-from pytest_flops import __version__
-from pytest_flops.measurement import (
-    DEFAULT_NAME,
-    GLOBAL,
-    Measurement,
-    relative_change,
-    relative_text,
-)
+from pytest_flops.measurement import DEFAULT_NAME, relative_text
 from pytest_flops.records import MeasurementRecord, Status
 from pytest_flops.tables import aligned
 from pytest_flops.units import format_bytes, format_flops
 
-SCHEMA_VERSION = 1
-"""Version of the ``--flops-report-json`` layout; bumped on any incompatible change."""
-
 MAX_ROWS = 25
 """Measurements shown in the terminal and Markdown tables; the JSON has them all."""
+
+STALE_SENTENCE = (
+    "Stale snapshots (their tests no longer exist or no longer measure; "
+    "`pytest --flops-update` on a run that covers their files removes them)"
+)
 
 MAX_UNSUPPORTED_OPS = 10
 MAX_TESTS_PER_OP = 3
@@ -45,47 +35,6 @@ _RIGHT_ALIGNED = (False, True, True, True, True, True, False)
 _COMMUNICATION_COLUMN = 4  # "comm", before "change", in suites that communicate
 _UNSUPPORTED_HEADER = ("op", "calls", "tests", "seen in")
 _UNSUPPORTED_RIGHT_ALIGNED = (False, True, True, False)
-
-
-@dataclass(frozen=True, kw_only=True)
-class RunMetadata:
-    """Where the numbers came from; written to the JSON export only."""
-
-    plugin_version: str
-    torch_version: str
-    python_version: str
-    platform: str
-    devices: tuple[str, ...]
-
-    @classmethod
-    def collect(cls, devices: Iterable[str] = ()) -> RunMetadata:
-        """This process's versions; ``devices`` are those the measured models were on.
-
-        When none is known, torch's default device stands in. Reads torch's
-        version without importing it: a session that measured nothing never does.
-        """
-        torch = sys.modules.get("torch")
-        known = tuple(sorted(set(devices)))
-        if not known and torch is not None:
-            known = (str(torch.get_default_device()),)
-        return cls(
-            plugin_version=__version__,
-            torch_version=importlib.metadata.version("torch")
-            if torch is None
-            else torch.__version__,
-            python_version=platform.python_version(),
-            platform=sys.platform,
-            devices=known,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "plugin_version": self.plugin_version,
-            "torch_version": self.torch_version,
-            "python_version": self.python_version,
-            "platform": self.platform,
-            "devices": list(self.devices),
-        }
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -106,7 +55,8 @@ def moved(record: MeasurementRecord) -> bool:
 
 
 def ordered(records: Iterable[MeasurementRecord]) -> list[MeasurementRecord]:
-    """Tests that changed first, by their largest absolute change, then the rest by total.
+    """Failed tests first, then those that changed, each by their largest absolute
+    change, then the rest by total.
 
     A test's named measurements follow it (the default one first). Ties fall
     back to the test id, so the order never depends on the order in which
@@ -116,6 +66,7 @@ def ordered(records: Iterable[MeasurementRecord]) -> list[MeasurementRecord]:
     tests = [list(group) for _, group in groupby(by_test, key=lambda r: r.nodeid)]
     tests.sort(
         key=lambda group: (
+            not any(r.status.failed for r in group),
             not any(moved(r) for r in group),
             -max(abs(r.delta or 0) for r in group),
             -max(r.measurement.total for r in group),
@@ -264,11 +215,17 @@ def terminal_lines(records: Sequence[MeasurementRecord]) -> list[str]:
 # -- Markdown ---------------------------------------------------------------------
 
 
-def markdown(records: Sequence[MeasurementRecord]) -> str:
-    """The same summary as the terminal section, as GitHub-flavoured Markdown."""
+def markdown(records: Sequence[MeasurementRecord], *, stale: Sequence[str] = ()) -> str:
+    """The same summary as the terminal section, as GitHub-flavoured Markdown.
+
+    ``stale`` are the stale snapshots found (paths as shown).
+    """
     lines = ["## FLOPs report", ""]
+    stale_lines = (
+        ["", f"{STALE_SENTENCE}:", "", *(f"- {_code(path)}" for path in stale)] if stale else []
+    )
     if not records:
-        return "\n".join([*lines, "No test measured any FLOPs.", ""])
+        return "\n".join([*lines, "No test measured any FLOPs.", *stale_lines, ""])
     shown = ordered(records)
     header, right, rows = _table(shown[:MAX_ROWS])
     lines += _markdown_table(header, right, [(_code(row[0]), *row[1:]) for row in rows])
@@ -281,6 +238,7 @@ def markdown(records: Sequence[MeasurementRecord]) -> str:
         lines += _markdown_table(_UNSUPPORTED_HEADER, _UNSUPPORTED_RIGHT_ALIGNED, unsupported)
         if cut:
             lines += ["", f"_{cut} more unsupported op(s) not shown._"]
+    lines += stale_lines
     return "\n".join([*lines, ""])
 
 
@@ -312,121 +270,3 @@ def _code(text: str) -> str:
     fence = "`" * (longest + 1)
     padding = " " if text.startswith("`") or text.endswith("`") else ""
     return f"{fence}{padding}{text}{padding}{fence}"
-
-
-# -- JSON -------------------------------------------------------------------------
-
-
-def json_report(records: Sequence[MeasurementRecord], metadata: RunMetadata) -> dict[str, Any]:
-    """The ``--flops-report-json`` document (schema in the README).
-
-    Apart from ``metadata`` it depends only on the records, never on the order
-    in which they were gathered.
-    """
-    total, forward, backward = suite_sums(records)
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "metadata": metadata.to_dict(),
-        "summary": {
-            "tests": len({record.nodeid for record in records}),
-            "measurements": len(records),
-            "total": total,
-            "forward": forward,
-            "backward": backward,
-            "communication_bytes": sum(r.measurement.communication_bytes for r in records),
-            "statuses": {
-                status.value: sum(record.status is status for record in records)
-                for status in Status
-            },
-            "unsupported": [
-                {"op": op.op, "calls": op.calls, "tests": list(op.tests)}
-                for op in suite_unsupported(records)
-            ],
-        },
-        "measurements": [
-            _record_json(record) for record in sorted(records, key=lambda r: (r.nodeid, r.name))
-        ],
-    }
-
-
-def _record_json(record: MeasurementRecord) -> dict[str, Any]:
-    baseline = record.baseline
-    return {
-        "nodeid": record.nodeid,
-        "name": record.name,
-        "status": record.status.value,
-        "budget": record.budget,
-        **_measurement_json(record.measurement),
-        "snapshot": None if baseline is None else _measurement_json(baseline),
-        "delta": None if baseline is None else _delta_json(baseline, record.measurement),
-    }
-
-
-def _measurement_json(measurement: Measurement) -> dict[str, Any]:
-    data = measurement.to_dict()
-    modules = data.pop("modules")
-    return {
-        "total": data["total"],
-        "forward": data["forward"],
-        "backward": data["backward"],
-        "by_op": modules[GLOBAL]["by_op"],
-        "by_module": {path: counts for path, counts in modules.items() if path != GLOBAL},
-        "unsupported": data["unsupported"],
-        "communication": modules[GLOBAL].get("communication", {}),
-        "world": data.get("world"),
-    }
-
-
-def _delta_json(before: Measurement, after: Measurement) -> dict[str, Any]:
-    relative = relative_change(before.total, after.total)
-    return {
-        "total": after.total - before.total,
-        "forward": after.forward - before.forward,
-        "backward": after.backward - before.backward,
-        "communication_bytes": after.communication_bytes - before.communication_bytes,
-        "relative": None if relative == float("inf") else relative,
-        "changes": [
-            {
-                "module": row.module,
-                "op": row.op,
-                "unit": row.unit,
-                "before": row.before,
-                "after": row.after,
-                "delta": row.delta,
-            }
-            for row in before.diff(after).rows
-        ],
-    }
-
-
-# -- files ------------------------------------------------------------------------
-
-
-def write_exports(
-    records: Sequence[MeasurementRecord],
-    *,
-    devices: Iterable[str],
-    json_path: Path | None,
-    markdown_path: Path | None,
-) -> list[str]:
-    """Write the ``--flops-report-json`` and ``--flops-report-md`` files that were asked for.
-
-    ``devices`` are those the measured models were on, when known. Returns
-    what could not be written: one export failing never stops the other.
-    """
-    problems = []
-    if json_path is not None:
-        document = json_report(records, RunMetadata.collect(devices))
-        problems += _write(json_path, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
-    if markdown_path is not None:
-        problems += _write(markdown_path, markdown(records))
-    return problems
-
-
-def _write(path: Path, text: str) -> list[str]:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    except OSError as error:
-        return [f"flops: cannot write the report {path}: {error}"]
-    return []

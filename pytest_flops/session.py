@@ -138,7 +138,7 @@ class FlopsSession:
     store: SnapshotStore = field(default_factory=SnapshotStore)
     run: RunRecord = field(default_factory=RunRecord)
     results: dict[str, TestResult] = field(default_factory=dict)  # by node id
-    stale: list[Path] = field(default_factory=list)  # reported, not removed
+    stale: list[Path] = field(default_factory=list)  # found; removed under --flops-update
     removed: int = 0  # stale snapshots removed
     problems: list[str] = field(default_factory=list)  # for the summary
     collected_items: int = 0
@@ -147,6 +147,9 @@ class FlopsSession:
     def start(cls, config: pytest.Config) -> FlopsSession:
         session = cls(settings=Settings.from_config(config), rootpath=config.rootpath)
         session.run.roots = _roots(config)
+        for test_file in _files_named_with_tests(config):
+            # ``file.py::test``: the file's other tests are not collected
+            session.run.file(test_file).complete = False
         for reason in _narrowing_options(config):
             session.run.narrow(reason)
         return session
@@ -370,11 +373,10 @@ class FlopsSession:
         """
         if stopped is not None:
             self.run.narrow(stopped)
-        stale = self.run.stale_snapshots()
+        self.stale = self.run.stale_snapshots()
         if not self.settings.update:
-            self.stale = stale
             return
-        for path in stale:
+        for path in self.stale:
             try:
                 self.store.remove(path)
                 self.removed += 1
@@ -387,7 +389,31 @@ class FlopsSession:
 
     @property
     def devices(self) -> set[str]:
+        """The devices the measured models were on."""
         return {device for result in self.results.values() for device in result.devices}
+
+    def write_exports(self) -> None:
+        """The ``--flops-report-json``, ``-md`` and ``-html`` files asked for."""
+        settings = self.settings
+        if (
+            settings.report_json is None
+            and settings.report_md is None
+            and settings.report_html is None
+        ):
+            return
+        from pytest_flops.export import Export, RunMetadata, write_exports
+
+        export = Export(
+            records=tuple(self.records),
+            metadata=RunMetadata.collect(self.devices).to_dict(),
+            snapshots=self.run.evidence(stale=self.stale, shown=self._shown),
+        )
+        self.problems += write_exports(
+            export,
+            json_path=settings.report_json,
+            markdown_path=settings.report_md,
+            html_path=settings.report_html,
+        )
 
     def summary_lines(self) -> list[str]:
         """``flops: 12 tests passed, 1 failed, 2 written, 1 removed`` and the stale files."""
@@ -397,7 +423,7 @@ class FlopsSession:
         tally[Outcome.REMOVED] += self.removed
         return messages.summary_lines(
             counts=[(outcome.value, tally[outcome]) for outcome in Outcome],
-            stale=[self._shown(path) for path in self.stale],
+            stale=[] if self.settings.update else [self._shown(path) for path in self.stale],
             held_back=self.run.narrowed if self.settings.update else [],
             legacy=sum(result.legacy for result in self.results.values()),
             moved=self.settings.update,
@@ -517,6 +543,12 @@ def _narrowing_options(config: pytest.Config) -> list[str]:
     if any("::" in arg for arg in config.args):
         reasons.append("tests named on the command line")
     return reasons
+
+
+def _files_named_with_tests(config: pytest.Config) -> Iterator[Path]:
+    for arg in config.args:
+        if "::" in arg:
+            yield Path(os.path.abspath(config.invocation_params.dir / arg.split("::", 1)[0]))
 
 
 def _roots(config: pytest.Config) -> tuple[Path, ...]:

@@ -32,6 +32,7 @@ class Settings:
     report: bool = False
     report_json: Path | None = None
     report_md: Path | None = None
+    report_html: Path | None = None
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
@@ -42,6 +43,7 @@ class Settings:
             report=config.getoption("flops_report"),
             report_json=_path(config, "flops_report_json"),
             report_md=_path(config, "flops_report_md"),
+            report_html=_path(config, "flops_report_html"),
         )
 
 
@@ -88,6 +90,13 @@ def add_options(parser: pytest.Parser) -> None:
         metavar="PATH",
         default=None,
         help="Write the FLOPs report to PATH as Markdown (e.g. for $GITHUB_STEP_SUMMARY).",
+    )
+    group.addoption(
+        "--flops-report-html",
+        metavar="PATH",
+        default=None,
+        help="Write the FLOPs report to PATH as one self-contained HTML page, with an "
+        "icicle of each measured test's module tree.",
     )
     parser.addini(
         "flops_rtol",

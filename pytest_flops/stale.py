@@ -15,12 +15,14 @@ interruption or crashed xdist worker. When in doubt, a snapshot is kept, and
 the summary says why none was removed.
 
 A :class:`RunRecord` is plain data: xdist workers send theirs to the
-controller, which merges them and alone judges.
+controller, which merges them and alone judges. Its :class:`SnapshotEvidence`
+goes into the JSON export, so that ``python -m pytest_flops merge`` can judge
+across CI shards, none of which ran the whole suite.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ from pytest_flops.storage import (
     snapshot_files,
     snapshot_path,
 )
+from pytest_flops.validation import SnapshotFormatError, expect_mapping, expect_string
 
 
 @dataclass(kw_only=True)
@@ -47,8 +50,13 @@ class CollectedFile:
     unmeasured: set[str] = field(default_factory=set)  # tests that passed without measuring
 
     @property
+    def whole(self) -> bool:
+        """Every test of the file was collected (deselected ones too)."""
+        return self.walked and self.complete
+
+    @property
     def ran_whole(self) -> bool:
-        return self.walked and self.complete and self.tests <= self.ran
+        return self.whole and self.tests <= self.ran
 
     @property
     def wanted(self) -> set[str]:
@@ -137,28 +145,110 @@ class RunRecord:
             stale |= set(_orphans(directory, known=self.files.keys()))
         return sorted(stale)
 
+    def evidence(self, *, stale: Iterable[Path], shown: Callable[[Path], str]) -> SnapshotEvidence:
+        """What this run knows of the snapshot files, whether or not it was narrowed.
+
+        A file's snapshots are unclaimed when it was collected whole and no test
+        of it still uses them, and so are the snapshots of deleted test files in
+        the directories this run collected. ``shown`` makes paths relative to
+        the root directory, the same on every CI machine.
+        """
+        unclaimed: set[Path] = set()
+        claimed: set[Path] = set()
+        for path, collected in self.files.items():
+            if collected.whole:
+                unclaimed |= _unwanted(path, collected.wanted)
+            claimed |= _used_by(path, collected.measured)
+        for directory in self._covered_directories():
+            unclaimed |= set(_orphans(directory, known=self.files.keys()))
+
+        def listed(paths: Iterable[Path]) -> tuple[str, ...]:
+            return tuple(sorted(Path(shown(path)).as_posix() for path in paths))
+
+        return SnapshotEvidence(
+            whole_files=listed(path for path, collected in self.files.items() if collected.whole),
+            unclaimed=listed(unclaimed - claimed),
+            claimed=listed(claimed),
+            stale=listed(stale),
+        )
+
     def _covered_directories(self) -> Iterable[Path]:
         for directory in self.directories:
             if any(root == directory or root in directory.parents for root in self.roots):
                 yield directory
 
 
-def _unwanted(test_file: Path, wanted: set[str]) -> set[Path]:
-    """The snapshot files of ``test_file`` that none of ``wanted`` maps to.
+@dataclass(frozen=True, kw_only=True)
+class SnapshotEvidence:
+    """The ``snapshots`` section of a JSON export: paths relative to the root directory.
 
-    A file in the layout before 0.2 is unwanted too once its test has one in
-    the current layout.
+    ``stale`` is what the run itself judged (nothing, when it was narrowed);
+    :meth:`merged` judges from the other three across shards.
     """
-    current = {snapshot_path(test_file, name) for name in wanted}
-    unwanted = set(snapshot_files(snapshot_dir(test_file))) - current
-    if test_file.suffix == ".py":
-        legacy = {
-            legacy_snapshot_path(test_file, name)
-            for name in wanted
-            if not snapshot_path(test_file, name).exists()
+
+    whole_files: tuple[str, ...] = ()  # test files collected whole
+    unclaimed: tuple[str, ...] = ()  # snapshots no test of the run uses
+    claimed: tuple[str, ...] = ()  # snapshots of the tests the run measured
+    stale: tuple[str, ...] = ()
+
+    @classmethod
+    def merged(cls, shards: Sequence[SnapshotEvidence]) -> SnapshotEvidence:
+        """Stale: unclaimed in some shard that collected its file whole, claimed by none.
+
+        A shard that deselected a test still collected it, and so never calls
+        its snapshot unclaimed; only a shard that ran it and saw it measure
+        nothing does.
+        """
+        claimed = {path for shard in shards for path in shard.claimed}
+        unclaimed = {path for shard in shards for path in shard.unclaimed} - claimed
+        return cls(
+            whole_files=tuple(sorted({path for shard in shards for path in shard.whole_files})),
+            unclaimed=tuple(sorted(unclaimed)),
+            claimed=tuple(sorted(claimed)),
+            stale=tuple(sorted(unclaimed)),
+        )
+
+    def to_dict(self) -> dict[str, list[str]]:
+        return {
+            "whole_files": list(self.whole_files),
+            "unclaimed": list(self.unclaimed),
+            "claimed": list(self.claimed),
+            "stale": list(self.stale),
         }
-        unwanted |= set(snapshot_files(legacy_snapshot_dir(test_file))) - legacy
-    return unwanted
+
+    @classmethod
+    def from_dict(cls, data: object, *, where: str) -> SnapshotEvidence:
+        obj = expect_mapping(data, where)
+        lists: dict[str, tuple[str, ...]] = {}
+        for key in ("whole_files", "unclaimed", "claimed", "stale"):
+            value = obj.get(key)
+            if not isinstance(value, list):
+                raise SnapshotFormatError(f"{where}.{key}: expected a list of paths")
+            lists[key] = tuple(expect_string(path, f"{where}.{key}") for path in value)
+        return cls(**lists)
+
+
+def _used_by(test_file: Path, names: Iterable[str]) -> set[Path]:
+    """The snapshot files that the tests ``names`` of ``test_file`` read.
+
+    A test with no file in the current layout reads the one of the layout
+    before 0.2, if there is one.
+    """
+    used = set()
+    for name in names:
+        current = snapshot_path(test_file, name)
+        used.add(current)
+        if test_file.suffix == ".py" and not current.exists():
+            used.add(legacy_snapshot_path(test_file, name))
+    return used
+
+
+def _unwanted(test_file: Path, wanted: set[str]) -> set[Path]:
+    """The snapshot files of ``test_file`` that none of ``wanted`` reads."""
+    existing = set(snapshot_files(snapshot_dir(test_file)))
+    if test_file.suffix == ".py":
+        existing |= set(snapshot_files(legacy_snapshot_dir(test_file)))
+    return existing - _used_by(test_file, wanted)
 
 
 def _orphans(directory: Path, *, known: Iterable[Path]) -> Iterable[Path]:

@@ -87,24 +87,25 @@ def test_report_and_exports(pytester: pytest.Pytester) -> None:
 def check_report_section(lines: list[str]) -> None:
     start = next(i for i, line in enumerate(lines) if " flops report " in line)
     end = lines.index("", start)
-    # Changed first (+80), then by total with ties by test id, new tests included;
-    # a test's named measurements stay together, the default one first.
+    # Failed first: changed (+80), then by total (over budget 240, no snapshot
+    # 120); then the rest by total with ties by test id; a test's named
+    # measurements stay together, the default one first.
     assert lines[start + 1 : end] == [
         "test                                 total   forward  backward    change"
         "  rel. change  status",
         # 480 -> 560: +80, 80 / 480 = +16.67%
         "test_suite.py::test_linear        560 FLOP  280 FLOP  280 FLOP  +80 FLOP"
         "      +16.67%  changed",
-        # Linear(5, 6) on (1, 5): 2*1*5*6 = 60
-        "test_suite.py::test_lm [decode]    60 FLOP   60 FLOP    0 FLOP         0"
-        "           0%  passed",
-        "test_suite.py::test_lm [prefill]  240 FLOP  240 FLOP    0 FLOP         0"
-        "           0%  passed",
         "test_suite.py::test_over_budget   240 FLOP  240 FLOP    0 FLOP"
         "                         over budget (limit 100 FLOP)",
         # Linear(5, 6) on (2, 5): 2*2*5*6 = 120
         "test_suite.py::test_new           120 FLOP  120 FLOP    0 FLOP"
         "                         no snapshot",
+        # Linear(5, 6) on (1, 5): 2*1*5*6 = 60
+        "test_suite.py::test_lm [decode]    60 FLOP   60 FLOP    0 FLOP         0"
+        "           0%  passed",
+        "test_suite.py::test_lm [prefill]  240 FLOP  240 FLOP    0 FLOP         0"
+        "           0%  passed",
     ]
     # 560 + 240 + 240 + 120 + 60 = 1220; backward only in test_linear: 280
     assert lines[end + 1] == (
@@ -204,11 +205,11 @@ def check_markdown_export(markdown: str) -> None:
     assert rows == [
         "| `test_suite.py::test_linear` | 560 FLOP | 280 FLOP | 280 FLOP | +80 FLOP | +16.67%"
         " | changed |",
-        "| `test_suite.py::test_lm [decode]` | 60 FLOP | 60 FLOP | 0 FLOP | 0 | 0% | passed |",
-        "| `test_suite.py::test_lm [prefill]` | 240 FLOP | 240 FLOP | 0 FLOP | 0 | 0% | passed |",
         "| `test_suite.py::test_over_budget` | 240 FLOP | 240 FLOP | 0 FLOP |  |  |"
         " over budget (limit 100 FLOP) |",
         "| `test_suite.py::test_new` | 120 FLOP | 120 FLOP | 0 FLOP |  |  | no snapshot |",
+        "| `test_suite.py::test_lm [decode]` | 60 FLOP | 60 FLOP | 0 FLOP | 0 | 0% | passed |",
+        "| `test_suite.py::test_lm [prefill]` | 240 FLOP | 240 FLOP | 0 FLOP | 0 | 0% | passed |",
     ]
     assert "**Suite total 1.22 KFLOP (forward 940 FLOP, backward 280 FLOP)" in markdown
     assert "| `report_demo.blind` | 1 | 1 | `test_suite.py::test_lm` |" in markdown

@@ -1,10 +1,8 @@
 """The gate under every common pytest workflow: no baseline lost, no changed count passing.
 
-One suite, its snapshots written at ``WIDTH = 10``, then changed to ``WIDTH = 11``
-(three tests now count differently) and given two stale snapshots: one of a
-test that no longer exists in ``test_a.py``, one of a test file that was
-deleted. Each workflow runs it as a real pytest process, with and without
-``--flops-update``, and then:
+The suite of :mod:`tests.plugin.changed_suite` (counts changed since its
+snapshots were written, two stale snapshots) runs under each workflow as a
+real pytest process, with and without ``--flops-update``, and then:
 
 * every baseline of a test that still exists is byte-identical, unless that
   test ran, passed and changed under ``--flops-update``; no file is added;
@@ -18,119 +16,16 @@ deleted. Each workflow runs it as a real pytest process, with and without
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import BEFORE_PYTEST_9, snapshot_tree
-
-TEST_A = '''"""A module docstring with a doctest that measures nothing.
-
->>> 1 + 1
-2
-"""
-import os
-import time
-
-import pytest
-import torch
-
-WIDTH = {width}
-
-
-def test_1(flops):
-    model = torch.nn.Linear(9, WIDTH)
-    with flops(model):
-        if os.environ.get("FLOPS_SLOW"):
-            time.sleep(3)  # past --timeout 1, inside the block
-        model(torch.randn(4, 9))
-
-
-@pytest.mark.slow
-def test_2(flops):
-    model = torch.nn.Linear(9, 4)
-    with flops(model):
-        model(torch.randn(4, 9))
-'''
-
-# collected by default (test*.txt), and it measures: test_a.py's snapshots are not its own
-TEST_A_TXT = """
->>> import torch
->>> flops = getfixture("flops")
->>> with flops():
-...     _ = torch.ones(2, 3) @ torch.ones(3, 4)
-"""
-
-TEST_B = """
-import os
-from pathlib import Path
-
-import torch
-
-from pkg.test_a import WIDTH
-
-
-def test_3(flops):
-    model = torch.nn.Linear(9, 3)
-    with flops(model):
-        model(torch.randn(4, 9))
-    if os.environ.get("FLOPS_INTERRUPT"):
-        raise KeyboardInterrupt
-    if os.environ.get("FLOPS_CRASH"):
-        os._exit(1)
-
-
-def test_flaky(flops):
-    model = torch.nn.Linear(9, WIDTH)
-    with flops(model):
-        model(torch.randn(2, 9))
-    marker = Path(os.environ.get("FLOPS_FLAKY", "."), "failed once")
-    if os.environ.get("FLOPS_FLAKY") and not marker.exists():
-        marker.write_text("")
-        raise AssertionError("fails on its first attempt")
-
-
-def test_plain():
-    pass
-"""
-
-# pytest 9's subtests fixture (older pytest has none)
-SUBTESTS = """
-def test_sub(flops, subtests):
-    for batch in (1, 2):
-        with subtests.test(batch=batch):
-            model = torch.nn.Linear(9, WIDTH)
-            with flops(model, name=f"batch{batch}"):
-                model(torch.randn(batch, 9))
-
-
-def test_sub_unchanged(flops, subtests):
-    # compared once, after the test's own call: never against half its measurements
-    for batch in (1, 2):
-        with subtests.test(batch=batch):
-            model = torch.nn.Linear(9, 3)
-            with flops(model, name=f"batch{batch}"):
-                model(torch.randn(batch, 9))
-"""
-
-CHANGED = {"test_1", "test_flaky"}  # their counts depend on WIDTH
-UNCHANGED = {"test_2", "test_plain", "test_a.txt"}
-if not BEFORE_PYTEST_9:
-    TEST_B += SUBTESTS
-    CHANGED.add("test_sub")
-    UNCHANGED.add("test_sub_unchanged")
-STALE = {
-    "old": "pkg/__flops__/test_a.py/test_old.flops.json",  # test_old is gone from test_a.py
-    "deleted": "pkg/__flops__/test_deleted.py/test_x.flops.json",  # test_deleted.py is gone
-}
-FAILING = {"changed", "missing", "no snapshot", "invalid snapshot", "not written", "over budget"}
+from tests.helpers import snapshot_tree
+from tests.plugin.changed_suite import CHANGED, FAILING, STALE, UNCHANGED, changed_suite, run
 
 
 @dataclass(frozen=True)
@@ -170,6 +65,7 @@ WORKFLOWS = [
     Workflow("repeat", ("--count", "3")),
     Workflow("randomly", ("-p", "randomly"), randomly=True),
     Workflow("timeout", ("--timeout", "1"), env={"FLOPS_SLOW": "1"}),
+    Workflow("pytest-split", ("--splits", "3", "--group", "2"), NONE),
     Workflow("xdist load", XDIST),
     Workflow("xdist loadfile", (*XDIST, "--dist", "loadfile")),
     Workflow("xdist loadgroup", (*XDIST, "--dist", "loadgroup")),
@@ -177,43 +73,6 @@ WORKFLOWS = [
     Workflow("xdist --lf", (*XDIST, "--lf"), NONE, before=()),
     Workflow("xdist crashed worker", XDIST, NONE, env={"FLOPS_CRASH": "1"}),
 ]
-
-
-def write_suite(root: Path, *, width: int) -> None:
-    (root / "pkg").mkdir(exist_ok=True)
-    (root / "pkg" / "__init__.py").write_text("")
-    (root / "pkg" / "test_a.py").write_text(TEST_A.format(width=width))
-    (root / "pkg" / "test_a.txt").write_text(TEST_A_TXT)
-    (root / "pkg" / "test_b.py").write_text(TEST_B)
-    (root / "pytest.ini").write_text("[pytest]\nmarkers = slow\n")
-    (root / "args.txt").write_text("pkg/test_a.py::test_1\n")
-
-
-def run(root: Path, args: tuple[str, ...], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:hypothesispytest", *args],
-        cwd=root,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
-@pytest.fixture(scope="module")
-def baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("baseline")
-    write_suite(root, width=10)
-    written = run(root, ("--flops-update", "-p", "no:randomly"), {})
-    assert written.returncode == 0, written.stdout
-    # test_1, test_2, test_a.txt, test_3, test_flaky, and the two subtests tests
-    assert len(snapshot_tree(root)) == (5 if BEFORE_PYTEST_9 else 7), written.stdout
-    write_suite(root, width=11)
-    for path in STALE.values():
-        (root / path).parent.mkdir(parents=True, exist_ok=True)
-        (root / path).write_text("{}\n")
-    shutil.rmtree(root / ".pytest_cache")
-    return root
 
 
 def outcomes(root: Path) -> dict[str, str]:
@@ -237,6 +96,13 @@ def outcomes(root: Path) -> dict[str, str]:
         name: next(v for v in ("failed", "passed", "skipped") if v in verdicts)
         for name, verdicts in seen.items()
     }
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("baseline")
+    changed_suite(root)
+    return root
 
 
 @pytest.mark.parametrize("update", [False, True], ids=["compare", "update"])

@@ -1,0 +1,295 @@
+"use strict";
+// Draws the page from the embedded JSON export; icicles only when their section opens.
+
+const data = JSON.parse(document.getElementById("flops-data").textContent);
+const FAILING = new Set(JSON.parse(document.getElementById("flops-failing").textContent));
+const SVG = "http://www.w3.org/2000/svg";
+
+const exact = (n) => Number(n).toLocaleString("en-US");
+const FLOP_SCALES = [["PFLOP", 1e15], ["TFLOP", 1e12], ["GFLOP", 1e9], ["MFLOP", 1e6],
+                     ["KFLOP", 1e3]];
+const BYTE_SCALES = [["TB", 1e12], ["GB", 1e9], ["MB", 1e6], ["kB", 1e3]];
+
+function short(n, unit = "FLOP") {
+  for (const [name, scale] of unit === "B" ? BYTE_SCALES : FLOP_SCALES) {
+    if (Math.abs(n) >= scale) return (n / scale).toPrecision(3).replace(/\.?0+$/, "") + " " + name;
+  }
+  return `${n} ${unit}`;
+}
+
+function element(tag, attributes = {}, text) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, value);
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function svgElement(tag, attributes = {}) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, value);
+  return node;
+}
+
+function row(table, cells) {
+  const tr = table.insertRow();
+  for (const cell of cells) tr.append(cell instanceof Node ? cell : element("td", {}, cell));
+  return tr;
+}
+
+const label = (m) => (m.name === "default" ? m.nodeid : `${m.nodeid} [${m.name}]`);
+const anchor = (index) => `measurement-${index}`;
+const bytesOf = (m) => Object.values(m.communication || {}).reduce((sum, t) => sum + t.bytes, 0);
+const signed = (n, text) => (n > 0 ? "+" : n < 0 ? "-" : "") + text;
+
+// -- the tables -------------------------------------------------------------------
+
+function summary() {
+  const s = data.summary;
+  const statuses = Object.entries(s.statuses).filter(([, n]) => n)
+    .map(([status, n]) => `${n} ${status}`).join(", ");
+  document.getElementById("summary").textContent =
+    `Suite total ${short(s.total)} (forward ${short(s.forward)}, backward ` +
+    `${short(s.backward)}) in ${s.measurements} measurement(s) of ${s.tests} test(s); ` +
+    `measurements: ${statuses || "none"}. torch ${data.metadata.torch_version}, ` +
+    `pytest-flops ${data.metadata.plugin_version}.`;
+}
+
+function suiteTable() {
+  const table = document.getElementById("suite");
+  const communicates = data.measurements.some((m) => bytesOf(m));
+  const columns = [["test"], ["total", "total"], ["forward", "forward"],
+                   ["backward", "backward"], ...(communicates ? [["comm", "comm"]] : []),
+                   ["change", "change"], ["rel. change", "relative"], ["status", "status"]];
+  const head = table.createTHead().insertRow();
+  for (const [name, key] of columns) head.append(element("th", key ? {"data-key": key} : {}, name));
+  const body = table.createTBody();
+  const rows = data.measurements.map((m, index) => {
+    const change = m.delta ? m.delta.total : null;
+    const link = element("a", {href: "#" + anchor(index)}, label(m));
+    link.addEventListener("click", () => openTest(index));
+    const cells = [element("td"), ...["total", "forward", "backward"].map(
+      (key) => element("td", {title: `${exact(m[key])} FLOP`}, short(m[key])))];
+    cells[0].append(link);
+    if (communicates) {
+      cells.push(element("td", {title: `${exact(bytesOf(m))} bytes`},
+                         bytesOf(m) ? short(bytesOf(m), "B") : ""));
+    }
+    // as in the terminal report: "0" and "0%" when unchanged, "from 0" when it was 0
+    cells.push(change === null ? element("td")
+      : element("td", {title: `${signed(change, exact(Math.abs(change)))} FLOP`},
+                change ? signed(change, short(Math.abs(change))) : "0"));
+    const relative = !m.delta ? "" : m.delta.relative === null ? "from 0"
+      : m.delta.relative === 0 ? "0%"
+      : signed(m.delta.relative, `${(100 * Math.abs(m.delta.relative)).toFixed(2)}%`);
+    cells.push(element("td", {}, relative));
+    cells.push(element("td", {class: FAILING.has(m.status) ? "status-failed" : ""},
+                       m.budget ? `${m.status} (limit ${m.budget})` : m.status));
+    const tr = row(body, cells);
+    Object.assign(tr.dataset, {
+      total: m.total, forward: m.forward, backward: m.backward, comm: bytesOf(m),
+      change: change === null ? -1 : Math.abs(change),
+      relative: !m.delta ? -1 : m.delta.relative === null ? Infinity : Math.abs(m.delta.relative),
+      status: `${FAILING.has(m.status) ? 0 : 1} ${m.status}`,
+    });
+    return tr;
+  });
+  for (const th of head.querySelectorAll("th[data-key]")) {
+    th.addEventListener("click", () => {
+      const key = th.dataset.key;
+      // numbers sort largest first, statuses failing first; a second click reverses
+      const descending = th.getAttribute("aria-sort") !== "descending";
+      for (const other of head.querySelectorAll("th")) other.removeAttribute("aria-sort");
+      th.setAttribute("aria-sort", descending ? "descending" : "ascending");
+      const compare = key === "status"
+        ? (a, b) => a.dataset.status.localeCompare(b.dataset.status)
+        : (a, b) => Number(b.dataset[key]) - Number(a.dataset[key]);
+      rows.sort((a, b) => (descending ? compare(a, b) : compare(b, a)));
+      body.append(...rows);
+    });
+  }
+}
+
+function unsupportedTable() {
+  const ops = data.summary.unsupported;
+  if (!ops.length) return;
+  document.getElementById("unsupported-section").hidden = false;
+  const table = document.getElementById("unsupported");
+  row(table.createTHead(), ["op", "calls", "tests", "seen in"].map((h) => element("th", {}, h)));
+  const body = table.createTBody();
+  for (const op of ops) {
+    const seen = op.tests.slice(0, 3).join(", ") + (op.tests.length > 3 ? ", ..." : "");
+    row(body, [op.op, exact(op.calls), String(op.tests.length), seen]);
+  }
+}
+
+function communicationTable() {
+  const sent = data.measurements.flatMap(
+    (m) => Object.entries(m.communication || {}).map(([op, traffic]) => [label(m), op, traffic]));
+  if (!sent.length) return;
+  document.getElementById("communication-section").hidden = false;
+  const table = document.getElementById("communication");
+  row(table.createTHead(), ["test", "op", "calls", "bytes"].map((h) => element("th", {}, h)));
+  const body = table.createTBody();
+  for (const [test, op, traffic] of sent) {
+    row(body, [test, op, exact(traffic.calls),
+               element("td", {title: `${exact(traffic.bytes)} bytes`}, short(traffic.bytes, "B"))]);
+  }
+}
+
+function staleList() {
+  const stale = (data.snapshots || {stale: []}).stale;
+  if (!stale.length) return;
+  document.getElementById("stale-section").hidden = false;
+  const list = document.getElementById("stale");
+  for (const path of stale) list.append(element("li")).append(element("code", {}, path));
+}
+
+// -- icicles ----------------------------------------------------------------------
+
+function rowsOf(m) {
+  const rows = {Global: {forward: m.forward, backward: m.backward, by_op: m.by_op}};
+  return Object.assign(rows, m.by_module);
+}
+
+// The module tree: a path's parent is its longest proper prefix that is a row too.
+function tree(m) {
+  const now = rowsOf(m);
+  const before = m.snapshot ? rowsOf(m.snapshot) : null;
+  const nodes = {};
+  for (const path of new Set([...Object.keys(now), ...Object.keys(before || {})])) {
+    nodes[path] = {path, now: now[path] || null, before: before ? before[path] || null : null,
+                   children: []};
+  }
+  for (const node of Object.values(nodes)) {
+    if (node.path === "Global") continue;
+    let parent = node.path;
+    do parent = parent.includes(".") ? parent.slice(0, parent.lastIndexOf(".")) : "Global";
+    while (!nodes[parent]);
+    nodes[parent].children.push(node);
+  }
+  const order = (a, b) => a.path.localeCompare(b.path, "en", {numeric: true});
+  for (const node of Object.values(nodes)) node.children.sort(order);
+  return {root: nodes.Global, hasBaseline: before !== null};
+}
+
+const flopsOf = (counts) => (counts ? counts.forward + counts.backward : 0);
+const sizeOf = (node) => Math.max(flopsOf(node.now), flopsOf(node.before));
+
+function kindOf(node, hasBaseline) {
+  if (!hasBaseline) return "same";
+  if (!node.now) return "gone";
+  if (!node.before) return "new";
+  const change = flopsOf(node.now) - flopsOf(node.before);
+  return change > 0 ? "grown" : change < 0 ? "shrunk" : "same";
+}
+
+function titleOf(node, parent, hasBaseline) {
+  const lines = [node.path];
+  if (node.now) {
+    const whole = parent ? flopsOf(parent.now) : 0;
+    const share = whole ? ` (${(100 * flopsOf(node.now) / whole).toFixed(1)}% of ${parent.path})` : "";
+    lines.push(`${exact(flopsOf(node.now))} FLOP${share}`);
+    lines.push(`forward ${exact(node.now.forward)} FLOP, backward ${exact(node.now.backward)} FLOP`);
+  } else {
+    lines.push("gone: not measured this time");
+  }
+  if (hasBaseline) {
+    lines.push(`before ${exact(flopsOf(node.before))} FLOP → after ${exact(flopsOf(node.now))} FLOP`);
+  }
+  return lines.join("\n");
+}
+
+function drawIcicle(section, m, index) {
+  const {root, hasBaseline} = tree(m);
+  const WIDTH = 1000, LEVEL = 24, CHAR = 6.5;
+  const scale = Math.max(sizeOf(root), 1);
+  const svg = svgElement("svg", {class: "icicle", "data-measurement": index});
+  const panel = element("div", {class: "ops"});
+  let depth = 0;
+  const place = (node, parent, x, level) => {
+    const width = WIDTH * sizeOf(node) / scale;
+    if (width < 0.5 && parent) return;  // too thin to see or click: its parent's title has it
+    depth = Math.max(depth, level + 1);
+    const kind = kindOf(node, hasBaseline);
+    const group = svgElement("g", {class: "node"});
+    const box = svgElement("rect", {
+      class: `box ${kind}`, x, y: level * LEVEL, width: Math.max(width, 0.5), height: LEVEL - 2,
+      "data-path": node.path, "data-kind": kind, "data-flops": flopsOf(node.now),
+    });
+    box.append(svgElement("title"));
+    box.firstChild.textContent = titleOf(node, parent, hasBaseline);
+    box.addEventListener("click", () => showOperators(panel, svg, box, node));
+    group.append(box);
+    if (node.now && flopsOf(node.now)) {
+      const forward = width * node.now.forward / flopsOf(node.now);
+      group.append(svgElement("rect", {class: "backward", x: x + forward, y: level * LEVEL + 1,
+                                       width: Math.max(width - forward, 0), height: LEVEL - 4}));
+    }
+    if (width > 40) {
+      const name = parent && parent.path !== "Global" && node.path.startsWith(parent.path + ".")
+        ? node.path.slice(parent.path.length + 1) : node.path;
+      const fits = Math.floor((width - 8) / CHAR);
+      const text = svgElement("text", {x: x + 4, y: level * LEVEL + 15});
+      text.textContent = name.length > fits ? name.slice(0, Math.max(1, fits - 1)) + "…" : name;
+      group.append(text);
+    }
+    svg.append(group);
+    let next = x;
+    for (const child of node.children) {
+      place(child, node, next, level + 1);
+      next += WIDTH * sizeOf(child) / scale;
+    }
+  };
+  place(root, null, 0, 0);
+  svg.setAttribute("viewBox", `0 0 ${WIDTH} ${depth * LEVEL}`);
+  section.append(svg, panel);
+  showOperators(panel, svg, svg.querySelector("rect.box"), root);
+}
+
+function showOperators(panel, svg, box, node) {
+  for (const selected of svg.querySelectorAll("rect.selected")) selected.classList.remove("selected");
+  box.classList.add("selected");
+  const now = (node.now && node.now.by_op) || {};
+  const before = (node.before && node.before.by_op) || {};
+  const table = element("table", {class: "ops-table", "data-path": node.path});
+  row(table.createTHead(), ["operator", "FLOP", "before", "change"].map((h) => element("th", {}, h)));
+  const body = table.createTBody();
+  const ops = [...new Set([...Object.keys(now), ...Object.keys(before)])];
+  ops.sort((a, b) => (now[b] || 0) - (now[a] || 0) || a.localeCompare(b));
+  for (const op of ops) {
+    const change = (now[op] || 0) - (before[op] || 0);
+    row(body, [op, exact(now[op] || 0), node.before ? exact(before[op] || 0) : "",
+                node.before && change ? signed(change, exact(Math.abs(change))) : ""]);
+  }
+  panel.replaceChildren(element("h3", {}, `${node.path}: operators`), table);
+}
+
+function openTest(index) {
+  const section = document.getElementById(anchor(index));
+  section.open = true;
+  section.scrollIntoView();
+}
+
+function testSections() {
+  const container = document.getElementById("tests");
+  data.measurements.forEach((m, index) => {
+    const section = element("details", {class: "test", id: anchor(index)});
+    section.append(element("summary", {}, `${label(m)}: ${short(m.total)}, ${m.status}`));
+    section.addEventListener("toggle", () => {
+      if (section.open && !section.dataset.drawn) {
+        section.dataset.drawn = "yes";
+        drawIcicle(section, m, index);
+      }
+    });
+    container.append(section);
+  });
+  if (location.hash.startsWith("#measurement-")) openTest(Number(location.hash.slice(13)));
+}
+
+summary();
+suiteTable();
+unsupportedTable();
+communicationTable();
+staleList();
+testSections();
+document.body.dataset.ready = "yes";
