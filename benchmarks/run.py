@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable
 
 import bench_gpu
+import bench_html
 import bench_meta
 import bench_peers
 import bench_plugin
@@ -26,6 +27,7 @@ SECTIONS: dict[str, Callable[[Results, int], None]] = {
     "peers": bench_peers.run,
     "plugin": bench_plugin.run,
     "gpu": bench_gpu.run,
+    "html": bench_html.run,
 }
 
 

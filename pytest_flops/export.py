@@ -197,7 +197,7 @@ def write_exports(
     if html_path is not None:
         from pytest_flops.html_report import html_report
 
-        problems += _write(html_path, html_report(document))
+        problems += _write(html_path, html_report(document, export.records))
     return problems
 
 

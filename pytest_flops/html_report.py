@@ -11,24 +11,32 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Sequence
 from importlib.resources import files
 from typing import Any
 
-from pytest_flops.records import Status
+from pytest_flops.records import MeasurementRecord, Status
+from pytest_flops.report import ordered
 
 __all__ = ["html_report"]
 
 
-def html_report(document: dict[str, Any]) -> str:
-    """The page of a :func:`~pytest_flops.export.json_report` document, as text."""
+def html_report(document: dict[str, Any], records: Sequence[MeasurementRecord]) -> str:
+    """The page of a :func:`~pytest_flops.export.json_report` document of ``records``.
+
+    Its tables list the measurements in the terminal report's order
+    (:func:`~pytest_flops.report.ordered`: failures first).
+    """
     assets = files("pytest_flops") / "assets"
+    position = {(m["nodeid"], m["name"]): i for i, m in enumerate(document["measurements"])}
+    order = [position[record.nodeid, record.name] for record in ordered(records)]
     failing = [status.value for status in Status if status.failed]
     title = f"FLOPs report: {document['summary']['measurements']} measurement(s)"
     parts = {
         "@TITLE@": html.escape(title),
         "@STYLE@": (assets / "report.css").read_text(encoding="utf-8"),
         "@DATA@": _script_json(document),
-        "@FAILING@": _script_json(failing),
+        "@PAGE@": _script_json({"order": order, "failing": failing}),
         "@SCRIPT@": (assets / "report.js").read_text(encoding="utf-8"),
     }
     page = (assets / "report.html").read_text(encoding="utf-8")

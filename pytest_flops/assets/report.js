@@ -2,7 +2,9 @@
 // Draws the page from the embedded JSON export; icicles only when their section opens.
 
 const data = JSON.parse(document.getElementById("flops-data").textContent);
-const FAILING = new Set(JSON.parse(document.getElementById("flops-failing").textContent));
+// the terminal report's order (failures first) and the statuses that fail a test
+const page = JSON.parse(document.getElementById("flops-page").textContent);
+const FAILING = new Set(page.failing);
 const SVG = "http://www.w3.org/2000/svg";
 
 const exact = (n) => Number(n).toLocaleString("en-US");
@@ -63,7 +65,8 @@ function suiteTable() {
   const head = table.createTHead().insertRow();
   for (const [name, key] of columns) head.append(element("th", key ? {"data-key": key} : {}, name));
   const body = table.createTBody();
-  const rows = data.measurements.map((m, index) => {
+  const rows = page.order.map((index) => {
+    const m = data.measurements[index];
     const change = m.delta ? m.delta.total : null;
     const link = element("a", {href: "#" + anchor(index)}, label(m));
     link.addEventListener("click", () => openTest(index));
@@ -272,7 +275,8 @@ function openTest(index) {
 
 function testSections() {
   const container = document.getElementById("tests");
-  data.measurements.forEach((m, index) => {
+  page.order.forEach((index) => {
+    const m = data.measurements[index];
     const section = element("details", {class: "test", id: anchor(index)});
     section.append(element("summary", {}, `${label(m)}: ${short(m.total)}, ${m.status}`));
     section.addEventListener("toggle", () => {

@@ -104,7 +104,7 @@ def test_a_test_id_cannot_end_the_embedded_script(tmp_path: Path) -> None:
     nodeid = "t.py::test_x[</script><script>alert(1)</script>]"
     record = make_record(nodeid, linear_measurement(240, 480))
     document = json_report([record], RunMetadata.collect().to_dict())
-    text = html_report(document)
+    text = html_report(document, [record])
     assert "</script><script>alert(1)" not in text
     assert nodeid.replace("</", "<\\/") in text
 
