@@ -1,0 +1,116 @@
+"""What pytest-flops imports, and when: nothing heavy at start-up, the counter before any test.
+
+Each session runs in a fresh process (imports are process state). A
+``conftest.py`` there writes what ``sys.modules`` held at two points: when the
+first test is about to start (``pytest_runtest_logstart``, before any fixture
+is set up) and at session finish.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+CONFTEST = """
+import json
+import sys
+from pathlib import Path
+
+WATCHED = ("torch", "torch._dynamo", "pytest_flops.counter")
+seen = {}
+
+
+def pytest_runtest_logstart(nodeid, location):
+    seen.setdefault("first test", {name: name in sys.modules for name in WATCHED})
+
+
+def pytest_sessionfinish(session):
+    seen["finish"] = {name: name in sys.modules for name in WATCHED}
+    Path("modules.json").write_text(json.dumps(seen))
+"""
+
+PLAIN = """
+def test_plain():
+    assert 1 + 1 == 2
+"""
+
+MEASURING = """
+import torch
+
+
+def test_plain():
+    pass
+
+
+def test_measured(flops):
+    model = torch.nn.Linear(3, 2)
+    with flops(model):
+        model(torch.ones(1, 3))
+"""
+
+BUDGET_ONLY = """
+import pytest
+import torch
+
+
+def test_plain():
+    pass
+
+
+@pytest.mark.limit_flops("1 KFLOP")
+def test_budget():
+    torch.ones(2, 3) @ torch.ones(3, 4)
+"""
+
+
+def imported(pytester: pytest.Pytester, suite: str, *args: str) -> dict[str, dict[str, bool]]:
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_suite=suite)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
+    assert result.ret == 0, result.outlines
+    seen: dict[str, dict[str, bool]] = json.loads((pytester.path / "modules.json").read_text())
+    return seen
+
+
+def test_a_suite_that_uses_no_flop_feature_never_imports_torch(pytester: pytest.Pytester) -> None:
+    seen = imported(
+        pytester,
+        PLAIN,
+        "--flops-report",
+        "--flops-report-json=flops.json",
+        "--flops-report-md=flops.md",
+        "--flops-report-html=flops.html",
+    )
+    assert seen["finish"] == {"torch": False, "torch._dynamo": False, "pytest_flops.counter": False}
+    # the exports are written all the same
+    assert json.loads((pytester.path / "flops.json").read_text())["measurements"] == []
+
+
+@pytest.mark.parametrize("suite", [MEASURING, BUDGET_ONLY], ids=["fixture", "limit_flops"])
+def test_the_counter_is_imported_at_the_end_of_collection(
+    pytester: pytest.Pytester, suite: str
+) -> None:
+    """Before the first test's setup, whichever test comes first; never torch._dynamo."""
+    seen = imported(pytester, suite, "--flops-update")
+    assert seen["first test"] == {
+        "torch": True,
+        "torch._dynamo": False,
+        "pytest_flops.counter": True,
+    }
+    assert seen["finish"]["torch._dynamo"] is False
+
+
+def test_collect_only_imports_no_counter(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_suite=MEASURING)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--collect-only")
+    assert result.ret == 0, result.outlines
+    seen = json.loads((pytester.path / "modules.json").read_text())
+    # the test file imports torch itself; the counter waits for a run
+    assert seen["finish"]["pytest_flops.counter"] is False
+
+
+def test_deselecting_every_measuring_test_imports_no_counter(pytester: pytest.Pytester) -> None:
+    seen = imported(pytester, MEASURING, "-k", "test_plain")
+    assert seen["finish"]["pytest_flops.counter"] is False
