@@ -166,10 +166,15 @@ def _table(
         (*_HEADER[:at], "comm", *_HEADER[at:]),
         (*_RIGHT_ALIGNED[:at], True, *_RIGHT_ALIGNED[at:]),
         [
-            (*row[:at], format_bytes(record.measurement.communication_bytes), *row[at:])
+            (*row[:at], _bytes(record.measurement.communication_bytes), *row[at:])
             for row, record in zip(rows, records, strict=True)
         ],
     )
+
+
+def _bytes(size: int) -> str:
+    """A test that communicated nothing leaves its cell empty, as one with no snapshot does."""
+    return format_bytes(size) if size else ""
 
 
 def _unsupported_rows(

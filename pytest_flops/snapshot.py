@@ -3,7 +3,7 @@
 ::
 
     {
-      "version": 1,
+      "version": 2,
       "test": "TestModel::test_forward[cpu]",
       "depth": 3,
       "measurements": {
