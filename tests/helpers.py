@@ -16,6 +16,7 @@ import pytest
 __all__ = [
     "BEFORE_PYTEST_9",
     "NET",
+    "OUTER",
     "flops_line",
     "snapshot_bytes",
     "snapshot_tree",
@@ -41,6 +42,17 @@ class Net(torch.nn.Module):
 """
 """A model whose train step on a (4, 9) batch counts 2*4*9*out forward and as much for the
 weight gradient (its input needs no grad): 1,440 FLOP with ``out=10``."""
+
+OUTER = """
+class Outer(torch.nn.Module):
+    def __init__(self, out):
+        super().__init__()
+        self.net = Net(out)
+
+    def forward(self, x):
+        return self.net(x)
+"""
+"""``Net`` one level down (``Outer.net.fc``), for tests of the module depth; after ``NET``."""
 
 
 def snapshot_dir(root: Path, test_file: str) -> Path:

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from tests.helpers import BEFORE_PYTEST_9, NET, flops_line, snapshot_bytes, stored
+from tests.helpers import BEFORE_PYTEST_9, NET, OUTER, flops_line, snapshot_bytes, stored
 
 TRAIN = """
 def test_{name}(flops):
@@ -173,16 +173,9 @@ def test_a_test_that_stops_measuring_fails_until_updated(pytester: pytest.Pytest
 def test_markers_merge_keywords_the_closest_winning(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         test_m=NET
+        + OUTER
         + """
 pytestmark = pytest.mark.flops(rtol=0.5, depth=3)
-
-class Outer(torch.nn.Module):
-    def __init__(self, out):
-        super().__init__()
-        self.net = Net(out)
-
-    def forward(self, x):
-        return self.net(x)
 
 @pytest.mark.flops(depth=1)
 def test_a(flops):

@@ -5,22 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import stored, stored_totals
+from tests.helpers import NET as NET_MODULE
+from tests.helpers import OUTER, stored, stored_totals
 
-NET = """
-import pytest
-import torch
-
-class Net(torch.nn.Module):
-    def __init__(self, out=10):
-        super().__init__()
-        self.fc = torch.nn.Linear(9, out)
-
-    def forward(self, x):
-        return self.fc(x)
-
-OUT = {out}
-"""
+NET = NET_MODULE + "\nOUT = {out}\n"
 
 
 # -- limit_flops ---------------------------------------------------------------------------
@@ -100,15 +88,9 @@ def test_bad_marker_arguments_are_usage_errors_naming_the_test(
 
 
 def test_rtol_and_depth_from_marker_cli_and_ini(pytester: pytest.Pytester) -> None:
-    tests = """
-class Outer(torch.nn.Module):
-    def __init__(self, out):
-        super().__init__()
-        self.net = Net(out)
-
-    def forward(self, x):
-        return self.net(x)
-
+    tests = (
+        OUTER
+        + """
 def test_default(flops):
     model = Outer(OUT)
     with flops(model):
@@ -120,6 +102,7 @@ def test_marked(flops):
     with flops(model):
         model(torch.randn(4, 9))
 """
+    )
     pytester.makepyfile(test_m=NET.format(out=10) + tests)
     pytester.runpytest("--flops-update").assert_outcomes(passed=2)
     modules = {
