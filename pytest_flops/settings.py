@@ -130,7 +130,9 @@ def _value_or_ini(
         return value
     try:
         raw = config.getini(name)
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError, pytest.UsageError) as error:
+        # pytest 9.2 reports a value of the wrong type itself, as a UsageError
+        # that does not name the key when the file was pytest.ini
         expected = "a number >= 0" if kind == "float" else "an integer >= 0"
         raise pytest.UsageError(f"ini option {name}: expected {expected} ({error})") from None
     if raw is None:
