@@ -291,7 +291,8 @@ class FlopCounterMode(TorchDispatchMode):
                 return NotImplemented  # DTensor runs it on each rank's shards, counted here
             if in_sharding_propagation():
                 return func(*args, **kwargs)  # DTensor working out shapes: no work
-        if torch.is_grad_enabled() and _current_autograd_node() is not None:
+        # forward ops (no node executing) answer with one call
+        if _current_autograd_node() is not None and torch.is_grad_enabled():
             self._modules.note_node_made_in_backward()
         if kind is _OpKind.UNCOUNTED:  # most ops: the fast path
             return func(*args, **kwargs)
