@@ -84,16 +84,11 @@ _SUBCLASS_METADATA_OPS = frozenset(
 _EAGER_KERNEL = torch._C.DispatchKey.CompositeExplicitAutograd
 
 
-_Row = tuple[defaultdict[FlopTarget, int], list[int], defaultdict[str, list[int]]]
-"""One module row's counts by op, forward/backward sums and traffic."""
+_Counts = tuple[defaultdict[FlopTarget, int], list[int], defaultdict[str, list[int]]]
+"""Counts by op, forward/backward sums and traffic (calls, bytes) by collective."""
 
-_Tables = tuple[
-    defaultdict[str, defaultdict[FlopTarget, int]],
-    defaultdict[str, list[int]],
-    Counter[str],
-    defaultdict[str, defaultdict[str, list[int]]],
-]
-"""flop_counts, phase_counts, unsupported_ops and traffic_counts."""
+_Chains = dict[tuple[str, ...], _Counts]
+"""The counts of the ops run under each chain of module rows (``Global`` implied)."""
 
 
 class _OpKind(Enum):
@@ -164,44 +159,54 @@ class FlopCounterMode(TorchDispatchMode):
             },
             FLOP_FORMULAS,
         )
-        self.flop_counts: defaultdict[str, defaultdict[FlopTarget, int]] = defaultdict(
-            lambda: defaultdict(int)
-        )
-        self.phase_counts: defaultdict[str, list[int]] = defaultdict(lambda: [0, 0])
+        # An op adds to one entry, its chain's; the rows are summed when read.
+        self._chains: _Chains = {}
         self.unsupported_ops: Counter[str] = Counter()
-        self.traffic_counts: defaultdict[str, defaultdict[str, list[int]]] = defaultdict(
-            lambda: defaultdict(lambda: [0, 0])
-        )
         self.world: World | None = None  # where the block ran, if in a process group
         # by id(op): ops live as long as torch, and their own __hash__ is Python code
         self._op_kinds: dict[int, _OpKind] = {}
         self._op_formulas: dict[int, FlopFormula] = {}  # of the counted ones
-        self._rows: dict[tuple[str, ...], list[_Row]] = {}
         self._active = 0
         self._modules = ModuleTracker(root_names(models))
         self._while_counting = ExitStack()
 
     # -- results ------------------------------------------------------------------
 
+    @property
+    def flop_counts(self) -> defaultdict[str, defaultdict[FlopTarget, int]]:
+        """``{row: {op: flops}}``, summed from the counts when read."""
+        return _rows(self._chains)[0]
+
+    @property
+    def phase_counts(self) -> defaultdict[str, list[int]]:
+        """``{row: [forward flops, backward flops]}``, summed from the counts when read."""
+        return _rows(self._chains)[1]
+
+    @property
+    def traffic_counts(self) -> defaultdict[str, defaultdict[str, list[int]]]:
+        """``{row: {collective: [calls, bytes]}}``, summed from the counts when read."""
+        return _rows(self._chains)[2]
+
     def get_total_flops(self) -> int:
-        return sum(self.flop_counts[GLOBAL].values())
+        return _total(self._chains)
 
     def get_flop_counts(self) -> dict[str, dict[Any, int]]:
         return {module: dict(counts) for module, counts in self.flop_counts.items()}
 
     def to_measurement(self) -> Measurement:
         """Freeze the counts into a :class:`~pytest_flops.Measurement`."""
+        flop_counts, phase_counts, traffic_counts = _rows(self._chains)
         modules = {
             path: ModuleFlops(
-                forward=self.phase_counts[path][0],
-                backward=self.phase_counts[path][1],
-                by_op={op_name(op): flops for op, flops in self.flop_counts[path].items()},
+                forward=phase_counts[path][0],
+                backward=phase_counts[path][1],
+                by_op={op_name(op): flops for op, flops in flop_counts[path].items()},
                 communication={
                     op: Traffic(calls=calls, bytes=size)
-                    for op, (calls, size) in self.traffic_counts[path].items()
+                    for op, (calls, size) in traffic_counts[path].items()
                 },
             )
-            for path in dict.fromkeys([*self.flop_counts, *self.traffic_counts])
+            for path in flop_counts
         }
         modules.setdefault(GLOBAL, ModuleFlops())
         return Measurement(
@@ -228,14 +233,11 @@ class FlopCounterMode(TorchDispatchMode):
 
     def __enter__(self) -> FlopCounterMode:
         if self._active == 0:
-            self.flop_counts.clear()
-            self.phase_counts.clear()
+            self._chains = {}
             self.unsupported_ops.clear()
-            self.traffic_counts.clear()
             self.world = current_world()
             self._op_kinds.clear()
             self._op_formulas.clear()
-            self._rows.clear()
             self._modules.start()
             self._while_counting = ExitStack()
             try:
@@ -369,42 +371,25 @@ class FlopCounterMode(TorchDispatchMode):
         """``cond`` with a predicate that has no value: the branch that counts more."""
         branches = []
         for branch in (true_fn, false_fn):
-            with self._isolated() as counts, _disable_current_modes(), self._counting_again():
+            with self._isolated() as tables, _disable_current_modes(), self._counting_again():
                 out = branch(*operands)
-            branches.append((sum(counts[0][GLOBAL].values()), out, counts))
-        _, out, (flop_counts, phase_counts, unsupported, traffic) = max(
-            branches, key=lambda b: b[0]
-        )
-        for path, ops in flop_counts.items():
-            for op, flops in ops.items():
-                self.flop_counts[path][op] += flops
-        for path, (forward, backward) in phase_counts.items():
-            self.phase_counts[path][0] += forward
-            self.phase_counts[path][1] += backward
+            branches.append((_total(tables[0]), out, tables))
+        _, out, (chains, unsupported) = max(branches, key=lambda b: b[0])
+        for chain, counts in chains.items():
+            _add(self._counts(chain), counts)
         self.unsupported_ops.update(unsupported)
-        for path, moved in traffic.items():
-            for name, (calls, size) in moved.items():
-                self.traffic_counts[path][name][0] += calls
-                self.traffic_counts[path][name][1] += size
         return out
 
     @contextmanager
-    def _isolated(self) -> Iterator[_Tables]:
+    def _isolated(self) -> Iterator[tuple[_Chains, Counter[str]]]:
         """Count into fresh tables, handed out, and restore this mode's afterwards."""
-        kept = self.flop_counts, self.phase_counts, self.unsupported_ops, self.traffic_counts
-        kept_rows, self._rows = self._rows, {}
-        fresh: _Tables = (
-            defaultdict(lambda: defaultdict(int)),
-            defaultdict(lambda: [0, 0]),
-            Counter(),
-            defaultdict(lambda: defaultdict(lambda: [0, 0])),
-        )
-        self.flop_counts, self.phase_counts, self.unsupported_ops, self.traffic_counts = fresh
+        kept = self._chains, self.unsupported_ops
+        fresh: tuple[_Chains, Counter[str]] = ({}, Counter())
+        self._chains, self.unsupported_ops = fresh
         try:
             yield fresh
         finally:
-            self.flop_counts, self.phase_counts, self.unsupported_ops, self.traffic_counts = kept
-            self._rows = kept_rows
+            self._chains, self.unsupported_ops = kept
 
     def _formula(self, packet: OpOverloadPacket) -> FlopFormula | None:
         """Ours (or a custom_mapping's); for the user's own ops, one registered with torch."""
@@ -439,26 +424,57 @@ class FlopCounterMode(TorchDispatchMode):
 
     def _record(self, op: FlopTarget, flops: int) -> None:
         node = _current_autograd_node()
-        phase = 0 if node is None else 1
-        for op_counts, phases, _ in self._current_rows(node):
-            op_counts[op] += flops
-            phases[phase] += flops
+        op_counts, phases, _ = self._counts(self._modules.paths(node))
+        op_counts[op] += flops
+        phases[0 if node is None else 1] += flops
 
     def _record_traffic(self, op: str, size: int) -> None:
-        for _, _, traffic in self._current_rows(_current_autograd_node()):
-            traffic[op][0] += 1
-            traffic[op][1] += size
+        _, _, traffic = self._counts(self._modules.paths(_current_autograd_node()))
+        traffic[op][0] += 1
+        traffic[op][1] += size
 
-    def _current_rows(self, node: Any) -> list[_Row]:
-        """The rows (``Global`` first) of the op running now, resolved once per module path."""
-        paths = self._modules.paths(node)
-        rows = self._rows.get(paths)
-        if rows is None:
-            rows = self._rows[paths] = [
-                (self.flop_counts[path], self.phase_counts[path], self.traffic_counts[path])
-                for path in (GLOBAL, *paths)
-            ]
-        return rows
+    def _counts(self, chain: tuple[str, ...]) -> _Counts:
+        counts = self._chains.get(chain)
+        if counts is None:
+            counts = self._chains[chain] = (defaultdict(int), [0, 0], defaultdict(lambda: [0, 0]))
+        return counts
+
+
+def _rows(
+    chains: _Chains,
+) -> tuple[
+    defaultdict[str, defaultdict[FlopTarget, int]],
+    defaultdict[str, list[int]],
+    defaultdict[str, defaultdict[str, list[int]]],
+]:
+    """Each row's counts: the sum over the chains it is in (``Global`` is in every one)."""
+    flop_counts: defaultdict[str, defaultdict[FlopTarget, int]] = defaultdict(
+        lambda: defaultdict(int)
+    )
+    phase_counts: defaultdict[str, list[int]] = defaultdict(lambda: [0, 0])
+    traffic_counts: defaultdict[str, defaultdict[str, list[int]]] = defaultdict(
+        lambda: defaultdict(lambda: [0, 0])
+    )
+    for chain, counts in chains.items():
+        for path in (GLOBAL, *chain):
+            _add((flop_counts[path], phase_counts[path], traffic_counts[path]), counts)
+    return flop_counts, phase_counts, traffic_counts
+
+
+def _add(into: _Counts, counts: _Counts) -> None:
+    ops, (forward, backward), moved = counts
+    into_ops, into_phases, into_traffic = into
+    for op, flops in ops.items():
+        into_ops[op] += flops
+    into_phases[0] += forward
+    into_phases[1] += backward
+    for name, (calls, size) in moved.items():
+        into_traffic[name][0] += calls
+        into_traffic[name][1] += size
+
+
+def _total(chains: _Chains) -> int:
+    return sum(sum(ops.values()) for ops, _, _ in chains.values())
 
 
 def warm_up() -> None:

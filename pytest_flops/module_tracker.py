@@ -292,7 +292,11 @@ class ModuleTracker:
         return stack
 
     def _thread_nodes(self) -> _NodeIndex:
-        return self._nodes.setdefault(threading.get_ident(), _NodeIndex())
+        thread = threading.get_ident()
+        nodes = self._nodes.get(thread)
+        if nodes is None:
+            nodes = self._nodes[thread] = _NodeIndex()
+        return nodes
 
     def _frame_of(self, node: Any) -> _Frame | None:
         """The module call that made autograd ``node``; None if unknown or ambiguous.
