@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -59,19 +64,53 @@ def test_unwritable_snapshot_locations_fail_only_their_own_tests(pytester: pytes
     }
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through any file permission")
+@contextmanager
+def read_only(folder: Path) -> Iterator[None]:
+    """Nothing can be written in ``folder``: by permissions, or for root (who writes
+    through them) by making it immutable, where the file system and capabilities allow."""
+    if os.geteuid() != 0:
+        folder.chmod(0o500)
+        try:
+            yield
+        finally:
+            folder.chmod(0o700)
+        return
+    chattr = shutil.which("chattr")
+    if chattr is None or subprocess.run([chattr, "+i", folder], capture_output=True).returncode:
+        pytest.skip("running as root, and `chattr +i` (an immutable directory) is not available")
+    try:
+        yield
+    finally:
+        subprocess.run([chattr, "-i", folder], check=True)
+
+
 def test_a_read_only_snapshot_directory_fails_only_its_tests(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_m=train_tests("a"))
     folder = pytester.path / "__flops__"
-    folder.mkdir(mode=0o500)
-    try:
+    folder.mkdir()
+    with read_only(folder):
         result = pytester.runpytest("--flops-update")
-    finally:
-        folder.chmod(0o700)
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(
-        ["Cannot write the FLOP snapshot of test_m.py::test_a: *Permission*"]
+        [
+            "Cannot write the FLOP snapshot of test_m.py::test_a: "
+            "__flops__/test_m.py/test_a.flops.json: [[]Errno 1*"  # EPERM (immutable) or EACCES
+        ]
     )
+    assert not any(folder.iterdir())
+
+
+def test_a_read_only_checkout_still_compares(pytester: pytest.Pytester) -> None:
+    """CI may check the baselines out read-only: comparing writes nothing, and still fails."""
+    pytester.makepyfile(test_m=train_tests("a"))
+    pytester.runpytest("--flops-update").assert_outcomes(passed=1)
+    folder = pytester.path / "__flops__" / "test_m.py"
+    with read_only(folder):
+        pytester.runpytest().assert_outcomes(passed=1)
+        pytester.makepyfile(test_m=train_tests("a").replace("randn(4, 9)", "randn(8, 9)"))
+        result = pytester.runpytest()
+    result.assert_outcomes(failed=1)
+    assert flops_line(result) == "flops: 0 tests passed, 1 failed, 0 written, 0 removed"
 
 
 def test_a_stale_snapshot_that_cannot_be_removed_is_reported(pytester: pytest.Pytester) -> None:
