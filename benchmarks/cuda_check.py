@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -199,12 +199,12 @@ def check_flex_attention(report: Report, device: str) -> None:
         "higher_order.flex_attention_backward": sdpa_backward_flop_count(*shapes),
     }
     block_mask = create_block_mask(causal, 1, 1, 256, 256, device=device)
+
+    def step(**kwargs: Any) -> None:
+        flex_attention(q, kv, kv, enable_gqa=True, **kwargs).sum().backward()
+
     for name, kwargs in [("no mask", {}), ("causal block mask", {"block_mask": block_mask})]:
-        measured = measure(
-            lambda kwargs=kwargs: (
-                flex_attention(q, kv, kv, enable_gqa=True, **kwargs).sum().backward()
-            )
-        )
+        measured = measure(partial(step, **kwargs))
         report.check(f"FlexAttention GQA, {name}, counted dense", measured.by_op, expected)
 
 
@@ -274,7 +274,7 @@ def check_scaled_mm(report: Report, device: str) -> None:
     report.check("_scaled_mm", measured.by_op, {"aten._scaled_mm": 2 * 64 * 32 * 16})
 
 
-def grouped_mm_step(device: str) -> tuple[int, int, dict[str, int]]:
+def grouped_mm_step(device: str) -> tuple[int, int, Mapping[str, int]]:
     """10 of 16 token rows routed to 3 experts (64 -> 32), forward and backward."""
     torch.manual_seed(0)
     tokens = torch.randn(16, 64, device=device, dtype=torch.bfloat16, requires_grad=True)
@@ -306,7 +306,7 @@ def check_models(report: Report, device: str) -> None:
             torch.manual_seed(0)
             model = make_model().to(where)
             tokens = torch.randint(0, 64, (2, 16), device=where)
-            measured = measure(lambda model=model, tokens=tokens: model(tokens).sum().backward())
+            measured = measure(partial(train_step, model, tokens))
             counts[where] = (*phases(measured), measured.unsupported)
         report.check(f"{name} train step, {device} vs CPU", counts[device], counts["cpu"])
 
@@ -367,10 +367,14 @@ def check_varlen_attention(report: Report, device: str) -> None:
     options: dict[str, Any] = {"device": device, "dtype": torch.bfloat16, "requires_grad": True}
     q, k, v = (torch.randn(192, 8, 64, **options) for _ in range(3))
     lengths = torch.tensor([0, 128, 192], device=device, dtype=torch.int32)
+
+    def step() -> None:
+        out = varlen_attn(q, k, v, lengths, lengths, 128, 128)
+        assert isinstance(out, torch.Tensor)  # no auxiliary outputs asked for
+        out.sum().backward()
+
     try:
-        measured = measure(
-            lambda: varlen_attn(q, k, v, lengths, lengths, 128, 128).sum().backward()
-        )
+        measured = measure(step)
     except RuntimeError as error:  # no flash kernel for this GPU
         report.skip("varlen_attn", str(error).splitlines()[0][:100])
         return

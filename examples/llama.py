@@ -67,6 +67,9 @@ class RMSNorm(nn.Module):
 class RotaryEmbedding(nn.Module):
     """Rotates query and key channel pairs by a position-dependent angle."""
 
+    cos: torch.Tensor
+    sin: torch.Tensor
+
     def __init__(self, head_dim: int, max_seq_len: int, theta: float) -> None:
         super().__init__()
         inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2).float() / head_dim)
@@ -163,11 +166,12 @@ def shard(model: Llama, mesh: DeviceMesh, *, mlp_tensor_parallel: bool = True) -
     from torch.distributed.fsdp import fully_shard
     from torch.distributed.tensor.parallel import (
         ColwiseParallel,
+        ParallelStyle,
         RowwiseParallel,
         parallelize_module,
     )
 
-    plan: dict[str, ColwiseParallel | RowwiseParallel] = {
+    plan: dict[str, ParallelStyle] = {
         "attn.q_proj": ColwiseParallel(),
         "attn.k_proj": ColwiseParallel(),
         "attn.v_proj": ColwiseParallel(),

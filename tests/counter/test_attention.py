@@ -74,7 +74,7 @@ def test_cpu_sdpa_counts_what_the_fused_cuda_kernels_count() -> None:
 
 
 # (q shape, k/v shape, D_v, SDPA kwargs, forward, backward); B=2, D=8 throughout
-FUSED_CASES = {
+FUSED_CASES: dict[str, tuple[tuple[int, ...], tuple[int, ...], int, dict[str, Any], int, int]] = {
     # 8 query heads share 2 kv heads: 2*2*8*16*12*(8+8) and 2*2*8*16*12*(24+16)
     "gqa": ((2, 8, 16, 8), (2, 2, 12, 8), 8, {"enable_gqa": True}, 98_304, 245_760),
     # 4 query heads share 1 kv head: 2*2*4*16*12*16 and 2*2*4*16*12*40

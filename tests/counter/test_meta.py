@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Literal
 
 import pytest
 import torch
@@ -86,7 +87,9 @@ def test_model_built_on_meta_counts_like_cpu(cpu_counts: Measurement) -> None:
 
 
 @pytest.mark.parametrize("device", ["meta", "fake"])
-def test_count_of_a_train_step_equals_running_it(device: str, cpu_counts: Measurement) -> None:
+def test_count_of_a_train_step_equals_running_it(
+    device: Literal["meta", "fake"], cpu_counts: Measurement
+) -> None:
     model, tokens = small_llama()
     assert pytest_flops.count(train_step, model, tokens, device=device) == cpu_counts
 
@@ -128,7 +131,9 @@ def test_count_keeps_tied_weights_tied() -> None:
 
 
 @pytest.mark.parametrize(("device", "seen"), [("meta", "meta"), ("fake", "cpu")])
-def test_count_replaces_keyword_tensors_and_fake_keeps_the_device(device: str, seen: str) -> None:
+def test_count_replaces_keyword_tensors_and_fake_keeps_the_device(
+    device: Literal["meta", "fake"], seen: str
+) -> None:
     devices: list[tuple[str, bool]] = []
 
     def matmul(*, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -64,7 +64,9 @@ def test_lstm_counts_what_an_lstm_cell_loop_counts() -> None:
     ],
 )
 def test_gru_and_rnn_count_what_their_cell_loops_count(
-    rnn_type: type[nn.RNNBase], cell_type: type[nn.RNNCellBase], forward: int
+    rnn_type: Callable[[int, int], nn.RNNBase],
+    cell_type: Callable[[int, int], nn.RNNCellBase],
+    forward: int,
 ) -> None:
     rnn, cell = rnn_type(128, 256), cell_type(128, 256)
     x = torch.randn(4, 32, 128, requires_grad=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from typing import cast
 
 import pytest
 import torch
@@ -50,7 +51,7 @@ def test_a_submodule_passed_alone_gets_its_own_rows_whoever_calls_it() -> None:
 @pytest.mark.filterwarnings("ignore:Using `torch.compile.module.` when there are global hooks")
 def test_a_compiled_model_is_the_module_it_compiled() -> None:
     model = two_layers()
-    compiled = torch.compile(model)
+    compiled = cast(nn.Module, torch.compile(model))  # an OptimizedModule; typed as a callable
     flops = Flops()
     with flops(compiled):
         compiled(X)

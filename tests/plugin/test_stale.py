@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -21,8 +22,16 @@ def module(tmp_path: Path) -> Path:
     return make(tmp_path / "tests" / "test_models.py")
 
 
-def whole(*tests: str, **more: set[str]) -> CollectedFile:
-    return CollectedFile(walked=True, tests=set(tests), ran=set(tests), **more)
+def whole(
+    *tests: str, measured: Iterable[str] = (), unmeasured: Iterable[str] = ()
+) -> CollectedFile:
+    return CollectedFile(
+        walked=True,
+        tests=set(tests),
+        ran=set(tests),
+        measured=set(measured),
+        unmeasured=set(unmeasured),
+    )
 
 
 def record(module: Path, collected: CollectedFile, **fields: object) -> RunRecord:
