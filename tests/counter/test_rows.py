@@ -126,3 +126,25 @@ def test_models_that_cannot_be_named_apart_are_refused(
 ) -> None:
     with pytest.raises((ValueError, TypeError), match=problem):
         Flops()(*models(two_layers()))  # type: ignore[arg-type]
+
+
+def test_every_row_is_the_sum_of_the_calls_under_it_and_a_read_only_view() -> None:
+    model = two_layers()
+    with FlopCounterMode(display=False) as mode:
+        model(X).sum().backward()
+        model[1](torch.randn(3, 6))  # the second layer alone, outside the model's call
+    addmm, mm = torch.ops.aten.addmm, torch.ops.aten.mm
+    # backward: the grads of layer 1's input (3, 2) @ (2, 6) and weight (2, 3) @ (3, 6),
+    # 72 each; layer 0 needs only its weight's, (6, 3) @ (3, 4): 144
+    assert mode.flop_counts == {
+        "Global": {addmm: LINEAR_4_6 + 2 * LINEAR_6_2, mm: 2 * LINEAR_6_2 + LINEAR_4_6},
+        "Sequential": {addmm: LINEAR_4_6 + LINEAR_6_2, mm: 2 * LINEAR_6_2 + LINEAR_4_6},
+        "Sequential.0": {addmm: LINEAR_4_6, mm: LINEAR_4_6},
+        "Sequential.1": {addmm: LINEAR_6_2, mm: 2 * LINEAR_6_2},
+        "Linear": {addmm: LINEAR_6_2},  # the lone call starts a row of its own
+    }
+    assert mode.phase_counts["Sequential"] == [LINEAR_4_6 + LINEAR_6_2, 2 * LINEAR_6_2 + LINEAR_4_6]
+    mode.flop_counts["Global"][addmm] = 0
+    mode.phase_counts["Global"][0] = 0
+    assert mode.get_total_flops() == 2 * LINEAR_4_6 + 4 * LINEAR_6_2
+    assert mode.phase_counts["Global"] == [LINEAR_4_6 + 2 * LINEAR_6_2, 2 * LINEAR_6_2 + LINEAR_4_6]
