@@ -123,10 +123,10 @@ def limit_flops(
     if limit is None and forward is None and backward is None and communication is None:
         raise ValueError("limit_flops needs a limit, e.g. limit_flops('4 GFLOP')")
     return Budget(
-        total=_amount("limit", limit),
-        forward=_amount("forward", forward),
-        backward=_amount("backward", backward),
-        communication=_size("communication", communication),
+        total=_parsed("limit", limit, parse_flops),
+        forward=_parsed("forward", forward, parse_flops),
+        backward=_parsed("backward", backward, parse_flops),
+        communication=_parsed("communication", communication, parse_bytes),
     )
 
 
@@ -246,20 +246,14 @@ def _problem(expected: str, value: object, source: str | None) -> str:
     return text if source is None else f"{source}: {text}"
 
 
-def _amount(what: str, value: FlopAmount | None) -> int | None:
+def _parsed(
+    what: str, value: FlopAmount | ByteSize | None, parse: Callable[[FlopAmount | ByteSize], int]
+) -> int | None:
+    """``value`` parsed (a FLOP amount or a byte size); an error names the keyword."""
     if value is None:
         return None
     try:
-        return parse_flops(value)
-    except ValueError as error:
-        raise ValueError(f"{what}: {error}") from None
-
-
-def _size(what: str, value: ByteSize | None) -> int | None:
-    if value is None:
-        return None
-    try:
-        return parse_bytes(value)
+        return parse(value)
     except ValueError as error:
         raise ValueError(f"{what}: {error}") from None
 

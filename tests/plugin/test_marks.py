@@ -66,6 +66,11 @@ def test_forward_over(flops):
         ("limit_flops(-1)", "limit: a FLOP amount cannot be negative, got -1"),
         ("limit_flops(backward=True)", "backward: expected a FLOP amount such as '4 GFLOP'"),
         ("limit_flops()", "limit_flops needs a limit"),
+        (
+            'limit_flops(communication="64 GFLOP")',
+            "communication: cannot read '64 GFLOP' as a size",
+        ),
+        ("limit_flops(communication=-1)", "communication: a size cannot be negative, got -1"),
         ('limit_flops("1 GFLOP", fwd=1)', "unexpected keyword argument 'fwd'"),
         ("flops(rtol=-1)", "rtol: expected a number >= 0, got -1"),
         ('flops(depth="deep")', "depth: expected an integer >= 0, got 'deep'"),
