@@ -30,8 +30,8 @@ from steps import llama_train_step, meta_llama
 
 from examples.llama import LLAMA_70B
 from pytest_flops import count
-from pytest_flops.export import Export, RunMetadata, write_exports
-from pytest_flops.records import MeasurementRecord, Status
+from pytest_flops.reports.export import Export, RunMetadata, write_exports
+from pytest_flops.reports.records import MeasurementRecord, Status
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # examples/, run f
 
 from examples.models import LSTMLanguageModel, TinyGPT
 from pytest_flops import FlopCounterMode, Measurement
-from pytest_flops.formulas.attention import sdpa_backward_flop_count, sdpa_flop_count
+from pytest_flops.counting.formulas.attention import sdpa_backward_flop_count, sdpa_flop_count
 
 Shape = tuple[int, ...]
 

@@ -18,7 +18,7 @@ sys.path.insert(0, str(REPO))  # examples/, when run as a script
 from examples.llama import Llama, LlamaConfig  # noqa: E402
 from examples.models import TinyGPT  # noqa: E402
 from pytest_flops import FlopCounterMode  # noqa: E402
-from pytest_flops.meta_as_cpu import cpu_kernels_on_meta  # noqa: E402
+from pytest_flops.counting.meta_as_cpu import cpu_kernels_on_meta  # noqa: E402
 
 SEQ_LEN = 2048
 

@@ -1,6 +1,6 @@
 """A Llama-architecture decoder in plain ``torch.nn``, for counting FLOPs at real sizes.
 
-The test suite depends on this file (tests/counter/test_llama.py checks its counts
+The test suite depends on this file (tests/counting/test_llama.py checks its counts
 against the analytic formula; the benchmarks time it): change it with them.
 
 RMSNorm, rotary position embeddings, grouped-query causal attention through

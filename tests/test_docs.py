@@ -22,8 +22,8 @@ import pytest
 import yaml
 
 import pytest_flops
-from pytest_flops.fixture import Flops
-from pytest_flops.marks import MARKERS
+from pytest_flops.counting.fixture import Flops
+from pytest_flops.plugin.marks import MARKERS
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -149,12 +149,15 @@ def test_every_fixture_attribute_is_in_the_fixture_table() -> None:
 
 
 def test_the_architecture_page_names_every_module() -> None:
-    named = set(re.findall(r"^\| `([a-z_]+(?:\.py|/))`", page("architecture.md"), re.M))
-    modules = {p.name for p in (ROOT / "pytest_flops").glob("*.py")} - {"__init__.py"}
-    packages = {
-        f"{p.name}/" for p in (ROOT / "pytest_flops").iterdir() if (p / "__init__.py").exists()
+    named = set(re.findall(r"^\| `([a-z_/]+(?:\.py|/))`", page("architecture.md"), re.M))
+    package = ROOT / "src" / "pytest_flops"
+    formulas = package / "counting" / "formulas"
+    modules = {
+        path.relative_to(package).as_posix()
+        for path in package.rglob("*.py")
+        if formulas not in path.parents and path.name != "__init__.py"
     }
-    assert named == modules | packages
+    assert named == modules | {"__init__.py", "counting/formulas/"}
 
 
 def test_the_site_builds_strictly(tmp_path: Path) -> None:

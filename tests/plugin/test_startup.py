@@ -17,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-WATCHED = ("torch", "torch._dynamo", "pytest_flops.counter")
+WATCHED = ("torch", "torch._dynamo", "pytest_flops.counting.counter")
 seen = {}
 
 
@@ -82,7 +82,11 @@ def test_a_suite_that_uses_no_flop_feature_never_imports_torch(pytester: pytest.
         "--flops-report-md=flops.md",
         "--flops-report-html=flops.html",
     )
-    assert seen["finish"] == {"torch": False, "torch._dynamo": False, "pytest_flops.counter": False}
+    assert seen["finish"] == {
+        "torch": False,
+        "torch._dynamo": False,
+        "pytest_flops.counting.counter": False,
+    }
     # the exports are written all the same
     assert json.loads((pytester.path / "flops.json").read_text())["measurements"] == []
 
@@ -96,7 +100,7 @@ def test_the_counter_is_imported_at_the_end_of_collection(
     assert seen["first test"] == {
         "torch": True,
         "torch._dynamo": False,
-        "pytest_flops.counter": True,
+        "pytest_flops.counting.counter": True,
     }
     assert seen["finish"]["torch._dynamo"] is False
 
@@ -108,9 +112,9 @@ def test_collect_only_imports_no_counter(pytester: pytest.Pytester) -> None:
     assert result.ret == 0, result.outlines
     seen = json.loads((pytester.path / "modules.json").read_text())
     # the test file imports torch itself; the counter waits for a run
-    assert seen["finish"]["pytest_flops.counter"] is False
+    assert seen["finish"]["pytest_flops.counting.counter"] is False
 
 
 def test_deselecting_every_measuring_test_imports_no_counter(pytester: pytest.Pytester) -> None:
     seen = imported(pytester, MEASURING, "-k", "test_plain")
-    assert seen["finish"]["pytest_flops.counter"] is False
+    assert seen["finish"]["pytest_flops.counting.counter"] is False

@@ -3,9 +3,9 @@
 import pytest
 
 from pytest_flops import Measurement, ModuleFlops, SnapshotFormatError, Status
-from pytest_flops.marks import Budget, limit_flops
-from pytest_flops.snapshot import FlopsSnapshot
-from pytest_flops.verdict import Verdict, judge
+from pytest_flops.plugin.marks import Budget, limit_flops
+from pytest_flops.plugin.verdict import Verdict, judge
+from pytest_flops.snapshots.format import FlopsSnapshot
 
 LOCATION = "tests/__flops__/test_models.py/test_a.flops.json"
 

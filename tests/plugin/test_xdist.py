@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from pytest_flops import xdist
 from pytest_flops.measurement import DEFAULT_NAME, GLOBAL, Measurement, ModuleFlops
-from pytest_flops.records import MeasurementRecord, Status
-from pytest_flops.session import FlopsSession, Outcome, TestResult
-from pytest_flops.settings import Settings
-from pytest_flops.stale import CollectedFile
+from pytest_flops.plugin import xdist
+from pytest_flops.plugin.session import FlopsSession, Outcome, TestResult
+from pytest_flops.plugin.settings import Settings
+from pytest_flops.reports.records import MeasurementRecord, Status
+from pytest_flops.snapshots.stale import CollectedFile
 from tests.helpers import snapshot_tree
 
 TEST_A = """

@@ -17,7 +17,7 @@ import torch.nn.modules.module as module_globals
 from torch.overrides import _get_current_function_mode_stack
 from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
 
-from pytest_flops import meta_as_cpu
+from pytest_flops.counting import meta_as_cpu
 from tests.helpers import snapshot_bytes
 
 

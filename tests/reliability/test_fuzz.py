@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pytest_flops import Measurement, ModuleFlops, SnapshotFormatError
-from pytest_flops.snapshot import FlopsSnapshot
-from pytest_flops.storage import SnapshotStore
+from pytest_flops.snapshots.format import FlopsSnapshot
+from pytest_flops.snapshots.store import SnapshotStore
 
 WHERE = "tests/__flops__/test_m.py/test_a.flops.json"
 

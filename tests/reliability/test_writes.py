@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-import pytest_flops.storage
-from pytest_flops.snapshot import FlopsSnapshot
-from pytest_flops.storage import SnapshotStore
+import pytest_flops.snapshots.store
+from pytest_flops.snapshots.format import FlopsSnapshot
+from pytest_flops.snapshots.store import SnapshotStore
 from tests.helpers import snapshot_bytes
 
 TESTS = """
@@ -48,7 +48,7 @@ import os
 import signal
 from pathlib import Path
 
-import pytest_flops.storage
+import pytest_flops.snapshots.store
 
 TARGET, POINT, HOW = {settings!r}
 real_replace = os.replace
@@ -89,12 +89,12 @@ def interrupting_replace(source, destination):
     real_replace(source, destination)
 
 
-pytest_flops.storage.open = interrupting_open
+pytest_flops.snapshots.store.open = interrupting_open
 os.replace = interrupting_replace
 
 
 def pytest_unconfigure():
-    pytest_flops.storage.open = open
+    pytest_flops.snapshots.store.open = open
     os.replace = real_replace
 """
 
@@ -122,7 +122,7 @@ def interrupted_update(
     else:
         # The conftest restores both at unconfigure; monkeypatch is the safety net.
         monkeypatch.setattr(os, "replace", os.replace)
-        monkeypatch.setattr(pytest_flops.storage, "open", open, raising=False)
+        monkeypatch.setattr(pytest_flops.snapshots.store, "open", open, raising=False)
         result = pytester.runpytest("--flops-update", no_reraise_ctrlc=True)
         assert result.ret == pytest.ExitCode.INTERRUPTED
         result.stdout.fnmatch_lines(["*KeyboardInterrupt*"])

@@ -1,0 +1,48 @@
+"""The op-formula table: which ops cost FLOPs, and how many.
+
+One module per family of ops, each formula a small pure function of shapes
+registered by :func:`register_flop_formula`; :mod:`~pytest_flops.counting.formulas.uncounted`
+lists the ops that cost 0 by convention. Importing this package fills the table.
+"""
+
+from pytest_flops.counting.formulas import (
+    attention,
+    conv,
+    fused,
+    linalg,
+    matmul,
+    rnn,
+    spectral,
+    vision,
+)
+from pytest_flops.counting.formulas.registry import (
+    FLOP_FORMULAS,
+    FlopFormula,
+    FlopTarget,
+    Shape,
+    as_table_formula,
+    register_flop_formula,
+    table_formula,
+    user_formula,
+)
+from pytest_flops.counting.formulas.uncounted import is_uncounted
+
+__all__ = [
+    "FLOP_FORMULAS",
+    "FlopFormula",
+    "FlopTarget",
+    "Shape",
+    "as_table_formula",
+    "attention",
+    "conv",
+    "fused",
+    "is_uncounted",
+    "linalg",
+    "matmul",
+    "register_flop_formula",
+    "rnn",
+    "spectral",
+    "table_formula",
+    "user_formula",
+    "vision",
+]

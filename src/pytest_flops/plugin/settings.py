@@ -1,0 +1,160 @@
+"""The plugin's command-line options and ini keys, and the session-wide settings they make.
+
+Options start with ``--flops-``, ini keys with ``flops_``; a value on the
+command line wins over the ini file, which wins over the default.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, TypeVar
+
+import pytest
+
+from pytest_flops.plugin.marks import parse_depth, parse_rtol
+
+DEFAULT_DEPTH = 3
+DEFAULT_RTOL = 0.0
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """The session-wide options, after CLI > ini > default."""
+
+    update: bool = False
+    rtol: float = DEFAULT_RTOL
+    depth: int = DEFAULT_DEPTH
+    report: bool = False
+    report_json: Path | None = None
+    report_md: Path | None = None
+    report_html: Path | None = None
+
+    @classmethod
+    def from_config(cls, config: pytest.Config) -> Settings:
+        return cls(
+            update=config.getoption("flops_update"),
+            rtol=_value_or_ini(config, "flops_rtol", parse_rtol, DEFAULT_RTOL, kind="float"),
+            depth=_value_or_ini(config, "flops_depth", parse_depth, DEFAULT_DEPTH, kind="int"),
+            report=config.getoption("flops_report"),
+            report_json=_path(config, "flops_report_json"),
+            report_md=_path(config, "flops_report_md"),
+            report_html=_path(config, "flops_report_html"),
+        )
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("flops", "FLOP-count snapshots (pytest-flops)")
+    group.addoption(
+        "--flops-update",
+        action="store_true",
+        default=False,
+        help="Write missing FLOP snapshots, rewrite changed ones and remove stale ones "
+        "(only on positive evidence that their tests are gone). Never touches syrupy's "
+        "snapshots.",
+    )
+    group.addoption(
+        "--flops-rtol",
+        metavar="R",
+        type=_command_line(parse_rtol),
+        default=None,
+        help=f"Relative tolerance of FLOP snapshot comparisons (ini: flops_rtol; "
+        f"default {DEFAULT_RTOL:g}, exact).",
+    )
+    group.addoption(
+        "--flops-depth",
+        metavar="N",
+        type=_command_line(parse_depth),
+        default=None,
+        help=f"Deepest module level kept in FLOP snapshots (ini: flops_depth; "
+        f"default {DEFAULT_DEPTH}).",
+    )
+    group.addoption(
+        "--flops-report",
+        action="store_true",
+        default=False,
+        help="Print a table of every measured test's FLOPs and change at the end of the session.",
+    )
+    group.addoption(
+        "--flops-report-json",
+        metavar="PATH",
+        default=None,
+        help="Write every measurement, its snapshot and the deltas to PATH as JSON.",
+    )
+    group.addoption(
+        "--flops-report-md",
+        metavar="PATH",
+        default=None,
+        help="Write the FLOPs report to PATH as Markdown (e.g. for $GITHUB_STEP_SUMMARY).",
+    )
+    group.addoption(
+        "--flops-report-html",
+        metavar="PATH",
+        default=None,
+        help="Write the FLOPs report to PATH as one self-contained HTML page, with an "
+        "icicle of each measured test's module tree.",
+    )
+    parser.addini(
+        "flops_rtol",
+        f"Relative tolerance of FLOP snapshot comparisons (default {DEFAULT_RTOL:g}).",
+        type="float",
+        default=None,
+    )
+    parser.addini(
+        "flops_depth",
+        f"Deepest module level kept in FLOP snapshots (default {DEFAULT_DEPTH}).",
+        type="int",
+        default=None,
+    )
+
+
+def _value_or_ini(
+    config: pytest.Config,
+    name: str,
+    parse: Callable[..., T],
+    default: T,
+    *,
+    kind: Literal["float", "int"],
+) -> T:
+    """The option's value if given on the command line, else the ini key's, else ``default``.
+
+    The ini key accepts a native TOML number (``[tool.pytest]``) or text
+    (``pytest.ini``, ``[tool.pytest.ini_options]``).
+    """
+    value = config.getoption(name)
+    if value is not None:
+        return value
+    try:
+        raw = config.getini(name)
+    except (TypeError, ValueError, pytest.UsageError) as error:
+        # pytest 9.2 reports a value of the wrong type itself, as a UsageError
+        # that does not name the key when the file was pytest.ini
+        expected = "a number >= 0" if kind == "float" else "an integer >= 0"
+        raise pytest.UsageError(f"ini option {name}: expected {expected} ({error})") from None
+    if raw is None:
+        return default
+    try:
+        return parse(raw, source=f"ini option {name}")
+    except ValueError as error:
+        raise pytest.UsageError(str(error)) from None
+
+
+def _command_line(parse: Callable[..., T]) -> Callable[[str], T]:
+    def read(text: str) -> T:
+        try:
+            return parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    read.__name__ = parse.__name__  # argparse names the type in some messages
+    return read
+
+
+def _path(config: pytest.Config, name: str) -> Path | None:
+    """A path option, relative to where pytest was invoked (a test may chdir)."""
+    value = config.getoption(name)
+    return None if value is None else config.invocation_params.dir / value

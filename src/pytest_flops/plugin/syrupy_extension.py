@@ -1,0 +1,99 @@
+"""Measurements asserted against syrupy's own ``snapshot`` fixture.
+
+::
+
+    def test_linear(snapshot):
+        model = torch.nn.Linear(4, 6)
+        measurement = pytest_flops.count(model, torch.randn(3, 4))
+        assert measurement == snapshot(extension_class=FlopsSnapshotExtension)
+
+syrupy then owns these snapshots, under its rules: ``--snapshot-update`` writes
+them into ``__snapshots__/``, a plain run compares them, syrupy's summary and
+unused-snapshot check report them. A mismatch shows the FLOP diagnosis (totals
+before → after, then the changed module and operator rows), not a text diff.
+The ``flops`` fixture's own snapshots (``__flops__/``, ``--flops-update``) are
+separate and keep pytest-flops' guarantees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
+
+from pytest_flops.measurement import DEFAULT_NAME, Measurement
+from pytest_flops.plugin import messages
+from pytest_flops.snapshots.format import document_text, read_document
+from pytest_flops.snapshots.store import FILE_SUFFIX
+from pytest_flops.validation import SnapshotFormatError
+
+__all__ = ["FlopsSnapshotExtension"]
+
+
+class FlopsSnapshotExtension(SingleFileSnapshotExtension):
+    """A syrupy extension for :class:`~pytest_flops.Measurement` and the ``flops`` fixture.
+
+    Serializes a ``Measurement`` (stored as the ``"default"`` measurement), the
+    ``flops`` fixture (each of its named measurements) or a ``{name:
+    Measurement}`` mapping to one JSON file per assertion.
+    """
+
+    file_extension = FILE_SUFFIX.removeprefix(".")
+    _write_mode = WriteMode.TEXT
+
+    def serialize(self, data: Any, **_: Any) -> str:
+        return document_text({}, measurements=_measurements(data))
+
+    def diff_lines(self, serialized_data: Any, snapshot_data: Any) -> Iterator[str]:
+        try:
+            _, after = read_document(str(serialized_data), keys=set(), where="measured")
+            _, before = read_document(str(snapshot_data), keys=set(), where="snapshot")
+        except SnapshotFormatError:  # a snapshot of another kind or version: plain text diff
+            yield from super().diff_lines(serialized_data, snapshot_data)
+            return
+        moved = {
+            name
+            for name in before.keys() | after.keys()
+            if name not in before
+            or name not in after
+            or before[name].to_dict() != after[name].to_dict()
+        }
+        for section in messages.changes("the measurement", before, after, moved):
+            yield from section.splitlines()
+
+
+def _measurements(data: Any) -> Mapping[str, Measurement]:
+    if isinstance(data, Measurement):
+        return {DEFAULT_NAME: data}
+    measurements = getattr(data, "measurements", data)  # the flops fixture
+    if isinstance(measurements, Mapping) and all(
+        isinstance(name, str) and isinstance(m, Measurement) for name, m in measurements.items()
+    ):
+        return measurements
+    raise TypeError(
+        "FlopsSnapshotExtension stores a pytest_flops.Measurement, the flops fixture or a "
+        f"{{name: Measurement}} mapping, got {type(data).__name__}"
+    )
+
+
+def assertion_explanation(op: str, left: object, right: object) -> list[str] | None:
+    """The FLOP diagnosis of a failed ``measurement == snapshot(...)`` assertion.
+
+    syrupy explains a failed assertion with the diff of the extension its
+    ``snapshot`` fixture has by default, not the one a single assertion asked
+    for (``snapshot(extension_class=FlopsSnapshotExtension)``): this explains
+    every failed assertion whose snapshot is a FLOP snapshot.
+    """
+    from syrupy.assertion import SnapshotAssertion
+
+    assertion = right if isinstance(right, SnapshotAssertion) else left
+    if op != "==" or not isinstance(assertion, SnapshotAssertion) or not assertion.num_executions:
+        return None
+    result = assertion.executions[assertion.num_executions - 1]
+    if result.success or result.recalled_data is None or result.exception is not None:
+        return None  # passed, no snapshot yet, or raised: syrupy says it best
+    if not str(result.snapshot_location).endswith(FILE_SUFFIX):
+        return None
+    diagnosis = FlopsSnapshotExtension().diff_lines(result.asserted_data, result.recalled_data)
+    return [f"[+ received] == [- {assertion.name}]", *diagnosis]

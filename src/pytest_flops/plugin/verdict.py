@@ -1,0 +1,233 @@
+"""The comparison of one test's counts with its snapshot and budget: a pure decision.
+
+:func:`judge` reads no file and writes none: it gets what was measured and
+what was stored, and returns a :class:`Verdict` saying each measurement's
+status, the failure (if any) and what ``--flops-update`` should store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from pytest_flops.measurement import DEFAULT_NAME, Measurement
+from pytest_flops.plugin import messages
+from pytest_flops.plugin.marks import Budget
+from pytest_flops.reports.records import Status
+from pytest_flops.snapshots.format import FlopsSnapshot
+from pytest_flops.validation import SnapshotFormatError
+
+Stored = FlopsSnapshot | SnapshotFormatError | None
+"""What reading a snapshot gave: the snapshot, the reason it is unreadable, or None."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Verdict:
+    """What the comparison of one test decided."""
+
+    statuses: Mapping[str, Status]  # per measurement name
+    measurements: Mapping[str, Measurement]  # as compared and stored; zero for a missing name
+    baseline: FlopsSnapshot | None  # the stored snapshot, when it could be read
+    failure: str | None = None  # the long_repr that fails the test
+    write: FlopsSnapshot | None = None  # what --flops-update stores once the test passed
+    remove: bool = False  # --flops-update: the test measures nothing now, its snapshot goes
+    budget: str | None = None  # the limits, for the report
+
+
+def judge(
+    *,
+    nodeid: str,
+    location: str,
+    current: FlopsSnapshot | None,
+    stored: Stored,
+    rtol: float,
+    update: bool,
+    budget: Budget | None,
+    must_write: bool = False,
+) -> Verdict | None:
+    """Compare a test's counts with its stored snapshot; None if there is nothing to say.
+
+    ``current`` is None when the test measured nothing. ``location`` is the
+    snapshot's path as shown to the user. Under ``update`` a test passes and
+    its snapshot is (re)written when its text differs (or ``must_write``: it
+    moves to a new place), unless the test went over budget: then it fails and
+    nothing is written.
+    """
+    baseline = stored if isinstance(stored, FlopsSnapshot) else None
+    if current is None:
+        return _measured_nothing(nodeid, location, stored, update=update)
+    budget_text = None if budget is None else budget.text
+    exceeded = None if budget is None else budget.check(_sum(current))
+    # compared at the shallower of the two depths (a snapshot stored with another one)
+    compared = None if baseline is None else _at_common_depth(baseline, current)
+    changed, missing = (set(), set()) if compared is None else _changes(*compared, rtol)
+    measurements = {
+        **current.measurements,
+        **{name: Measurement() for name in missing},
+    }
+    if exceeded is not None:
+        problems: list[str | None] = [messages.budget_exceeded(nodeid, exceeded)]
+        if not update:
+            problems.append(
+                _snapshot_problem(nodeid, location, current, stored, compared, changed | missing)
+            )
+        return Verdict(
+            statuses=dict.fromkeys(measurements, Status.OVER_BUDGET),
+            measurements=measurements,
+            baseline=baseline,
+            failure="\n\n".join(problem for problem in problems if problem),
+            budget=budget_text,
+        )
+    if update:
+        written = must_write or baseline is None or baseline.to_text() != current.to_text()
+        return Verdict(
+            statuses={
+                **{name: _updated_status(name, baseline, current) for name in current.measurements},
+                **dict.fromkeys(missing, Status.REMOVED),
+            },
+            measurements=measurements,
+            baseline=baseline,
+            write=current if written else None,
+            budget=budget_text,
+        )
+    if baseline is None:
+        status = Status.NO_SNAPSHOT if stored is None else Status.INVALID_SNAPSHOT
+        statuses = dict.fromkeys(measurements, status)
+    else:
+        statuses = {
+            name: Status.MISSING
+            if name in missing
+            else Status.CHANGED
+            if name in changed
+            else Status.PASSED
+            for name in measurements
+        }
+    return Verdict(
+        statuses=statuses,
+        measurements=measurements,
+        baseline=baseline,
+        failure=_snapshot_problem(nodeid, location, current, stored, compared, changed | missing),
+        budget=budget_text,
+    )
+
+
+def judge_budget(nodeid: str, measurement: Measurement, budget: Budget) -> Verdict:
+    """A ``limit_flops`` test without the fixture: its whole call against its budget only."""
+    exceeded = budget.check(measurement)
+    return Verdict(
+        statuses={DEFAULT_NAME: Status.WITHIN_BUDGET if exceeded is None else Status.OVER_BUDGET},
+        measurements={DEFAULT_NAME: measurement.truncated(0)},
+        baseline=None,
+        failure=None if exceeded is None else messages.budget_exceeded(nodeid, exceeded),
+        budget=budget.text,
+    )
+
+
+def _measured_nothing(
+    nodeid: str, location: str, stored: Stored, *, update: bool
+) -> Verdict | None:
+    """The test asked for the fixture but measured nothing: a snapshot it has is a change."""
+    if stored is None:
+        return None
+    baseline = stored if isinstance(stored, FlopsSnapshot) else None
+    names = () if baseline is None else baseline.measurements
+    measurements = {name: Measurement() for name in names}
+    if update:
+        return Verdict(
+            statuses=dict.fromkeys(measurements, Status.REMOVED),
+            measurements=measurements,
+            baseline=baseline,
+            remove=True,
+        )
+    failure = (
+        messages.unreadable(nodeid, location, stored)
+        if isinstance(stored, SnapshotFormatError)
+        else messages.measured_nothing(nodeid, location, stored)
+    )
+    return Verdict(
+        statuses=dict.fromkeys(measurements, Status.MISSING),
+        measurements=measurements,
+        baseline=baseline,
+        failure=failure,
+    )
+
+
+def _updated_status(name: str, baseline: FlopsSnapshot | None, current: FlopsSnapshot) -> Status:
+    if baseline is None or name not in baseline.measurements:
+        return Status.NEW
+    before = baseline.measurements[name].to_dict()
+    return Status.PASSED if before == current.measurements[name].to_dict() else Status.UPDATED
+
+
+def _at_common_depth(
+    stored: FlopsSnapshot, current: FlopsSnapshot
+) -> tuple[FlopsSnapshot, FlopsSnapshot]:
+    """Both at the shallower depth; without communication when the file recorded none."""
+    depth = min(stored.depth, current.depth)
+    if not stored.records_communication:
+        current = current.without_communication()
+    return stored.at_depth(depth), current.at_depth(depth)
+
+
+def _changes(
+    before_all: FlopsSnapshot, after_all: FlopsSnapshot, rtol: float
+) -> tuple[set[str], set[str]]:
+    """Names whose numbers moved beyond ``rtol`` or that are new, and names that went missing."""
+    changed = set(after_all.measurements) - set(before_all.measurements)
+    missing = set(before_all.measurements) - set(after_all.measurements)
+    for name in set(before_all.measurements) & set(after_all.measurements):
+        before = _numbers(before_all.measurements[name])
+        after = _numbers(after_all.measurements[name])
+        if any(
+            abs(after.get(key, 0) - before.get(key, 0)) > rtol * before.get(key, 0)
+            for key in before.keys() | after.keys()
+        ):
+            changed.add(name)
+    return changed, missing
+
+
+def _numbers(measurement: Measurement) -> dict[tuple[str, str, str], int]:
+    """Every number of a measurement, keyed so two measurements line up."""
+    numbers: dict[tuple[str, str, str], int] = {}
+    for path, counts in measurement.modules.items():
+        numbers["module", path, "forward"] = counts.forward
+        numbers["module", path, "backward"] = counts.backward
+        for op, flops in counts.by_op.items():
+            numbers["op", path, op] = flops
+        for op, traffic in counts.communication.items():
+            numbers["bytes", path, op] = traffic.bytes
+            numbers["calls", path, op] = traffic.calls
+    for op, calls in measurement.unsupported.items():
+        numbers["unsupported", "", op] = calls
+    world = measurement.world
+    if world is not None:
+        numbers["world", "", "rank"] = world.rank
+        numbers["world", "", "size"] = world.size
+        for dim, size in world.mesh.items():
+            numbers["world", "mesh", dim] = size
+    return numbers
+
+
+def _snapshot_problem(
+    nodeid: str,
+    location: str,
+    current: FlopsSnapshot,
+    stored: Stored,
+    compared: tuple[FlopsSnapshot, FlopsSnapshot] | None,
+    moved: set[str],
+) -> str | None:
+    """What is wrong on the snapshot side, if anything."""
+    if isinstance(stored, SnapshotFormatError):
+        return messages.unreadable(nodeid, location, stored)
+    if compared is None:
+        return messages.no_snapshot(nodeid, location, _sum(current).total)
+    if not moved:
+        return None
+    return messages.mismatch(nodeid, location, *compared, moved)
+
+
+def _sum(snapshot: FlopsSnapshot) -> Measurement:
+    total = Measurement()
+    for measurement in snapshot.measurements.values():
+        total = total + measurement
+    return total

@@ -1,0 +1,315 @@
+"""The files written at session end: ``--flops-report-json``, ``-md`` and ``-html``.
+
+The JSON export is also read back, by ``python -m pytest_flops merge``: each
+measurement's JSON holds all of its :class:`~pytest_flops.measurement.Measurement`
+(Global's row at the top, the other module rows under ``by_module``), so
+:func:`read_export` rebuilds the records a session had, exactly.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import platform
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pytest_flops import __version__
+from pytest_flops.measurement import GLOBAL, Measurement, relative_change
+from pytest_flops.reports.records import MeasurementRecord, Status
+from pytest_flops.reports.terminal import markdown, suite_sums, suite_unsupported
+from pytest_flops.snapshots.stale import SnapshotEvidence
+from pytest_flops.validation import (
+    SnapshotFormatError,
+    expect_keys,
+    expect_mapping,
+    expect_string,
+)
+
+__all__ = ["SCHEMA_VERSION", "Export", "RunMetadata", "json_report", "read_export", "write_exports"]
+
+SCHEMA_VERSION = 1
+"""Version of the ``--flops-report-json`` layout; bumped on any incompatible change
+(new keys are compatible)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunMetadata:
+    """Where the numbers came from; written to the JSON export only."""
+
+    plugin_version: str
+    torch_version: str
+    python_version: str
+    platform: str
+    devices: tuple[str, ...]
+
+    @classmethod
+    def collect(cls, devices: Iterable[str] = ()) -> RunMetadata:
+        """This process's versions; ``devices`` are those the measured models were on.
+
+        When none is known, torch's default device stands in. Reads torch's
+        version without importing it: a session that measured nothing never does.
+        """
+        torch = sys.modules.get("torch")
+        known = tuple(sorted(set(devices)))
+        if not known and torch is not None:
+            known = (str(torch.get_default_device()),)
+        return cls(
+            plugin_version=__version__,
+            torch_version=importlib.metadata.version("torch")
+            if torch is None
+            else torch.__version__,
+            python_version=platform.python_version(),
+            platform=sys.platform,
+            devices=known,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "plugin_version": self.plugin_version,
+            "torch_version": self.torch_version,
+            "python_version": self.python_version,
+            "platform": self.platform,
+            "devices": list(self.devices),
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class Export:
+    """A JSON export read back: what a session (or a merge of shards) reported."""
+
+    records: tuple[MeasurementRecord, ...]
+    metadata: Mapping[str, Any]
+    snapshots: SnapshotEvidence = field(default_factory=SnapshotEvidence)
+
+
+# -- writing ----------------------------------------------------------------------
+
+
+def json_report(
+    records: Sequence[MeasurementRecord],
+    metadata: Mapping[str, Any],
+    *,
+    snapshots: SnapshotEvidence | None = None,
+) -> dict[str, Any]:
+    """The ``--flops-report-json`` document (its schema is in the documentation).
+
+    Apart from ``metadata`` it depends only on the records and the evidence,
+    never on the order in which they were gathered.
+    """
+    total, forward, backward = suite_sums(records)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "metadata": dict(metadata),
+        "summary": {
+            "tests": len({record.nodeid for record in records}),
+            "measurements": len(records),
+            "total": total,
+            "forward": forward,
+            "backward": backward,
+            "communication_bytes": sum(r.measurement.communication_bytes for r in records),
+            "statuses": {
+                status.value: sum(record.status is status for record in records)
+                for status in Status
+            },
+            "unsupported": [
+                {"op": op.op, "calls": op.calls, "tests": list(op.tests)}
+                for op in suite_unsupported(records)
+            ],
+        },
+        "snapshots": (snapshots or SnapshotEvidence()).to_dict(),
+        "measurements": [
+            _record_json(record) for record in sorted(records, key=lambda r: (r.nodeid, r.name))
+        ],
+    }
+
+
+def _record_json(record: MeasurementRecord) -> dict[str, Any]:
+    baseline = record.baseline
+    return {
+        "nodeid": record.nodeid,
+        "name": record.name,
+        "status": record.status.value,
+        "budget": record.budget,
+        **_measurement_json(record.measurement),
+        "snapshot": None if baseline is None else _measurement_json(baseline),
+        "delta": None if baseline is None else _delta_json(baseline, record.measurement),
+    }
+
+
+def _measurement_json(measurement: Measurement) -> dict[str, Any]:
+    data = measurement.to_dict()
+    modules = data.pop("modules")
+    return {
+        "total": data["total"],
+        "forward": data["forward"],
+        "backward": data["backward"],
+        "by_op": modules[GLOBAL]["by_op"],
+        "by_module": {path: counts for path, counts in modules.items() if path != GLOBAL},
+        "unsupported": data["unsupported"],
+        "communication": modules[GLOBAL].get("communication", {}),
+        "world": data.get("world"),
+    }
+
+
+def _delta_json(before: Measurement, after: Measurement) -> dict[str, Any]:
+    relative = relative_change(before.total, after.total)
+    return {
+        "total": after.total - before.total,
+        "forward": after.forward - before.forward,
+        "backward": after.backward - before.backward,
+        "communication_bytes": after.communication_bytes - before.communication_bytes,
+        "relative": None if relative == float("inf") else relative,
+        "changes": [
+            {
+                "module": row.module,
+                "op": row.op,
+                "unit": row.unit,
+                "before": row.before,
+                "after": row.after,
+                "delta": row.delta,
+            }
+            for row in before.diff(after).rows
+        ],
+    }
+
+
+def write_exports(
+    export: Export,
+    *,
+    json_path: Path | None,
+    markdown_path: Path | None,
+    html_path: Path | None,
+) -> list[str]:
+    """Write the exports that were asked for; what could not be written.
+
+    One export failing never stops the others.
+    """
+    problems = []
+    document = json_report(export.records, export.metadata, snapshots=export.snapshots)
+    if json_path is not None:
+        problems += _write(json_path, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    if markdown_path is not None:
+        problems += _write(markdown_path, markdown(export.records, stale=export.snapshots.stale))
+    if html_path is not None:
+        from pytest_flops.reports.html import html_report
+
+        problems += _write(html_path, html_report(document, export.records))
+    return problems
+
+
+def _write(path: Path, text: str) -> list[str]:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as error:
+        return [f"flops: cannot write the report {path}: {error}"]
+    return []
+
+
+# -- reading ----------------------------------------------------------------------
+
+
+def read_export(path: Path) -> Export:
+    """Read a ``--flops-report-json`` file; a :class:`SnapshotFormatError` names it."""
+    where = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise SnapshotFormatError(f"{where}: cannot read it ({error})") from None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise SnapshotFormatError(f"{where}: not JSON ({error})") from None
+    if not isinstance(document, dict) or "schema_version" not in document:
+        raise SnapshotFormatError(
+            f"{where}: not a pytest-flops JSON export (written by --flops-report-json)"
+        )
+    version = document["schema_version"]
+    if version != SCHEMA_VERSION:
+        raise SnapshotFormatError(
+            f"{where}: schema_version {version!r}, but this pytest-flops ({__version__}) "
+            f"reads version {SCHEMA_VERSION}; merge with the version that wrote it"
+        )
+    expect_keys(
+        document,
+        {"schema_version", "metadata", "summary", "measurements"},
+        where,
+        optional=frozenset({"snapshots"}),
+    )
+    measurements = document["measurements"]
+    if not isinstance(measurements, list):
+        raise SnapshotFormatError(f"{where}: measurements: expected a list")
+    snapshots = document.get("snapshots")
+    return Export(
+        records=tuple(
+            _record_from_json(entry, where=f"{where}: measurements[{index}]")
+            for index, entry in enumerate(measurements)
+        ),
+        metadata=expect_mapping(document["metadata"], f"{where}: metadata"),
+        snapshots=SnapshotEvidence()
+        if snapshots is None
+        else SnapshotEvidence.from_dict(snapshots, where=f"{where}: snapshots"),
+    )
+
+
+_RECORD_KEYS = {"nodeid", "name", "status", "budget", "snapshot", "delta"}
+_MEASUREMENT_KEYS = {
+    "total",
+    "forward",
+    "backward",
+    "by_op",
+    "by_module",
+    "unsupported",
+    "communication",
+    "world",
+}
+
+
+def _record_from_json(data: object, *, where: str) -> MeasurementRecord:
+    entry = expect_mapping(data, where)
+    expect_keys(entry, _RECORD_KEYS | _MEASUREMENT_KEYS, where)
+    nodeid = expect_string(entry["nodeid"], f"{where}: nodeid")
+    at = f"{where} ({nodeid})"
+    try:
+        status = Status(entry["status"])
+    except ValueError:
+        raise SnapshotFormatError(f"{at}: unknown status {entry['status']!r}") from None
+    budget, snapshot = entry["budget"], entry["snapshot"]
+    return MeasurementRecord(
+        nodeid=nodeid,
+        name=expect_string(entry["name"], f"{at}: name"),
+        status=status,
+        budget=None if budget is None else expect_string(budget, f"{at}: budget"),
+        measurement=_measurement_from_json(entry, where=at),
+        baseline=None
+        if snapshot is None
+        else _measurement_from_json(snapshot, where=f"{at}: snapshot"),
+    )
+
+
+def _measurement_from_json(data: object, *, where: str) -> Measurement:
+    obj = expect_mapping(data, where)
+    missing = sorted(_MEASUREMENT_KEYS - obj.keys())
+    if missing:
+        raise SnapshotFormatError(f"{where}: missing key(s) {', '.join(missing)}")
+    by_module = expect_mapping(obj["by_module"], f"{where}: by_module")
+    if GLOBAL in by_module:
+        raise SnapshotFormatError(f"{where}: by_module holds {GLOBAL!r}, the top row")
+    top: dict[str, Any] = {"forward": obj["forward"], "backward": obj["backward"]}
+    top["by_op"] = obj["by_op"]
+    if obj["communication"]:
+        top["communication"] = obj["communication"]
+    stored: dict[str, Any] = {
+        "total": obj["total"],
+        "forward": obj["forward"],
+        "backward": obj["backward"],
+        "modules": {GLOBAL: top, **by_module},
+        "unsupported": obj["unsupported"],
+    }
+    if obj["world"] is not None:
+        stored["world"] = obj["world"]
+    return Measurement.from_dict(stored, where=where)

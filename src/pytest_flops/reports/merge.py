@@ -1,0 +1,76 @@
+"""One report from the JSON exports of CI shards: ``python -m pytest_flops merge``.
+
+A suite split over CI machines (pytest-split, pytest-shard, a ``-k`` or file
+matrix) writes one ``--flops-report-json`` per shard. Merged, they give the
+records, the report and the exports a single run of the whole suite would
+have written; only the metadata differs, and lists every shard's. Stale
+snapshots are judged across shards (:meth:`~pytest_flops.snapshots.stale.SnapshotEvidence.merged`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pytest_flops.reports.export import Export, read_export
+from pytest_flops.snapshots.stale import SnapshotEvidence
+
+__all__ = ["MergeError", "merge_exports"]
+
+_MUST_AGREE = ("plugin_version", "torch_version")
+
+
+class MergeError(ValueError):
+    """The shards cannot be merged; the message names the files."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Shard:
+    path: Path
+    export: Export
+
+
+def merge_exports(paths: Sequence[Path]) -> Export:
+    """Read and merge the shards' exports.
+
+    Raises :class:`~pytest_flops.validation.SnapshotFormatError` for a file
+    that is not an export, and :class:`MergeError` when the shards ran other
+    versions of torch or pytest-flops, or one test is in two of them.
+    """
+    if not paths:
+        raise MergeError("no export to merge")
+    shards = [_Shard(path=path, export=read_export(path)) for path in paths]
+    for key in _MUST_AGREE:
+        values = {shard.path: shard.export.metadata.get(key) for shard in shards}
+        if len(set(values.values())) > 1:
+            listed = ", ".join(f"{path} has {value}" for path, value in values.items())
+            raise MergeError(f"the shards disagree on {key}: {listed}")
+    owner: dict[str, Path] = {}
+    for shard in shards:
+        for nodeid in sorted({record.nodeid for record in shard.export.records}):
+            if nodeid in owner:
+                raise MergeError(
+                    f"{nodeid} is in two shards, {owner[nodeid]} and {shard.path}: "
+                    "each test must run in one shard only"
+                )
+            owner[nodeid] = shard.path
+    return Export(
+        records=tuple(record for shard in shards for record in shard.export.records),
+        metadata=_metadata(shards),
+        snapshots=SnapshotEvidence.merged([shard.export.snapshots for shard in shards]),
+    )
+
+
+def _metadata(shards: Sequence[_Shard]) -> dict[str, Any]:
+    """The versions all shards agree on, the devices of any, and each shard's own."""
+    first = shards[0].export.metadata
+    devices = sorted(
+        {device for shard in shards for device in shard.export.metadata.get("devices", [])}
+    )
+    return {
+        **{key: first.get(key) for key in _MUST_AGREE},
+        "devices": devices,
+        "shards": [{"file": str(shard.path), **shard.export.metadata} for shard in shards],
+    }

@@ -1,0 +1,127 @@
+"""The snapshot file format: one test's stored counts as versioned, byte-stable JSON.
+
+::
+
+    {
+      "version": 2,
+      "test": "TestModel::test_forward[cpu]",
+      "depth": 3,
+      "measurements": {
+        "default": {"total": ..., "forward": ..., "backward": ..., "modules": ..., ...}
+      }
+    }
+
+JSON with a fixed key order, exact integers and a trailing newline: identical
+counts give identical bytes. Where the files live is :mod:`pytest_flops.snapshots.store`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pytest_flops.measurement import Measurement
+from pytest_flops.validation import (
+    SnapshotFormatError,
+    expect_count,
+    expect_keys,
+    expect_mapping,
+    expect_string,
+)
+
+FORMAT_VERSION = 2
+"""Written: version 2 added communication per module row and the world. Version 1 files
+are read too (their communication is "not recorded", which is not a change)."""
+
+READ_VERSIONS = frozenset({1, FORMAT_VERSION})
+
+__all__ = ["FORMAT_VERSION", "FlopsSnapshot"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class FlopsSnapshot:
+    """The stored counts of one test: one :class:`Measurement` per measurement name."""
+
+    test: str  # the test's name inside its file, e.g. "TestModel::test_forward[cpu]"
+    depth: int  # module rows deeper than this were left out
+    measurements: Mapping[str, Measurement]
+    version: int = FORMAT_VERSION  # of the file it was read from
+
+    @property
+    def records_communication(self) -> bool:
+        return self.version >= 2
+
+    def at_depth(self, depth: int) -> FlopsSnapshot:
+        """The same counts with module rows deeper than ``depth`` left out."""
+        return FlopsSnapshot(
+            test=self.test,
+            depth=min(depth, self.depth),
+            measurements={name: m.truncated(depth) for name, m in self.measurements.items()},
+            version=self.version,
+        )
+
+    def without_communication(self) -> FlopsSnapshot:
+        """The same counts as a file from before communication was recorded holds them."""
+        return FlopsSnapshot(
+            test=self.test,
+            depth=self.depth,
+            measurements={name: m.without_communication() for name, m in self.measurements.items()},
+            version=self.version,
+        )
+
+    def to_text(self) -> str:
+        return document_text(
+            {"test": self.test, "depth": self.depth}, measurements=self.measurements
+        )
+
+    @classmethod
+    def from_text(cls, text: str, *, where: str) -> FlopsSnapshot:
+        """Parse :meth:`to_text` output; errors name ``where`` and what is wrong."""
+        data, measurements = read_document(text, keys={"test", "depth"}, where=where)
+        return cls(
+            test=expect_string(data["test"], f"{where}: test"),
+            depth=expect_count(data["depth"], f"{where}: depth"),
+            measurements=measurements,
+            version=data["version"],
+        )
+
+
+def document_text(fields: Mapping[str, Any], *, measurements: Mapping[str, Measurement]) -> str:
+    """A versioned JSON document of ``fields`` and named measurements, byte-stable."""
+    data = {
+        "version": FORMAT_VERSION,
+        **fields,
+        "measurements": {name: measurements[name].to_dict() for name in sorted(measurements)},
+    }
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def read_document(
+    text: str, *, keys: set[str], where: str
+) -> tuple[Mapping[str, Any], dict[str, Measurement]]:
+    """Parse :func:`document_text` output with these ``keys`` beside version and measurements."""
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as error:
+        # JSONDecodeError, and what json passes through: an integer longer than
+        # Python converts (ValueError), nesting deeper than the recursion limit
+        raise SnapshotFormatError(f"{where}: not valid JSON ({error})") from None
+    data = expect_mapping(data, where)
+    version = data.get("version")
+    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
+        raise SnapshotFormatError(
+            f"{where}: snapshot format version {version} is newer than this pytest-flops "
+            f"reads (version {FORMAT_VERSION}); upgrade pytest-flops"
+        )
+    if type(version) is not int or version not in READ_VERSIONS:
+        raise SnapshotFormatError(
+            f"{where}: expected snapshot format version {FORMAT_VERSION}, got {version!r}"
+        )
+    expect_keys(data, {"version", "measurements", *keys}, where)
+    measurements = expect_mapping(data["measurements"], f"{where}: measurements")
+    return data, {
+        name: Measurement.from_dict(raw, where=f"{where}: measurements[{name!r}]")
+        for name, raw in measurements.items()
+    }

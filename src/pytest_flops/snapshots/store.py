@@ -1,0 +1,162 @@
+"""Where snapshot files live, and how they are read, written and removed.
+
+One file per test, next to its test file::
+
+    tests/__flops__/test_models.py/test_resnet18_train_step.flops.json
+    tests/__flops__/test_models.py/TestLM.test_generate~5d1c0a6e2b.flops.json
+
+The directory is named after the whole test file name, so ``test_model.py``
+and a ``test_model.txt`` doctest file never share one. It is not syrupy's
+``__snapshots__``: syrupy's unused-snapshot scan and ``--snapshot-update``
+never see these files, and the pytest-flops session alone decides when to
+read, write and remove them. Files are read and written through a syrupy
+extension, atomically.
+
+Before version 0.2 the directory was named after the file's stem
+(``__flops__/test_models/``) and test names with capitals got no hash:
+:func:`legacy_snapshot_path` finds those files, which are read as baselines
+and moved by ``--flops-update``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+from pathlib import Path
+from typing import Any
+
+from syrupy.data import Snapshot, SnapshotCollection
+from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
+
+from pytest_flops.snapshots.format import FlopsSnapshot
+from pytest_flops.validation import SnapshotFormatError
+
+SNAPSHOT_DIRNAME = "__flops__"
+FILE_SUFFIX = ".flops.json"
+
+# Characters kept as they are in a file name; anything else makes the name get a hash.
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.,=+\-]")
+_MAX_STEM = 120
+
+
+def snapshot_stem(test_name: str) -> str:
+    """A file name for ``test_name`` that no other test name of its file maps to.
+
+    ``Class::test[id]`` becomes ``Class.test[id]``. When the name holds
+    characters that are unsafe in file names (``/``, spaces, unicode,
+    brackets), capitals, or is very long, they are replaced and ``~`` plus a
+    hash of the real name is appended: two ids that sanitize alike still get
+    two files, also on a case-insensitive file system (macOS, Windows), where
+    ``test_p[A]`` and ``test_p[a]`` would otherwise be one file. The real
+    name is stored inside the file.
+    """
+    return _stem(test_name, hash_capitals=True)
+
+
+def snapshot_path(test_file: Path, test_name: str) -> Path:
+    return snapshot_dir(test_file) / f"{snapshot_stem(test_name)}{FILE_SUFFIX}"
+
+
+def snapshot_dir(test_file: Path) -> Path:
+    """Where the snapshots of the tests in ``test_file`` live."""
+    return test_file.parent / SNAPSHOT_DIRNAME / test_file.name
+
+
+def legacy_snapshot_path(test_file: Path, test_name: str) -> Path:
+    """Where pytest-flops before 0.2 stored the snapshot of ``test_name``."""
+    return legacy_snapshot_dir(test_file) / f"{_stem(test_name, hash_capitals=False)}{FILE_SUFFIX}"
+
+
+def legacy_snapshot_dir(test_file: Path) -> Path:
+    return test_file.parent / SNAPSHOT_DIRNAME / test_file.stem
+
+
+def snapshot_files(directory: Path) -> list[Path]:
+    """The snapshot files in ``directory``, whether or not their tests exist."""
+    return sorted(directory.glob(f"*{FILE_SUFFIX}")) if directory.is_dir() else []
+
+
+def _stem(test_name: str, *, hash_capitals: bool) -> str:
+    head, bracket, params = test_name.partition("[")
+    head = head.replace("::", ".")  # identifiers hold no dots, so this stays unique
+    params = params.removesuffix("]")
+    safe_head, safe_params = _UNSAFE.sub("_", head), _UNSAFE.sub("_", params)
+    stem = f"{safe_head}[{safe_params}]" if bracket else safe_head
+    if (
+        (safe_head, safe_params) != (head, params)
+        or len(stem) > _MAX_STEM
+        or (hash_capitals and stem != stem.lower())
+    ):
+        digest = hashlib.sha256(test_name.encode()).hexdigest()[:10]
+        stem = f"{stem[:_MAX_STEM]}~{digest}"
+    return stem
+
+
+class SnapshotStore(SingleFileSnapshotExtension):
+    """Reads, writes (atomically) and removes :class:`FlopsSnapshot` files.
+
+    Driven by the pytest-flops session at the paths above, never by syrupy's
+    ``snapshot`` fixture.
+    """
+
+    _write_mode = WriteMode.TEXT
+    # Tells syrupy's unused-snapshot scan that these files are an extension's own.
+    file_extension = FILE_SUFFIX.removeprefix(".")
+
+    def read(self, location: Path, *, where: str) -> FlopsSnapshot | None:
+        """The snapshot at ``location``; None if there is none.
+
+        Raises :class:`SnapshotFormatError` naming the file (as ``where``)
+        when it cannot be read.
+        """
+        try:
+            text = self.read_snapshot_data_from_location(
+                snapshot_location=str(location), snapshot_name=location.name, session_id=""
+            )
+        except (OSError, UnicodeDecodeError) as error:
+            raise SnapshotFormatError(f"{where}: cannot read the file ({error})") from None
+        if text is None:
+            return None
+        return FlopsSnapshot.from_text(str(text), where=where)
+
+    def write(self, location: Path, snapshot: FlopsSnapshot) -> None:
+        """Raises :class:`OSError` when the location cannot be written."""
+        collection = SnapshotCollection(location=str(location))
+        collection.add(Snapshot(name=location.name, data=snapshot.to_text()))
+        self.write_snapshot_collection(snapshot_collection=collection)
+
+    def remove(self, location: Path) -> None:
+        """Raises :class:`OSError` when the file cannot be removed."""
+        location.unlink(missing_ok=True)
+        # Leave no empty __flops__/<file>/ (or __flops__/) behind.
+        for directory in (location.parent, location.parent.parent):
+            try:
+                directory.rmdir()
+            except OSError:
+                break
+
+    @classmethod
+    def write_snapshot_collection(
+        cls, *, snapshot_collection: SnapshotCollection, **_: Any
+    ) -> None:
+        """Write through a temporary file in the same directory and ``os.replace``.
+
+        A crash or a concurrent reader never sees a half-written snapshot. A
+        killed process may leave the hidden ``.<name>.<random>.tmp`` behind;
+        nothing reads it (only ``*.flops.json`` files are snapshots).
+        """
+        location = Path(snapshot_collection.location)
+        text = str(next(iter(snapshot_collection)).data)
+        location.parent.mkdir(parents=True, exist_ok=True)
+        # Created by open() rather than tempfile.mkstemp, so the snapshot gets
+        # the umask's permissions like any new file, not mkstemp's 0600.
+        temporary = location.with_name(f".{location.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            with open(temporary, "x", encoding="utf-8", newline="\n") as file:
+                file.write(text)
+            os.replace(temporary, location)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise

@@ -1,0 +1,266 @@
+"""``--flops-report-html``: the page of a real session, opened in a real headless Chromium.
+
+The browser tests need Debian's ``chromium`` and ``chromium-driver`` (``.ci/run``
+installs them) and selenium (in the ``test`` extra); without them they skip,
+saying which is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_flops.reports.export import Export, RunMetadata, json_report, write_exports
+from pytest_flops.reports.html import html_report
+from tests.built_records import linear_measurement, make_record
+
+SUITE = """
+import os
+
+import torch
+
+
+def test_known(flops):
+    model = torch.nn.Sequential(torch.nn.Linear(9, 10), torch.nn.ReLU(), torch.nn.Linear(10, 3))
+    with flops(model):
+        model(torch.randn(4, 9)).sum().backward()
+
+
+class Net(torch.nn.Module):
+    def __init__(self, changed):
+        super().__init__()
+        self.fc = torch.nn.Linear(9, 11 if changed else 10)
+        if changed:
+            self.new = torch.nn.Linear(11, 2)
+        else:
+            self.old = torch.nn.Linear(10, 2)
+
+    def forward(self, x):
+        x = self.fc(x)
+        return self.new(x) if hasattr(self, "new") else self.old(x)
+
+
+def test_changed(flops):
+    model = Net(changed=bool(os.environ.get("CHANGED")))
+    with flops(model):
+        model(torch.randn(4, 9)).sum().backward()
+"""
+# test_known, a (4, 9) batch: Sequential.0 = Linear(9, 10) forward 2*4*9*10 = 720 and
+# its weight gradient 720 (the input needs none); Sequential.2 = Linear(10, 3)
+# forward 2*4*10*3 = 240, backward 240 for the input gradient + 240 for the weight.
+KNOWN = {"Global": 2160, "Sequential": 2160, "Sequential.0": 1440, "Sequential.2": 720}
+# test_changed, snapshot: fc = Linear(9, 10) 720 + 720, old = Linear(10, 2)
+# 2*4*10*2 = 160 forward, 320 backward: Net 1,920. Now: fc = Linear(9, 11)
+# 792 + 792, new = Linear(11, 2) 176 + 352: Net 2,112.
+CHANGED_KINDS = {
+    "Global": "grown",
+    "Net": "grown",
+    "Net.fc": "grown",
+    "Net.new": "new",
+    "Net.old": "gone",
+}
+
+
+def run_pytest(root: Path, *args: str, changed: bool) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTEST_ADDOPTS": "-p no:randomly", "CHANGED": "1" if changed else ""}
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", *args],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The report of a run in which test_known passed and test_changed changed."""
+    root = tmp_path_factory.mktemp("html")
+    (root / "test_h.py").write_text(SUITE)
+    assert run_pytest(root, "--flops-update", changed=False).returncode == 0
+    result = run_pytest(root, "--flops-report-html=out/report.html", changed=True)
+    assert result.returncode == 1, result.stdout  # test_changed failed
+    return root / "out" / "report.html"
+
+
+def test_the_page_is_one_file_that_loads_nothing(page: Path) -> None:
+    text = page.read_text()
+    assert text.startswith("<!DOCTYPE html>")
+    # the SVG namespace is a name, not a request
+    assert text.replace('"http://www.w3.org/2000/svg"', "").count("://") == 0
+    assert "default-src 'none'" in text
+
+
+def test_a_test_id_cannot_end_the_embedded_script(tmp_path: Path) -> None:
+    nodeid = "t.py::test_x[</script><script>alert(1)</script>]"
+    record = make_record(nodeid, linear_measurement(240, 480))
+    document = json_report([record], RunMetadata.collect().to_dict())
+    text = html_report(document, [record])
+    assert "</script><script>alert(1)" not in text
+    assert nodeid.replace("</", "<\\/") in text
+
+
+# -- in the browser ---------------------------------------------------------------------
+
+Browser = Any  # selenium's WebDriver: the tests skip when selenium is absent
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if chromium is None or driver is None:
+        pytest.skip(
+            "no chromium and chromedriver (Debian: apt-get install chromium chromium-driver)"
+        )
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
+    from selenium.webdriver.chrome.service import Service
+
+    session = webdriver.Chrome(service=Service(driver), options=options)
+    yield session
+    session.quit()
+
+
+@pytest.fixture
+def opened(browser: Browser, page: Path) -> Browser:
+    browser.get(page.as_uri())
+    browser.get_log("performance")  # only this load's requests from here on
+    browser.refresh()
+    assert browser.find_element("css selector", "body").get_attribute("data-ready") == "yes"
+    return browser
+
+
+def suite_rows(browser: Browser) -> list[list[str]]:
+    return [
+        [cell.text for cell in row.find_elements("css selector", "td")]
+        for row in browser.find_elements("css selector", "#suite tbody tr")
+    ]
+
+
+def open_icicle(browser: Browser, test: str) -> Any:
+    browser.find_element("link text", f"test_h.py::{test}").click()
+    index = browser.find_element("link text", f"test_h.py::{test}").get_attribute("href")
+    section = browser.find_element("id", index.rpartition("#")[2])
+    return section.find_element("css selector", "svg.icicle")
+
+
+def boxes(icicle: Any) -> dict[str, Any]:
+    return {
+        box.get_attribute("data-path"): box
+        for box in icicle.find_elements("css selector", "rect.box")
+    }
+
+
+def test_the_suite_table_shows_each_test_failures_first(opened: Browser) -> None:
+    # test_changed failed: 2,112 FLOP (forward 792 + 176 = 968, backward 792 + 352 =
+    # 1,144), +192 = 10.00% over 1,920; test_known passed
+    assert suite_rows(opened) == [
+        ["test_h.py::test_changed", "2.11 KFLOP", "968 FLOP", "1.14 KFLOP", "+192 FLOP",
+         "+10.00%", "changed"],
+        ["test_h.py::test_known", "2.16 KFLOP", "960 FLOP", "1.2 KFLOP", "0", "0%", "passed"],
+    ]  # fmt: skip
+    status = opened.find_element("css selector", "#suite tbody tr td:last-child")
+    assert "status-failed" in status.get_attribute("class")
+    summary = opened.find_element("id", "summary").text
+    # 2,160 + 2,112 = 4,272: forward 960 + 968 = 1,928, backward 1,200 + 1,144 = 2,344
+    assert summary.startswith("Suite total 4.27 KFLOP (forward 1.93 KFLOP, backward 2.34 KFLOP)")
+
+
+def test_the_suite_table_sorts_by_total_change_and_status(opened: Browser) -> None:
+    header = {th.text: th for th in opened.find_elements("css selector", "#suite th")}
+    header["total"].click()
+    assert [row[0] for row in suite_rows(opened)] == [
+        "test_h.py::test_known",
+        "test_h.py::test_changed",
+    ]
+    header["total"].click()
+    assert [row[0] for row in suite_rows(opened)] == [
+        "test_h.py::test_changed",
+        "test_h.py::test_known",
+    ]
+    header["change"].click()
+    assert suite_rows(opened)[0][0] == "test_h.py::test_changed"  # +192 against 0
+    header["status"].click()
+    assert suite_rows(opened)[0][-1] == "changed"  # failing first
+    assert header["status"].get_attribute("aria-sort") == "descending"
+
+
+def test_a_known_icicle_has_its_boxes_with_the_exact_numbers(opened: Browser) -> None:
+    found = boxes(open_icicle(opened, "test_known"))
+    assert {path: int(box.get_attribute("data-flops")) for path, box in found.items()} == KNOWN
+    assert {box.get_attribute("data-kind") for box in found.values()} == {"same"}
+    title = found["Sequential.0"].find_element("css selector", "title")
+    # 1,440 of Sequential's 2,160: 66.7%
+    assert title.get_attribute("textContent").splitlines() == [
+        "Sequential.0",
+        "1,440 FLOP (66.7% of Sequential)",
+        "forward 720 FLOP, backward 720 FLOP",
+        "before 1,440 FLOP → after 1,440 FLOP",
+    ]
+
+
+def test_a_click_on_a_box_shows_its_operators(opened: Browser) -> None:
+    found = boxes(open_icicle(opened, "test_known"))
+    found["Sequential.2"].click()
+    table = opened.find_element("css selector", '.ops-table[data-path="Sequential.2"]')
+    rows = [
+        [cell.text for cell in row.find_elements("css selector", "td")]
+        for row in table.find_elements("css selector", "tbody tr")
+    ]
+    # forward: addmm 240; backward: two mm of 240 (input and weight gradients)
+    assert rows == [["aten.mm", "480", "480", ""], ["aten.addmm", "240", "240", ""]]
+    assert "selected" in found["Sequential.2"].get_attribute("class")
+
+
+def test_a_changed_test_is_colored_where_it_changed(opened: Browser) -> None:
+    found = boxes(open_icicle(opened, "test_changed"))
+    assert {path: box.get_attribute("data-kind") for path, box in found.items()} == CHANGED_KINDS
+    title = found["Net"].find_element("css selector", "title").get_attribute("textContent")
+    assert "before 1,920 FLOP → after 2,112 FLOP" in title.splitlines()
+    old = found["Net.old"].find_element("css selector", "title").get_attribute("textContent")
+    # Linear(10, 2): 160 forward + 320 backward in the snapshot, not measured now
+    assert old.splitlines() == ["Net.old", "gone: not measured this time",
+                                "before 480 FLOP → after 0 FLOP"]  # fmt: skip
+    # the snapshot's total sets the scale where it was larger, so a gone box keeps its width
+    widths = {path: float(box.get_attribute("width")) for path, box in found.items()}
+    assert widths["Net.old"] > 0
+
+
+def test_the_page_made_no_network_request(opened: Browser, page: Path) -> None:
+    open_icicle(opened, "test_changed")
+    requests = [
+        message["params"]["request"]["url"]
+        for entry in opened.get_log("performance")
+        if (message := json.loads(entry["message"])["message"])["method"]
+        == "Network.requestWillBeSent"
+    ]
+    assert requests == [page.as_uri()]
+    errors = [entry for entry in opened.get_log("browser") if entry["level"] == "SEVERE"]
+    assert errors == []
+
+
+def test_a_merged_report_writes_the_same_page(tmp_path: Path, page: Path) -> None:
+    """``merge --html`` and ``--flops-report-html`` share one writer: checked once here."""
+    record = make_record("t.py::test_a", linear_measurement(240, 480))
+    problems = write_exports(
+        Export(records=(record,), metadata={"torch_version": "x", "plugin_version": "y"}),
+        json_path=None,
+        markdown_path=None,
+        html_path=tmp_path / "merged.html",
+    )
+    assert problems == []
+    assert (tmp_path / "merged.html").read_text().startswith("<!DOCTYPE html>")

@@ -1,0 +1,215 @@
+"""``--flops-report``, ``--flops-report-json`` and ``--flops-report-md`` end to end."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import torch
+
+import pytest_flops
+from pytest_flops.reports.records import Status
+
+SUITE = """
+import pytest
+import torch
+
+WIDTH = {width}
+
+
+@torch.library.custom_op("report_demo::blind", mutates_args=())
+def blind(x: torch.Tensor) -> torch.Tensor:
+    return x.clone()
+
+
+def test_linear(flops):
+    model = torch.nn.Linear(5, WIDTH)
+    with flops(model):
+        model(torch.randn(4, 5)).sum().backward()
+
+
+def test_lm(flops):
+    model = torch.nn.Linear(5, 6)
+    with flops(model, name="prefill"):
+        model(torch.randn(4, 5))
+    with flops(model, name="decode"):
+        blind(model(torch.randn(1, 5)))
+
+
+@pytest.mark.limit_flops(100)
+def test_over_budget(flops):
+    model = torch.nn.Linear(5, 6, device="meta")
+    with flops(model):
+        model(torch.randn(4, 5, device="meta"))
+
+
+def test_unmeasured():
+    pass
+"""
+
+NEW_TEST = """
+
+def test_new(flops):
+    model = torch.nn.Linear(5, 6)
+    with flops(model):
+        model(torch.randn(2, 5))
+"""
+
+
+def test_report_and_exports(pytester: pytest.Pytester) -> None:
+    """A suite whose snapshots were written at WIDTH=6, then run again changed.
+
+    Linear(5, 6) on a (4, 5) input: addmm 2*4*5*6 = 240 forward, and backward
+    only the weight grad (the input needs none), mm 2*6*4*5 = 240.
+    At WIDTH=7: 2*4*5*7 = 280 forward and 280 backward.
+    """
+    pytester.makepyfile(test_suite=SUITE.format(width=6))
+    update = pytester.runpytest_subprocess("--flops-update")
+    update.assert_outcomes(passed=3, failed=1)  # over budget: fails and writes nothing
+    assert not any("flops report" in line for line in update.outlines)
+    pytester.makepyfile(test_suite=SUITE.format(width=7) + NEW_TEST)
+    result = pytester.runpytest_subprocess(
+        "-p",
+        "no:xdist",  # the report must not need xdist
+        "--flops-report",
+        "--flops-report-json=out/flops.json",
+        "--flops-report-md=out/flops.md",
+    )
+    # test_linear changed, test_new has no snapshot, test_over_budget is over budget
+    result.assert_outcomes(passed=2, failed=3)
+    check_report_section(result.outlines)
+    result.stdout.fnmatch_lines(["flops: 1 test passed, 3 failed, 0 written, 0 removed"])
+    check_json_export(json.loads((pytester.path / "out" / "flops.json").read_text("utf-8")))
+    check_markdown_export((pytester.path / "out" / "flops.md").read_text("utf-8"))
+
+
+def check_report_section(lines: list[str]) -> None:
+    start = next(i for i, line in enumerate(lines) if " flops report " in line)
+    end = lines.index("", start)
+    # Failed first: changed (+80), then by total (over budget 240, no snapshot
+    # 120); then the rest by total with ties by test id; a test's named
+    # measurements stay together, the default one first.
+    assert lines[start + 1 : end] == [
+        "test                                 total   forward  backward    change"
+        "  rel. change  status",
+        # 480 -> 560: +80, 80 / 480 = +16.67%
+        "test_suite.py::test_linear        560 FLOP  280 FLOP  280 FLOP  +80 FLOP"
+        "      +16.67%  changed",
+        "test_suite.py::test_over_budget   240 FLOP  240 FLOP    0 FLOP"
+        "                         over budget (limit 100 FLOP)",
+        # Linear(5, 6) on (2, 5): 2*2*5*6 = 120
+        "test_suite.py::test_new           120 FLOP  120 FLOP    0 FLOP"
+        "                         no snapshot",
+        # Linear(5, 6) on (1, 5): 2*1*5*6 = 60
+        "test_suite.py::test_lm [decode]    60 FLOP   60 FLOP    0 FLOP         0"
+        "           0%  passed",
+        "test_suite.py::test_lm [prefill]  240 FLOP  240 FLOP    0 FLOP         0"
+        "           0%  passed",
+    ]
+    # 560 + 240 + 240 + 120 + 60 = 1220; backward only in test_linear: 280
+    assert lines[end + 1] == (
+        "suite total 1.22 KFLOP (forward 940 FLOP, backward 280 FLOP) in 5 measurement(s) "
+        "of 4 test(s); measurements: 2 passed, 1 changed, 1 no snapshot, 1 over budget"
+    )
+    assert lines[end + 3 : end + 6] == [
+        "unsupported ops (ran with no formula; their FLOPs are not counted):",
+        "  op                 calls  tests  seen in",
+        "  report_demo.blind      1      1  test_suite.py::test_lm",
+    ]
+
+
+def check_json_export(document: dict[str, Any]) -> None:
+    assert document["schema_version"] == 1
+    metadata = document["metadata"]
+    assert metadata["plugin_version"] == pytest_flops.__version__
+    assert metadata["torch_version"] == torch.__version__
+    assert metadata["devices"] == ["cpu", "meta"]  # test_over_budget's model is on meta
+    assert {"python_version", "platform"} <= metadata.keys()
+    summary = document["summary"]
+    assert (summary["total"], summary["forward"], summary["backward"]) == (1220, 940, 280)
+    assert (summary["tests"], summary["measurements"]) == (4, 5)
+    assert summary["statuses"] == {
+        **{status.value: 0 for status in Status},
+        "passed": 2,
+        "changed": 1,
+        "no snapshot": 1,
+        "over budget": 1,
+    }
+    assert summary["unsupported"] == [
+        {"op": "report_demo.blind", "calls": 1, "tests": ["test_suite.py::test_lm"]}
+    ]
+
+    measurements = {(m["nodeid"], m["name"]): m for m in document["measurements"]}
+    assert list(measurements) == [
+        ("test_suite.py::test_linear", "default"),
+        ("test_suite.py::test_lm", "decode"),
+        ("test_suite.py::test_lm", "prefill"),
+        ("test_suite.py::test_new", "default"),
+        ("test_suite.py::test_over_budget", "default"),
+    ]
+    linear = measurements["test_suite.py::test_linear", "default"]
+    assert linear["status"] == "changed"
+    assert (linear["total"], linear["forward"], linear["backward"]) == (560, 280, 280)
+    assert linear["by_op"] == {"aten.addmm": 280, "aten.mm": 280}
+    assert linear["by_module"] == {
+        "Linear": {"forward": 280, "backward": 280, "by_op": {"aten.addmm": 280, "aten.mm": 280}}
+    }
+    assert linear["unsupported"] == {}
+    assert linear["snapshot"] == {
+        "total": 480,
+        "forward": 240,
+        "backward": 240,
+        "by_op": {"aten.addmm": 240, "aten.mm": 240},
+        "by_module": {
+            "Linear": {
+                "forward": 240,
+                "backward": 240,
+                "by_op": {"aten.addmm": 240, "aten.mm": 240},
+            }
+        },
+        "unsupported": {},
+        "communication": {},  # a single process: no collectives
+        "world": None,
+    }
+    assert linear["delta"] == {
+        "total": 80,
+        "forward": 40,
+        "backward": 40,
+        "communication_bytes": 0,
+        "relative": 80 / 480,
+        "changes": [
+            {"module": module, "op": op, "unit": "FLOP", "before": 240, "after": 280, "delta": 40}
+            for module in ("Global", "Linear")
+            for op in ("aten.addmm", "aten.mm")
+        ],
+    }
+    decode = measurements["test_suite.py::test_lm", "decode"]
+    assert (decode["status"], decode["total"]) == ("passed", 60)
+    assert decode["unsupported"] == {"report_demo.blind": 1}
+    assert decode["snapshot"]["unsupported"] == {"report_demo.blind": 1}
+    assert (decode["delta"]["total"], decode["delta"]["relative"]) == (0, 0.0)
+    new = measurements["test_suite.py::test_new", "default"]
+    assert (new["status"], new["total"], new["snapshot"], new["delta"]) == (
+        "no snapshot",
+        120,
+        None,
+        None,
+    )
+    over = measurements["test_suite.py::test_over_budget", "default"]
+    assert (over["status"], over["total"], over["snapshot"]) == ("over budget", 240, None)
+
+
+def check_markdown_export(markdown: str) -> None:
+    rows = [line for line in markdown.splitlines() if line.startswith("| `test_suite.py")]
+    assert rows == [
+        "| `test_suite.py::test_linear` | 560 FLOP | 280 FLOP | 280 FLOP | +80 FLOP | +16.67%"
+        " | changed |",
+        "| `test_suite.py::test_over_budget` | 240 FLOP | 240 FLOP | 0 FLOP |  |  |"
+        " over budget (limit 100 FLOP) |",
+        "| `test_suite.py::test_new` | 120 FLOP | 120 FLOP | 0 FLOP |  |  | no snapshot |",
+        "| `test_suite.py::test_lm [decode]` | 60 FLOP | 60 FLOP | 0 FLOP | 0 | 0% | passed |",
+        "| `test_suite.py::test_lm [prefill]` | 240 FLOP | 240 FLOP | 0 FLOP | 0 | 0% | passed |",
+    ]
+    assert "**Suite total 1.22 KFLOP (forward 940 FLOP, backward 280 FLOP)" in markdown
+    assert "| `report_demo.blind` | 1 | 1 | `test_suite.py::test_lm` |" in markdown
