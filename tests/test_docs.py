@@ -10,6 +10,7 @@ TOML blocks must parse, and the site must build with ``mkdocs build --strict``.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -71,7 +72,7 @@ def test_test_file_passes(
 ) -> None:
     if "torchvision" in test_file:
         pytest.importorskip("torchvision")
-    monkeypatch.setenv("PYTHONPATH", str(ROOT))  # examples/
+    monkeypatch.setenv("PYTHONPATH", str(ROOT), prepend=os.pathsep)  # examples/
     pytester.makepyfile(test_docs_example=test_file)
     tests = len(re.findall(r"^\s*def test_", test_file, re.M))
     args = re.match(r"# pytest (.*)\n", test_file)
