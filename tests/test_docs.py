@@ -164,7 +164,7 @@ def test_the_architecture_page_names_every_module() -> None:
 def test_the_site_builds_strictly(tmp_path: Path) -> None:
     mkdocs = shutil.which("mkdocs")
     if mkdocs is None:
-        pytest.skip("mkdocs is not installed (the test extra has it)")
+        pytest.skip("mkdocs is not installed (the dev dependency group has it)")
     result = subprocess.run(
         [mkdocs, "build", "--strict", "--site-dir", str(tmp_path / "site")],
         cwd=ROOT,
