@@ -19,7 +19,6 @@ from harness import Results, Target, time_variants, under
 from steps import (
     NoOpOnCpuKernels,
     counted,
-    cpu_kernels_on_meta,
     llama_train_step,
     meta_llama,
     ours,
@@ -28,6 +27,7 @@ from steps import (
 
 from examples.llama import LLAMA_7B, LLAMA_70B
 from pytest_flops import count
+from pytest_flops.counting.meta_as_cpu import cpu_kernels_on_meta
 
 
 def run(results: Results, repeats: int) -> None:

@@ -48,10 +48,10 @@ class NoOpOnCpuKernels(NoOp):
     def __enter__(self) -> NoOpOnCpuKernels:
         self._routing = cpu_kernels_on_meta()
         self._routing.__enter__()
-        return super().__enter__()
+        return super().__enter__()  # type: ignore[no-untyped-call]
 
     def __exit__(self, *exc_info: Any) -> None:
-        super().__exit__(*exc_info)
+        super().__exit__(*exc_info)  # type: ignore[no-untyped-call]
         self._routing.__exit__(None, None, None)
 
 

@@ -2,7 +2,9 @@
 
 Run it on a machine with a GPU::
 
-    python benchmarks/cuda_check.py
+    python tests/counting/cuda_checks.py
+
+``tests/counting/test_cuda.py`` runs each check as a test, skipped without CUDA.
 
 It runs every SDPA backend (flash, memory-efficient, cuDNN, math) on the
 attention cases of the test suite, jagged-tensor SDPA, FlexAttention forward and
@@ -37,7 +39,7 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.checkpoint import checkpoint
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # examples/, run from anywhere
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # examples/, run from anywhere
 
 from examples.models import LSTMLanguageModel, TinyGPT
 from pytest_flops import FlopCounterMode, Measurement
@@ -91,6 +93,10 @@ def phases(measured: Measurement) -> tuple[int, int]:
 # -- scaled dot-product attention ---------------------------------------------------
 
 
+def attention_dtype(device: str) -> torch.dtype:
+    return torch.float16 if device == "cuda" else torch.float32
+
+
 @dataclass(frozen=True)
 class AttentionCase:
     name: str
@@ -131,7 +137,8 @@ ATTENTION_CASES = [
 ]
 
 
-def check_attention(report: Report, device: str, dtype: torch.dtype) -> None:
+def check_attention(report: Report, device: str) -> None:
+    dtype = attention_dtype(device)
     issue_case = ATTENTION_CASES[0]
     report.check("formula, [2, 8, 256, 64]", issue_case.fused_counts(), (268_435_456, 671_088_640))
     for case in ATTENTION_CASES:
@@ -157,7 +164,8 @@ def check_attention(report: Report, device: str, dtype: torch.dtype) -> None:
                 report.check(f"{name} ran", measured.by_op.get(op), forward)
 
 
-def check_jagged_attention(report: Report, device: str, dtype: torch.dtype) -> None:
+def check_jagged_attention(report: Report, device: str) -> None:
+    dtype = attention_dtype(device)
     lengths, heads, head_dim = (3, 5), 2, 16
     tokens = torch.nested.nested_tensor(
         [torch.randn(length, heads * head_dim) for length in lengths],
@@ -424,6 +432,22 @@ def check_linear_algebra_and_ffts(report: Report, device: str) -> None:
     report.check(f"linalg and FFTs, {device}: nothing unsupported", counted[device].unsupported, {})
 
 
+CHECKS: tuple[Callable[[Report, str], None], ...] = (
+    check_attention,
+    check_jagged_attention,
+    check_flex_attention,
+    check_rnns,
+    check_transformer_fast_paths,
+    check_scaled_mm,
+    check_grouped_mm,
+    check_varlen_attention,
+    check_higher_order,
+    check_linear_algebra_and_ffts,
+    check_models,
+    check_backward_attribution,
+)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
@@ -432,19 +456,8 @@ def main(argv: list[str] | None = None) -> int:
         print("no CUDA device: nothing to check")
         return 0
     report = Report()
-    attention_dtype = torch.float16 if device == "cuda" else torch.float32
-    check_attention(report, device, attention_dtype)
-    check_jagged_attention(report, device, attention_dtype)
-    check_flex_attention(report, device)
-    check_rnns(report, device)
-    check_transformer_fast_paths(report, device)
-    check_scaled_mm(report, device)
-    check_grouped_mm(report, device)
-    check_varlen_attention(report, device)
-    check_higher_order(report, device)
-    check_linear_algebra_and_ffts(report, device)
-    check_models(report, device)
-    check_backward_attribution(report, device)
+    for check in CHECKS:
+        check(report, device)
     print(f"{report.failures} mismatch(es)" if report.failures else "all counts match")
     return 1 if report.failures else 0
 

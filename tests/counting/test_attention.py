@@ -319,7 +319,7 @@ def test_compiled_flex_attention_counts_like_eager() -> None:
 
 
 def test_flex_attention_backward_formula() -> None:
-    # FlexAttention's backward runs only on CUDA (benchmarks/cuda_check.py runs it);
+    # FlexAttention's backward runs only on CUDA (tests/counting/cuda_checks.py runs it);
     # the formula on the HOP's (q, k, v, out, lse, grad_out, ...) shapes:
     # 2*1*2*128*128*(3*16+2*16) = 5,242,880, 2.5x the forward
     shape = (1, 2, 128, 16)

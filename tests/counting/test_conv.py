@@ -38,7 +38,8 @@ def conv_transpose2d(x: torch.Tensor, w: torch.Tensor, groups: int) -> torch.Ten
 
 
 # (conv, x shape, weight shape given groups, groups, forward FLOPs)
-CASES = {
+Conv = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
+CASES: dict[str, tuple[Conv, tuple[int, ...], Callable[[int], tuple[int, ...]], int, int]] = {
     # 2 * 2 batch * 36 positions * 8 out * 8 in * 9 = 82,944, divided by groups
     "conv2d_groups_1": (conv2d, (2, 8, 6, 6), lambda g: (8, 8 // g, 3, 3), 1, 82_944),
     "conv2d_groups_2": (conv2d, (2, 8, 6, 6), lambda g: (8, 8 // g, 3, 3), 2, 41_472),

@@ -7,6 +7,7 @@ they are what the formulas say, not just what some counter printed.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 import torch
@@ -122,13 +123,13 @@ def test_conv_backward_as_decomposition_matches_autograd() -> None:
             return F.conv_transpose1d(inp, weight) if transposed else F.conv1d(inp, weight)
 
         @staticmethod
-        def setup_context(ctx: object, inputs: tuple, output: torch.Tensor) -> None:
+        def setup_context(ctx: object, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
             inp, weight, transposed = inputs
             ctx.save_for_backward(inp, weight)  # type: ignore[attr-defined]
             ctx.transposed = transposed  # type: ignore[attr-defined]
 
         @staticmethod
-        def backward(ctx: object, grad_out: torch.Tensor) -> tuple:
+        def backward(ctx: object, grad_out: torch.Tensor) -> tuple[Any, ...]:
             inp, weight = ctx.saved_tensors  # type: ignore[attr-defined]
             if not ctx.transposed:  # type: ignore[attr-defined]
                 return F.conv_transpose1d(grad_out, weight), F.conv1d(inp, grad_out), None

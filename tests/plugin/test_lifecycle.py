@@ -1,5 +1,6 @@
 """The snapshot life cycle end to end, with pytester: fail, update, rerun, change, remove."""
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -267,14 +268,15 @@ def test_train(flops, case):
     pytester.runpytest("--flops-update").assert_outcomes(passed=8)
     good = stored(pytester)
     folder = pytester.path / SNAPSHOTS
-    for name, damage in [
+    damages: list[tuple[str, Callable[[str], str]]] = [
         ("truncated", lambda text: text[: len(text) // 2]),
         ("wrong type", lambda text: text.replace('"total": 1440', '"total": "1440"')),
         ("negative", lambda text: text.replace('"total": 1440', '"total": -1440')),
         ("missing key", lambda text: text.replace('"depth": 3,', "")),
         ("not an object", lambda text: f"[{text}]"),
         ("newer version", lambda text: text.replace('"version": 2', '"version": 99')),
-    ]:
+    ]
+    for name, damage in damages:
         path = next(folder.glob(f"test_train[[]{name.replace(' ', '_')}]*"))
         path.write_text(damage(path.read_text()))
     (folder / "test_train[copied].flops.json").write_bytes(good["test_train[fine].flops.json"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 import torch
@@ -44,7 +45,7 @@ FACTORIES: dict[str, ModelFactory] = {
 }
 
 
-def train_step_counts(factory: ModelFactory) -> dict:
+def train_step_counts(factory: ModelFactory) -> dict[str, Any]:
     model, inputs = factory()
     with FlopCounterMode(display=False) as mode:
         out = model(inputs)

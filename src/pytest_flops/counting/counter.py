@@ -141,7 +141,7 @@ class FlopCounterMode(TorchDispatchMode):
         *,
         models: Models | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         if mods is not None:
             warnings.warn(
                 "mods argument is not needed anymore, you can stop passing it",
@@ -244,7 +244,7 @@ class FlopCounterMode(TorchDispatchMode):
                 self._while_counting.enter_context(compiled_code_runs_eagerly())
                 self._while_counting.enter_context(propagation_runs_uncounted())
                 self._while_counting.enter_context(cpu_kernels_on_meta())
-                super().__enter__()
+                super().__enter__()  # type: ignore[no-untyped-call]
             except BaseException:
                 self._while_counting.close()
                 self._modules.stop()
@@ -257,7 +257,7 @@ class FlopCounterMode(TorchDispatchMode):
         if self._active:
             return
         try:
-            super().__exit__(*exc_info)
+            super().__exit__(*exc_info)  # type: ignore[no-untyped-call]
         finally:
             self._while_counting.close()
             self._modules.stop()
