@@ -167,3 +167,42 @@ def snapshot_text(test: str, **measurements: Mapping[str, tuple[int, int]]) -> s
         depth=3,
         measurements={name: linear_measurement(leaves) for name, leaves in measurements.items()},
     ).to_text()
+
+
+# test_step of a Net with Linear rows a (100 forward, 200 backward) and b (50, 100), as
+# pytest-flops 0.1 stored it: format version 1
+FORMAT_1 = {
+    "version": 1,
+    "test": "TestNet::test_step",
+    "depth": 3,
+    "measurements": {
+        "default": {
+            "total": 450,
+            "forward": 150,
+            "backward": 300,
+            "modules": {
+                "Global": {
+                    "forward": 150,
+                    "backward": 300,
+                    "by_op": {"aten.addmm": 150, "aten.mm": 300},
+                },
+                "Net": {
+                    "forward": 150,
+                    "backward": 300,
+                    "by_op": {"aten.addmm": 150, "aten.mm": 300},
+                },
+                "Net.a": {
+                    "forward": 100,
+                    "backward": 200,
+                    "by_op": {"aten.addmm": 100, "aten.mm": 200},
+                },
+                "Net.b": {
+                    "forward": 50,
+                    "backward": 100,
+                    "by_op": {"aten.addmm": 50, "aten.mm": 100},
+                },
+            },
+            "unsupported": {},
+        }
+    },
+}

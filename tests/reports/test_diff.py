@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pytest_flops.snapshots.format import FlopsSnapshot
-from tests.reports.git_repos import EXAMPLES, Repo, flops_cli, make_repo, snapshot_text
+from tests.reports.git_repos import EXAMPLES, FORMAT_1, Repo, flops_cli, make_repo, snapshot_text
 
 NET = "tests/__flops__/test_net.py"
 # test_net: Net.a = Linear forward 100, backward 200; Net.b forward 50, backward 100:
@@ -217,42 +217,6 @@ def test_named_measurements_added_and_removed(repo: Repo) -> None:
 
 
 # -- formats and layouts --------------------------------------------------------------
-
-FORMAT_1 = {
-    "version": 1,
-    "test": "TestNet::test_step",
-    "depth": 3,
-    "measurements": {
-        "default": {
-            "total": 450,
-            "forward": 150,
-            "backward": 300,
-            "modules": {
-                "Global": {
-                    "forward": 150,
-                    "backward": 300,
-                    "by_op": {"aten.addmm": 150, "aten.mm": 300},
-                },
-                "Net": {
-                    "forward": 150,
-                    "backward": 300,
-                    "by_op": {"aten.addmm": 150, "aten.mm": 300},
-                },
-                "Net.a": {
-                    "forward": 100,
-                    "backward": 200,
-                    "by_op": {"aten.addmm": 100, "aten.mm": 200},
-                },
-                "Net.b": {
-                    "forward": 50,
-                    "backward": 100,
-                    "by_op": {"aten.addmm": 50, "aten.mm": 100},
-                },
-            },
-            "unsupported": {},
-        }
-    },
-}
 
 
 def test_a_format_1_file_in_the_pre_0_2_layout_is_the_same_test_as_its_current_file(

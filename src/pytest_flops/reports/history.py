@@ -62,6 +62,7 @@ def history(repository: Repository, *, paths: Sequence[str], since: str | None) 
     (relative to the repository's root; none: everywhere), ordered by test."""
     lineages: list[_Lineage] = []
     current: dict[str, _Lineage] = {}  # path -> lineage of the file there now
+    ended: dict[str, _Lineage] = {}  # label -> lineage of a test whose file was removed
     if since is not None:
         start = repository.commit(since)
         start_commit = repository.describe(start)
@@ -93,6 +94,8 @@ def history(repository: Repository, *, paths: Sequence[str], since: str | None) 
                 note = f"renamed from {moved}" if moved != label else ""
             elif same := next((x for x in current.values() if x.label == label), None):
                 lineage, note = same, ""  # a pre-0.2 file and its current one, side by side
+            elif label in ended:  # removed by an earlier commit, now back
+                lineage, note = ended.pop(label), "added again"
             else:
                 lineage = _Lineage(label=label, paths=[])
                 lineages.append(lineage)
@@ -105,6 +108,7 @@ def history(repository: Repository, *, paths: Sequence[str], since: str | None) 
         for lineage in removed.values():
             if lineage not in current.values():
                 lineage.events.append((commit, None, "removed"))
+                ended[lineage.label] = lineage
     chosen = [lineage for lineage in lineages if _under(lineage.paths, paths)]
     series = [s for lineage in chosen for s in _series(lineage)]
     if not series:

@@ -3,7 +3,7 @@
 
 const series = JSON.parse(document.getElementById("history-data").textContent);
 const SVG = "http://www.w3.org/2000/svg";
-const WIDTH = 720, HEIGHT = 220, LEFT = 80, RIGHT = 20, TOP = 12, BOTTOM = 36;
+const WIDTH = 720, HEIGHT = 220, LEFT = 80, RIGHT = 40, TOP = 12, BOTTOM = 36;
 const LINES = ["forward", "backward"];
 
 const exact = (n) => Number(n).toLocaleString("en-US");
@@ -125,7 +125,7 @@ function table(one) {
       [point.date.slice(0, 10), "text"], [point.short, "text"],
       [counts ? short(counts.total) : "-", ""], [counts ? short(counts.forward) : "-", ""],
       [counts ? short(counts.backward) : "-", ""], [change(previous, counts), ""],
-      [point.subject + (point.note ? ` (${point.note})` : ""), "text"],
+      [point.subject + (point.note ? ` (${point.note})` : ""), "text subject"],
     ];
     for (const [text, cls] of cells) tr.append(element("td", cls ? {class: cls} : {}, text));
     if (counts) previous = counts;
