@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from pytest_flops.snapshots.format import FlopsSnapshot
-from tests.reports.git_repos import EXAMPLES, FORMAT_1, Repo, flops_cli, make_repo, snapshot_text
+from tests.reports.git_repos import (
+    EXAMPLES,
+    FORMAT_1,
+    ROOT,
+    Repo,
+    flops_cli,
+    make_repo,
+    snapshot_text,
+)
 
 NET = "tests/__flops__/test_net.py"
 # test_net: Net.a = Linear forward 100, backward 200; Net.b forward 50, backward 100:
@@ -353,3 +365,102 @@ def test_neither_command_imports_torch(repo: Repo, command: list[str]) -> None:
     )
     assert result.stderr.splitlines()[-1] == f"exit {1 if command[0] == 'diff' else 0} loaded []"
     assert "examples/test_vision.py::test_vit_forward" in result.stdout
+
+
+# -- the CI recipe ------------------------------------------------------------------------
+
+
+def comment_workflow() -> dict[Any, Any]:
+    """docs/ci.md's workflow that comments on pull requests."""
+    text = (ROOT / "docs" / "ci.md").read_text()
+    for block in re.findall(r"^```yaml\n(.*?)^```", text, re.S | re.M):
+        workflow = yaml.safe_load(block)
+        triggers = workflow[True]  # YAML 1.1 reads the key on as True
+        if isinstance(triggers, dict) and "pull_request" in triggers:
+            return workflow
+    raise AssertionError("docs/ci.md has no pull_request workflow")
+
+
+@pytest.mark.slow
+def test_the_ci_recipe_posts_the_pull_request_s_flop_changes(
+    sessions_repo: Repo, tmp_path: Path
+) -> None:
+    workflow = comment_workflow()
+    assert workflow[True]["pull_request"]["paths"] == ["**/__flops__/**"]  # YAML 1.1: on
+    steps = workflow["jobs"]["comment"]["steps"]
+    assert steps[0]["with"]["fetch-depth"] == 0  # the merge base must be there
+    [command] = [step["run"] for step in steps if "pytest_flops diff" in step.get("run", "")]
+    [comment] = [step for step in steps if "sticky-pull-request-comment" in step.get("uses", "")]
+
+    # GitHub's side: main holds the first commit of the sessions' repository, then gains
+    # a test of its own after the pull request branched off
+    origin = Repo(tmp_path / "origin")
+    subprocess.run(["git", "clone", "-q", str(sessions_repo.root), str(origin.root)], check=True)
+    origin.git("reset", "-q", "--hard", "HEAD~2")
+    origin.write(
+        "tests/__flops__/test_m.py/test_later.flops.json",
+        snapshot_text("test_later", default={"M.x": (1, 0)}),
+    )
+    origin.commit("a test on main", day=4)
+    # the runner's checkout: the pull request's two commits (widen fc, move to suite/)
+    checkout = Repo(tmp_path / "checkout")
+    subprocess.run(["git", "clone", "-q", str(origin.root), str(checkout.root)], check=True)
+    checkout.git("fetch", "-q", str(sessions_repo.root), "main:pr")
+    checkout.git("switch", "-q", "pr")
+
+    run = command.replace("${{ github.base_ref }}", "main")
+    bin_dir = str(Path(sys.executable).parent)
+    result = subprocess.run(
+        ["bash", "-c", run],
+        cwd=checkout.root,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PATH": bin_dir + os.pathsep + os.environ["PATH"]},
+    )
+    assert result.returncode == 0, result.stderr
+    posted = (checkout.root / comment["with"]["path"]).read_text()
+    base = sessions_repo.short("HEAD~2")  # the merge base: main's test_later is not ours
+    head = sessions_repo.short("HEAD")
+    assert posted == "\n".join(
+        [
+            "<!-- pytest-flops diff -->",
+            f"### FLOPs: `merge base of origin/main and HEAD ({base})` → `HEAD ({head})`",
+            "",
+            "1 measurement(s) changed, 1 unchanged.",
+            "",
+            "| test | before | after | change | % |",
+            "|---|---:|---:|---:|---:|",
+            "| `suite/test_m.py::test_changed` | 1.92 KFLOP | 2.11 KFLOP | +192 FLOP | +10.00% |",
+            "",
+            "<details>",
+            "<summary><code>suite/test_m.py::test_changed</code>: +10.00%</summary>",
+            "",
+            "Renamed from `tests/test_m.py::test_changed`.",
+            "",
+            "|  | before | after | change | % |",
+            "|---|---:|---:|---:|---:|",
+            "| total | 1.92 KFLOP | 2.11 KFLOP | +192 FLOP | +10.00% |",
+            "| forward | 880 FLOP | 968 FLOP | +88 FLOP | +10.00% |",
+            "| backward | 1.04 KFLOP | 1.14 KFLOP | +104 FLOP | +10.00% |",
+            "",
+            "Where it starts (own FLOPs: a module's minus its children's):",
+            "",
+            "| module | before | after | change | operators |",
+            "|---|---:|---:|---:|---|",
+            "| `Net.new` | 0 FLOP | 528 FLOP | +528 FLOP |"
+            " aten.mm +352 FLOP, aten.addmm +176 FLOP |",
+            "| `Net.old` | 480 FLOP | 0 FLOP | -480 FLOP |"
+            " aten.mm -320 FLOP, aten.addmm -160 FLOP |",
+            "| `Net.fc` | 1.44 KFLOP | 1.58 KFLOP | +144 FLOP |"
+            " aten.addmm +72 FLOP, aten.mm +72 FLOP |",
+            "",
+            "</details>",
+            "",
+            "**Tests renamed, with no FLOP change**",
+            "",
+            "| before | after |",
+            "|---|---|",
+            "| `tests/test_m.py::test_known` | `suite/test_m.py::test_known` |",
+            "",
+        ]
+    )

@@ -29,13 +29,14 @@ function svgElement(tag, attributes = {}) {
   return node;
 }
 
-function change(previous, counts) {
+// The change of the total from the point before, written with `amount` (exact or short).
+function change(previous, counts, amount) {
   if (!previous || !counts) return "";
   const delta = counts.total - previous.total;
   if (delta === 0) return "0";
   const sign = delta > 0 ? "+" : "-";
   const percent = previous.total ? ` (${sign}${(Math.abs(delta) / previous.total * 100).toFixed(2)}%)` : "";
-  return `${sign}${exact(Math.abs(delta))} FLOP${percent}`;
+  return `${sign}${amount(Math.abs(delta))}${percent}`;
 }
 
 // The text of a point: its commit, then its numbers and their change from the one before.
@@ -43,7 +44,7 @@ function describe(point, previous) {
   const lines = [`${point.short} ${point.date.slice(0, 10)} ${point.subject}`];
   if (point.note) lines.push(point.note);
   if (point.counts) {
-    const moved = change(previous, point.counts);
+    const moved = change(previous, point.counts, (n) => `${exact(n)} FLOP`);
     lines.push(`total ${exact(point.counts.total)} FLOP` + (moved ? `, ${moved}` : ""));
     lines.push(`forward ${exact(point.counts.forward)} FLOP, backward ${exact(point.counts.backward)} FLOP`);
   }
@@ -124,7 +125,7 @@ function table(one) {
     const cells = [
       [point.date.slice(0, 10), "text"], [point.short, "text"],
       [counts ? short(counts.total) : "-", ""], [counts ? short(counts.forward) : "-", ""],
-      [counts ? short(counts.backward) : "-", ""], [change(previous, counts), ""],
+      [counts ? short(counts.backward) : "-", ""], [change(previous, counts, short), ""],
       [point.subject + (point.note ? ` (${point.note})` : ""), "text subject"],
     ];
     for (const [text, cls] of cells) tr.append(element("td", cls ? {class: cls} : {}, text));
