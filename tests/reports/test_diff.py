@@ -8,12 +8,22 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from pytest_flops.measurement import Measurement
+from pytest_flops.reports.diff import (
+    Comparison,
+    Revision,
+    diff_lines,
+    measurement_change,
+    quantities,
+)
 from pytest_flops.snapshots.format import FlopsSnapshot
 from tests.reports.git_repos import (
     EXAMPLES,
@@ -21,6 +31,7 @@ from tests.reports.git_repos import (
     ROOT,
     Repo,
     flops_cli,
+    linear_measurement,
     make_repo,
     snapshot_text,
 )
@@ -284,6 +295,52 @@ def test_a_changed_test_moved_by_git_is_followed(repo: Repo) -> None:
     assert lines[3:5] == [
         "new/test_net.py::test_net: 450 FLOP -> 480 FLOP, +30 FLOP (+6.67%)",
         "  renamed from old/test_net.py::test_net",
+    ]
+
+
+# -- counts a newer snapshot format adds ---------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Format3Measurement(Measurement):
+    """A measurement as a newer format may store it: counts beside total, forward, backward."""
+
+    recompute: int = 0
+    bytes_accessed: Mapping[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **super().to_dict(),
+            "recompute": self.recompute,
+            "bytes": dict(self.bytes_accessed),
+        }
+
+
+def test_counts_a_newer_format_stores_are_compared_and_shown() -> None:
+    rows = linear_measurement(NET_ROWS).modules
+    before = Format3Measurement(modules=rows, recompute=50, bytes_accessed={"read": 4000})
+    after = Format3Measurement(modules=rows, recompute=100, bytes_accessed={"read": 6000})
+    assert quantities(after) == {
+        "total": 450,
+        "forward": 150,
+        "backward": 300,
+        "recompute": 100,
+        "bytes.read": 6000,
+    }
+    change = measurement_change("t.py::test_net", "default", before, after)
+    revision = Revision(ref="working tree", commit=None)
+    comparison = Comparison(
+        base=revision, head=revision, changed=(change,), added=(), removed=(), unchanged=0
+    )
+    # the same FLOPs, recompute 50 -> 100 (+100%), bytes read 4 kB -> 6 kB (+50%)
+    assert diff_lines(comparison)[3:10] == [
+        "t.py::test_net: 450 FLOP -> 450 FLOP, 0 (0%)",
+        "                before     after    change  rel. change",
+        "  total       450 FLOP  450 FLOP         0           0%",
+        "  forward     150 FLOP  150 FLOP         0           0%",
+        "  backward    300 FLOP  300 FLOP         0           0%",
+        "  recompute    50 FLOP  100 FLOP  +50 FLOP     +100.00%",
+        "  bytes.read      4 kB      6 kB     +2 kB      +50.00%",
     ]
 
 

@@ -64,9 +64,35 @@ def test_since_and_paths_choose_the_commits_and_the_tests(sessions_repo: Repo) -
     assert [line for line in only if not line.startswith(" ")] == [
         "suite/test_m.py::test_known  ▁▁  2.16 KFLOP"
     ]
-    # a PATH relative to the directory it is run in
+    # a PATH relative to the directory it is run in, and a test file's path
     inside = flops_cli(sessions_repo.root / "suite", "history", ".").stdout
     assert inside.count("suite/test_m.py::") == 2
+    by_test_file = flops_cli(sessions_repo.root, "history", "tests/test_m.py").stdout
+    assert by_test_file == flops_cli(sessions_repo.root, "history").stdout
+
+
+def test_a_merged_branch_is_its_merge_commit(repo: Repo) -> None:
+    path = "t/__flops__/test_lm.py/test_lm.flops.json"
+    repo.write(path, snapshot_text("test_lm", default={"M.x": (10, 0)}))
+    repo.commit("lm", day=1)
+    repo.git("switch", "-q", "-c", "wider")
+    for day, width in ((2, 20), (3, 30)):  # two steps on the branch
+        repo.write(path, snapshot_text("test_lm", default={"M.x": (width, 0)}))
+        repo.commit(f"{width} wide", day=day)
+    repo.git("switch", "-q", "main")
+    repo.git("merge", "-q", "--no-ff", "-m", "merge wider", "wider")
+    lines = flops_cli(repo.root, "history").stdout.splitlines()
+    # the main line: 10, then the merge's 30 (+20 = +200.00%); the branch's 20 never landed
+    assert [line.split(maxsplit=1)[1] for line in lines[2:]] == [
+        f"{repo.short('HEAD~1')}  10 FLOP                       lm (added)",
+        f"{repo.short('HEAD')}  30 FLOP  +20 FLOP (+200.00%)  merge wider",
+    ]
+
+
+def test_a_repository_with_no_commit_yet(repo: Repo) -> None:
+    result = flops_cli(repo.root, "history")
+    assert result.returncode == 2
+    assert result.stderr.startswith("pytest-flops history: error: unknown ref 'HEAD'")
 
 
 def test_a_test_moved_from_the_pre_0_2_layout_keeps_its_history(repo: Repo) -> None:

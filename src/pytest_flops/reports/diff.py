@@ -27,7 +27,15 @@ from pytest_flops.reports.git import WORKING_TREE, Repository, StoredSnapshot, i
 from pytest_flops.tables import aligned
 from pytest_flops.units import format_bytes, format_flops, format_pair
 
-__all__ = ["Comparison", "MeasurementChange", "compare", "diff_json", "diff_lines", "diff_markdown"]
+__all__ = [
+    "Comparison",
+    "MeasurementChange",
+    "compare",
+    "diff_json",
+    "diff_lines",
+    "diff_markdown",
+    "measurement_change",
+]
 
 SCHEMA_VERSION = 1
 ORIGINS_SHOWN = 10  # in the terminal and the Markdown; the JSON has them all
@@ -158,7 +166,7 @@ def compare(repository: Repository, base: Revision, head: Revision) -> Compariso
                     renamed.add((renamed_from[label], label))
             else:
                 changed.append(
-                    _change(
+                    measurement_change(
                         label, name, previous, measurement, renamed_from=renamed_from.get(label)
                     )
                 )
@@ -222,9 +230,15 @@ def own_flops(measurement: Measurement) -> dict[str, dict[str, int]]:
     return own
 
 
-def _change(
-    label: str, name: str, before: Measurement, after: Measurement, *, renamed_from: str | None
+def measurement_change(
+    label: str,
+    name: str,
+    before: Measurement,
+    after: Measurement,
+    *,
+    renamed_from: str | None = None,
 ) -> MeasurementChange:
+    """The change of one measurement: its numbers, origins and the Global row's operators."""
     old, new = quantities(before), quantities(after)
     names = list(dict.fromkeys([*old, *new]))
     own_before, own_after = own_flops(before), own_flops(after)

@@ -245,7 +245,13 @@ class Repository:
                 cwd=cwd,
                 capture_output=True,
                 check=False,
-                env={**os.environ, "LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0"},
+                # read-only: take no lock, so a git command of the user's never waits on us
+                env={
+                    **os.environ,
+                    "LC_ALL": "C",
+                    "GIT_TERMINAL_PROMPT": "0",
+                    "GIT_OPTIONAL_LOCKS": "0",
+                },
             )
         except FileNotFoundError:
             raise GitError("git is not installed (no 'git' command on PATH)") from None

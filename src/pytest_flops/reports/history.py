@@ -19,7 +19,7 @@ from importlib.resources import files
 
 from pytest_flops.measurement import DEFAULT_NAME, relative_text
 from pytest_flops.reports.diff import amount, file_and_test, quantities, signed, title
-from pytest_flops.reports.git import Commit, GitError, Repository, parse, test_label
+from pytest_flops.reports.git import Commit, GitError, Repository, StoredSnapshot, parse
 from pytest_flops.snapshots.format import FlopsSnapshot
 from pytest_flops.tables import aligned
 from pytest_flops.units import format_flops
@@ -53,13 +53,21 @@ class _Lineage:
     """One test's snapshot file through its renames: what each commit made of it."""
 
     label: str
-    paths: list[str]
+    paths: list[str]  # of its snapshot file, and of its test file, through the renames
     events: list[tuple[Commit, FlopsSnapshot | None, str]] = field(default_factory=list)
+
+    def add(self, commit: Commit, stored: StoredSnapshot | None, note: str) -> None:
+        if stored is not None:
+            self.label = stored.label
+            test_file = stored.label.partition("::")[0]
+            self.paths += [path for path in (stored.path, test_file) if path not in self.paths]
+        self.events.append((commit, None if stored is None else stored.snapshot, note))
 
 
 def history(repository: Repository, *, paths: Sequence[str], since: str | None) -> list[Series]:
-    """The series of every test whose snapshot lies (or lay) under one of ``paths``
-    (relative to the repository's root; none: everywhere), ordered by test."""
+    """The series of every test whose snapshot or test file lies (or lay) under one of
+    ``paths`` (relative to the repository's root; none: everywhere), ordered by test."""
+    repository.commit("HEAD")  # a repository with no commit yet says so
     lineages: list[_Lineage] = []
     current: dict[str, _Lineage] = {}  # path -> lineage of the file there now
     ended: dict[str, _Lineage] = {}  # label -> lineage of a test whose file was removed
@@ -67,8 +75,8 @@ def history(repository: Repository, *, paths: Sequence[str], since: str | None) 
         start = repository.commit(since)
         start_commit = repository.describe(start)
         for stored in repository.snapshots(start):
-            lineage = _Lineage(label=stored.label, paths=[stored.path])
-            lineage.events.append((start_commit, stored.snapshot, f"as at {since}"))
+            lineage = _Lineage(label=stored.label, paths=[])
+            lineage.add(start_commit, stored, f"as at {since}")
             lineages.append(lineage)
             current[stored.path] = lineage
     log = list(repository.log(since=since))
@@ -82,8 +90,10 @@ def history(repository: Repository, *, paths: Sequence[str], since: str | None) 
         for change in changes:
             if change.status == "D" or change.blob is None:
                 continue
-            snapshot = parse(texts[change.blob], path=change.path, where=where)
-            label = test_label(change.path, snapshot.test)
+            stored = StoredSnapshot(
+                path=change.path, snapshot=parse(texts[change.blob], path=change.path, where=where)
+            )
+            label = stored.label
             if change.status == "R" and change.old_path in current:
                 lineage = current.pop(change.old_path)
                 note = f"renamed from {lineage.label}" if label != lineage.label else ""
@@ -101,13 +111,10 @@ def history(repository: Repository, *, paths: Sequence[str], since: str | None) 
                 lineages.append(lineage)
                 note = "added"
             current[change.path] = lineage
-            if change.path not in lineage.paths:
-                lineage.paths.append(change.path)
-            lineage.label = label
-            lineage.events.append((commit, snapshot, note))
+            lineage.add(commit, stored, note)
         for lineage in removed.values():
             if lineage not in current.values():
-                lineage.events.append((commit, None, "removed"))
+                lineage.add(commit, None, "removed")
                 ended[lineage.label] = lineage
     chosen = [lineage for lineage in lineages if _under(lineage.paths, paths)]
     series = [s for lineage in chosen for s in _series(lineage)]
@@ -129,6 +136,7 @@ def _moved(label: str, removed: Mapping[str, _Lineage]) -> str | None:
 
 
 def _under(lineage_paths: Sequence[str], prefixes: Sequence[str]) -> bool:
+    """Whether a path is a prefix, or lies in a folder that is."""
     if not prefixes:
         return True
     return any(

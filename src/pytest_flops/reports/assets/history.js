@@ -47,6 +47,11 @@ function describe(point, previous) {
     const moved = change(previous, point.counts, (n) => `${exact(n)} FLOP`);
     lines.push(`total ${exact(point.counts.total)} FLOP` + (moved ? `, ${moved}` : ""));
     lines.push(`forward ${exact(point.counts.forward)} FLOP, backward ${exact(point.counts.backward)} FLOP`);
+    // what a newer snapshot format holds beside them (bytes are named so)
+    for (const [name, value] of Object.entries(point.counts)) {
+      if (["total", "forward", "backward"].includes(name)) continue;
+      lines.push(`${name} ${exact(value)}${name.includes("bytes") ? " B" : " FLOP"}`);
+    }
   }
   return lines.join("\n");
 }
