@@ -279,6 +279,21 @@ def test_a_format_1_file_in_the_pre_0_2_layout_is_the_same_test_as_its_current_f
     assert lines[-1] == "    Net.b   150 FLOP  200 FLOP  +50 FLOP  aten.addmm +50 FLOP"
 
 
+def test_a_snapshot_stored_shallower_is_compared_at_its_depth(repo: Repo) -> None:
+    path = f"{NET}/test_net.flops.json"
+    deep = snapshot_text("test_net", default=NET_ROWS)
+    repo.write(path, deep)
+    repo.commit("depth 3", day=1)
+    # flops_depth = 1: the same counts without the Net.a and Net.b rows, as the plugin
+    # compares them (at the shallower depth): no change
+    shallow = FlopsSnapshot.from_text(deep, where="test").at_depth(1)
+    assert "Net.a" not in shallow.to_text()
+    repo.write(path, shallow.to_text())
+    result = flops_cli(repo.root, "diff", "--fail-on-change")
+    assert result.returncode == 0
+    assert result.stdout.splitlines()[1] == "no FLOP change (1 measurement(s) compared)"
+
+
 def test_a_changed_test_moved_by_git_is_followed(repo: Repo) -> None:
     repo.write(
         "old/__flops__/test_net.py/test_net.flops.json", snapshot_text("test_net", default=NET_ROWS)

@@ -24,6 +24,7 @@ from pytest_flops.measurement import (
     relative_text,
 )
 from pytest_flops.reports.git import WORKING_TREE, Repository, StoredSnapshot, is_legacy_path
+from pytest_flops.snapshots.format import FlopsSnapshot
 from pytest_flops.tables import aligned
 from pytest_flops.units import format_bytes, format_flops, format_pair
 
@@ -141,29 +142,21 @@ def compare(repository: Repository, base: Revision, head: Revision) -> Compariso
     added: list[Present] = []
     removed: list[Present] = []
     unchanged = 0
-    renamed: set[tuple[str, str]] = set()
     matched_base = set(renamed_from.values())
     for label, stored in after.items():
-        old_label = renamed_from.get(label, label)
-        old = before.get(old_label)
-        old_measurements = old.snapshot.measurements if old else {}
-        records_communication = stored.snapshot.records_communication and (
-            old is None or old.snapshot.records_communication
-        )
-        for name, measurement in stored.snapshot.measurements.items():
+        old = before.get(renamed_from.get(label, label))
+        new_snapshot = stored.snapshot
+        old_measurements: Mapping[str, Measurement] = {}
+        if old is not None:
+            old_snapshot, new_snapshot = comparable(old.snapshot, new_snapshot)
+            old_measurements = old_snapshot.measurements
+        for name, measurement in new_snapshot.measurements.items():
             if name not in old_measurements:
                 added.append(Present(test=label, name=name, quantities=quantities(measurement)))
                 continue
             previous = old_measurements[name]
-            if not records_communication:
-                previous, measurement = (
-                    previous.without_communication(),
-                    measurement.without_communication(),
-                )
             if previous.to_dict() == measurement.to_dict():
                 unchanged += 1
-                if label in renamed_from:
-                    renamed.add((renamed_from[label], label))
             else:
                 changed.append(
                     measurement_change(
@@ -171,7 +164,7 @@ def compare(repository: Repository, base: Revision, head: Revision) -> Compariso
                     )
                 )
         for name, measurement in old_measurements.items():
-            if name not in stored.snapshot.measurements:
+            if name not in new_snapshot.measurements:
                 removed.append(Present(test=label, name=name, quantities=quantities(measurement)))
     for label, stored in before.items():
         if label not in after and label not in matched_base:
@@ -193,8 +186,23 @@ def compare(repository: Repository, base: Revision, head: Revision) -> Compariso
         added=tuple(sorted(added, key=by_test)),
         removed=tuple(sorted(removed, key=by_test)),
         unchanged=unchanged,
-        renamed=tuple(sorted(renamed)),
+        renamed=tuple(
+            sorted(
+                (old, new)
+                for new, old in renamed_from.items()
+                if not any(change.test == new for change in changed)
+            )
+        ),
     )
+
+
+def comparable(before: FlopsSnapshot, after: FlopsSnapshot) -> tuple[FlopsSnapshot, FlopsSnapshot]:
+    """Both as the plugin compares them: at the shallower depth, and without communication
+    when one file is of a format that recorded none."""
+    depth = min(before.depth, after.depth)
+    if not (before.records_communication and after.records_communication):
+        before, after = before.without_communication(), after.without_communication()
+    return before.at_depth(depth), after.at_depth(depth)
 
 
 def quantities(measurement: Measurement) -> dict[str, int]:
