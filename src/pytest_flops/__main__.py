@@ -100,8 +100,10 @@ def _add_git_commands(commands: Any) -> None:
         "with --fail-on-change; 2 bad input (not a git repository, an unknown ref, a snapshot "
         "that cannot be read, an output that cannot be written).",
     )
-    diff.add_argument("base", nargs="?", default="HEAD", metavar="BASE")
-    diff.add_argument("head", nargs="?", metavar="HEAD")
+    diff.add_argument(
+        "base", nargs="?", default="HEAD", metavar="BASE", help="a git revision, or A...B, A..B"
+    )
+    diff.add_argument("head", nargs="?", metavar="HEAD", help="a git revision")
     diff.add_argument("--md", type=Path, metavar="PATH", help="write a pull-request comment")
     diff.add_argument("--json", type=Path, metavar="PATH", help="write the comparison as JSON")
     diff.add_argument(
@@ -112,13 +114,16 @@ def _add_git_commands(commands: Any) -> None:
     history = commands.add_parser(
         "history",
         help="each test's FLOPs over the commits that changed its snapshot",
-        description="For each test whose snapshot lies under PATH (default: all), the commits "
+        description="For each test whose snapshot or test file lies under PATH (default: all), "
+        "the commits "
         "of HEAD's first-parent line that changed it: date, commit, total and change, with a "
         "sparkline. Follows renames. Reads git only: no test runs, and torch is not imported.",
         epilog="exit codes: 0 shown; 2 bad input (not a git repository, an unknown ref, a "
         "snapshot that cannot be read at some commit, no snapshots under PATH).",
     )
-    history.add_argument("paths", nargs="*", type=Path, metavar="PATH")
+    history.add_argument(
+        "paths", nargs="*", type=Path, metavar="PATH", help="a folder, test file or snapshot file"
+    )
     history.add_argument("--html", type=Path, metavar="FILE", help="write the charts as one page")
     history.add_argument("--since", metavar="REF", help="start at this commit")
 
