@@ -1,11 +1,13 @@
 """``python -m pytest_flops merge``: one report from the JSON exports of CI shards.
-``python -m pytest_flops diff`` and ``history``: the committed snapshots, read with git.
 
 Exit codes: 0 merged, every measurement passed; 1 merged, and some measurement
 failed its FLOP check; 2 bad input (a file that is not an export, shards that
-cannot be merged, an output that cannot be written). ``diff`` exits 0, or 1 with
-``--fail-on-change`` when a count changed; both exit 2 on bad input (not a git
-repository, an unknown ref, an unreadable snapshot at some commit).
+cannot be merged, an output that cannot be written).
+
+``python -m pytest_flops diff`` and ``history`` read the committed snapshots with
+git. ``diff`` exits 0, or 1 with ``--fail-on-change`` when a count changed; both
+exit 2 on bad input (not a git repository, an unknown ref, an unreadable
+snapshot at some commit).
 """
 
 from __future__ import annotations
