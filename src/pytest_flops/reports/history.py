@@ -178,6 +178,7 @@ def sparkline(values: Sequence[int]) -> str:
 
 
 def history_lines(series: Sequence[Series]) -> list[str]:
+    """Per series a heading with its sparkline and last total, then a row per point."""
     lines: list[str] = []
     for one in series:
         totals = one.totals
