@@ -239,6 +239,19 @@ def test_named_measurements_added_and_removed(repo: Repo) -> None:
     ]
 
 
+def test_the_comment_escapes_what_markdown_and_html_would_read(repo: Repo, tmp_path: Path) -> None:
+    path = "t/__flops__/test_p.py/test_p_a_b_~0123456789.flops.json"
+    test = "test_p[<a>|b]"
+    repo.write(path, snapshot_text(test, default={"M.x": (10, 0)}))
+    repo.commit("p", day=1)
+    repo.write(path, snapshot_text(test, default={"M.x": (20, 0)}))
+    assert flops_cli(repo.root, "diff", "--md", str(tmp_path / "c.md")).returncode == 0
+    comment = (tmp_path / "c.md").read_text()
+    # a | would end the table cell; a < would open an HTML tag inside <summary>
+    assert "| `t/test_p.py::test_p[<a>\\|b]` | 10 FLOP | 20 FLOP | +10 FLOP | +100.00% |" in comment
+    assert "<summary><code>t/test_p.py::test_p[&lt;a&gt;|b]</code>: +100.00%</summary>" in comment
+
+
 # -- formats and layouts --------------------------------------------------------------
 
 
