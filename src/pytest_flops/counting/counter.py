@@ -123,7 +123,10 @@ class FlopCounterMode(TorchDispatchMode):
 
     Entering a mode again after it exited starts a fresh count, as torch's
     does; entering it again while it is active (nesting the same instance)
-    keeps counting into the same totals, once.
+    keeps counting into the same totals, once, also from a
+    ``torch.library.register_torch_dispatch`` rule for this class, which runs
+    with the mode popped. ``skip_unsupported=True`` launches triton kernels,
+    which are otherwise counted without being launched, as in torch's counter.
     """
 
     # Higher-order operators (FlexAttention, cond, scan...) reach
@@ -261,7 +264,7 @@ class FlopCounterMode(TorchDispatchMode):
                 self._while_counting.close()
                 self._modules.stop()
                 raise
-            self._pushed.append(False)  # the outermost exit pops it
+            self._pushed.append(False)  # the last exit pops it, below
         else:
             # Inside this mode's own dispatch (a torch_dispatch rule registered for
             # it runs ``with mode:``) dispatch has popped it: push it back so the

@@ -2,10 +2,13 @@
 
 A formula is a small pure function of shapes, registered on one or more
 ``torch.ops.<namespace>.<op>`` packets (or higher-order operators such as
-``torch.ops.higher_order.flex_attention``) with :func:`register_flop_formula`.
+``torch.ops.higher_order.flex_attention``, or ``@triton.jit`` kernels) with
+:func:`register_flop_formula`, once per op: a second one must say
+``override=True``, or be scoped to a ``with`` block (:func:`scoped_flop_formula`).
 Tensors in the op's arguments and output arrive as shape tuples (lists of
 tensors as lists of shapes) and the output as ``out_shape=``; a formula
 registered with ``get_raw=True`` gets the real arguments and ``out_val=``.
+:data:`flop_registry` shows the table in torch's calling form.
 
 This table is ours on purpose: a snapshot must not change because torch's own
 registry changed between releases. For ops outside ``aten`` and ``prims`` that
