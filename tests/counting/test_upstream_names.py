@@ -219,3 +219,35 @@ def test_registering_a_triton_kernel_takes_the_kernel_itself() -> None:
     with ours.scoped_flop_formula([add_kernel], add_kernel_flop):
         assert add_kernel in ours.flop_registry
     assert add_kernel not in ours.flop_registry
+
+
+def test_a_flex_attention_sparsity_hint_scales_both_formulas() -> None:
+    forward = ours.flop_registry[torch.ops.higher_order.flex_attention]
+    backward = ours.flop_registry[torch.ops.higher_order.flex_attention_backward]
+    q, lse = (1, 2, 128, 16), (1, 2, 128)
+
+    def hint(sparsity: float) -> dict[str, Any]:
+        return {"custom": {"sparsity_hint": sparsity}}
+
+    # dense: 2*1*2*128*128*(16+16) forward; backward 2*1*2*128*128*(3*16+2*16), 2.5x
+    assert forward(q, q, q, out_val=None) == 2_097_152
+    assert forward(q, q, q, out_val=None, _node_meta=hint(0.25)) == 1_572_864  # 3/4 of it
+    assert forward(q, q, q, out_val=None, _node_meta={"custom": {}}) == 2_097_152
+    # the hint is a share: clamped to [0, 1]
+    assert forward(q, q, q, out_val=None, _node_meta=hint(1.5)) == 0
+    assert forward(q, q, q, out_val=None, _node_meta=hint(-1.0)) == 2_097_152
+    # no grad_out (the output's gradient is None): the output's shape stands for it
+    assert backward(q, q, q, q, lse, None, out_val=None) == 5_242_880
+    assert backward(q, q, q, q, lse, q, out_val=None, _node_meta=hint(0.25)) == 3_932_160
+
+
+def test_an_eager_flex_attention_call_counts_dense_whatever_its_annotation() -> None:
+    # a counting block sees no graph node: an annotated eager call counts dense, so a
+    # snapshot does not depend on a hint meant for the compiler's estimates
+    from torch.fx.traceback import annotate
+    from torch.nn.attention.flex_attention import flex_attention
+
+    q = torch.randn(1, 2, 128, 16)
+    with annotate({"sparsity_hint": 0.5}), FlopCounterMode(display=False) as mode:
+        flex_attention(q, q, q)
+    assert mode.to_measurement().by_op == {"higher_order.flex_attention": 2_097_152}
