@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.utils.flop_counter as torch_counter
 
+import pytest_flops
 import pytest_flops.flop_counter as ours
 from pytest_flops import FlopCounterMode
 from pytest_flops.counting.formulas import FLOP_FORMULAS
@@ -166,6 +167,17 @@ def test_a_triton_kernel_counts_its_formula_without_being_launched() -> None:
     assert mode.to_measurement().by_op == {"triton.add_kernel": 10}
     assert mode.flop_counts["Global"] == {add_kernel: 10}  # keyed by the kernel, as torch's
     assert torch.equal(out, torch.zeros(10))  # not launched (it could not be, on a CPU)
+
+
+@pytest.mark.parametrize("device", ["meta", "fake"])
+def test_a_triton_kernel_counts_on_stand_ins(device: str) -> None:
+    def step(x: torch.Tensor, y: torch.Tensor, out: torch.Tensor) -> None:
+        launch(x, y, out)
+
+    x, y, out = torch.ones(10), torch.ones(10), torch.zeros(10)
+    with ours.scoped_flop_formula(add_kernel, add_kernel_flop):
+        measured = pytest_flops.count(step, x, y, out, device=device)
+    assert measured.by_op == {"triton.add_kernel": 10}  # n_elements adds
 
 
 def test_a_triton_kernel_without_a_formula_is_unsupported() -> None:
