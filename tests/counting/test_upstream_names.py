@@ -4,7 +4,7 @@ kernels, ``skip_unsupported``)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 import torch
@@ -170,7 +170,7 @@ def test_a_triton_kernel_counts_its_formula_without_being_launched() -> None:
 
 
 @pytest.mark.parametrize("device", ["meta", "fake"])
-def test_a_triton_kernel_counts_on_stand_ins(device: str) -> None:
+def test_a_triton_kernel_counts_on_stand_ins(device: Literal["meta", "fake"]) -> None:
     def step(x: torch.Tensor, y: torch.Tensor, out: torch.Tensor) -> None:
         launch(x, y, out)
 
