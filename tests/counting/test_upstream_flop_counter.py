@@ -1,8 +1,11 @@
 """torch's newest upstream test/test_flop_counter.py, ported to our names: the tests the
 older port (test_seed_parity.py) does not hold.
 
-Upstream's 35 tests (31 in ``TestFlopCounter``, 4 in ``TestFlexAttentionEstimation``)
-and where each lives:
+The newest copy of the file this project could read (pytorch main, 2026), with
+``test_registered_hop`` (pytorch/pytorch#187592): the tests of ``TestFlopCounter`` (the
+CUDA-only ones, ``test_sdpa_gqa``, ``test_scaled_mm`` and the triton ones, sit in a
+per-device class in some revisions) and the 4 of ``TestFlexAttentionEstimation``. Where
+each lives:
 
 * in test_seed_parity.py (the older file's): ``test_flop_counter_variety``, ``test_op``,
   ``test_backward``, ``test_backward_reset``, ``test_torchscript``, ``test_autograd_op``,
@@ -101,6 +104,24 @@ def test_sdpa() -> None:
     assert nonuniform_fw == 2 * 4 * 8 * 128 * 256 * (64 + 64) == 268_435_456
     assert sdpa_flops(128, 256, SDPBackend.MATH, with_backward=True) == 805_306_368  # 3x
     assert sdpa_flops(128, 256, SDPBackend.FLASH_ATTENTION, with_backward=True) == 939_524_096
+
+
+def test_sdpa_gqa() -> None:
+    # CPU form of the device test: 32 query heads share 8 key/value heads
+    with torch.device("meta"):
+        query = torch.randn(2, 32, 128, 64, dtype=torch.float16)
+        key, value = (torch.randn(2, 8, 128, 64, dtype=torch.float16) for _ in range(2))
+    with counter() as gqa:
+        F.scaled_dot_product_attention(query, key, value, is_causal=True, enable_gqa=True)
+    with counter() as mha:  # the same heads expanded, as multi-head attention
+        F.scaled_dot_product_attention(
+            query,
+            key.repeat_interleave(4, dim=1),
+            value.repeat_interleave(4, dim=1),
+            is_causal=True,
+        )
+    # every query head multiplies a full K and V: 2*2*32*128*128*(64 + 64)
+    assert gqa.get_total_flops() == mha.get_total_flops() == 268_435_456
 
 
 def nested_inputs(
