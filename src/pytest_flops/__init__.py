@@ -2,8 +2,8 @@
 
 Importing the package imports no torch: pytest loads it at start-up as a
 plugin in every session. The names that need torch (``FlopCounterMode``,
-``Flops``, ``count``, ``register_flop_formula``), and those that bring other
-modules along, are imported on first use.
+``Flops``, ``count``, ``register_flop_formula``, ``scoped_flop_formula``), and
+those that bring other modules along, are imported on first use.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from pytest_flops.counting.distributed import fake_world
     from pytest_flops.counting.dry_run import count
     from pytest_flops.counting.fixture import Flops
-    from pytest_flops.counting.formulas import register_flop_formula
+    from pytest_flops.counting.formulas import register_flop_formula, scoped_flop_formula
     from pytest_flops.plugin.syrupy_extension import FlopsSnapshotExtension
     from pytest_flops.plugin.testcase import FlopsTestCase
 
@@ -46,6 +46,7 @@ __all__ = [
     "parse_bytes",
     "parse_flops",
     "register_flop_formula",
+    "scoped_flop_formula",
 ]
 
 _IMPORTED_ON_USE = {
@@ -54,6 +55,7 @@ _IMPORTED_ON_USE = {
     "count": "pytest_flops.counting.dry_run",
     "fake_world": "pytest_flops.counting.distributed",
     "register_flop_formula": "pytest_flops.counting.formulas",
+    "scoped_flop_formula": "pytest_flops.counting.formulas",
     "FlopsSnapshotExtension": "pytest_flops.plugin.syrupy_extension",
     "FlopsTestCase": "pytest_flops.plugin.testcase",
 }

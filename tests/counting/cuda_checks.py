@@ -123,7 +123,8 @@ class AttentionCase:
 
     def fused_counts(self) -> tuple[int, int]:
         shapes = (self.q_shape, self.kv_shape, (*self.kv_shape[:-1], self.v_dim))
-        return sdpa_flop_count(*shapes), sdpa_backward_flop_count(*shapes)
+        grad_out = (*self.q_shape[:-1], self.v_dim)
+        return sdpa_flop_count(*shapes), sdpa_backward_flop_count(grad_out, *shapes)
 
 
 ATTENTION_CASES = [
@@ -181,7 +182,9 @@ def check_jagged_attention(report: Report, device: str) -> None:
 
     per_sequence = [(1, heads, length, head_dim) for length in lengths]
     forward = sum(sdpa_flop_count(shape, shape, shape) for shape in per_sequence)
-    fused_backward = sum(sdpa_backward_flop_count(shape, shape, shape) for shape in per_sequence)
+    fused_backward = sum(
+        sdpa_backward_flop_count(shape, shape, shape, shape) for shape in per_sequence
+    )
     measured = measure(step)
     math_ran = "aten.matmul" in measured.by_op  # the CPU's jagged path
     backward = 2 * forward if math_ran else fused_backward
@@ -204,7 +207,7 @@ def check_flex_attention(report: Report, device: str) -> None:
     shapes = (q.shape, kv.shape, kv.shape)
     expected = {
         "higher_order.flex_attention": sdpa_flop_count(*shapes),
-        "higher_order.flex_attention_backward": sdpa_backward_flop_count(*shapes),
+        "higher_order.flex_attention_backward": sdpa_backward_flop_count(q.shape, *shapes),
     }
     block_mask = create_block_mask(causal, 1, 1, 256, 256, device=device)
 

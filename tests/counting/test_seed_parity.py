@@ -1,4 +1,5 @@
-"""Every case and number of torch's own test_flop_counter.py, against our counter.
+"""Every case and number of torch's own test_flop_counter.py (its older file), against our
+counter; the newest file's other tests are in test_upstream_flop_counter.py.
 
 The expected values are the seed's; the derivations in the comments show that
 they are what the formulas say, not just what some counter printed.

@@ -13,7 +13,7 @@ from torch import nn
 
 from examples.models import LSTMLanguageModel, TinyGPT
 from pytest_flops import FlopCounterMode, Measurement, register_flop_formula
-from pytest_flops.counting.formulas import FLOP_FORMULAS
+from pytest_flops.counting.formulas import FLOP_FORMULAS, is_uncounted, scoped_flop_formula
 
 
 def measure(step: Callable[[], Any]) -> Measurement:
@@ -296,5 +296,101 @@ def test_register_flop_formula_takes_an_overload_for_its_packet(
     assert FLOP_FORMULAS[doubled_matmul_op] is not None
     measured = measure(lambda: doubled_matmul(torch.randn(4, 5), torch.randn(5, 6)))
     assert measured.by_op == {"pytest_flops_tests.doubled_matmul": 240}
-    with pytest.raises(TypeError, match="register_flop_formula takes ops"):
-        register_flop_formula("mm")
+
+
+@pytest.mark.parametrize("target", ["mm", torch.mm, 3, [torch.ops.aten.mm, "mm"]], ids=repr)
+def test_register_flop_formula_refuses_what_is_no_op_with_torchs_error_type(target: Any) -> None:
+    with pytest.raises(ValueError, match="expected each target to be an op") as raised:
+        register_flop_formula(target)(lambda *shapes, out_shape: 0)
+    assert "lambda" not in str(raised.value)  # it names the target, not the formula
+    assert torch.ops.aten.mm in FLOP_FORMULAS  # and nothing was registered
+
+
+def mm_count() -> Measurement:
+    return measure(lambda: torch.mm(torch.randn(4, 5), torch.randn(5, 6)))
+
+
+def test_a_second_formula_for_an_op_is_refused_unless_it_overrides(
+    doubled_matmul_op: torch._ops.OpOverloadPacket,
+) -> None:
+    # a built-in: replacing it would change every later test's count
+    with pytest.raises(RuntimeError, match=r"aten::mm already has a formula.*override=True"):
+        register_flop_formula(torch.ops.aten.mm)(lambda *shapes, out_shape: 1)
+    # by its qualified name too, and an earlier registration of the user's
+    with pytest.raises(RuntimeError, match="aten::mm already has a formula"):
+        register_flop_formula("aten::mm")(lambda *shapes, out_shape: 1)
+    assert mm_count().by_op == {"aten.mm": 240}  # 2*4*5*6, untouched
+
+    register_flop_formula(doubled_matmul_op)(lambda a, b, *, out_shape: 1)
+    with pytest.raises(RuntimeError, match="pytest_flops_tests::doubled_matmul already"):
+        register_flop_formula("pytest_flops_tests::doubled_matmul")(lambda *s, out_shape: 2)
+
+    register_flop_formula(doubled_matmul_op, override=True)(lambda a, b, *, out_shape: 3)
+    measured = measure(lambda: doubled_matmul(torch.randn(4, 5), torch.randn(5, 6)))
+    assert measured.by_op == {"pytest_flops_tests.doubled_matmul": 3}
+
+
+def test_a_scoped_formula_is_gone_when_its_block_exits(
+    doubled_matmul_op: torch._ops.OpOverloadPacket,
+) -> None:
+    def call() -> Measurement:
+        return measure(lambda: doubled_matmul(torch.randn(4, 5), torch.randn(5, 6)))
+
+    with scoped_flop_formula(doubled_matmul_op, lambda a, b, *, out_shape: 7):
+        assert call().by_op == {"pytest_flops_tests.doubled_matmul": 7}
+    assert call().unsupported == {"pytest_flops_tests.doubled_matmul": 1}
+    assert doubled_matmul_op not in FLOP_FORMULAS
+
+    # a built-in, overridden in the block only, also when the block raises
+    refused = scoped_flop_formula(torch.ops.aten.mm, lambda *shapes, out_shape: 1)
+    with pytest.raises(RuntimeError, match="aten::mm already has a formula"), refused:
+        pass
+    with (
+        pytest.raises(KeyError),
+        scoped_flop_formula(torch.ops.aten.mm, lambda *shapes, out_shape: 1, override=True),
+    ):
+        assert mm_count().by_op == {"aten.mm": 1}
+        raise KeyError("the block fails")
+    assert mm_count().by_op == {"aten.mm": 240}  # 2*4*5*6: the built-in is back
+
+
+def test_upsample_backward_kernels_and_tensor_checks_cost_nothing() -> None:
+    def step() -> None:
+        for mode, shape in [
+            ("linear", (1, 2, 8)),  # upsample_linear1d_backward: SAM's vision encoder
+            ("bicubic", (1, 2, 8, 8)),  # upsample_bicubic2d_backward: ViTDet, YOLOS
+            ("nearest", (1, 2, 8)),
+            ("nearest-exact", (1, 2, 4, 4, 4)),
+            ("trilinear", (1, 2, 4, 4, 4)),
+        ]:
+            x = torch.randn(shape, requires_grad=True)
+            nn.functional.interpolate(x, scale_factor=2, mode=mode).sum().backward()
+        # torch._check_tensor_all runs aten._is_all_true (VITS)
+        torch._check_tensor_all(torch.ones(3, dtype=torch.bool))
+
+    assert (measure(step).total, measure(step).unsupported) == (0, {})
+
+
+def test_every_upsample_kernel_and_its_backward_is_known() -> None:
+    names = {
+        name.split("::")[1].split(".")[0]
+        for name in torch._C._dispatch_get_all_op_names()
+        if name.startswith("aten::") and "upsample" in name
+    }
+    assert "upsample_bicubic2d_backward" in names  # the list is torch's, not a copy
+    unknown = [
+        f"aten.{name}.{overload}"
+        for name in sorted(names)
+        for overload in getattr(torch.ops.aten, name).overloads()
+        if not is_uncounted(getattr(getattr(torch.ops.aten, name), overload))
+    ]
+    assert unknown == []
+
+
+def test_get_unsupported_ops_is_a_copy(doubled_matmul_op: torch._ops.OpOverloadPacket) -> None:
+    with FlopCounterMode(display=False) as mode:
+        doubled_matmul(torch.randn(4, 5), torch.randn(5, 6))
+    unsupported = mode.get_unsupported_ops()
+    assert unsupported == {"pytest_flops_tests.doubled_matmul": 1}
+    unsupported.clear()
+    assert mode.get_unsupported_ops() == {"pytest_flops_tests.doubled_matmul": 1}

@@ -25,7 +25,11 @@ from typing import Any
 import torch
 from torch._ops import HigherOrderOperator, OpOverload, OpOverloadPacket
 from torch._subclasses.fake_tensor import is_fake
-from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
+from torch.utils._python_dispatch import (
+    TorchDispatchMode,
+    _disable_current_modes,
+    _get_current_dispatch_mode_stack,
+)
 from torch.utils._pytree import tree_leaves
 
 from pytest_flops.counting.distributed import (
@@ -42,6 +46,7 @@ from pytest_flops.counting.formulas import (
     FlopFormula,
     FlopTarget,
     as_table_formula,
+    is_triton_kernel,
     is_uncounted,
     table_formula,
     user_formula,
@@ -118,7 +123,10 @@ class FlopCounterMode(TorchDispatchMode):
 
     Entering a mode again after it exited starts a fresh count, as torch's
     does; entering it again while it is active (nesting the same instance)
-    keeps counting into the same totals, once.
+    keeps counting into the same totals, once, also from a
+    ``torch.library.register_torch_dispatch`` rule for this class, which runs
+    with the mode popped. ``skip_unsupported=True`` launches triton kernels,
+    which are otherwise counted without being launched, as in torch's counter.
     """
 
     # Higher-order operators (FlexAttention, cond, scan...) reach
@@ -140,6 +148,7 @@ class FlopCounterMode(TorchDispatchMode):
         custom_mapping: Mapping[OpOverloadPacket, FlopFormula] | None = None,
         *,
         models: Models | None = None,
+        skip_unsupported: bool = False,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         if mods is not None:
@@ -150,6 +159,7 @@ class FlopCounterMode(TorchDispatchMode):
             )
         self.depth = depth
         self.display = display
+        self.skip_unsupported = skip_unsupported
         # The table is read live, so formulas registered after this mode was
         # created count from its next ``with`` block on.
         self.formulas: ChainMap[FlopTarget | str, FlopFormula] = ChainMap(
@@ -167,6 +177,7 @@ class FlopCounterMode(TorchDispatchMode):
         self._op_kinds: dict[int, _OpKind] = {}
         self._op_formulas: dict[int, FlopFormula] = {}  # of the counted ones
         self._active = 0
+        self._pushed: list[bool] = []  # per entry: did it push the mode (see __enter__)
         self._modules = ModuleTracker(root_names(models))
         self._while_counting = ExitStack()
 
@@ -192,6 +203,10 @@ class FlopCounterMode(TorchDispatchMode):
 
     def get_flop_counts(self) -> dict[str, dict[Any, int]]:
         return {module: dict(counts) for module, counts in self.flop_counts.items()}
+
+    def get_unsupported_ops(self) -> Counter[str]:
+        """A copy of :attr:`unsupported_ops`: ``{op name: calls}`` of what ran uncounted."""
+        return Counter(self.unsupported_ops)
 
     def to_measurement(self) -> Measurement:
         """Freeze the counts into a :class:`~pytest_flops.Measurement`."""
@@ -249,11 +264,22 @@ class FlopCounterMode(TorchDispatchMode):
                 self._while_counting.close()
                 self._modules.stop()
                 raise
+            self._pushed.append(False)  # the last exit pops it, below
+        else:
+            # Inside this mode's own dispatch (a torch_dispatch rule registered for
+            # it runs ``with mode:``) dispatch has popped it: push it back so the
+            # rule's ops count. Nested in user code it is on the stack: count once.
+            popped = self not in _get_current_dispatch_mode_stack()
+            if popped:
+                TorchDispatchMode.__enter__(self)
+            self._pushed.append(popped)
         self._active += 1
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self._active -= 1
+        if self._pushed.pop():
+            TorchDispatchMode.__exit__(self, *exc_info)
         if self._active:
             return
         try:
@@ -340,6 +366,8 @@ class FlopCounterMode(TorchDispatchMode):
         has no value (meta, fake) counts its larger branch: an upper bound.
         Only a HOP whose body cannot be seen is listed as unsupported.
         """
+        if hop.name() in _TRITON_KERNEL_WRAPPERS:
+            return self._dispatch_triton_kernel(hop, kwargs)
         formula = self.formulas.get(hop)
         if formula is not None:
             out = hop(*args, **kwargs)
@@ -357,6 +385,22 @@ class FlopCounterMode(TorchDispatchMode):
         # tensor mode's own handler would run a body once, for its shapes only.
         with _disable_current_modes():
             return eager(*counted, **kwargs)
+
+    def _dispatch_triton_kernel(self, hop: HigherOrderOperator, kwargs: dict[str, Any]) -> Any:
+        """A user's triton kernel counts with its formula and, as in torch's counter, is
+        not launched unless ``skip_unsupported``: counting then runs where triton cannot
+        launch (CPU, meta, fake). One with no formula is listed as unsupported."""
+        kernel = _jit_function(kwargs["kernel_idx"])
+        formula = self.formulas.get(kernel)
+        if formula is None:
+            self.unsupported_ops[op_name(kernel)] += 1
+        else:
+            self._record(kernel, formula((), kwargs, None))
+        if self.skip_unsupported:
+            return hop(**kwargs)
+        if "tensors_to_clone" in kwargs:  # the functional form returns its outputs' copies
+            return {name: kwargs["kwargs"][name].clone() for name in kwargs["tensors_to_clone"]}
+        return None
 
     def _counting_body(self, body: Callable[..., Any]) -> Callable[..., Any]:
         def counted(*args: Any, **kwargs: Any) -> Any:
@@ -488,10 +532,29 @@ def warm_up() -> None:
 
 
 def op_name(op: FlopTarget) -> str:
-    """``aten.mm`` for an op packet, ``higher_order.flex_attention`` for a HOP."""
+    """``aten.mm`` for an op packet, ``higher_order.flex_attention`` for a HOP,
+    ``triton.my_kernel`` for a triton kernel."""
     if isinstance(op, HigherOrderOperator):
         return f"{op.namespace}.{op.name()}"
+    if is_triton_kernel(op):
+        return f"triton.{op.fn.__name__}"
     return str(op)
+
+
+_TRITON_KERNEL_WRAPPERS = frozenset(
+    {"triton_kernel_wrapper_mutation", "triton_kernel_wrapper_functional"}
+)
+
+
+def _jit_function(kernel_idx: int) -> Any:
+    """The ``@triton.jit`` kernel a wrapper HOP launches, out of any autotune or
+    heuristics wrapper (a formula is registered on the kernel itself)."""
+    from torch._higher_order_ops.triton_kernel_wrap import kernel_side_table
+
+    kernel: Any = kernel_side_table.get_kernel(kernel_idx)
+    while not is_triton_kernel(kernel) and hasattr(kernel, "fn"):
+        kernel = kernel.fn
+    return kernel
 
 
 def _is_body(arg: object) -> bool:

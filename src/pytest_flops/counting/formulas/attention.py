@@ -13,7 +13,7 @@ math backend's backward, counted op by op, recomputes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 import torch
@@ -25,23 +25,40 @@ from pytest_flops.counting.formulas.registry import FlopFormula, Shape, register
 aten = torch.ops.aten
 
 
-def sdpa_flop_count(q_shape: Shape, k_shape: Shape, v_shape: Shape) -> int:
+class AttentionShapeError(ValueError, AssertionError):
+    """q, k and v that no attention takes. An ``AssertionError`` too, as torch's
+    ``sdpa_flop_count`` raises, so code written against either catches it."""
+
+
+def sdpa_flop_count(query_shape: Shape, key_shape: Shape, value_shape: Shape) -> int:
     """Forward: QKᵀ, (S_q, D) @ (D, S_k), then PV, (S_q, S_k) @ (S_k, D_v), per batch and head."""
-    batch, q_heads, q_len, qk_dim = _checked_attention_shapes(q_shape, k_shape, v_shape)
-    kv_len, v_dim = k_shape[2], v_shape[3]
+    batch, q_heads, q_len, qk_dim = _checked_attention_shapes(query_shape, key_shape, value_shape)
+    kv_len, v_dim = key_shape[2], value_shape[3]
     return 2 * batch * q_heads * q_len * kv_len * (qk_dim + v_dim)
 
 
-def sdpa_backward_flop_count(q_shape: Shape, k_shape: Shape, v_shape: Shape) -> int:
+def sdpa_backward_flop_count(
+    grad_out_shape: Shape, query_shape: Shape, key_shape: Shape, value_shape: Shape
+) -> int:
     """Fused backward: five products of the forward's size.
 
     The kernel kept only the log-sum-exp, so it recomputes S = QKᵀ (over D),
     then dP = dO Vᵀ and dV = Pᵀ dO (over D_v), dQ = dS K and dK = dSᵀ Q (over D).
     With D == D_v that is 2.5 times the forward.
     """
-    batch, q_heads, q_len, qk_dim = _checked_attention_shapes(q_shape, k_shape, v_shape)
-    kv_len, v_dim = k_shape[2], v_shape[3]
+    batch, q_heads, q_len, qk_dim = _checked_attention_shapes(query_shape, key_shape, value_shape)
+    kv_len, v_dim = key_shape[2], value_shape[3]
+    if tuple(grad_out_shape) != (batch, q_heads, q_len, v_dim):
+        raise AttentionShapeError(
+            f"the attention output's gradient has shape {tuple(grad_out_shape)}, "
+            f"expected (B, H_q, S_q, D_v) = {(batch, q_heads, q_len, v_dim)}"
+        )
     return 2 * batch * q_heads * q_len * kv_len * (3 * qk_dim + 2 * v_dim)
+
+
+def _backward_of(q_shape: Shape, k_shape: Shape, v_shape: Shape) -> int:
+    """The fused backward of attention over these q, k, v: its gradient has the output's shape."""
+    return sdpa_backward_flop_count((*q_shape[:3], v_shape[3]), q_shape, k_shape, v_shape)
 
 
 def _checked_attention_shapes(q_shape: Shape, k_shape: Shape, v_shape: Shape) -> Shape:
@@ -55,7 +72,7 @@ def _checked_attention_shapes(q_shape: Shape, k_shape: Shape, v_shape: Shape) ->
         and qk_dim == k_dim
         and q_heads % kv_heads == 0
     ):
-        raise ValueError(
+        raise AttentionShapeError(
             f"incompatible (B, H, S, D) attention shapes q={tuple(q_shape)}, "
             f"k={tuple(k_shape)}, v={tuple(v_shape)}"
         )
@@ -85,14 +102,14 @@ def sdpa_flop(q_shape: Shape, k_shape: Shape, v_shape: Shape, *args: Any, **kwar
     ]
 )
 def sdpa_backward_flop(
-    _grad_out_shape: Shape,
+    grad_out_shape: Shape,
     q_shape: Shape,
     k_shape: Shape,
     v_shape: Shape,
     *args: Any,
     **kwargs: Any,
 ) -> int:
-    return sdpa_backward_flop_count(q_shape, k_shape, v_shape)
+    return sdpa_backward_flop_count(grad_out_shape, q_shape, k_shape, v_shape)
 
 
 def _attention_calls(
@@ -170,7 +187,7 @@ class _Kernel(NamedTuple):
     count: Callable[..., int]
 
 
-_FORWARD, _BACKWARD = sdpa_flop_count, sdpa_backward_flop_count
+_FORWARD, _BACKWARD = sdpa_flop_count, _backward_of
 
 # Argument positions from each kernel's schema (``torch.ops.aten.X.default._schema``).
 _KERNELS = [
@@ -225,14 +242,33 @@ def flex_attention_flop(
 ) -> int:
     """FlexAttention counts as dense attention: its block mask does not lower the count.
 
-    That is what the eager kernel computes, and what every compiled kernel
-    computes for a mask with no empty blocks.
+    That is what the eager kernel computes, on every device, and what a
+    compiled kernel computes for a mask with no empty blocks. A graph node's
+    ``sparsity_hint`` (``torch.fx.traceback.annotate``), passed as
+    ``_node_meta=node.meta``, scales it as torch's formula does.
     """
-    return sdpa_flop_count(q_shape, k_shape, v_shape)
+    return _sparse(sdpa_flop_count(q_shape, k_shape, v_shape), kwargs.get("_node_meta"))
 
 
 @register_flop_formula(torch.ops.higher_order.flex_attention_backward)
 def flex_attention_backward_flop(
-    q_shape: Shape, k_shape: Shape, v_shape: Shape, *args: Any, **kwargs: Any
+    q_shape: Shape,
+    k_shape: Shape,
+    v_shape: Shape,
+    attention_out_shape: Shape,
+    _logsumexp: Shape,
+    grad_out_shape: Shape | None = None,
+    *args: Any,
+    **kwargs: Any,
 ) -> int:
-    return sdpa_backward_flop_count(q_shape, k_shape, v_shape)
+    grad_out = attention_out_shape if grad_out_shape is None else grad_out_shape
+    flops = sdpa_backward_flop_count(grad_out, q_shape, k_shape, v_shape)
+    return _sparse(flops, kwargs.get("_node_meta"))
+
+
+def _sparse(dense: int, node_meta: Mapping[str, Any] | None) -> int:
+    """``dense`` scaled by the node's ``sparsity_hint`` (the share of attention skipped,
+    clamped to [0, 1]), rounded down; a node with no hint counts ``dense``."""
+    custom = (node_meta or {}).get("custom") or {}
+    sparsity = min(1.0, max(0.0, float(custom.get("sparsity_hint", 0.0))))
+    return int(dense * (1.0 - sparsity)) if sparsity > 0 else dense

@@ -30,7 +30,7 @@ _UNCOUNTED_OPS_BY_KIND: dict[str, str] = {
     fill fill_ full full_like lift_fresh lift_fresh_copy new_empty new_empty_strided
     new_full new_ones new_zeros ones ones_like resize_ set_ zero_ zeros zeros_like arange
     linspace scalar_tensor _local_scalar_dense _pin_memory detach_ clamp_min_ _assert_async
-    _assert_tensor_metadata _functional_assert_async record_stream
+    _assert_tensor_metadata _functional_assert_async record_stream _is_all_true _is_any_true
     zero resize resize_as lift empty_permuted _reshape_copy _resize_output shallow_copy_data_
     eye hann_window logspace tril_indices triu_indices unsafe_split unsafe_split_with_sizes
     _convert_weight_to_int4pack _convert_weight_to_int4pack_for_cpu
@@ -71,6 +71,9 @@ _UNCOUNTED_OPS_BY_KIND: dict[str, str] = {
     _upsample_bicubic2d_aa _upsample_bilinear2d_aa_backward _upsample_lanczos2d_aa
     _upsample_lanczos2d_aa_backward grid_sampler_3d grid_sampler_3d_backward
     _grid_sampler_2d_cpu_fallback _grid_sampler_2d_cpu_fallback_backward
+    upsample_nearest1d_backward upsample_nearest3d_backward upsample_linear1d_backward
+    upsample_bicubic2d_backward upsample_trilinear3d_backward _upsample_nearest_exact1d_backward
+    _upsample_nearest_exact3d_backward _upsample_bicubic2d_aa_backward
     """,
     "normalizations, softmax, dropout and losses": """
     native_batch_norm native_batch_norm_backward _native_batch_norm_legit
