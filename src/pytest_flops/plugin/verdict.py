@@ -162,10 +162,13 @@ def _updated_status(name: str, baseline: FlopsSnapshot | None, current: FlopsSna
 def _at_common_depth(
     stored: FlopsSnapshot, current: FlopsSnapshot
 ) -> tuple[FlopsSnapshot, FlopsSnapshot]:
-    """Both at the shallower depth; without communication when the file recorded none."""
+    """Both at the shallower depth; without communication when the file recorded none,
+    with recompute in backward when the file's backward held it."""
     depth = min(stored.depth, current.depth)
     if not stored.records_communication:
         current = current.without_communication()
+    if not stored.records_recompute:
+        current = current.with_recompute_in_backward()
     return stored.at_depth(depth), current.at_depth(depth)
 
 
@@ -192,6 +195,7 @@ def _numbers(measurement: Measurement) -> dict[tuple[str, str, str], int]:
     for path, counts in measurement.modules.items():
         numbers["module", path, "forward"] = counts.forward
         numbers["module", path, "backward"] = counts.backward
+        numbers["module", path, "recompute"] = counts.recompute
         for op, flops in counts.by_op.items():
             numbers["op", path, op] = flops
         for op, traffic in counts.communication.items():
