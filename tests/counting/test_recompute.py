@@ -98,6 +98,31 @@ def test_a_checkpoint_under_no_grad_recomputes_nothing(use_reentrant: bool) -> N
     assert (measured.forward, measured.backward, measured.recompute) == (FORWARD, 0, 0)
 
 
+@pytest.mark.parametrize("outer_reentrant", [True, False], ids=["reentrant", "non-reentrant"])
+def test_a_checkpoint_nested_in_a_recomputed_function_is_recompute(outer_reentrant: bool) -> None:
+    torch.manual_seed(0)
+    outer = nn.Sequential(nn.Linear(64, 64), nn.ReLU())
+    inner = nn.Sequential(nn.Linear(64, 256), nn.ReLU())
+    x = torch.randn(32, 64, requires_grad=True)
+
+    def function(x: torch.Tensor) -> torch.Tensor:
+        return checkpoint(inner, outer(x), use_reentrant=False, early_stop=False)
+
+    def step() -> None:
+        out = checkpoint(function, x, use_reentrant=outer_reentrant, early_stop=False)
+        out.relu().sum().backward()
+
+    measured = measure(step)
+    small, large = 2 * 32 * 64 * 64, 2 * 32 * 64 * 256  # 262,144 and 1,048,576
+    # The outer recompute re-runs the outer linear and the inner checkpoint's
+    # forward; the inner one's own recompute re-runs its linear once more.
+    assert (measured.forward, measured.backward, measured.recompute) == (
+        small + large,
+        2 * small + 2 * large,
+        small + 2 * large,
+    )
+
+
 def test_double_backward_through_no_checkpoint_is_backward_not_recompute() -> None:
     # create_graph=True runs gradient work with grad enabled, as a recompute does
     model = mlp()

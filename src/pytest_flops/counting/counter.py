@@ -496,12 +496,17 @@ def _recomputing(node: Any) -> bool:
     (torch's ``CheckpointFunction``, and Megatron's of the same name); a
     non-reentrant one (selective AC, ``checkpoint_wrapper``'s default) from
     the node that unpacks a saved tensor, under torch's recomputation
-    saved-tensor hooks.
+    saved-tensor hooks, or under a checkpoint's own hooks for a checkpoint
+    nested in the function re-run.
     """
     if node.name() == "CheckpointFunctionBackward":
         return True
     hooks = _saved_tensors_hooks(False)
-    return hooks is not None and hooks[0].__qualname__.startswith("_recomputation_hook.")
+    return hooks is not None and hooks[0].__qualname__.split(".", 1)[0] in _CHECKPOINT_HOOKS
+
+
+_CHECKPOINT_HOOKS = frozenset({"_recomputation_hook", "_checkpoint_hook"})
+"""torch.utils.checkpoint's saved-tensor hook classes (their pack hooks' qualified names)."""
 
 
 def _total(chains: _Chains) -> int:
