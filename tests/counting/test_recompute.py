@@ -233,20 +233,38 @@ def test_hugging_face_gradient_checkpointing_recomputes_each_decoder_layer() -> 
         assert counted.modules["LlamaForCausalLM.lm_head"].recompute == 0
 
 
+def composable_checkpoint(block: nn.Module) -> nn.Module:
+    from torch.distributed._composable import checkpoint as checkpoint_in_place
+
+    checkpoint_in_place(block)
+    return block
+
+
+def wrapped_checkpoint(block: nn.Module) -> nn.Module:
+    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
+
+    return checkpoint_wrapper(block)
+
+
 @pytest.mark.skipif(not dist.is_available(), reason="torch without distributed")
-def test_fsdp2_with_checkpointed_blocks_recomputes_their_forward() -> None:
-    from torch.distributed._composable import checkpoint as checkpoint_module
+@pytest.mark.parametrize(
+    "checkpointed", [composable_checkpoint, wrapped_checkpoint], ids=["checkpoint", "wrapper"]
+)
+def test_fsdp2_with_checkpointed_blocks_recomputes_their_forward(
+    checkpointed: Callable[[nn.Module], nn.Module],
+) -> None:
     from torch.distributed.fsdp import fully_shard
 
     x = torch.randn(8, 64)  # needs no grad: the first block takes its weight's grad only
     with fake_world(4) as mesh:
         torch.manual_seed(0)
         model = nn.Sequential(
-            nn.Sequential(nn.Linear(64, 256, bias=False), nn.ReLU()),
-            nn.Sequential(nn.Linear(256, 64, bias=False), nn.ReLU()),
+            *(
+                checkpointed(nn.Sequential(nn.Linear(n_in, n_out, bias=False), nn.ReLU()))
+                for n_in, n_out in ((64, 256), (256, 64))
+            )
         )
         for block in model:
-            checkpoint_module(block)
             fully_shard(block, mesh=mesh)
         fully_shard(model, mesh=mesh)
         measured = measure(lambda: model(x).sum().backward(), model)
