@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pytest_flops import Measurement, ModuleFlops, Status
+from pytest_flops import Measurement, ModuleFlops, SnapshotFormatError, Status
 from pytest_flops.plugin.verdict import Verdict, judge
 from pytest_flops.snapshots.format import FORMAT_VERSION, FlopsSnapshot
 from tests.helpers import stored
@@ -163,3 +163,34 @@ def test_a_version_2_file_passes_until_the_recompute_changes(pytester: pytest.Py
     assert rewritten["version"] == FORMAT_VERSION
     assert rewritten["measurements"]["default"]["backward"] == 4 * LINEAR
     assert rewritten["measurements"]["default"]["recompute"] == 2 * LINEAR
+
+
+def test_a_recompute_the_rows_do_not_add_up_to_is_an_error_naming_it() -> None:
+    text = snapshot(mlp(recomputed_linears=1)).to_text()
+    # the measurement's own "recompute", just before its "modules"
+    top = f'"recompute": {LINEAR},\n      "modules"'
+    assert text.count(top) == 1
+    edited = text.replace(top, top.replace(str(LINEAR), "1"))
+    with pytest.raises(
+        SnapshotFormatError, match=rf"f: .*recompute is 1 but the Global module row says {LINEAR}"
+    ):
+        FlopsSnapshot.from_text(edited, where="f")
+
+
+@pytest.mark.slow
+def test_the_report_shows_flops_per_token_of_a_session(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_m=CHECKPOINTED.replace("REENTRANT", "True").replace(
+            "flops(model)", "flops(model, tokens=32)"
+        )
+    )
+    result = pytester.runpytest("--flops-update", "--flops-report")
+    result.assert_outcomes(passed=1)
+    # (2 + 4) * 1,048,576 / 32 = 196,608 per token; 6 * 33,088 parameters = 198,528
+    result.stdout.fnmatch_lines(
+        [
+            "test_m.py::test_step  8.39 MFLOP  2.1 MFLOP  4.19 MFLOP  2.1 MFLOP  *new",
+            "FLOPs per token (model FLOPs: forward + backward, recompute left out), *",
+            "  test_m.py::test_step      32   197 KFLOP  199 KFLOP   0.99",
+        ]
+    )
