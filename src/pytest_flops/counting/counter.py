@@ -2,7 +2,7 @@
 
 :class:`FlopCounterMode` is a drop-in for ``torch.utils.flop_counter.FlopCounterMode``
 that reads :mod:`pytest_flops.counting.formulas` (never torch's registry for aten ops),
-splits every count into forward and backward, lists the ops it cannot count,
+splits every count into forward, backward and recompute, lists the ops it cannot count,
 and counts the bodies of higher-order operators (``torch.cond``, ``while_loop``,
 ``scan``, ``map``...). Which module rows an op's FLOPs go to is
 :mod:`pytest_flops.counting.module_tracker`'s answer.
@@ -110,7 +110,7 @@ class FlopCounterMode(TorchDispatchMode):
     A drop-in for ``torch.utils.flop_counter.FlopCounterMode``: ``flop_counts``
     maps ``"Global"`` and module paths (``"ResNet.layer1"``) to
     ``{torch.ops.aten.X: flops}``. On top of it, :attr:`phase_counts` splits
-    each row into forward and backward, :attr:`unsupported_ops` lists the ops
+    each row into forward, backward and recompute, :attr:`unsupported_ops` lists the ops
     that ran with no formula, :attr:`traffic_counts` the calls and bytes of
     every collective per row, and :meth:`to_measurement` freezes it all. Under
     a process group the counts are one rank's (see :mod:`pytest_flops.counting.distributed`).
