@@ -2,7 +2,8 @@
 
 A :class:`Measurement` is what a ``with flops(...)`` block (or a whole
 :class:`~pytest_flops.FlopCounterMode` session) produced: FLOPs per module path
-and operator, split into forward and backward, plus the operators that ran
+and operator, split into forward, backward and recompute (forward work an
+activation checkpoint re-ran during backward), plus the operators that ran
 with no formula. It is immutable and holds plain ``str``/``int`` data only, so
 it can be compared, serialized to a snapshot and shipped between xdist workers.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pytest_flops.validation import SnapshotFormatError, expect_count, expect_keys, expect_mapping
@@ -81,31 +82,43 @@ class World:
 @dataclass(frozen=True, kw_only=True)
 class ModuleFlops:
     """FLOPs counted inside one module path (or ``"Global"`` for everything), and the
-    communication ops that ran there."""
+    communication ops that ran there.
+
+    ``backward`` is gradient work only; ``recompute`` is the forward work an
+    activation checkpoint re-ran during backward.
+    """
 
     forward: int = 0
     backward: int = 0
     by_op: Mapping[str, int] = field(default_factory=dict)
     communication: Mapping[str, Traffic] = field(default_factory=dict)
+    recompute: int = 0
 
     @property
     def total(self) -> int:
-        return self.forward + self.backward
+        return self.forward + self.backward + self.recompute
 
 
 @dataclass(frozen=True, kw_only=True)
 class Measurement:
-    """FLOPs per module and operator, forward/backward split, and blind spots.
+    """FLOPs per module and operator, forward/backward/recompute split, and blind spots.
 
     ``modules`` always holds ``"Global"``; the other keys are module paths such
     as ``"ResNet.layer1"``. ``unsupported`` maps an operator that ran with no
     formula to how many times it ran. ``world`` is the process group it ran in,
     if any: its FLOPs and communication are one rank's.
+
+    ``tokens`` (from ``flops(model, tokens=N)``) and ``parameters`` (of the
+    models passed) are what the step processed and with how many weights: the
+    report reads FLOPs per token from them. They are not counts: snapshots do
+    not store them and ``==`` ignores them.
     """
 
     modules: Mapping[str, ModuleFlops] = field(default_factory=lambda: {GLOBAL: ModuleFlops()})
     unsupported: Mapping[str, int] = field(default_factory=dict)
     world: World | None = None
+    tokens: int | None = field(default=None, compare=False)
+    parameters: int | None = field(default=None, compare=False)
 
     @property
     def total(self) -> int:
@@ -117,7 +130,23 @@ class Measurement:
 
     @property
     def backward(self) -> int:
+        """Gradient work only: recomputed forward work is :attr:`recompute`."""
         return self.modules[GLOBAL].backward
+
+    @property
+    def recompute(self) -> int:
+        """Forward work that activation checkpointing re-ran during backward."""
+        return self.modules[GLOBAL].recompute
+
+    @property
+    def model_flops(self) -> int:
+        """Forward plus backward: the FLOPs of the step itself, recompute left out (MFU's)."""
+        return self.forward + self.backward
+
+    @property
+    def flops_per_token(self) -> float | None:
+        """Model FLOPs (recompute left out) per token; None without ``tokens``."""
+        return self.model_flops / self.tokens if self.tokens else None
 
     @property
     def by_op(self) -> dict[str, int]:
@@ -143,15 +172,25 @@ class Measurement:
             for path, counts in self.modules.items()
             if path == GLOBAL or path.count(".") + 1 <= depth
         }
-        return Measurement(modules=modules, unsupported=self.unsupported, world=self.world)
+        return replace(self, modules=modules)
 
     def without_communication(self) -> Measurement:
         """The same FLOPs, as a snapshot from before communication was recorded holds them."""
         modules = {
-            path: ModuleFlops(forward=m.forward, backward=m.backward, by_op=m.by_op)
+            path: ModuleFlops(
+                forward=m.forward, backward=m.backward, by_op=m.by_op, recompute=m.recompute
+            )
             for path, m in self.modules.items()
         }
-        return Measurement(modules=modules, unsupported=self.unsupported)
+        return replace(self, modules=modules, world=None)
+
+    def with_recompute_in_backward(self) -> Measurement:
+        """The same FLOPs, as a snapshot from before recompute was its own phase holds them."""
+        modules = {
+            path: replace(m, backward=m.backward + m.recompute, recompute=0)
+            for path, m in self.modules.items()
+        }
+        return replace(self, modules=modules)
 
     def __add__(self, other: Measurement) -> Measurement:
         """Both counts, row by row; both must come from the same world (or none)."""
@@ -168,11 +207,14 @@ class Measurement:
                 backward=mine.backward + theirs.backward,
                 by_op=_summed(mine.by_op, theirs.by_op, 0),
                 communication=_summed(mine.communication, theirs.communication, Traffic()),
+                recompute=mine.recompute + theirs.recompute,
             )
         return Measurement(
             modules=modules,
             unsupported=_summed(self.unsupported, other.unsupported, 0),
             world=self.world or other.world,
+            tokens=_summed_tokens(self.tokens, other.tokens),
+            parameters=_same_parameters(self.parameters, other.parameters),
         )
 
     # -- diff -----------------------------------------------------------------
@@ -204,13 +246,16 @@ class Measurement:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict with deterministic key order and exact integers.
 
-        Communication (per module row) and the world appear only where there are
-        some, so a single-device measurement reads as it always did.
+        Communication (per module row), recompute (at the top and per module
+        row) and the world appear only where there are some, so a single-device
+        measurement without checkpoints reads as it always did. ``tokens`` and
+        ``parameters`` are not counts and are left out: records carry them.
         """
         data: dict[str, Any] = {
             "total": self.total,
             "forward": self.forward,
             "backward": self.backward,
+            **({"recompute": self.recompute} if self.recompute else {}),
             "modules": {
                 path: _module_dict(counts)
                 for path, counts in sorted(self.modules.items(), key=_module_sort_key)
@@ -229,16 +274,19 @@ class Measurement:
             obj,
             {"total", "forward", "backward", "modules", "unsupported"},
             where,
-            optional=frozenset({"world"}),
+            optional=frozenset({"world"}) | _RECOMPUTE_KEY,
         )
         modules: dict[str, ModuleFlops] = {}
         for path, raw in expect_mapping(obj["modules"], f"{where}: modules").items():
             at = f"{where}: modules[{path!r}]"
             entry = expect_mapping(raw, at)
-            expect_keys(entry, {"forward", "backward", "by_op"}, at, optional=_TRAFFIC_KEY)
+            expect_keys(
+                entry, {"forward", "backward", "by_op"}, at, optional=_TRAFFIC_KEY | _RECOMPUTE_KEY
+            )
             modules[path] = ModuleFlops(
                 forward=expect_count(entry["forward"], f"{at}.forward"),
                 backward=expect_count(entry["backward"], f"{at}.backward"),
+                recompute=expect_count(entry.get("recompute", 0), f"{at}.recompute"),
                 by_op={
                     op: expect_count(v, f"{at}.by_op[{op!r}]")
                     for op, v in expect_mapping(entry["by_op"], f"{at}.by_op").items()
@@ -262,8 +310,8 @@ class Measurement:
             unsupported=unsupported,
             world=None if world is None else World.from_dict(world, where=f"{where}: world"),
         )
-        for key in ("total", "forward", "backward"):
-            stored = expect_count(obj[key], f"{where}: {key}")
+        for key in ("total", "forward", "backward", "recompute"):
+            stored = expect_count(obj.get(key, 0), f"{where}: {key}")
             if stored != getattr(measurement, key):
                 raise SnapshotFormatError(
                     f"{where}: {key} is {stored} but the Global module row says "
@@ -308,12 +356,14 @@ def relative_text(before: int, after: int) -> str:
 
 
 _TRAFFIC_KEY = frozenset({"communication"})
+_RECOMPUTE_KEY = frozenset({"recompute"})
 
 
 def _module_dict(counts: ModuleFlops) -> dict[str, Any]:
     data: dict[str, Any] = {
         "forward": counts.forward,
         "backward": counts.backward,
+        **({"recompute": counts.recompute} if counts.recompute else {}),
         "by_op": dict(sorted(counts.by_op.items())),
     }
     if counts.communication:
@@ -331,6 +381,18 @@ def _traffic(data: object, where: str) -> Traffic:
         calls=expect_count(obj["calls"], f"{where}.calls"),
         bytes=expect_count(obj["bytes"], f"{where}.bytes"),
     )
+
+
+def _summed_tokens(a: int | None, b: int | None) -> int | None:
+    """The tokens of the blocks that gave them; None if none did."""
+    return None if a is None and b is None else (a or 0) + (b or 0)
+
+
+def _same_parameters(a: int | None, b: int | None) -> int | None:
+    """The parameter count both agree on (or the one given); None if they differ."""
+    if a is None or b is None:
+        return a if b is None else b
+    return a if a == b else None
 
 
 def _summed(a: Mapping[str, Any], b: Mapping[str, Any], zero: Any) -> dict[str, Any]:

@@ -182,7 +182,7 @@ class Checkpointed(nn.Module):
     [(False, 1), (True, 2)],
     ids=["non-reentrant", "reentrant"],
 )
-def test_checkpoint_recompute_is_backward_work_of_its_module(
+def test_checkpoint_recompute_is_recompute_work_of_its_module(
     use_reentrant: bool, recomputed_linears: int
 ) -> None:
     model = Checkpointed(use_reentrant=use_reentrant)
@@ -191,15 +191,19 @@ def test_checkpoint_recompute_is_backward_work_of_its_module(
     linear = 2 * 4 * 8 * 8
     head = 2 * 4 * 8 * 1
     recompute = recomputed_linears * linear
-    # forward: the block's two linears once; backward: the recompute, plus
-    # grad_input and grad_weight for each linear (4 * linear)
-    assert measurement.modules["Checkpointed.block"].forward == 2 * linear
-    assert measurement.modules["Checkpointed.block"].backward == recompute + 4 * linear
-    assert measurement.modules["Checkpointed.block.0"].backward == 3 * linear
-    assert measurement.modules["Checkpointed.block.2"].backward == recompute - linear + 2 * linear
+    # forward: the block's two linears once; recompute: the linears re-run;
+    # backward: grad_input and grad_weight for each linear (4 * linear)
+    block = measurement.modules["Checkpointed.block"]
+    assert (block.forward, block.backward, block.recompute) == (2 * linear, 4 * linear, recompute)
+    assert measurement.modules["Checkpointed.block.0"].recompute == linear
+    assert measurement.modules["Checkpointed.block.2"].recompute == recompute - linear
+    assert measurement.modules["Checkpointed.block.0"].backward == 2 * linear
+    assert measurement.modules["Checkpointed.block.2"].backward == 2 * linear
     assert measurement.modules["Checkpointed.head"].backward == 2 * head
+    assert measurement.modules["Checkpointed.head"].recompute == 0
     assert measurement.forward == 2 * linear + head
-    assert measurement.backward == recompute + 4 * linear + 2 * head
+    assert measurement.backward == 4 * linear + 2 * head
+    assert measurement.recompute == recompute
     assert_rows_nest(measurement)
 
 

@@ -66,6 +66,7 @@ def test_json_report_numbers() -> None:
         "total": 120,
         "forward": 40,
         "backward": 80,
+        "recompute": 0,
         "communication_bytes": 0,
         "relative": 120 / 720,
         "changes": [

@@ -160,6 +160,7 @@ def check_json_export(document: dict[str, Any]) -> None:
         "total": 480,
         "forward": 240,
         "backward": 240,
+        "recompute": 0,
         "by_op": {"aten.addmm": 240, "aten.mm": 240},
         "by_module": {
             "Linear": {
@@ -176,6 +177,7 @@ def check_json_export(document: dict[str, Any]) -> None:
         "total": 80,
         "forward": 40,
         "backward": 40,
+        "recompute": 0,
         "communication_bytes": 0,
         "relative": 80 / 480,
         "changes": [

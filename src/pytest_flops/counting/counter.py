@@ -2,14 +2,14 @@
 
 :class:`FlopCounterMode` is a drop-in for ``torch.utils.flop_counter.FlopCounterMode``
 that reads :mod:`pytest_flops.counting.formulas` (never torch's registry for aten ops),
-splits every count into forward and backward, lists the ops it cannot count,
+splits every count into forward, backward and recompute, lists the ops it cannot count,
 and counts the bodies of higher-order operators (``torch.cond``, ``while_loop``,
 ``scan``, ``map``...). Which module rows an op's FLOPs go to is
 :mod:`pytest_flops.counting.module_tracker`'s answer.
 
-* **Phase**: an op runs in backward when an autograd node is executing.
-  Activation-checkpoint recomputation happens there, so it is counted as
-  backward work of the recomputed module.
+* **Phase**: an op runs in backward when an autograd node is executing. An
+  activation checkpoint's recomputation runs there too, but it is forward
+  work run again: it is the third phase, recompute, of the recomputed module.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ from pytest_flops.measurement import GLOBAL, Measurement, ModuleFlops, Traffic, 
 from pytest_flops.tables import aligned
 
 _current_autograd_node: Callable[[], Any] = torch._C._current_autograd_node
+_saved_tensors_hooks: Callable[[bool], Any] = torch._C._autograd._top_saved_tensors_default_hooks
 
 # Metadata queries that tensor subclasses (nested jagged tensors) must answer
 # themselves; a mode that handles them breaks the subclass.
@@ -90,7 +91,9 @@ _EAGER_KERNEL = torch._C.DispatchKey.CompositeExplicitAutograd
 
 
 _Counts = tuple[defaultdict[FlopTarget, int], list[int], defaultdict[str, list[int]]]
-"""Counts by op, forward/backward sums and traffic (calls, bytes) by collective."""
+"""Counts by op, forward/backward/recompute sums and traffic (calls, bytes) by collective."""
+
+_FORWARD, _BACKWARD, _RECOMPUTE = range(3)  # indices of the phase sums
 
 _Chains = dict[tuple[str, ...], _Counts]
 """The counts of the ops run under each chain of module rows (``Global`` implied)."""
@@ -112,7 +115,7 @@ class FlopCounterMode(TorchDispatchMode):
     A drop-in for ``torch.utils.flop_counter.FlopCounterMode``: ``flop_counts``
     maps ``"Global"`` and module paths (``"ResNet.layer1"``) to
     ``{torch.ops.aten.X: flops}``. On top of it, :attr:`phase_counts` splits
-    each row into forward and backward, :attr:`unsupported_ops` lists the ops
+    each row into forward, backward and recompute, :attr:`unsupported_ops` lists the ops
     that ran with no formula, :attr:`traffic_counts` the calls and bytes of
     every collective per row, and :meth:`to_measurement` freezes it all. Under
     a process group the counts are one rank's (see :mod:`pytest_flops.counting.distributed`).
@@ -190,7 +193,7 @@ class FlopCounterMode(TorchDispatchMode):
 
     @property
     def phase_counts(self) -> defaultdict[str, list[int]]:
-        """``{row: [forward flops, backward flops]}``, summed from the counts when read."""
+        """``{row: [forward, backward, recompute flops]}``, summed from the counts when read."""
         return _rows(self._chains)[1]
 
     @property
@@ -213,8 +216,9 @@ class FlopCounterMode(TorchDispatchMode):
         flop_counts, phase_counts, traffic_counts = _rows(self._chains)
         modules = {
             path: ModuleFlops(
-                forward=phase_counts[path][0],
-                backward=phase_counts[path][1],
+                forward=phase_counts[path][_FORWARD],
+                backward=phase_counts[path][_BACKWARD],
+                recompute=phase_counts[path][_RECOMPUTE],
                 by_op={op_name(op): flops for op, flops in flop_counts[path].items()},
                 communication={
                     op: Traffic(calls=calls, bytes=size)
@@ -470,7 +474,7 @@ class FlopCounterMode(TorchDispatchMode):
         node = _current_autograd_node()
         op_counts, phases, _ = self._counts(self._modules.paths(node))
         op_counts[op] += flops
-        phases[0 if node is None else 1] += flops
+        phases[_phase(node)] += flops
 
     def _record_traffic(self, op: str, size: int) -> None:
         _, _, traffic = self._counts(self._modules.paths(_current_autograd_node()))
@@ -480,7 +484,11 @@ class FlopCounterMode(TorchDispatchMode):
     def _counts(self, chain: tuple[str, ...]) -> _Counts:
         counts = self._chains.get(chain)
         if counts is None:
-            counts = self._chains[chain] = (defaultdict(int), [0, 0], defaultdict(lambda: [0, 0]))
+            counts = self._chains[chain] = (
+                defaultdict(int),
+                [0, 0, 0],
+                defaultdict(lambda: [0, 0]),
+            )
         return counts
 
 
@@ -495,7 +503,7 @@ def _rows(
     flop_counts: defaultdict[str, defaultdict[FlopTarget, int]] = defaultdict(
         lambda: defaultdict(int)
     )
-    phase_counts: defaultdict[str, list[int]] = defaultdict(lambda: [0, 0])
+    phase_counts: defaultdict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
     traffic_counts: defaultdict[str, defaultdict[str, list[int]]] = defaultdict(
         lambda: defaultdict(lambda: [0, 0])
     )
@@ -506,15 +514,43 @@ def _rows(
 
 
 def _add(into: _Counts, counts: _Counts) -> None:
-    ops, (forward, backward), moved = counts
+    ops, phases, moved = counts
     into_ops, into_phases, into_traffic = into
     for op, flops in ops.items():
         into_ops[op] += flops
-    into_phases[0] += forward
-    into_phases[1] += backward
+    for phase, flops in enumerate(phases):
+        into_phases[phase] += flops
     for name, (calls, size) in moved.items():
         into_traffic[name][0] += calls
         into_traffic[name][1] += size
+
+
+def _phase(node: Any) -> int:
+    """Forward outside backward; in backward, recompute while a checkpoint re-runs forward
+    work (grad enabled, as only checkpoints and ``create_graph=True`` enable it there)."""
+    if node is None:
+        return _FORWARD
+    return _RECOMPUTE if torch.is_grad_enabled() and _recomputing(node) else _BACKWARD
+
+
+def _recomputing(node: Any) -> bool:
+    """Whether an activation checkpoint is re-running forward work inside ``node``.
+
+    A reentrant checkpoint re-runs its function in its own backward node
+    (torch's ``CheckpointFunction``, and Megatron's of the same name); a
+    non-reentrant one (selective AC, ``checkpoint_wrapper``'s default) from
+    the node that unpacks a saved tensor, under torch's recomputation
+    saved-tensor hooks, or under a checkpoint's own hooks for a checkpoint
+    nested in the function re-run.
+    """
+    if node.name() == "CheckpointFunctionBackward":
+        return True
+    hooks = _saved_tensors_hooks(False)
+    return hooks is not None and hooks[0].__qualname__.split(".", 1)[0] in _CHECKPOINT_HOOKS
+
+
+_CHECKPOINT_HOOKS = frozenset({"_recomputation_hook", "_checkpoint_hook"})
+"""torch.utils.checkpoint's saved-tensor hook classes (their pack hooks' qualified names)."""
 
 
 def _total(chains: _Chains) -> int:

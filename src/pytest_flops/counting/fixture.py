@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import replace
 from functools import reduce
 
 import torch
@@ -36,7 +37,9 @@ class Flops:
         self._counting = threading.Lock()
         self._closed: str | None = None  # why blocks are refused from now on
 
-    def __call__(self, *models: Models, name: str = DEFAULT_NAME) -> AbstractContextManager[Flops]:
+    def __call__(
+        self, *models: Models, name: str = DEFAULT_NAME, tokens: int | None = None
+    ) -> AbstractContextManager[Flops]:
         """A block that counts into measurement ``name``.
 
         With a model, the rows of that instance's calls and its submodules' are
@@ -46,9 +49,14 @@ class Flops:
         it compiled. Several models keep rows for each when their class names
         differ; name them otherwise: ``flops({"student": s, "teacher": t})``.
         Without a model only the ``"Global"`` row is kept.
+
+        ``tokens`` is how many tokens the step processes: the measurement's
+        ``flops_per_token`` divides its model FLOPs (recompute left out) by it.
         """
         if not isinstance(name, str) or not name:
             raise TypeError(f"flops(name=...): expected a non-empty string, got {name!r}")
+        if tokens is not None and (type(tokens) is not int or tokens <= 0):
+            raise TypeError(f"flops(tokens=...): expected a positive int, got {tokens!r}")
         chosen: Models = models[0] if len(models) == 1 else list(models)  # type: ignore[arg-type]
         roots = root_names(chosen)  # checks them here, where the mistake is
         if self._closed is not None:
@@ -57,7 +65,7 @@ class Flops:
                 f"is not measured: {self._closed}. Measure in the test, or in a fixture "
                 f"before the test runs."
             )
-        return self._block(chosen, roots, name)
+        return self._block(chosen, roots, name, tokens)
 
     def _close(self, reason: str) -> None:
         """Refuse blocks from now on; the plugin calls it when the test's call phase ends."""
@@ -65,7 +73,11 @@ class Flops:
 
     @contextmanager
     def _block(
-        self, models: Models, roots: dict[torch.nn.Module, str] | None, name: str
+        self,
+        models: Models,
+        roots: dict[torch.nn.Module, str] | None,
+        name: str,
+        tokens: int | None,
     ) -> Iterator[Flops]:
         if not self._counting.acquire(blocking=False):
             raise RuntimeError(
@@ -76,7 +88,11 @@ class Flops:
         try:
             with FlopCounterMode(display=False, models=models) as mode:
                 yield self
-            counted = mode.to_measurement()
+            counted = replace(
+                mode.to_measurement(),
+                tokens=tokens,
+                parameters=None if roots is None else _parameter_count(roots),
+            )
             previous = self._measurements.get(name)
             self._measurements[name] = counted if previous is None else previous + counted
             for model in roots or ():
@@ -127,6 +143,11 @@ class Flops:
         return self.measurement.backward
 
     @property
+    def recompute(self) -> int:
+        """Forward work that activation checkpointing re-ran during backward."""
+        return self.measurement.recompute
+
+    @property
     def by_op(self) -> dict[str, int]:
         """``{"aten.convolution": flops, ...}``"""
         return self.measurement.by_op
@@ -140,3 +161,9 @@ class Flops:
     def unsupported(self) -> dict[str, int]:
         """Operators that ran with no FLOP formula, and how many times."""
         return dict(self.measurement.unsupported)
+
+
+def _parameter_count(models: Iterable[torch.nn.Module]) -> int:
+    """The elements of the models' parameters, each shared one once (FSDP2's: unsharded)."""
+    unique = {id(p): p for model in models for p in model.parameters()}
+    return sum(p.numel() for p in unique.values())

@@ -230,7 +230,11 @@ class ModuleTracker:
         # without roots, a call outside every module starts a row; with roots, a root
         # starts rows of its own whoever calls it
         root = self._root_name(module) if parent is None or self._roots is not None else None
-        if root is not None:
+        rerun = None if root is None else _call_on_chain(parent, module)
+        if rerun is not None:  # a checkpoint re-running a root from its own backward
+            path, parent = rerun.path, rerun.parent
+            inherited = () if parent is None else parent.paths
+        elif root is not None:
             path, inherited = root, () if parent is None else parent.paths
         elif parent is None:
             return  # not a root, called outside every root: Global only
@@ -260,11 +264,9 @@ class ModuleTracker:
         for name, child in parent.module._modules.items():
             if child is module or (child is not None and _compiled(child) is module):
                 return f"{parent.path}.{name}", parent
-        frame: _Frame | None = parent
-        while frame is not None:
-            if frame.module is module:
-                return frame.path, frame.parent
-            frame = frame.parent
+        call = _call_on_chain(parent, module)
+        if call is not None:
+            return call.path, call.parent
         descendant = self._descendant_name(parent.module, module)
         if descendant is not None:
             return f"{parent.path}.{descendant}", parent
@@ -314,6 +316,13 @@ class ModuleTracker:
             return next(iter(self._nodes.values())).frame_of(sequence_nr)
         found = {index.frame_of(sequence_nr) for index in self._nodes.values()} - {None}
         return found.pop() if len(found) == 1 else None
+
+
+def _call_on_chain(frame: _Frame | None, module: torch.nn.Module) -> _Frame | None:
+    """The call of ``module`` on the chain of calls ending at ``frame``, if any."""
+    while frame is not None and frame.module is not module:
+        frame = frame.parent
+    return frame
 
 
 def class_name(module: torch.nn.Module) -> str:

@@ -93,6 +93,8 @@ def changes(
             f"  forward   {_change(old.forward, new.forward)}",
             f"  backward  {_change(old.backward, new.backward)}",
         ]
+        if old.recompute or new.recompute:
+            lines.append(f"  recompute {_change(old.recompute, new.recompute)}")
         if old.communication or new.communication:
             lines.append(
                 f"  comm      {_change(old.communication_bytes, new.communication_bytes, 'bytes')}"

@@ -14,7 +14,7 @@ from pytest_flops.measurement import DEFAULT_NAME, Measurement
 from pytest_flops.plugin import messages
 from pytest_flops.plugin.marks import Budget
 from pytest_flops.reports.records import Status
-from pytest_flops.snapshots.format import FlopsSnapshot
+from pytest_flops.snapshots.format import FlopsSnapshot, comparable
 from pytest_flops.validation import SnapshotFormatError
 
 Stored = FlopsSnapshot | SnapshotFormatError | None
@@ -59,7 +59,7 @@ def judge(
     budget_text = None if budget is None else budget.text
     exceeded = None if budget is None else budget.check(_sum(current))
     # compared at the shallower of the two depths (a snapshot stored with another one)
-    compared = None if baseline is None else _at_common_depth(baseline, current)
+    compared = None if baseline is None else comparable(baseline, current)
     changed, missing = (set(), set()) if compared is None else _changes(*compared, rtol)
     measurements = {
         **current.measurements,
@@ -159,16 +159,6 @@ def _updated_status(name: str, baseline: FlopsSnapshot | None, current: FlopsSna
     return Status.PASSED if before == current.measurements[name].to_dict() else Status.UPDATED
 
 
-def _at_common_depth(
-    stored: FlopsSnapshot, current: FlopsSnapshot
-) -> tuple[FlopsSnapshot, FlopsSnapshot]:
-    """Both at the shallower depth; without communication when the file recorded none."""
-    depth = min(stored.depth, current.depth)
-    if not stored.records_communication:
-        current = current.without_communication()
-    return stored.at_depth(depth), current.at_depth(depth)
-
-
 def _changes(
     before_all: FlopsSnapshot, after_all: FlopsSnapshot, rtol: float
 ) -> tuple[set[str], set[str]]:
@@ -192,6 +182,7 @@ def _numbers(measurement: Measurement) -> dict[tuple[str, str, str], int]:
     for path, counts in measurement.modules.items():
         numbers["module", path, "forward"] = counts.forward
         numbers["module", path, "backward"] = counts.backward
+        numbers["module", path, "recompute"] = counts.recompute
         for op, flops in counts.by_op.items():
             numbers["op", path, op] = flops
         for op, traffic in counts.communication.items():

@@ -24,7 +24,7 @@ from pytest_flops.measurement import (
     relative_text,
 )
 from pytest_flops.reports.git import WORKING_TREE, Repository, StoredSnapshot, is_legacy_path
-from pytest_flops.snapshots.format import FlopsSnapshot
+from pytest_flops.snapshots.format import FlopsSnapshot, comparable
 from pytest_flops.tables import aligned
 from pytest_flops.units import format_bytes, format_flops, format_pair
 
@@ -194,15 +194,6 @@ def compare(repository: Repository, base: Revision, head: Revision) -> Compariso
             )
         ),
     )
-
-
-def comparable(before: FlopsSnapshot, after: FlopsSnapshot) -> tuple[FlopsSnapshot, FlopsSnapshot]:
-    """Both as the plugin compares them: at the shallower depth, and without communication
-    when one file is of a format that recorded none."""
-    depth = min(before.depth, after.depth)
-    if not (before.records_communication and after.records_communication):
-        before, after = before.without_communication(), after.without_communication()
-    return before.at_depth(depth), after.at_depth(depth)
 
 
 def quantities(measurement: Measurement) -> dict[str, int]:

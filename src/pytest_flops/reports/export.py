@@ -19,7 +19,12 @@ from typing import Any
 
 from pytest_flops import __version__
 from pytest_flops.measurement import GLOBAL, Measurement, relative_change
-from pytest_flops.reports.records import MeasurementRecord, Status
+from pytest_flops.reports.records import (
+    MeasurementRecord,
+    Status,
+    per_token_figures,
+    with_per_token_figures,
+)
 from pytest_flops.reports.terminal import markdown, suite_sums, suite_unsupported
 from pytest_flops.snapshots.stale import SnapshotEvidence
 from pytest_flops.validation import (
@@ -110,6 +115,7 @@ def json_report(
             "total": total,
             "forward": forward,
             "backward": backward,
+            "recompute": sum(r.measurement.recompute for r in records),
             "communication_bytes": sum(r.measurement.communication_bytes for r in records),
             "statuses": {
                 status.value: sum(record.status is status for record in records)
@@ -147,12 +153,24 @@ def _measurement_json(measurement: Measurement) -> dict[str, Any]:
         "total": data["total"],
         "forward": data["forward"],
         "backward": data["backward"],
+        "recompute": measurement.recompute,
         "by_op": modules[GLOBAL]["by_op"],
         "by_module": {path: counts for path, counts in modules.items() if path != GLOBAL},
         "unsupported": data["unsupported"],
         "communication": modules[GLOBAL].get("communication", {}),
         "world": data.get("world"),
+        **_per_token_json(measurement),
     }
+
+
+def _per_token_json(measurement: Measurement) -> dict[str, Any]:
+    """Tokens, the models' parameters, model FLOPs per token and 6·N, where known."""
+    figures: dict[str, Any] = per_token_figures(measurement)
+    if measurement.flops_per_token is not None:
+        figures["flops_per_token"] = measurement.flops_per_token
+        if measurement.parameters is not None:
+            figures["flops_per_token_6n"] = 6 * measurement.parameters
+    return figures
 
 
 def _delta_json(before: Measurement, after: Measurement) -> dict[str, Any]:
@@ -161,6 +179,7 @@ def _delta_json(before: Measurement, after: Measurement) -> dict[str, Any]:
         "total": after.total - before.total,
         "forward": after.forward - before.forward,
         "backward": after.backward - before.backward,
+        "recompute": after.recompute - before.recompute,
         "communication_bytes": after.communication_bytes - before.communication_bytes,
         "relative": None if relative == float("inf") else relative,
         "changes": [
@@ -267,11 +286,14 @@ _MEASUREMENT_KEYS = {
     "communication",
     "world",
 }
+_OPTIONAL_MEASUREMENT_KEYS = frozenset(
+    {"recompute", "tokens", "parameters", "flops_per_token", "flops_per_token_6n"}
+)  # absent from exports written before recompute was a phase, or without tokens
 
 
 def _record_from_json(data: object, *, where: str) -> MeasurementRecord:
     entry = expect_mapping(data, where)
-    expect_keys(entry, _RECORD_KEYS | _MEASUREMENT_KEYS, where)
+    expect_keys(entry, _RECORD_KEYS | _MEASUREMENT_KEYS, where, optional=_OPTIONAL_MEASUREMENT_KEYS)
     nodeid = expect_string(entry["nodeid"], f"{where}: nodeid")
     at = f"{where} ({nodeid})"
     try:
@@ -300,6 +322,8 @@ def _measurement_from_json(data: object, *, where: str) -> Measurement:
     if GLOBAL in by_module:
         raise SnapshotFormatError(f"{where}: by_module holds {GLOBAL!r}, the top row")
     top: dict[str, Any] = {"forward": obj["forward"], "backward": obj["backward"]}
+    recompute = {"recompute": obj["recompute"]} if obj.get("recompute") else {}
+    top |= recompute
     top["by_op"] = obj["by_op"]
     if obj["communication"]:
         top["communication"] = obj["communication"]
@@ -307,9 +331,10 @@ def _measurement_from_json(data: object, *, where: str) -> Measurement:
         "total": obj["total"],
         "forward": obj["forward"],
         "backward": obj["backward"],
+        **recompute,
         "modules": {GLOBAL: top, **by_module},
         "unsupported": obj["unsupported"],
     }
     if obj["world"] is not None:
         stored["world"] = obj["world"]
-    return Measurement.from_dict(stored, where=where)
+    return with_per_token_figures(Measurement.from_dict(stored, where=where), obj, where=where)

@@ -8,12 +8,17 @@ data with a JSON form, so xdist workers can ship them to the controller and
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
 from pytest_flops.measurement import DEFAULT_NAME, Measurement
-from pytest_flops.validation import SnapshotFormatError, expect_mapping, expect_string
+from pytest_flops.validation import (
+    SnapshotFormatError,
+    expect_count,
+    expect_mapping,
+    expect_string,
+)
 
 __all__ = ["MeasurementRecord", "Status"]
 
@@ -78,6 +83,7 @@ class MeasurementRecord:
             "budget": self.budget,
             "measurement": self.measurement.to_dict(),
             "baseline": None if self.baseline is None else self.baseline.to_dict(),
+            **per_token_figures(self.measurement),
         }
 
     @classmethod
@@ -96,10 +102,31 @@ class MeasurementRecord:
             name=expect_string(data.get("name"), f"{at}: name"),
             status=status,
             budget=None if budget is None else expect_string(budget, f"{at}: budget"),
-            measurement=Measurement.from_dict(data.get("measurement"), where=f"{at}: measurement"),
+            measurement=with_per_token_figures(
+                Measurement.from_dict(data.get("measurement"), where=f"{at}: measurement"),
+                data,
+                where=at,
+            ),
             baseline=(
                 None
                 if baseline is None
                 else Measurement.from_dict(baseline, where=f"{at}: baseline")
             ),
         )
+
+
+def per_token_figures(measurement: Measurement) -> dict[str, int]:
+    """``tokens`` and ``parameters``, where known: a record's, not a snapshot's."""
+    figures = {"tokens": measurement.tokens, "parameters": measurement.parameters}
+    return {key: value for key, value in figures.items() if value is not None}
+
+
+def with_per_token_figures(
+    measurement: Measurement, data: Mapping[str, Any], *, where: str
+) -> Measurement:
+    """``measurement`` with the ``tokens`` and ``parameters`` that ``data`` holds."""
+    tokens, parameters = (
+        None if data.get(key) is None else expect_count(data[key], f"{where}: {key}")
+        for key in ("tokens", "parameters")
+    )
+    return replace(measurement, tokens=tokens, parameters=parameters)

@@ -32,7 +32,13 @@ MAX_TESTS_PER_OP = 3
 
 _HEADER = ("test", "total", "forward", "backward", "change", "rel. change", "status")
 _RIGHT_ALIGNED = (False, True, True, True, True, True, False)
-_COMMUNICATION_COLUMN = 4  # "comm", before "change", in suites that communicate
+_OPTIONAL_COLUMN = 4  # "recompute" and "comm", before "change", in suites that have some
+_PER_TOKEN_SENTENCE = (
+    "FLOPs per token (model FLOPs: forward + backward, recompute left out), "
+    "beside 6·N for the N parameters of the models measured"
+)
+_PER_TOKEN_HEADER = ("test", "tokens", "FLOP/token", "6·N", "ratio")
+_PER_TOKEN_RIGHT_ALIGNED = (False, True, True, True, True)
 _UNSUPPORTED_HEADER = ("op", "calls", "tests", "seen in")
 _UNSUPPORTED_RIGHT_ALIGNED = (False, True, True, False)
 
@@ -107,10 +113,12 @@ def _status_counts(records: Iterable[MeasurementRecord]) -> str:
 
 def _suite_sentence(records: Sequence[MeasurementRecord]) -> str:
     total, forward, backward = suite_sums(records)
+    recompute = sum(record.measurement.recompute for record in records)
+    recomputed = f", recompute {format_flops(recompute)}" if recompute else ""
     tests = len({record.nodeid for record in records})
     return (
         f"suite total {format_flops(total)} (forward {format_flops(forward)}, "
-        f"backward {format_flops(backward)}) in {len(records)} measurement(s) "
+        f"backward {format_flops(backward)}{recomputed}) in {len(records)} measurement(s) "
         f"of {tests} test(s); measurements: {_status_counts(records)}"
     )
 
@@ -156,20 +164,60 @@ def _cells(record: MeasurementRecord) -> tuple[str, ...]:
 def _table(
     records: Sequence[MeasurementRecord],
 ) -> tuple[tuple[str, ...], tuple[bool, ...], list[tuple[str, ...]]]:
-    """The header, alignment and rows of the measurement table; with a "comm" column
-    (the bytes of every collective) when some measurement communicated."""
-    rows = [_cells(record) for record in records]
-    if not any(record.measurement.communication for record in records):
-        return _HEADER, _RIGHT_ALIGNED, rows
-    at = _COMMUNICATION_COLUMN
+    """The header, alignment and rows of the measurement table; with a "recompute"
+    column when some measurement recomputed (activation checkpointing) and a "comm"
+    column (the bytes of every collective) when some measurement communicated."""
+    optional = [
+        (name, cell)
+        for name, cell, shown in (
+            ("recompute", _recompute, any(r.measurement.recompute for r in records)),
+            ("comm", _communication, any(r.measurement.communication for r in records)),
+        )
+        if shown
+    ]
+    at = _OPTIONAL_COLUMN
     return (
-        (*_HEADER[:at], "comm", *_HEADER[at:]),
-        (*_RIGHT_ALIGNED[:at], True, *_RIGHT_ALIGNED[at:]),
+        (*_HEADER[:at], *(name for name, _ in optional), *_HEADER[at:]),
+        (*_RIGHT_ALIGNED[:at], *(True for _ in optional), *_RIGHT_ALIGNED[at:]),
         [
-            (*row[:at], _bytes(record.measurement.communication_bytes), *row[at:])
-            for row, record in zip(rows, records, strict=True)
+            (*row[:at], *(cell(record) for _, cell in optional), *row[at:])
+            for row, record in zip(map(_cells, records), records, strict=True)
         ],
     )
+
+
+def _recompute(record: MeasurementRecord) -> str:
+    """A measurement that recomputed nothing leaves its cell empty."""
+    recompute = record.measurement.recompute
+    return format_flops(recompute) if recompute else ""
+
+
+def _communication(record: MeasurementRecord) -> str:
+    return _bytes(record.measurement.communication_bytes)
+
+
+def _per_token_rows(
+    records: Sequence[MeasurementRecord], style: Callable[[str], str]
+) -> list[tuple[str, ...]]:
+    """(test, tokens, model FLOPs per token, 6·N, their ratio) of the measurements
+    given ``tokens``; 6·N and the ratio are empty when the models' N is not known."""
+    rows: list[tuple[str, ...]] = []
+    for record in records:
+        measurement = record.measurement
+        if measurement.tokens is None:
+            continue
+        per_token = measurement.model_flops / measurement.tokens
+        six_n = None if measurement.parameters is None else 6 * measurement.parameters
+        rows.append(
+            (
+                style(record.label),
+                f"{measurement.tokens:,}",
+                format_flops(round(per_token)),
+                "" if six_n is None else format_flops(six_n),
+                f"{per_token / six_n:.2f}" if six_n else "",
+            )
+        )
+    return rows
 
 
 def _bytes(size: int) -> str:
@@ -207,6 +255,11 @@ def terminal_lines(records: Sequence[MeasurementRecord]) -> list[str]:
     if len(shown) > MAX_ROWS:
         lines.append(f"... {_left_out_sentence(shown[MAX_ROWS:])}")
     lines += ["", _suite_sentence(records)]
+    per_token = _per_token_rows(shown, str)
+    if per_token:
+        lines += ["", f"{_PER_TOKEN_SENTENCE}:"]
+        table = aligned([_PER_TOKEN_HEADER, *per_token], right=_PER_TOKEN_RIGHT_ALIGNED)
+        lines += ["  " + line for line in table]
     unsupported, cut = _unsupported_rows(records, str)
     if unsupported:
         lines += ["", "unsupported ops (ran with no formula; their FLOPs are not counted):"]
@@ -237,6 +290,10 @@ def markdown(records: Sequence[MeasurementRecord], *, stale: Sequence[str] = ())
     if len(shown) > MAX_ROWS:
         lines += ["", f"_{_sentence(_left_out_sentence(shown[MAX_ROWS:]))}_"]
     lines += ["", f"**{_sentence(_suite_sentence(records))}**"]
+    per_token = _per_token_rows(shown, _code)
+    if per_token:
+        lines += ["", f"{_PER_TOKEN_SENTENCE}:", ""]
+        lines += _markdown_table(_PER_TOKEN_HEADER, _PER_TOKEN_RIGHT_ALIGNED, per_token)
     unsupported, cut = _unsupported_rows(records, _code)
     if unsupported:
         lines += ["", "Unsupported ops (ran with no formula; their FLOPs are not counted):", ""]

@@ -3,7 +3,7 @@
 ::
 
     {
-      "version": 2,
+      "version": 3,
       "test": "TestModel::test_forward[cpu]",
       "depth": 3,
       "measurements": {
@@ -31,11 +31,13 @@ from pytest_flops.validation import (
     expect_string,
 )
 
-FORMAT_VERSION = 2
-"""Written: version 2 added communication per module row and the world. Version 1 files
-are read too (their communication is "not recorded", which is not a change)."""
+FORMAT_VERSION = 3
+"""Written: version 2 added communication per module row and the world; version 3 made
+recompute (forward work re-run by activation checkpoints) a phase of its own. Version 1
+and 2 files are read too: their communication (1) is "not recorded", which is not a
+change, and their backward (1, 2) holds recompute."""
 
-READ_VERSIONS = frozenset({1, FORMAT_VERSION})
+READ_VERSIONS = frozenset({1, 2, FORMAT_VERSION})
 
 __all__ = ["FORMAT_VERSION", "FlopsSnapshot"]
 
@@ -53,6 +55,10 @@ class FlopsSnapshot:
     def records_communication(self) -> bool:
         return self.version >= 2
 
+    @property
+    def records_recompute(self) -> bool:
+        return self.version >= 3
+
     def at_depth(self, depth: int) -> FlopsSnapshot:
         """The same counts with module rows deeper than ``depth`` left out."""
         return FlopsSnapshot(
@@ -68,6 +74,17 @@ class FlopsSnapshot:
             test=self.test,
             depth=self.depth,
             measurements={name: m.without_communication() for name, m in self.measurements.items()},
+            version=self.version,
+        )
+
+    def with_recompute_in_backward(self) -> FlopsSnapshot:
+        """The same counts as a file from before recompute was a phase holds them."""
+        return FlopsSnapshot(
+            test=self.test,
+            depth=self.depth,
+            measurements={
+                name: m.with_recompute_in_backward() for name, m in self.measurements.items()
+            },
             version=self.version,
         )
 
@@ -125,3 +142,15 @@ def read_document(
         name: Measurement.from_dict(raw, where=f"{where}: measurements[{name!r}]")
         for name, raw in measurements.items()
     }
+
+
+def comparable(before: FlopsSnapshot, after: FlopsSnapshot) -> tuple[FlopsSnapshot, FlopsSnapshot]:
+    """Both as one comparison sees them: at the shallower depth, without communication when
+    either file recorded none, and with recompute in backward when either file's backward
+    held it. The plugin's verdict and ``python -m pytest_flops diff`` compare through this."""
+    depth = min(before.depth, after.depth)
+    if not (before.records_communication and after.records_communication):
+        before, after = before.without_communication(), after.without_communication()
+    if not (before.records_recompute and after.records_recompute):
+        before, after = before.with_recompute_in_backward(), after.with_recompute_in_backward()
+    return before.at_depth(depth), after.at_depth(depth)

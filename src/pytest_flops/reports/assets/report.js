@@ -150,7 +150,8 @@ function staleList() {
 // -- icicles ----------------------------------------------------------------------
 
 function rowsOf(m) {
-  const rows = {Global: {forward: m.forward, backward: m.backward, by_op: m.by_op}};
+  const rows = {Global: {forward: m.forward, backward: m.backward, recompute: m.recompute,
+                         by_op: m.by_op}};
   return Object.assign(rows, m.by_module);
 }
 
@@ -175,7 +176,8 @@ function tree(m) {
   return {root: nodes.Global, hasBaseline: before !== null};
 }
 
-const flopsOf = (counts) => (counts ? counts.forward + counts.backward : 0);
+// recompute: absent from rows without any, and from exports before it was a phase
+const flopsOf = (counts) => (counts ? counts.forward + counts.backward + (counts.recompute || 0) : 0);
 const sizeOf = (node) => Math.max(flopsOf(node.now), flopsOf(node.before));
 
 function kindOf(node, hasBaseline) {
@@ -192,7 +194,8 @@ function titleOf(node, parent, hasBaseline) {
     const whole = parent ? flopsOf(parent.now) : 0;
     const share = whole ? ` (${(100 * flopsOf(node.now) / whole).toFixed(1)}% of ${parent.path})` : "";
     lines.push(`${exact(flopsOf(node.now))} FLOP${share}`);
-    lines.push(`forward ${exact(node.now.forward)} FLOP, backward ${exact(node.now.backward)} FLOP`);
+    lines.push(`forward ${exact(node.now.forward)} FLOP, backward ${exact(node.now.backward)} FLOP` +
+               (node.now.recompute ? `, recompute ${exact(node.now.recompute)} FLOP` : ""));
   } else {
     lines.push("gone: not measured this time");
   }
@@ -225,8 +228,15 @@ function drawIcicle(section, m, index) {
     group.append(box);
     if (node.now && flopsOf(node.now)) {
       const forward = width * node.now.forward / flopsOf(node.now);
+      const recompute = width * (node.now.recompute || 0) / flopsOf(node.now);
       group.append(svgElement("rect", {class: "backward", x: x + forward, y: level * LEVEL + 1,
-                                       width: Math.max(width - forward, 0), height: LEVEL - 4}));
+                                       width: Math.max(width - forward - recompute, 0),
+                                       height: LEVEL - 4}));
+      if (recompute) {
+        group.append(svgElement("rect", {class: "recompute", x: x + width - recompute,
+                                         y: level * LEVEL + 1, width: recompute,
+                                         height: LEVEL - 4}));
+      }
     }
     if (width > 40) {
       const name = parent && parent.path !== "Global" && node.path.startsWith(parent.path + ".")
