@@ -234,7 +234,9 @@ def test_hugging_face_gradient_checkpointing_recomputes_each_decoder_layer() -> 
 
 
 def composable_checkpoint(block: nn.Module) -> nn.Module:
-    from torch.distributed._composable import checkpoint as checkpoint_in_place
+    from torch.distributed._composable.checkpoint_activation import (
+        checkpoint as checkpoint_in_place,
+    )
 
     checkpoint_in_place(block)
     return block

@@ -24,7 +24,7 @@ from pytest_flops.measurement import (
     relative_text,
 )
 from pytest_flops.reports.git import WORKING_TREE, Repository, StoredSnapshot, is_legacy_path
-from pytest_flops.snapshots.format import FlopsSnapshot, comparable
+from pytest_flops.snapshots.format import comparable
 from pytest_flops.tables import aligned
 from pytest_flops.units import format_bytes, format_flops, format_pair
 
