@@ -163,6 +163,31 @@ def test_measurements_asserted_with_syrupys_fixture_follow_syrupys_rules(
     assert set(files(pytester)) == {"__snapshots__/test_native/test_inline.flops.json"}
 
 
+def test_a_snapshot_an_earlier_format_wrote_still_matches_equal_counts(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_native=NATIVE.format(width=6))
+    pytester.runpytest("--snapshot-update").assert_outcomes(passed=2)
+    folder = pytester.path / "__snapshots__" / "test_native"
+    for path in folder.iterdir():  # as format 2 wrote them: no recompute yet
+        document = json.loads(path.read_text())
+        document["version"] = 2
+        path.write_text(json.dumps(document, indent=2) + "\n")
+    older = files(pytester)
+
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=2)
+    assert files(pytester) == older
+
+    # ...and a changed count still fails against it: 2*3*4*7 = 168
+    pytester.makepyfile(test_native=NATIVE.format(width=7))
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(
+        ["E         FLOP count changed for the measurement: total 144 → 168 FLOP (+16.67%)"]
+    )
+
+
 def test_syrupy_deletes_the_snapshot_of_a_test_that_errored_ours_keeps_it(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
