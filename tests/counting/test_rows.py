@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import gc
+import weakref
 from collections.abc import Callable
 from typing import cast
 
@@ -157,3 +159,18 @@ def test_every_row_is_the_sum_of_the_calls_under_it_and_a_read_only_view() -> No
         2 * LINEAR_6_2 + LINEAR_4_6,
         0,
     ]
+
+
+@pytest.mark.parametrize("rows_of", ["every module", "the model passed"])
+def test_a_mode_kept_after_its_block_does_not_keep_the_model_alive(rows_of: str) -> None:
+    model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 2))
+    mode = FlopCounterMode(display=False, models=model if rows_of == "the model passed" else None)
+    with mode:
+        model(torch.randn(3, 4, requires_grad=True)).sum().backward()
+    freed = weakref.ref(model)
+    del model
+    gc.collect()
+    assert freed() is None
+    # the counts stay: forward 2*3*4*6 + 2*3*6*2 = 216, backward twice that (input grads too)
+    assert mode.to_measurement().forward == 216
+    assert mode.to_measurement().backward == 432

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import weakref
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -157,7 +158,8 @@ class ModuleTracker:
     """Tracks module calls between :meth:`start` and :meth:`stop`; see the module docs."""
 
     def __init__(self, roots: Mapping[torch.nn.Module, str] | None = None) -> None:
-        self._roots = roots
+        # Weakly: a mode kept after its block must not keep the models alive.
+        self._roots = None if roots is None else weakref.WeakKeyDictionary(roots)
         self._local = threading.local()
         self._thread = threading.get_ident()  # the thread that started tracking
         self._nodes: dict[int, _NodeIndex] = {}  # by the thread that numbered them
@@ -181,7 +183,10 @@ class ModuleTracker:
         for handle in self._hook_handles:
             handle.remove()
         self._hook_handles = []
+        # Nothing is counted after the block: drop every reference to its modules.
         self._descendants = {}
+        self._nodes = {}
+        self._local = threading.local()
 
     def paths(self, node: Any) -> tuple[str, ...]:
         """The module rows (``Global`` not included) of the op running now, in the
