@@ -298,7 +298,11 @@ def test_register_flop_formula_takes_an_overload_for_its_packet(
     assert measured.by_op == {"pytest_flops_tests.doubled_matmul": 240}
 
 
-@pytest.mark.parametrize("target", ["mm", torch.mm, 3, [torch.ops.aten.mm, "mm"]], ids=repr)
+@pytest.mark.parametrize(
+    "target",
+    ["mm", torch.mm, 3, [torch.ops.aten.mm, "mm"]],
+    ids=["a name", "a python function", "a number", "a list with a name"],
+)
 def test_register_flop_formula_refuses_what_is_no_op_with_torchs_error_type(target: Any) -> None:
     with pytest.raises(ValueError, match="expected each target to be an op") as raised:
         register_flop_formula(target)(lambda *shapes, out_shape: 0)
