@@ -100,12 +100,15 @@ class Measurement:
     ``modules`` always holds ``"Global"``; the other keys are module paths such
     as ``"ResNet.layer1"``. ``unsupported`` maps an operator that ran with no
     formula to how many times it ran. ``world`` is the process group it ran in,
-    if any: its FLOPs and communication are one rank's.
+    if any: its FLOPs and communication are one rank's. ``notes`` name the
+    conventions a count on stand-ins used (``pytest_flops.count``); they are
+    not counts, so they take no part in comparisons and snapshots.
     """
 
     modules: Mapping[str, ModuleFlops] = field(default_factory=lambda: {GLOBAL: ModuleFlops()})
     unsupported: Mapping[str, int] = field(default_factory=dict)
     world: World | None = None
+    notes: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def total(self) -> int:
