@@ -260,8 +260,11 @@ def test_tensors_in_a_modules_dict_are_replaced(grad: bool) -> None:
     model, pixels = small_levit()
     with torch.set_grad_enabled(grad):
         expected = on_cpu(levit_forward, model, pixels)
-    caches = [vars(m).get("attention_bias_cache") for m in model.modules()]
-    caches = [cache for cache in caches if cache is not None]
+    caches: list[dict[str, torch.Tensor]] = [
+        cache
+        for module in model.modules()
+        if isinstance(cache := vars(module).get("attention_bias_cache"), dict)
+    ]
     assert caches and all(cache.keys() == {"cpu"} for cache in caches)
     assert expected.total > 0
     for device in DEVICES:
