@@ -10,8 +10,9 @@ unsupported ops) equals the CPU's.
 
 Results go to a JSON-lines file one job at a time (``--out``), so an
 interrupted sweep resumes where it stopped; ``--table`` prints the Markdown
-table of docs/zoo.md from that file. ``--only`` runs some config types,
-``SUBSET`` is the CI's fixed selection (tests/counting/test_zoo.py).
+table of docs/zoo.md from that file. ``--only`` runs some config types;
+``--subset`` the CI's fixed selection, one model per architecture
+(tests/counting/test_zoo.py).
 """
 
 from __future__ import annotations
@@ -37,12 +38,12 @@ from pytest_flops import FlopCounterMode, Measurement
 # encoder-decoders, vision, audio and multimodal models.
 SUBSET = (
     "llama", "qwen3", "gemma3_text", "phi3", "gpt2", "gpt_neox", "opt", "bloom", "falcon",
-    "mixtral", "qwen3_moe", "deepseek_v3", "olmoe", "granitemoe",
-    "mamba", "mamba2", "jamba", "rwkv",
-    "bert", "roberta", "deberta_v2", "modernbert", "electra", "rembert",
+    "mixtral", "qwen3_moe", "qwen2_moe", "olmoe", "granitemoe", "deepseek_v3",
+    "mamba", "falcon_mamba", "jamba",
+    "bert", "roberta", "modernbert", "electra", "rembert",
     "t5", "bart", "pegasus", "marian",
-    "vit", "levit", "segformer", "convnext", "swin", "dinov3_vit", "detr",
-    "whisper", "wav2vec2", "encodec",
+    "vit", "deit", "beit", "levit", "segformer", "convnext", "dinov3_vit",
+    "whisper", "wav2vec2", "hubert",
     "clip", "siglip",
 )  # fmt: skip
 
@@ -72,6 +73,7 @@ SMALL = {
     "kv_lora_rank": 16, "q_lora_rank": 32, "qk_rope_head_dim": 8, "qk_nope_head_dim": 8,
     "v_head_dim": 16, "first_k_dense_replace": 1,
     "max_position_embeddings": 128, "vocab_size": 256,
+    "attn_layer_offset": 1, "attn_layer_period": 2,  # hybrids keep an attention layer
 }  # fmt: skip
 
 BATCH, SEQUENCE = 2, 16
@@ -109,6 +111,14 @@ def jobs(only: set[str] | None = None) -> Iterator[tuple[str, str]]:
                 break
 
 
+def subset_jobs() -> list[tuple[str, str]]:
+    """One job per architecture of ``SUBSET``: its head where it has one, else its base."""
+    chosen: dict[str, str] = {}
+    for config_type, model_name in jobs(set(SUBSET)):
+        chosen[config_type] = model_name  # a head comes after its base
+    return sorted(chosen.items())
+
+
 def _first(name: str | Sequence[str]) -> str:
     return name if isinstance(name, str) else name[0]
 
@@ -125,6 +135,9 @@ def small_config(config_type: str) -> Any:
                 configs.append(value)
             elif key in SMALL and isinstance(value, int) and not isinstance(value, bool):
                 setattr(current, key, min(value, SMALL[key]))
+        if isinstance(getattr(current, "qk_rope_head_dim", None), int):  # MLA
+            current.head_dim = current.qk_rope_head_dim  # the rotary width
+            current.num_key_value_heads = current.num_attention_heads
         vocab = getattr(current, "vocab_size", None)
         for key, value in list(vars(current).items()):
             if key.endswith("token_id") and isinstance(value, int) and vocab and value >= vocab:
@@ -257,11 +270,11 @@ def run_job(config_type: str, model_name: str, timeout: int) -> Row:
     return row
 
 
-def sweep(out: Path, only: set[str] | None, timeout: int, budget: float) -> None:
+def sweep(out: Path, selected: list[tuple[str, str]], timeout: int, budget: float) -> None:
     done = {(row["config_type"], row["model"]) for row in read(out)}
     start = time.perf_counter()
     with out.open("a") as file:
-        for config_type, model_name in jobs(only):
+        for config_type, model_name in selected:
             if (config_type, model_name) in done:
                 continue
             if time.perf_counter() - start > budget:
@@ -321,9 +334,9 @@ def main() -> None:
     if options.table:
         print(table(read(options.out)))
         return
-    only = set(SUBSET) if options.subset else set(options.only) if options.only else None
     torch.set_num_threads(1)
-    sweep(options.out, only, options.timeout, options.budget)
+    selected = subset_jobs() if options.subset else list(jobs(set(options.only or ()) or None))
+    sweep(options.out, selected, options.timeout, options.budget)
 
 
 if __name__ == "__main__":
