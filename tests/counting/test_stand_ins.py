@@ -94,6 +94,22 @@ def test_kept_tensors_are_copies_and_item_nonzero_unique_work() -> None:
     assert ids.tolist() == [[0, 2, 2], [3, 0, 4]]
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_kept_bool_mask_selects_rows_of_stand_ins(device: Literal["meta", "fake"]) -> None:
+    # HiggsAudio normalizes the audio tokens' rows apart: hidden[mask], and writes back
+    def step(weight: torch.Tensor, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        hidden = x @ weight
+        selected = hidden[mask]
+        hidden[mask] = selected * 2
+        return selected @ weight
+
+    weight, x = torch.randn(4, 4), torch.randn(2, 5, 4)
+    mask = torch.tensor([[True, False, True, True, False], [False] * 5])
+    measured = pytest_flops.count(step, weight, x, mask, device=device)
+    # (2, 5, 4) @ (4, 4): 2*10*4*4 = 320; the 3 selected rows @ (4, 4): 2*3*4*4 = 96
+    assert measured.by_op == {"aten.mm": 416}
+
+
 def test_positions_made_on_meta_are_real() -> None:
     def step(hidden: torch.Tensor) -> torch.Tensor:
         # transformers makes positions on the device of its activations

@@ -274,6 +274,10 @@ class _KeepValues(TorchDispatchMode):
             return replaced[id(tensor)]
 
         written = _written_tensors(func, args, kwargs)
+        if func in _INDEXING and len(args) > 1:
+            # a kept bool mask selects a known number of rows: its nonzero indices
+            with self._real():
+                args = (args[0], _integer_indices(args[1], self.stand_ins.is_stand_in), *args[2:])
         out = self._run(func, *tree_map_only(torch.Tensor, stand_in, (args, kwargs)))
         kept_written = [t for t in written if id(t) in replaced]
         if not kept_written:
@@ -383,6 +387,23 @@ _DIM_ARGUMENT: dict[Any, tuple[int, int | None]] = {
 }
 _INDEX_OUTPUTS = frozenset(_DIM_ARGUMENT)
 _SPREAD = _INDEX_OUTPUTS - {aten.sort.default, aten.sort.stable}  # a sort permutes its row
+
+
+_INDEXING = frozenset({aten.index.Tensor, aten.index_put.default, aten.index_put_.default})
+
+
+def _integer_indices(
+    indices: list[torch.Tensor | None], is_stand_in: Callable[[torch.Tensor], bool]
+) -> list[torch.Tensor | None]:
+    """Advanced indices with each kept bool mask replaced by its nonzero positions, one
+    index per dimension it spans, as indexing does with a mask."""
+    replaced: list[torch.Tensor | None] = []
+    for index in indices:
+        if index is not None and index.dtype == torch.bool and not is_stand_in(index):
+            replaced += index.nonzero().unbind(1)
+        else:
+            replaced.append(index)
+    return replaced
 
 
 def _data_dependent(func: torch._ops.OpOverload) -> bool:
