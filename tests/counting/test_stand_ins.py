@@ -110,6 +110,16 @@ def test_a_kept_bool_mask_selects_rows_of_stand_ins(device: Literal["meta", "fak
     assert measured.by_op == {"aten.mm": 416}
 
 
+def test_a_stand_in_moved_to_the_cpu_stays_a_stand_in() -> None:
+    def step(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        hidden = (x @ weight).to("cpu")  # as code that gathers outputs on the host does
+        assert hidden.is_meta
+        return hidden @ weight
+
+    measured = pytest_flops.count(step, torch.randn(4, 4), torch.randn(3, 4))
+    assert measured.by_op == {"aten.mm": 2 * 2 * 3 * 4 * 4}  # two (3, 4) @ (4, 4)
+
+
 def test_positions_made_on_meta_are_real() -> None:
     def step(hidden: torch.Tensor) -> torch.Tensor:
         # transformers makes positions on the device of its activations
