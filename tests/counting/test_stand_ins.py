@@ -15,6 +15,7 @@ from typing import Any, Literal
 import pytest
 import torch
 from torch import nn
+from torch._subclasses.fake_tensor import FakeTensor
 
 import pytest_flops
 from pytest_flops import FlopCounterMode, Measurement
@@ -129,6 +130,19 @@ def test_positions_made_on_meta_are_real() -> None:
 
     measured = pytest_flops.count(step, torch.randn(2, 5, 3))
     assert measured.total == 2 * 2 * 5 * 3 * 5  # bmm of (2, 5, 3) @ (2, 3, 5)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_large_buffer_made_in_the_call_is_a_stand_in(device: Literal["meta", "fake"]) -> None:
+    def step(x: torch.Tensor) -> torch.Tensor:
+        cache = torch.zeros(4096, 2048)  # 8M elements, over the 4M kept: no memory
+        ids = torch.zeros(4096, dtype=torch.long)  # small: real
+        assert isinstance(cache, FakeTensor) if device == "fake" else cache.is_meta
+        assert type(ids) is torch.Tensor and ids.device.type == "cpu"
+        return x @ cache[:4]
+
+    measured = pytest_flops.count(step, torch.randn(3, 4), device=device)
+    assert measured.by_op == {"aten.mm": 2 * 3 * 4 * 2048}
 
 
 def test_count_leaves_the_random_state_as_it_was() -> None:
