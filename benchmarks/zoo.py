@@ -322,6 +322,27 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def figures(rows: list[dict[str, Any]]) -> str:
+    """The sweep in numbers: how many jobs ran, and how each column came out."""
+
+    def status(text: str) -> str:
+        return text.split(":")[0] or "-"
+
+    lines = [f"jobs: {len(rows)}, in {sum(row['seconds'] for row in rows) / 60:.0f} min"]
+    for column in ("built", "cpu", "train_cpu", "meta", "fake", "train_meta", "train_fake"):
+        counts: dict[str, int] = {}
+        for row in rows:
+            counts[status(row[column])] = counts.get(status(row[column]), 0) + 1
+        lines.append(f"{column}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    failures = {
+        f"{row['config_type']} {row['model']} {column}: {row[column][:160]}"
+        for row in rows
+        for column in ("meta", "fake", "train_meta", "train_fake")
+        if row[column].startswith(("error", "differs"))
+    }
+    return "\n".join(lines + sorted(failures))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("zoo.jsonl"))
@@ -330,9 +351,10 @@ def main() -> None:
     parser.add_argument("--timeout", type=int, default=300, help="seconds per model")
     parser.add_argument("--budget", type=float, default=float("inf"), help="seconds in all")
     parser.add_argument("--table", action="store_true", help="print the table of --out")
+    parser.add_argument("--figures", action="store_true", help="print the figures of --out")
     options = parser.parse_args()
-    if options.table:
-        print(table(read(options.out)))
+    if options.table or options.figures:
+        print(table(read(options.out)) if options.table else figures(read(options.out)))
         return
     torch.set_num_threads(1)
     selected = subset_jobs() if options.subset else list(jobs(set(options.only or ()) or None))
