@@ -110,8 +110,9 @@ class Measurement:
 
     ``tokens`` (from ``flops(model, tokens=N)``) and ``parameters`` (of the
     models passed) are what the step processed and with how many weights: the
-    report reads FLOPs per token from them. They are not counts: snapshots do
-    not store them and ``==`` ignores them.
+    report reads FLOPs per token from them. ``notes`` name the conventions a
+    count on stand-ins used (``pytest_flops.count``). None of the three is a
+    count: snapshots do not store them and ``==`` ignores them.
     """
 
     modules: Mapping[str, ModuleFlops] = field(default_factory=lambda: {GLOBAL: ModuleFlops()})
@@ -119,6 +120,7 @@ class Measurement:
     world: World | None = None
     tokens: int | None = field(default=None, compare=False)
     parameters: int | None = field(default=None, compare=False)
+    notes: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def total(self) -> int:

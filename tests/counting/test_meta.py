@@ -106,12 +106,15 @@ def test_count_of_a_module_is_its_forward() -> None:
 def test_count_leaves_the_real_model_untouched_and_unrun() -> None:
     model, tokens = small_llama()
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
-    seen_devices: list[str] = []
-    model.register_forward_pre_hook(lambda _, args: seen_devices.append(args[0].device.type))
+    seen: list[tuple[str, bool]] = []
+    model.register_forward_pre_hook(
+        lambda module, args: seen.append((module.embed.weight.device.type, args[0] is tokens))
+    )
 
     pytest_flops.count(train_step, model, tokens)
 
-    assert seen_devices == ["meta"]  # the hook came along with the copy; it ran there only
+    # the hook came along with the copy and ran there only; the ids it got are a copy
+    assert seen == [("meta", False)]
     for name, param in model.named_parameters():
         assert param.device.type == "cpu"
         assert param.grad is None, name

@@ -163,3 +163,19 @@ def test_mixtral_counts_alike_under_every_experts_implementation(
     eager = mixtral_counts["eager"]
     for measured in mixtral_counts.values():
         assert (measured.forward, measured.backward) == (eager.forward, eager.backward)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_meta_grouped_mm_takes_what_the_cpu_kernel_takes(dtype: torch.dtype) -> None:
+    # torch's meta kernel checks the CUDA kernel's dtypes and refuses float32; while
+    # counting it gives the CPU kernel's contiguous output. 12 rows over 3 experts,
+    # (8 -> 16): forward 2*12*8*16 = 3_072; grad input and grad weight one forward each
+    a = torch.empty(12, 8, dtype=dtype, device="meta", requires_grad=True)
+    b = torch.empty(3, 8, 16, dtype=dtype, device="meta", requires_grad=True)
+    offs = offsets(3, 7, 12, device="meta")
+    grad = torch.empty(12, 16, dtype=dtype, device="meta")  # dense, as the kernels want
+    measured = count(lambda: torch._grouped_mm(a, b, offs=offs).backward(grad))
+    assert (measured.forward, measured.backward) == (3_072, 6_144)
+    if dtype == torch.float32:  # outside a count, torch's own meta kernel as before
+        with pytest.raises(RuntimeError, match="Expected mat_a to be BFloat16"):
+            torch._grouped_mm(a, b, offs=offs)

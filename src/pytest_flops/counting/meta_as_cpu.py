@@ -1,7 +1,8 @@
 """Meta tensors take the kernels that CPU tensors would.
 
 On the meta device some calls have no fused kernel to choose and decompose
-instead, which counts differently from a CPU run of the same call:
+instead, or check what only a GPU kernel needs, which counts differently
+from a CPU run of the same call (or not at all):
 
 * ``F.scaled_dot_product_attention`` runs the math decomposition (bmm, softmax,
   bmm), whose backward recomputes nothing: 2x the forward where the fused CPU
@@ -9,12 +10,21 @@ instead, which counts differently from a CPU run of the same call:
 * ``nn.LSTM`` runs step by step through ``addmm``, whose backward skips the
   gradients nobody asked for (the zero initial state's), where the CPU's
   oneDNN kernel computes them all.
+* Convolutions: the meta kernel returns a contiguous output where the CPU
+  returns channels-last for a channels-last input (SegFormer's depthwise
+  convolution of a transposed sequence). A ``flatten(2).transpose(1, 2)``
+  after it then feeds the next ``nn.Linear`` a different layout, which takes
+  ``mm`` instead of ``addmm``: equal totals, different per-op rows.
+* ``torch._grouped_mm`` (mixture-of-experts layers) has a meta kernel that
+  checks the CUDA kernel's dtypes, refusing the float32 the CPU kernel takes,
+  so an fp32 MoE model could not be counted on meta or fake tensors.
 
 While a :class:`~pytest_flops.FlopCounterMode` counts (inside
 :func:`cpu_kernels_on_meta`), such calls on meta tensors go to the fused CPU
 kernels' meta implementations, exactly where a CPU would take them: shapes,
-strides and counts then match a CPU run. Outside, and for any other tensors,
-nothing changes.
+strides and counts then match a CPU run; a float32 grouped GEMM gets the CPU
+kernel's (contiguous) output on meta and fake tensors. Outside, and for any
+other tensors, nothing changes.
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
 from torch.nn.attention import SDPBackend
 
 aten = torch.ops.aten
@@ -39,7 +50,8 @@ _routing = threading.local()
 
 @contextmanager
 def cpu_kernels_on_meta() -> Iterator[None]:
-    """While active on this thread, meta SDPA and LSTM calls take the CPU's kernels."""
+    """While active on this thread, meta SDPA, LSTM, convolution and grouped GEMM calls
+    take the CPU's kernels (or their output layouts)."""
     _register_routing_kernels()
     depth = getattr(_routing, "depth", 0)
     _routing.depth = depth + 1
@@ -171,7 +183,98 @@ def _cpu_lstm_on_meta(
     return output, torch.stack(h_n), torch.stack(c_n)
 
 
-# Both ops are composite: on meta tensors they decompose at the AutogradMeta key,
+def _grouped_mm_on_meta(
+    mat_a: torch.Tensor,
+    mat_b: torch.Tensor,
+    offs: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    out_dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """The meta kernel of ``_grouped_mm``: while routing, the CPU kernel's output for the
+    float32 it takes and the CUDA checks refuse; else torch's own meta kernel."""
+    # Imported here: torch registers its meta kernels when it imports this module.
+    from torch._meta_registrations import meta_grouped_mm
+
+    if getattr(_routing, "depth", 0) and mat_a.dtype == torch.float32 == mat_b.dtype:
+        torch._check(bias is None, lambda: "bias is not supported yet")
+        return _cpu_grouped_mm_output(mat_a, mat_b, offs, out_dtype or mat_a.dtype)
+    return meta_grouped_mm(mat_a, mat_b, offs=offs, bias=bias, out_dtype=out_dtype)
+
+
+def _cpu_grouped_mm_output(
+    mat_a: torch.Tensor, mat_b: torch.Tensor, offs: torch.Tensor | None, dtype: torch.dtype
+) -> torch.Tensor:
+    """The contiguous output the CPU kernel allocates, with its shape checks."""
+    torch._check(
+        mat_a.dim() in (2, 3) and mat_b.dim() in (2, 3), lambda: "mat_a, mat_b must be 2-D or 3-D"
+    )
+    torch._check(
+        (offs is not None) == (mat_a.dim() == 2 or mat_b.dim() == 2),
+        lambda: "offs must be given exactly when one of mat_a, mat_b is 2-D",
+    )
+    groups = offs.shape[0] if offs is not None else 0
+    if mat_a.dim() == 2 and mat_b.dim() == 2:  # a jagged contraction: one output per group
+        shape = [groups, mat_a.shape[0], mat_b.shape[1]]
+    elif mat_a.dim() == 2:  # rows of mat_a cut among the experts of mat_b
+        torch._check(groups == mat_b.shape[0], lambda: "matrix batch sizes have to match")
+        shape = [mat_a.shape[0], mat_b.shape[-1]]
+    elif mat_b.dim() == 2:  # columns of mat_b cut among the groups of mat_a
+        torch._check(groups == mat_a.shape[0], lambda: "matrix batch sizes have to match")
+        shape = [mat_a.shape[1], mat_b.shape[1]]
+    else:
+        torch._check(mat_a.shape[0] == mat_b.shape[0], lambda: "batched dimension has to match")
+        shape = [mat_a.shape[0], mat_a.shape[1], mat_b.shape[-1]]
+    torch._check(mat_a.shape[-1] == mat_b.shape[-2], lambda: "contraction sizes have to match")
+    return mat_a.new_empty(shape, dtype=dtype)
+
+
+def _convolution_on_meta(
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: list[int],
+    padding: list[int],
+    dilation: list[int],
+    transposed: bool,
+    output_padding: list[int],
+    groups: int,
+) -> torch.Tensor:
+    """The meta kernel of ``convolution``: while routing, in the memory format the CPU's
+    kernel would choose; else torch's own (always contiguous)."""
+    from torch._meta_registrations import meta_conv
+
+    out: torch.Tensor = meta_conv(
+        input, weight, bias, stride, padding, dilation, transposed, output_padding, groups
+    )
+    if not getattr(_routing, "depth", 0) or not _all_meta(input, weight):
+        return out
+    memory_format = _cpu_conv_memory_format(
+        input, weight, bias, stride, padding, dilation, transposed, output_padding, groups
+    )
+    if out.is_contiguous(memory_format=memory_format):
+        return out
+    return torch.empty(out.shape, dtype=out.dtype, device="meta", memory_format=memory_format)
+
+
+def _cpu_conv_memory_format(input: torch.Tensor, weight: torch.Tensor, *conv: Any) -> Any:
+    """What ATen's CPU convolution picks: the backend it would select for these shapes
+    and strides, and that backend's output format (as fake tensors on the CPU answer)."""
+    mode = _cpu_layout_oracle()
+    cpu = torch.device("cpu")
+    fake_input, fake_weight = FakeTensor(mode, input, cpu), FakeTensor(mode, weight, cpu)
+    bias, *rest = conv
+    fake_bias = None if bias is None else FakeTensor(mode, bias, cpu)
+    with mode:  # fake tensors report their device only while their mode is active
+        backend = torch._C._select_conv_backend(fake_input, fake_weight, fake_bias, *rest)
+        return torch._C._conv_determine_backend_memory_format(fake_input, fake_weight, backend)
+
+
+@functools.cache
+def _cpu_layout_oracle() -> FakeTensorMode:
+    return FakeTensorMode()
+
+
+# The SDPA and LSTM ops are composite: on meta tensors they decompose at the AutogradMeta key,
 # before any dispatch mode sees them, so that is where the routing sits. (A torch
 # function mode could route them too, but an active one switches off the
 # transformer inference fast paths, which must run as they do uncounted.)
@@ -185,4 +288,11 @@ def _register_routing_kernels() -> torch.library.Library:
         "AutogradMeta",
     )
     library.impl("lstm.input", _routed(aten.lstm.input, _cpu_lstm_on_meta), "AutogradMeta")
+    # _grouped_mm has a kernel per device: its meta kernel is the one that refuses
+    # float32, for meta tensors and fake ones (which run meta kernels) alike.
+    if hasattr(aten, "_grouped_mm"):
+        library.impl("_grouped_mm", _grouped_mm_on_meta, "Meta")
+    # Fake tensors pick a convolution's layout before its meta kernel (from their
+    # device): only meta tensors reach this one.
+    library.impl("convolution", _convolution_on_meta, "Meta")
     return library

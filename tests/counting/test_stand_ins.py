@@ -1,0 +1,390 @@
+"""``pytest_flops.count`` where a call reads values: kept tensors, balanced routing, clear errors.
+
+Small integer and bool tensors stay real while floating-point ones are
+stand-ins; where a stand-in picks indices (a router's topk) they take
+balanced values and the measurement notes it; where a call needs a
+stand-in's values it fails naming the op and the module. Real transformers
+models built from small configs, counted against their CPU runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+import pytest
+import torch
+from torch import nn
+from torch._subclasses.fake_tensor import FakeTensor
+
+import pytest_flops
+from pytest_flops import FlopCounterMode, Measurement
+from pytest_flops.counting.dry_run import (
+    BALANCED_ROUTING,
+    StandInLeakError,
+    ValuesNeededError,
+    balanced_indices,
+)
+
+transformers = pytest.importorskip("transformers")
+
+DEVICES: tuple[Literal["meta", "fake"], ...] = ("meta", "fake")
+
+
+def on_cpu(step: Callable[..., object], *args: Any) -> Measurement:
+    with FlopCounterMode(display=False) as counter:
+        step(*args)
+    return counter.to_measurement()
+
+
+def lm_train_step(model: nn.Module, inputs: dict[str, torch.Tensor]) -> None:
+    model(**inputs).logits.float().sum().backward()
+
+
+# -- values the model reads while it prepares its inputs -------------------------------
+
+
+def small_llama() -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    config = transformers.LlamaConfig(
+        vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=1,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = transformers.LlamaForCausalLM(config)
+    mask = torch.ones(2, 8, dtype=torch.long)
+    mask[1, -3:] = 0  # padding: the mask code sums it and calls .item()
+    return model, {"input_ids": torch.randint(0, 64, (2, 8)), "attention_mask": mask}
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_padding_mask_keeps_its_values(device: Literal["meta", "fake"]) -> None:
+    model, inputs = small_llama()
+    expected = on_cpu(lm_train_step, model, inputs)
+    model.zero_grad(set_to_none=True)
+    # T = 16 tokens, d = 32, kv = 2*8 = 16, ffn = 48, vocab = 64: linears forward
+    # 2*T*(2*d*d + 2*d*kv + 3*d*ffn + d*vocab) = 2*16*(2048 + 1024 + 4608 + 2048) = 311,296,
+    # three times that with backward; attention 4*B*H*S*S*hd = 4*2*4*8*8*8 = 16,384
+    # forward and 2.5x that backward
+    assert expected.by_op == {
+        "aten.mm": 3 * 311_296,
+        "aten._scaled_dot_product_flash_attention_for_cpu": 16_384,
+        "aten._scaled_dot_product_flash_attention_for_cpu_backward": 40_960,
+    }
+    measured = pytest_flops.count(lm_train_step, model, inputs, device=device)
+    assert measured == expected
+    assert measured.notes == ()  # no convention: the mask's values were real
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_kept_tensors_are_copies_and_item_nonzero_unique_work() -> None:
+    seen: list[int] = []
+
+    def step(weight: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        ids.add_(1)  # written in place: on the copy only
+        present = ids.unique()  # data-dependent shapes, from real values
+        seen.append(int(ids.max().item()))
+        rows = weight[present[present.nonzero().squeeze(1)]]
+        return rows @ weight.T
+
+    ids = torch.tensor([[0, 2, 2], [3, 0, 4]])
+    measured = pytest_flops.count(step, torch.randn(6, 4), ids)
+    # ids + 1 = [[1, 3, 3], [4, 1, 5]]: unique 1, 3, 4, 5, all nonzero: 4 rows;
+    # (4, 4) @ (4, 6): 2*4*4*6 = 192
+    assert measured.by_op == {"aten.mm": 192}
+    assert seen == [5]
+    assert ids.tolist() == [[0, 2, 2], [3, 0, 4]]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_kept_bool_mask_selects_rows_of_stand_ins(device: Literal["meta", "fake"]) -> None:
+    # HiggsAudio normalizes the audio tokens' rows apart: hidden[mask], and writes back
+    def step(weight: torch.Tensor, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        hidden = x @ weight
+        selected = hidden[mask]
+        hidden[mask] = selected * 2
+        return selected @ weight
+
+    weight, x = torch.randn(4, 4), torch.randn(2, 5, 4)
+    mask = torch.tensor([[True, False, True, True, False], [False] * 5])
+    measured = pytest_flops.count(step, weight, x, mask, device=device)
+    # (2, 5, 4) @ (4, 4): 2*10*4*4 = 320; the 3 selected rows @ (4, 4): 2*3*4*4 = 96
+    assert measured.by_op == {"aten.mm": 416}
+
+
+def test_a_stand_in_moved_to_the_cpu_stays_a_stand_in() -> None:
+    def step(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        hidden = (x @ weight).to("cpu")  # as code that gathers outputs on the host does
+        assert hidden.is_meta
+        return hidden @ weight
+
+    measured = pytest_flops.count(step, torch.randn(4, 4), torch.randn(3, 4))
+    assert measured.by_op == {"aten.mm": 2 * 2 * 3 * 4 * 4}  # two (3, 4) @ (4, 4)
+
+
+def test_positions_made_on_meta_are_real() -> None:
+    def step(hidden: torch.Tensor) -> torch.Tensor:
+        # transformers makes positions on the device of its activations
+        positions = torch.arange(hidden.shape[1], device=hidden.device)
+        assert positions.device.type == "cpu" and positions[-1].item() == 4
+        return hidden @ hidden.transpose(1, 2)
+
+    measured = pytest_flops.count(step, torch.randn(2, 5, 3))
+    assert measured.total == 2 * 2 * 5 * 3 * 5  # bmm of (2, 5, 3) @ (2, 3, 5)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_large_buffer_made_in_the_call_is_a_stand_in(device: Literal["meta", "fake"]) -> None:
+    def step(x: torch.Tensor) -> torch.Tensor:
+        cache = torch.zeros(4096, 2048)  # 8M elements, over the 4M kept: no memory
+        ids = torch.zeros(4096, dtype=torch.long)  # small: real
+        assert isinstance(cache, FakeTensor) if device == "fake" else cache.is_meta
+        assert type(ids) is torch.Tensor and ids.device.type == "cpu"
+        return x @ cache[:4]
+
+    measured = pytest_flops.count(step, torch.randn(3, 4), device=device)
+    assert measured.by_op == {"aten.mm": 2 * 3 * 4 * 2048}
+
+
+def test_count_leaves_the_random_state_as_it_was() -> None:
+    def step(weight: torch.Tensor) -> torch.Tensor:
+        noise = torch.rand(3, 3)  # a small CPU tensor: kept, drawn for real
+        return weight @ noise
+
+    torch.manual_seed(7)
+    pytest_flops.count(step, torch.randn(3, 3))
+    after_count = torch.rand(1)
+    torch.manual_seed(7)
+    torch.randn(3, 3)
+    assert torch.equal(after_count, torch.rand(1))
+
+
+# -- values that nothing has -----------------------------------------------------------
+
+
+class Gated(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (self.proj(x) > 0).any():  # a branch on activations: no stand-in has it
+            return self.proj(x)
+        return x
+
+
+class Outer(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = Gated()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.gate(x)
+
+
+@pytest.mark.parametrize(
+    ("device", "advice"),
+    [("meta", 'count with device="fake", or run it for real'), ("fake", "run it for real")],
+)
+def test_a_call_that_needs_activation_values_names_the_op_and_module(
+    device: Literal["meta", "fake"], advice: str
+) -> None:
+    with pytest.raises(ValuesNeededError) as raised:
+        pytest_flops.count(Outer(), torch.randn(2, 4), device=device)
+    message = str(raised.value)
+    assert f"pytest_flops.count(device={device!r})" in message
+    assert "aten._local_scalar_dense.default in Outer.gate needs the values" in message
+    assert advice in message
+
+
+# -- routing: balanced where stand-ins pick the experts --------------------------------
+
+
+def test_balanced_indices() -> None:
+    # 4 tokens, top-2 of 4 experts: token t takes 2t, 2t+1 (mod 4): each expert twice
+    assert balanced_indices((4, 2), -1, 4, spread=True).tolist() == [
+        [0, 1], [2, 3], [0, 1], [2, 3],
+    ]  # fmt: skip
+    # a sort's indices: the identity permutation of every row
+    assert balanced_indices((2, 3), 1, 3, spread=False).tolist() == [[0, 1, 2], [0, 1, 2]]
+    # argmax over dim 0 of a (3, 2) tensor: one pick per column, spread over the 3 rows
+    assert balanced_indices((2,), 0, 3, spread=True).tolist() == [0, 1]
+
+
+class LoopedExperts(nn.Module):
+    """Top-2 of 4 experts, each its own Linear and module row, run token group by group."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.router = nn.Linear(8, 4, bias=False)
+        self.experts = nn.ModuleList(nn.Linear(8, 8, bias=False) for _ in range(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _, chosen = self.router(x).topk(2, dim=-1)
+        out = torch.zeros_like(x)
+        for index, expert in enumerate(self.experts):
+            tokens, _ = torch.where(chosen == index)  # data-dependent: how many tokens
+            if tokens.numel():
+                out = out.index_add(0, tokens, expert(x[tokens]))
+        return out
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_routing_on_stand_ins_is_balanced_and_noted(device: Literal["meta", "fake"]) -> None:
+    torch.manual_seed(0)
+    model, x = LoopedExperts(), torch.randn(6, 8)
+    expected = on_cpu(model, x)
+    measured = pytest_flops.count(model, x, device=device)
+    assert measured.notes == (BALANCED_ROUTING,)
+    # the total is routing's own: router 2*6*8*4 = 384, and 6 tokens x 2 experts
+    # through an (8 -> 8) Linear, 2*12*8*8 = 1,536, however they are routed
+    assert measured.total == expected.total == 384 + 1_536
+    # balanced: every expert gets 6*2/4 = 3 tokens, 2*3*8*8 = 384 FLOPs
+    for index in range(4):
+        assert measured.modules[f"LoopedExperts.experts.{index}"].forward == 384
+
+
+def small_qwen3_moe(dtype: torch.dtype) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    config = transformers.Qwen3MoeConfig(
+        vocab_size=64, hidden_size=32, intermediate_size=64, moe_intermediate_size=16,
+        num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2, head_dim=8,
+        num_experts=4, num_experts_per_tok=2, max_position_embeddings=64,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = transformers.Qwen3MoeForCausalLM(config).to(dtype)
+    return model, {"input_ids": torch.randint(0, 64, (2, 8))}
+
+
+@pytest.mark.skipif(not hasattr(torch, "_grouped_mm"), reason="this torch has no _grouped_mm")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_a_moe_counts_on_stand_ins_as_on_cpu(dtype: torch.dtype) -> None:
+    # Qwen3-MoE runs its experts through torch._grouped_mm, whose meta kernel
+    # refuses float32 outside counting.
+    model, inputs = small_qwen3_moe(dtype)
+    expected = on_cpu(lm_train_step, model, inputs)
+    model.zero_grad(set_to_none=True)
+    # T = 16 tokens, d = 32, q = o = 4*8 = 32, kv = 2*8 = 16, 4 experts, vocab 64.
+    # Forward: attention linears 2*T*d*(32 + 16 + 16 + 32) = 98,304, router
+    # 2*T*d*4 = 4,096, lm_head 2*T*d*64 = 65,536 (mm: 167,936); experts 16 tokens
+    # x top-2 = 32 rows through gate_up (32 -> 2*16) and down (16 -> 32):
+    # 32*(2*32*32 + 2*16*32) = 98,304 (grouped_mm); attention 4*B*H*S*S*hd =
+    # 4*2*4*8*8*8 = 16,384. Forward 282,624. Backward: every matmul twice,
+    # attention 2.5x: 2*(167,936 + 98,304) + 40,960 = 573,440.
+    assert (expected.forward, expected.backward) == (282_624, 573_440)
+    assert expected.by_op["aten._grouped_mm"] == 3 * 98_304
+    for device in DEVICES:
+        measured = pytest_flops.count(lm_train_step, model, inputs, device=device)
+        assert measured == expected, device
+        assert measured.notes == (BALANCED_ROUTING,)
+
+
+# -- tensors in containers, and state outside the call ----------------------------------
+
+
+def small_levit() -> tuple[nn.Module, torch.Tensor]:
+    config = transformers.LevitConfig(
+        image_size=64, patch_size=16, hidden_sizes=[16, 32, 48], num_attention_heads=[2, 2, 2],
+        depths=[1, 1, 1], key_dim=[8, 8, 8],
+    )  # fmt: skip
+    torch.manual_seed(0)
+    return transformers.LevitModel(config).eval(), torch.randn(1, 3, 64, 64)
+
+
+def levit_forward(model: nn.Module, pixels: torch.Tensor) -> object:
+    return model(pixel_values=pixels)
+
+
+@pytest.mark.parametrize("grad", [True, False], ids=["grad", "no_grad"])
+def test_tensors_in_a_modules_dict_are_replaced(grad: bool) -> None:
+    # LeViT caches its attention biases in a dict per device; an eval forward with
+    # gradients on leaves a non-leaf tensor there, under no_grad a plain one.
+    model, pixels = small_levit()
+    with torch.set_grad_enabled(grad):
+        expected = on_cpu(levit_forward, model, pixels)
+    caches: list[dict[str, torch.Tensor]] = [
+        cache
+        for module in model.modules()
+        if isinstance(cache := vars(module).get("attention_bias_cache"), dict)
+    ]
+    assert caches and all(cache.keys() == {"cpu"} for cache in caches)
+    assert expected.total > 0
+    for device in DEVICES:
+        assert pytest_flops.count(levit_forward, model, pixels, device=device) == expected
+    assert all(cache.keys() == {"cpu"} for cache in caches)  # the originals' caches
+
+
+def small_dinov3() -> tuple[nn.Module, torch.Tensor]:
+    config = transformers.DINOv3ViTConfig(
+        image_size=32, patch_size=8, hidden_size=32, intermediate_size=64,
+        num_hidden_layers=1, num_attention_heads=2, num_register_tokens=2,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    return transformers.DINOv3ViTModel(config).eval(), torch.randn(1, 3, 32, 32)
+
+
+def test_a_fake_count_leaves_a_device_keyed_cache_real() -> None:
+    # DINOv3 caches its patch coordinates in a module-level lru_cache keyed on the
+    # device: a fake count on "cpu" fills it with a tensor of its own making.
+    model, pixels = small_dinov3()
+    with torch.no_grad():
+        before = model(pixel_values=pixels).last_hidden_state
+    expected = on_cpu(lambda: model(pixel_values=pixels))
+    for _ in range(2):  # and a second fake count meets what the first left
+        assert pytest_flops.count(model, pixels, device="fake") == expected
+    with torch.no_grad():
+        assert torch.equal(model(pixel_values=pixels).last_hidden_state, before)
+
+
+_CACHE: dict[tuple[int, ...], torch.Tensor] = {}
+
+
+class CachesActivations(nn.Module):
+    """User code that keeps a computed activation in a global: a count cannot guard it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(3, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape not in _CACHE:
+            _CACHE[x.shape] = self.proj(x).detach()
+        return self.proj(x) + _CACHE[x.shape]
+
+
+def test_a_stand_in_kept_by_user_state_fails_clearly_when_read() -> None:
+    _CACHE.clear()
+    model, x = CachesActivations(), torch.randn(2, 3)
+    pytest_flops.count(model, x, device="fake")
+    with pytest.raises(StandInLeakError, match=r"earlier pytest_flops.count\(device='fake'\)"):
+        model(x)  # the real model meets the stand-in left in _CACHE
+    with pytest.raises(StandInLeakError, match="a cache, a global"):
+        pytest_flops.count(model, x, device="fake")  # as does the next count
+    _CACHE.clear()
+    assert model(x).shape == (2, 3)
+
+
+# -- the CPU's layouts on meta ---------------------------------------------------------
+
+
+def small_segformer() -> tuple[nn.Module, torch.Tensor]:
+    config = transformers.SegformerConfig(
+        num_encoder_blocks=2, depths=[1, 1], sr_ratios=[2, 1], hidden_sizes=[16, 32],
+        num_attention_heads=[1, 2], patch_sizes=[7, 3], strides=[4, 2], mlp_ratios=[2, 2],
+        decoder_hidden_size=32,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    return transformers.SegformerModel(config).eval(), torch.randn(2, 3, 32, 32)
+
+
+def test_meta_depthwise_convolution_keeps_the_cpus_layout_and_op_rows() -> None:
+    # SegFormer's Mix-FFN runs a depthwise convolution on a transposed sequence
+    # (channels-last); the CPU answers channels-last (for a batch over 1), so fc2
+    # after its flatten(2).transpose(1, 2) books addmm, where a contiguous meta
+    # output made mm. Stage 0: 2 images x 8*8 tokens, 32 -> 16: 2*128*32*16;
+    # stage 1: 2 x 4*4 tokens, 64 -> 32: 2*32*64*32; 131,072 each.
+    model, pixels = small_segformer()
+    expected = on_cpu(lambda: model(pixel_values=pixels))
+    for stage in (0, 1):
+        fc2 = expected.modules[f"SegformerModel.stages.{stage}.blocks.0.mlp.fc2"]
+        assert fc2.by_op == {"aten.addmm": 131_072}
+    for device in DEVICES:
+        assert pytest_flops.count(model, pixels, device=device) == expected

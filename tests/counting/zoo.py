@@ -1,0 +1,365 @@
+"""The transformers zoo counted on CPU, meta and fake tensors: ``python benchmarks/zoo.py``.
+
+Every config type with a base model, and its first head (LM, classification,
+...), is built from its default config shrunk to 2 layers and hidden size 64
+with random weights, then counted six ways: its forward and a train step
+(backward of the sum of its floating outputs), each on CPU, and through
+``pytest_flops.count`` on meta and on fake stand-ins. A stand-in count passes
+when its :class:`~pytest_flops.Measurement` (totals, rows, per-op counts,
+unsupported ops) equals the CPU's.
+
+Results go to a JSON-lines file one job at a time (``--out``), so an
+interrupted sweep resumes where it stopped; ``--table`` prints the Markdown
+table of docs/zoo.md from that file. ``--only`` runs some config types;
+``--subset`` the CI's fixed selection, one model per architecture
+(tests/counting/test_zoo.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch.utils._pytree import tree_leaves
+
+import pytest_flops
+from pytest_flops import FlopCounterMode, Measurement
+
+# The CI's architectures: dense decoders, MoE, MLA, SSMs and hybrids, encoders,
+# encoder-decoders, vision, audio and multimodal models.
+SUBSET = (
+    "llama", "qwen3", "gemma3_text", "phi3", "gpt2", "gpt_neox", "opt", "bloom", "falcon",
+    "mixtral", "qwen3_moe", "qwen2_moe", "olmoe", "granitemoe", "deepseek_v3",
+    "mamba", "falcon_mamba", "jamba",
+    "bert", "roberta", "modernbert", "electra", "rembert",
+    "t5", "bart", "pegasus", "marian",
+    "vit", "deit", "beit", "levit", "segformer", "convnext", "dinov3_vit",
+    "whisper", "wav2vec2", "hubert",
+    "clip", "siglip",
+)  # fmt: skip
+
+HEADS = (
+    "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES",
+    "MODEL_FOR_MASKED_LM_MAPPING_NAMES",
+    "MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES",
+    "MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES",
+    "MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES",
+    "MODEL_FOR_AUDIO_CLASSIFICATION_MAPPING_NAMES",
+    "MODEL_FOR_CTC_MAPPING_NAMES",
+)
+
+# attribute -> the small value it gets, wherever a config (or sub-config) has it
+SMALL = {
+    "num_hidden_layers": 2, "num_layers": 2, "n_layer": 2, "n_layers": 2,
+    "encoder_layers": 2, "decoder_layers": 2, "num_encoder_layers": 2,
+    "num_decoder_layers": 2, "text_layers": 2, "vision_layers": 2,
+    "hidden_size": 64, "d_model": 64, "n_embd": 64, "dim": 64, "embed_dim": 64,
+    "intermediate_size": 128, "d_ff": 128, "ffn_dim": 128, "encoder_ffn_dim": 128,
+    "decoder_ffn_dim": 128, "n_inner": 128, "hidden_dim": 128,
+    "num_attention_heads": 4, "n_head": 4, "n_heads": 4, "encoder_attention_heads": 4,
+    "decoder_attention_heads": 4, "num_heads": 4, "head_dim": 16, "d_kv": 16,
+    "num_key_value_heads": 2,
+    "num_local_experts": 4, "num_experts": 4, "n_routed_experts": 4,
+    "num_experts_per_tok": 2, "moe_intermediate_size": 32, "n_group": 1, "topk_group": 1,
+    "kv_lora_rank": 16, "q_lora_rank": 32, "qk_rope_head_dim": 8, "qk_nope_head_dim": 8,
+    "v_head_dim": 16, "first_k_dense_replace": 1,
+    "max_position_embeddings": 128, "vocab_size": 256,
+    "attn_layer_offset": 1, "attn_layer_period": 2,  # hybrids keep an attention layer
+}  # fmt: skip
+
+BATCH, SEQUENCE = 2, 16
+
+
+@dataclass(kw_only=True)
+class Row:
+    """One model and head: what each run gave ("equal", "ok", "differs: ...", "error: ...")."""
+
+    config_type: str
+    model: str
+    built: str = ""
+    cpu: str = ""
+    meta: str = ""
+    fake: str = ""
+    train_cpu: str = ""
+    train_meta: str = ""
+    train_fake: str = ""
+    unsupported: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def jobs(only: set[str] | None = None) -> Iterator[tuple[str, str]]:
+    """(config type, model class name) for every base model and its first head."""
+    from transformers.models.auto import modeling_auto
+
+    for config_type, base in modeling_auto.MODEL_MAPPING_NAMES.items():
+        if only is not None and config_type not in only:
+            continue
+        yield config_type, _first(base)
+        for mapping in HEADS:
+            head = getattr(modeling_auto, mapping).get(config_type)
+            if head:
+                yield config_type, _first(head)
+                break
+
+
+def subset_jobs() -> list[tuple[str, str]]:
+    """One job per architecture of ``SUBSET``: its head where it has one, else its base."""
+    chosen: dict[str, str] = {}
+    for config_type, model_name in jobs(set(SUBSET)):
+        chosen[config_type] = model_name  # a head comes after its base
+    return sorted(chosen.items())
+
+
+def _first(name: str | Sequence[str]) -> str:
+    return name if isinstance(name, str) else name[0]
+
+
+def small_config(config_type: str) -> Any:
+    from transformers import AutoConfig, PretrainedConfig
+
+    config = AutoConfig.for_model(config_type)
+    configs = [config]
+    while configs:
+        current = configs.pop()
+        for key, value in list(vars(current).items()):
+            if isinstance(value, PretrainedConfig):
+                configs.append(value)
+            elif key in SMALL and isinstance(value, int) and not isinstance(value, bool):
+                setattr(current, key, min(value, SMALL[key]))
+        if isinstance(getattr(current, "qk_rope_head_dim", None), int):  # MLA
+            current.head_dim = current.qk_rope_head_dim  # the rotary width
+            current.num_key_value_heads = current.num_attention_heads
+        vocab = getattr(current, "vocab_size", None)
+        for key, value in list(vars(current).items()):
+            if key.endswith("token_id") and isinstance(value, int) and vocab and value >= vocab:
+                setattr(current, key, vocab - 1)
+    return config
+
+
+def build(config_type: str, model_name: str) -> tuple[torch.nn.Module, dict[str, Any]]:
+    import transformers
+
+    torch.manual_seed(0)
+    config = small_config(config_type)
+    model = getattr(transformers, model_name)._from_config(config).eval()
+    return model, model_inputs(model, config)
+
+
+def model_inputs(model: torch.nn.Module, config: Any) -> dict[str, Any]:
+    name = getattr(model, "main_input_name", "input_ids")
+    text = getattr(config, "text_config", None) or config
+    vision = getattr(config, "vision_config", None) or config
+    inputs: dict[str, Any] = {}
+    if name == "input_ids" or name == "inputs_embeds":
+        vocab = min(getattr(text, "vocab_size", 256) or 256, 256)
+        inputs["input_ids"] = torch.randint(3, vocab, (BATCH, SEQUENCE))
+        inputs["attention_mask"] = torch.ones(BATCH, SEQUENCE, dtype=torch.long)
+        inputs["attention_mask"][1, -4:] = 0  # padding: masks are built from values
+        if getattr(config, "is_encoder_decoder", False):
+            inputs["decoder_input_ids"] = inputs["input_ids"][:, :8]
+    elif name == "pixel_values":
+        size = getattr(vision, "image_size", 224)
+        size = size if isinstance(size, int) else size[0] if isinstance(size, list) else 224
+        channels = getattr(vision, "num_channels", 3)
+        inputs["pixel_values"] = torch.randn(BATCH, channels, size, size)
+    elif name == "input_values":
+        inputs["input_values"] = torch.randn(BATCH, 16_000)
+    elif name == "input_features":
+        bins = getattr(config, "num_mel_bins", 80)
+        frames = 2 * getattr(config, "max_source_positions", 1500)
+        inputs["input_features"] = torch.randn(BATCH, bins, frames)
+        if getattr(config, "is_encoder_decoder", False):
+            inputs["decoder_input_ids"] = torch.randint(3, 100, (BATCH, 8))
+    else:
+        raise ValueError(f"no inputs for main input {name!r}")
+    return inputs
+
+
+def forward(model: torch.nn.Module, inputs: dict[str, Any]) -> Any:
+    return model(**inputs)
+
+
+def train_step(model: torch.nn.Module, inputs: dict[str, Any]) -> None:
+    outputs = model(**inputs)
+    leaves = outputs.to_tuple() if hasattr(outputs, "to_tuple") else outputs
+    floats = [
+        leaf
+        for leaf in tree_leaves(leaves)
+        if isinstance(leaf, torch.Tensor) and leaf.is_floating_point() and leaf.requires_grad
+    ]
+    sum(leaf.float().sum() for leaf in floats).backward()  # type: ignore[union-attr]
+
+
+def on_cpu(step: Callable[..., Any], model: torch.nn.Module, inputs: dict[str, Any]) -> Measurement:
+    with FlopCounterMode(display=False) as counter:
+        step(model, inputs)
+    return counter.to_measurement()
+
+
+def compare(expected: Measurement, got: Measurement) -> str:
+    if got == expected:
+        return "equal"
+    return (
+        f"differs: total {got.total:,} (cpu {expected.total:,}),"
+        f" ops {dict(got.by_op)} (cpu {dict(expected.by_op)})"
+    )
+
+
+def failure(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return f"error: {type(error).__name__}: {lines[0][:300] if lines else ''}"
+
+
+class JobTimeout(Exception):
+    pass
+
+
+def run_job(config_type: str, model_name: str, timeout: int) -> Row:
+    row = Row(config_type=config_type, model=model_name)
+    start = time.perf_counter()
+
+    def expire(*_: object) -> None:
+        raise JobTimeout(f"over {timeout} s")
+
+    signal.signal(signal.SIGALRM, expire)
+    signal.alarm(timeout)
+    try:
+        try:
+            model, inputs = build(config_type, model_name)
+        except Exception as error:
+            row.built = failure(error)
+            return row
+        row.built = "ok"
+        for step, columns in (
+            (forward, ("cpu", "meta", "fake")),
+            (train_step, ("train_cpu", "train_meta", "train_fake")),
+        ):
+            try:
+                expected = on_cpu(step, model, inputs)
+            except Exception as error:
+                setattr(row, columns[0], failure(error))
+                continue
+            model.zero_grad(set_to_none=True)
+            setattr(row, columns[0], "ok")
+            row.unsupported = sorted(set(row.unsupported) | set(expected.unsupported))
+            for column, device in zip(columns[1:], ("meta", "fake"), strict=True):
+                stand_in: Literal["meta", "fake"] = device  # type: ignore[assignment]
+                try:
+                    got = pytest_flops.count(step, model, inputs, device=stand_in)
+                    setattr(row, column, compare(expected, got))
+                except Exception as error:
+                    setattr(row, column, failure(error))
+    except JobTimeout as error:
+        row.seconds = time.perf_counter() - start
+        for column in ("cpu", "meta", "fake", "train_cpu", "train_meta", "train_fake"):
+            if not getattr(row, column):
+                setattr(row, column, failure(error))
+        return row
+    finally:
+        signal.alarm(0)
+        row.seconds = time.perf_counter() - start
+    return row
+
+
+def sweep(out: Path, selected: list[tuple[str, str]], timeout: int, budget: float) -> None:
+    done = {(row["config_type"], row["model"]) for row in read(out)}
+    start = time.perf_counter()
+    with out.open("a") as file:
+        for config_type, model_name in selected:
+            if (config_type, model_name) in done:
+                continue
+            if time.perf_counter() - start > budget:
+                print(f"stopped after {budget:.0f} s: budget spent", file=sys.stderr)
+                return
+            try:
+                row = run_job(config_type, model_name, timeout)
+            except Exception:  # the sweep goes on; the row says what broke
+                row = Row(config_type=config_type, model=model_name, built="error: sweep")
+                traceback.print_exc()
+            file.write(json.dumps(asdict(row)) + "\n")
+            file.flush()
+            print(f"{row.seconds:6.1f}s {config_type} {model_name}: {summary(row)}", flush=True)
+
+
+def summary(row: Row | dict[str, Any]) -> str:
+    data = asdict(row) if isinstance(row, Row) else row
+    columns = ("built", "cpu", "meta", "fake", "train_cpu", "train_meta", "train_fake")
+    return " ".join(f"{c}={data[c].split(':')[0] or '-'}" for c in columns)
+
+
+def read(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    def cell(text: str) -> str:
+        return text.split(":")[0] if text else "-"
+
+    lines = [
+        "| config | model | built | CPU | meta | fake | train CPU | train meta | train fake "
+        "| unsupported on CPU | s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        cells = [cell(row[c]) for c in ("built", "cpu", "meta", "fake")]
+        cells += [cell(row[c]) for c in ("train_cpu", "train_meta", "train_fake")]
+        unsupported = ", ".join(f"`{op}`" for op in row["unsupported"])
+        lines.append(
+            f"| {row['config_type']} | {row['model']} | {' | '.join(cells)} | {unsupported} "
+            f"| {row['seconds']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def figures(rows: list[dict[str, Any]]) -> str:
+    """The sweep in numbers: how many jobs ran, and how each column came out."""
+
+    def status(text: str) -> str:
+        return text.split(":")[0] or "-"
+
+    lines = [f"jobs: {len(rows)}, in {sum(row['seconds'] for row in rows) / 60:.0f} min"]
+    for column in ("built", "cpu", "train_cpu", "meta", "fake", "train_meta", "train_fake"):
+        counts: dict[str, int] = {}
+        for row in rows:
+            counts[status(row[column])] = counts.get(status(row[column]), 0) + 1
+        lines.append(f"{column}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    failures = {
+        f"{row['config_type']} {row['model']} {column}: {row[column][:160]}"
+        for row in rows
+        for column in ("meta", "fake", "train_meta", "train_fake")
+        if row[column].startswith(("error", "differs"))
+    }
+    return "\n".join(lines + sorted(failures))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("zoo.jsonl"))
+    parser.add_argument("--only", nargs="*", help="config types (default: all)")
+    parser.add_argument("--subset", action="store_true", help="the CI's SUBSET only")
+    parser.add_argument("--timeout", type=int, default=300, help="seconds per model")
+    parser.add_argument("--budget", type=float, default=float("inf"), help="seconds in all")
+    parser.add_argument("--table", action="store_true", help="print the table of --out")
+    parser.add_argument("--figures", action="store_true", help="print the figures of --out")
+    options = parser.parse_args()
+    if options.table or options.figures:
+        print(table(read(options.out)) if options.table else figures(read(options.out)))
+        return
+    torch.set_num_threads(1)
+    selected = subset_jobs() if options.subset else list(jobs(set(options.only or ()) or None))
+    sweep(options.out, selected, options.timeout, options.budget)
+
+
+if __name__ == "__main__":
+    main()
