@@ -64,13 +64,14 @@ def test_communication_is_stored_and_gated_like_flops(pytester: pytest.Pytester)
             "  forward   131,072 → 327,680 FLOP (+150.00%)",
             "  backward  196,608 → 589,824 FLOP (+200.00%)",
             "  comm      2,048 → 8,192 bytes (+300.00%)",
-            "  Global        aten.mm  *",
+            # where it starts: the second layer, 196,608 = 65,536 * 3 -> 262,144 * 3
+            "  Sequential.1  aten.mm  *196,608*786,432*+589,824",
         ]
     )
     result.stdout.fnmatch_lines_random(
         [
-            "*Global        _c10d_functional.all_gather_into_tensor (bytes)*0*8,192*+8,192",
-            "*Global        _c10d_functional.all_reduce (bytes)*2,048*0*-2,048",
+            "*Sequential    _c10d_functional.all_gather_into_tensor (bytes)*0*8,192*+8,192",
+            "*Sequential    _c10d_functional.all_reduce (bytes)*2,048*0*-2,048",
         ]
     )
     assert "| comm |" not in result.stdout.str()
