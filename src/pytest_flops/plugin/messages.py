@@ -48,6 +48,17 @@ def measured_nothing(nodeid: str, location: str, stored: FlopsSnapshot) -> str:
     )
 
 
+def measured_nothing_at_all(tests: Sequence[str]) -> list[str]:
+    """The summary's list of tests that asked for ``flops`` but measured nothing."""
+    if not tests:
+        return []
+    return [
+        f"flops: {len(tests)} test(s) asked for the flops fixture but measured nothing "
+        "(no `with flops(...)` block finished):",
+        *(f"  {test}" for test in tests),
+    ]
+
+
 def cannot_write(nodeid: str, location: str, error: OSError) -> str:
     return (
         f"Cannot write the FLOP snapshot of {nodeid}: {location}: {error}\n"

@@ -141,6 +141,7 @@ class FlopsSession:
     stale: list[Path] = field(default_factory=list)  # found; removed under --flops-update
     removed: int = 0  # stale snapshots removed
     problems: list[str] = field(default_factory=list)  # for the summary
+    idle: set[str] = field(default_factory=set)  # asked for the fixture, measured nothing
     collected_items: int = 0
 
     @classmethod
@@ -296,6 +297,10 @@ class FlopsSession:
             collected.measured.add(plan.name)
         elif attempt.passed:
             collected.unmeasured.add(plan.name)
+        if plan.uses_fixture and not (attempt.fixture and attempt.fixture.measured):
+            self.idle.add(item.nodeid)
+        else:
+            self.idle.discard(item.nodeid)  # a rerun that measured
         result = self._result(item, plan, attempt, report)
         if result is None:
             self.results.pop(item.nodeid, None)
@@ -428,7 +433,7 @@ class FlopsSession:
             legacy=sum(result.legacy for result in self.results.values()),
             moved=self.settings.update,
             problems=self.problems,
-        )
+        ) + messages.measured_nothing_at_all(sorted(self.idle))
 
     # -- xdist ------------------------------------------------------------------------
 
@@ -438,6 +443,7 @@ class FlopsSession:
             {
                 "results": {nodeid: result.to_dict() for nodeid, result in self.results.items()},
                 "run": self.run.to_dict(),
+                "idle": sorted(self.idle),
             }
         )
 
@@ -447,6 +453,7 @@ class FlopsSession:
         for nodeid, result in data["results"].items():
             self.results[nodeid] = TestResult.from_dict(result)
         self.run.merge(RunRecord.from_dict(data["run"]))
+        self.idle |= set(data["idle"])
 
     # -- helpers ----------------------------------------------------------------------
 
