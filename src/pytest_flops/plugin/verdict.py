@@ -8,11 +8,12 @@ status, the failure (if any) and what ``--flops-update`` should store.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pytest_flops.measurement import DEFAULT_NAME, Measurement
 from pytest_flops.plugin import messages
 from pytest_flops.plugin.marks import Budget
+from pytest_flops.portable import portable
 from pytest_flops.reports.records import Status
 from pytest_flops.snapshots.format import FlopsSnapshot
 from pytest_flops.validation import SnapshotFormatError
@@ -53,7 +54,10 @@ def judge(
     moves to a new place), unless the test went over budget: then it fails and
     nothing is written.
     """
-    baseline = stored if isinstance(stored, FlopsSnapshot) else None
+    # --flops-update rewrites a file with backend kernel names (from before they were
+    # portable): it is compared, and reported, under the portable names
+    as_stored = stored if isinstance(stored, FlopsSnapshot) else None
+    baseline = None if as_stored is None else _portable(as_stored)
     if current is None:
         return _measured_nothing(nodeid, location, stored, update=update)
     budget_text = None if budget is None else budget.text
@@ -79,7 +83,7 @@ def judge(
             budget=budget_text,
         )
     if update:
-        written = must_write or baseline is None or baseline.to_text() != current.to_text()
+        written = must_write or as_stored is None or as_stored.to_text() != current.to_text()
         return Verdict(
             statuses={
                 **{name: _updated_status(name, baseline, current) for name in current.measurements},
@@ -149,6 +153,13 @@ def _measured_nothing(
         measurements=measurements,
         baseline=baseline,
         failure=failure,
+    )
+
+
+def _portable(snapshot: FlopsSnapshot) -> FlopsSnapshot:
+    return replace(
+        snapshot,
+        measurements={name: portable(m) for name, m in snapshot.measurements.items()},
     )
 
 
