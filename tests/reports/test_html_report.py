@@ -93,6 +93,8 @@ def page(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert run_pytest(root, "--flops-update", changed=False).returncode == 0
     result = run_pytest(root, "--flops-report-html=out/report.html", changed=True)
     assert result.returncode == 1, result.stdout  # test_changed failed
+    # a relative path is relative to where pytest was started; the summary says where
+    assert f"flops: saved {root / 'out' / 'report.html'}" in result.stdout.splitlines()
     return root / "out" / "report.html"
 
 
@@ -267,14 +269,23 @@ def test_the_page_made_no_network_request(opened: Browser, page: Path) -> None:
 def test_a_merged_report_writes_the_same_page(tmp_path: Path, page: Path) -> None:
     """``merge --html`` and ``--flops-report-html`` share one writer: checked once here."""
     record = make_record("t.py::test_a", linear_measurement(240, 480))
+    export = Export(records=(record,), metadata={"torch_version": "x", "plugin_version": "y"})
+    saved: list[Path] = []
     problems = write_exports(
-        Export(records=(record,), metadata={"torch_version": "x", "plugin_version": "y"}),
+        export,
         json_path=None,
         markdown_path=None,
         html_path=tmp_path / "merged.html",
+        saved=saved.append,
     )
-    assert problems == []
+    assert problems == [] and saved == [tmp_path / "merged.html"]
     assert (tmp_path / "merged.html").read_text().startswith("<!DOCTYPE html>")
+    (tmp_path / "a_file").write_text("")
+    unwritable = tmp_path / "a_file" / "report.html"
+    problems = write_exports(
+        export, json_path=None, markdown_path=None, html_path=unwritable, saved=saved.append
+    )
+    assert len(problems) == 1 and saved == [tmp_path / "merged.html"]  # not said to be saved
 
 
 # -- every number the page shows, as the terminal report writes it ---------------------

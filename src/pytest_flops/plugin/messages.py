@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 
 from pytest_flops.measurement import (
     DEFAULT_NAME,
@@ -57,6 +58,11 @@ def measured_nothing_at_all(tests: Sequence[str]) -> list[str]:
         "(no `with flops(...)` block finished):",
         *(f"  {test}" for test in tests),
     ]
+
+
+def saved(paths: Sequence[Path]) -> list[str]:
+    """The summary's last lines: where each report file went."""
+    return [f"flops: saved {path}" for path in paths]
 
 
 def cannot_write(nodeid: str, location: str, error: OSError) -> str:

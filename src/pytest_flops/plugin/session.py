@@ -142,6 +142,7 @@ class FlopsSession:
     removed: int = 0  # stale snapshots removed
     problems: list[str] = field(default_factory=list)  # for the summary
     idle: set[str] = field(default_factory=set)  # asked for the fixture, measured nothing
+    saved: list[Path] = field(default_factory=list)  # the report files written
     collected_items: int = 0
 
     @classmethod
@@ -418,6 +419,7 @@ class FlopsSession:
             json_path=settings.report_json,
             markdown_path=settings.report_md,
             html_path=settings.report_html,
+            saved=self.saved.append,
         )
 
     def summary_lines(self) -> list[str]:
@@ -426,14 +428,16 @@ class FlopsSession:
         for result in self.results.values():
             tally[result.outcome] += 1
         tally[Outcome.REMOVED] += self.removed
-        return messages.summary_lines(
+        lines = messages.summary_lines(
             counts=[(outcome.value, tally[outcome]) for outcome in Outcome],
             stale=[] if self.settings.update else [self._shown(path) for path in self.stale],
             held_back=self.run.narrowed if self.settings.update else [],
             legacy=sum(result.legacy for result in self.results.values()),
             moved=self.settings.update,
             problems=self.problems,
-        ) + messages.measured_nothing_at_all(sorted(self.idle))
+        )
+        idle = messages.measured_nothing_at_all(sorted(self.idle))
+        return lines + idle + messages.saved(self.saved)
 
     # -- xdist ------------------------------------------------------------------------
 
