@@ -5,6 +5,7 @@ import torch
 
 from pytest_flops import FlopCounterMode, Measurement, ModuleFlops, SnapshotFormatError, Status
 from pytest_flops.plugin.marks import Budget, limit_flops
+from pytest_flops.plugin.settings import DEFAULT_DEPTH
 from pytest_flops.plugin.verdict import Verdict, judge
 from pytest_flops.snapshots.format import FlopsSnapshot
 
@@ -299,3 +300,73 @@ def test_update_never_writes_a_test_over_budget() -> None:
     assert verdict.failure == (
         "FLOP budget exceeded by tests/test_models.py::test_a: used 1.58 KFLOP, limit 1 KFLOP"
     )
+
+
+# -- the default depth reaches the projections of stock Hugging Face models ------------------
+
+
+def hf_models(wide_layer: bool) -> dict[str, torch.nn.Module]:
+    """GPT-2 and Llama with 2 layers of random weights; layer 1's MLP wider when asked."""
+    transformers = pytest.importorskip("transformers")
+    gpt2_config = transformers.GPT2Config(
+        n_layer=2, n_embd=16, n_head=2, n_inner=64, vocab_size=32, n_positions=8
+    )
+    llama_config = transformers.LlamaConfig(
+        num_hidden_layers=2, hidden_size=16, intermediate_size=64, num_attention_heads=2,
+        num_key_value_heads=2, vocab_size=32,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    gpt2 = transformers.GPT2LMHeadModel(gpt2_config)
+    llama = transformers.LlamaForCausalLM(llama_config)
+    if wide_layer:
+        from transformers.models.gpt2.modeling_gpt2 import GPT2MLP
+        from transformers.models.llama.modeling_llama import LlamaMLP
+
+        gpt2.transformer.h[1].mlp = GPT2MLP(96, gpt2_config)
+        llama.model.layers[1].mlp = LlamaMLP(llama_config.__class__(**{
+            **llama_config.to_dict(), "intermediate_size": 96
+        }))  # fmt: skip
+    return {"gpt2": gpt2, "llama": llama}
+
+
+def forward_counts(model: torch.nn.Module) -> FlopsSnapshot:
+    with FlopCounterMode(display=False, models=model) as mode, torch.no_grad():
+        model(torch.arange(8).reshape(1, 8))
+    return snapshot(depth=DEFAULT_DEPTH, default=mode.to_measurement()).at_depth(DEFAULT_DEPTH)
+
+
+def test_a_widened_projection_of_one_layer_is_named_by_the_default_depth() -> None:
+    before, after = hf_models(wide_layer=False), hf_models(wide_layer=True)
+    tables = {}
+    for name in before:
+        failure = decide(forward_counts(after[name]), forward_counts(before[name])).failure
+        assert failure is not None
+        tables[name] = failure.split("\n\n")[1].splitlines()[2:]
+    # 8 tokens, hidden 16, MLP 64 -> 96: each projection 2*8*16*64 = 16,384 -> 24,576
+    assert tables["gpt2"] == [
+        "  GPT2LMHeadModel.transformer.h.1.mlp.c_fc    aten.addmm  16,384  24,576  +8,192",
+        "  GPT2LMHeadModel.transformer.h.1.mlp.c_proj  aten.addmm  16,384  24,576  +8,192",
+        "  and the sums of these rows: Global, GPT2LMHeadModel, GPT2LMHeadModel.transformer, "
+        "GPT2LMHeadModel.transformer.h.1, GPT2LMHeadModel.transformer.h.1.mlp",
+    ]
+    assert tables["llama"] == [
+        "  LlamaForCausalLM.model.layers.1.mlp.down_proj  aten.mm   16,384  24,576  +8,192",
+        "  LlamaForCausalLM.model.layers.1.mlp.gate_proj  aten.mm   16,384  24,576  +8,192",
+        "  LlamaForCausalLM.model.layers.1.mlp.up_proj    aten.mm   16,384  24,576  +8,192",
+        "  and the sums of these rows: Global, LlamaForCausalLM, LlamaForCausalLM.model, "
+        "LlamaForCausalLM.model.layers.1, LlamaForCausalLM.model.layers.1.mlp",
+    ]
+
+
+def test_a_snapshot_of_the_old_default_depth_passes_and_is_deepened_by_update() -> None:
+    llama = hf_models(wide_layer=False)["llama"]
+    current = forward_counts(llama)
+    old = current.at_depth(3)  # as stored when the default was 3
+    assert old.depth == 3 and len(old.measurements["default"].modules) == 4
+    verdict = decide(current, old)
+    assert verdict.failure is None and verdict.statuses == {"default": Status.PASSED}
+    updated = decide(current, old, update=True)
+    # every row is kept, the deeper ones added: 4 + 2 layers x 10 rows (the layer,
+    # self_attn and its 4 projections, mlp and its 3) = 24 module rows
+    assert updated.write == current and len(current.measurements["default"].modules) == 24
+    assert set(old.measurements["default"].modules) < set(current.measurements["default"].modules)
