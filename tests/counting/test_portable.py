@@ -172,3 +172,17 @@ def test_a_committed_snapshot_with_backend_names_passes_and_update_rewrites_it(
     result = pytester.runpytest_subprocess("--flops-update")
     result.stdout.fnmatch_lines(["flops: 0 tests passed, 0 failed, 1 written, 0 removed"])
     assert path.read_text() == portable_text
+
+
+def test_a_syrupy_snapshot_with_backend_names_matches_the_portable_measurement() -> None:
+    from pytest_flops import FlopsSnapshotExtension
+
+    extension = FlopsSnapshotExtension()
+    measured = on_cpu(Mixer(), torch.randn(1, 4, 8))
+    serialized = extension.serialize(measured)
+    old = extension.serialize(as_recorded_on(measured, CUDA_NAMES))
+    assert "aten._cudnn_rnn" in old
+    assert extension.matches(serialized_data=serialized, snapshot_data=old)
+    # another op's name is another op: no match
+    changed = extension.serialize(as_recorded_on(measured, {**CUDA_NAMES, "fused.rnn": "aten.mm"}))
+    assert not extension.matches(serialized_data=serialized, snapshot_data=changed)
