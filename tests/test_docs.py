@@ -172,3 +172,4 @@ def test_the_site_builds_strictly(tmp_path: Path) -> None:
         text=True,
     )
     assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "site" / "screenshot.py").exists()  # a repository script

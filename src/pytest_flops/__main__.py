@@ -50,7 +50,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for path in merged.snapshots.stale:
             print(f"  {path}")
     problems = write_exports(
-        merged, json_path=arguments.json, markdown_path=arguments.md, html_path=arguments.html
+        merged,
+        json_path=arguments.json,
+        markdown_path=arguments.md,
+        html_path=arguments.html,
+        saved=lambda path: print(f"saved {path}"),
     )
     for problem in problems:
         print(f"pytest-flops merge: error: {problem}", file=sys.stderr)

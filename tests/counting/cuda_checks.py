@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # examples/, run f
 from examples.models import LSTMLanguageModel, TinyGPT
 from pytest_flops import FlopCounterMode, Measurement
 from pytest_flops.counting.formulas.attention import sdpa_backward_flop_count, sdpa_flop_count
+from pytest_flops.portable import ATTENTION
 
 Shape = tuple[int, ...]
 
@@ -160,9 +161,9 @@ def check_attention(report: Report, device: str) -> None:
                 report.check(name, phases(measured), (forward, 2 * forward))
                 continue
             report.check(name, phases(measured), (forward, fused_backward))
-            op = FUSED_SDPA_OPS[backend].get(device)
-            if op is not None:
-                report.check(f"{name} ran", measured.by_op.get(op), forward)
+            if FUSED_SDPA_OPS[backend].get(device) is not None:
+                # each backend's kernel is stored under the one portable name
+                report.check(f"{name} ran", measured.by_op.get(ATTENTION), forward)
 
 
 def check_jagged_attention(report: Report, device: str) -> None:
@@ -318,7 +319,8 @@ def check_models(report: Report, device: str) -> None:
             model = make_model().to(where)
             tokens = torch.randint(0, 64, (2, 16), device=where)
             measured = measure(partial(train_step, model, tokens))
-            counts[where] = (*phases(measured), measured.unsupported)
+            # by_op too: a snapshot recorded on CPU passes on CUDA (portable kernel names)
+            counts[where] = (*phases(measured), measured.unsupported, measured.by_op)
         report.check(f"{name} train step, {device} vs CPU", counts[device], counts["cpu"])
 
 

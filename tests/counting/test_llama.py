@@ -12,8 +12,8 @@ from examples.llama import LLAMA_7B, LLAMA_70B, Llama, LlamaConfig
 from pytest_flops import FlopCounterMode, Measurement
 
 SEQ_LEN = 2048
-FLASH = "aten._scaled_dot_product_flash_attention_for_cpu"
-FLASH_BACKWARD = "aten._scaled_dot_product_flash_attention_for_cpu_backward"
+FLASH = "fused.scaled_dot_product_attention"  # the CPU's flash kernel
+FLASH_BACKWARD = "fused.scaled_dot_product_attention_backward"
 
 
 def analytic_flops(config: LlamaConfig, batch: int, seq_len: int) -> dict[str, int]:

@@ -60,8 +60,8 @@ def test_small_llama_counts_attention_and_linears(cpu_counts: Measurement) -> No
     # attention forward 2 layers * 4*B*S*S*d = 2*4*2*16*16*64 = 262,144.
     assert cpu_counts.by_op == {
         "aten.mm": 3 * 4_341_760,
-        "aten._scaled_dot_product_flash_attention_for_cpu": 262_144,
-        "aten._scaled_dot_product_flash_attention_for_cpu_backward": 262_144 * 5 // 2,
+        "fused.scaled_dot_product_attention": 262_144,  # the CPU's flash kernel
+        "fused.scaled_dot_product_attention_backward": 262_144 * 5 // 2,
     }
 
 

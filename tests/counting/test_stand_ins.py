@@ -67,8 +67,8 @@ def test_a_padding_mask_keeps_its_values(device: Literal["meta", "fake"]) -> Non
     # forward and 2.5x that backward
     assert expected.by_op == {
         "aten.mm": 3 * 311_296,
-        "aten._scaled_dot_product_flash_attention_for_cpu": 16_384,
-        "aten._scaled_dot_product_flash_attention_for_cpu_backward": 40_960,
+        "fused.scaled_dot_product_attention": 16_384,
+        "fused.scaled_dot_product_attention_backward": 40_960,
     }
     measured = pytest_flops.count(lm_train_step, model, inputs, device=device)
     assert measured == expected

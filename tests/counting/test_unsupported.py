@@ -141,8 +141,8 @@ def test_lstm_language_model_count() -> None:
     # head Linear(32, 64) on (B, T, 32), an mm: 2*24*32*64 = 98,304 forward, and
     # grad input + grad weight back
     assert measured.by_op == {
-        "aten.mkldnn_rnn_layer": 393_216,
-        "aten.mkldnn_rnn_layer_backward": 786_432,
+        "fused.rnn": 393_216,
+        "fused.rnn_backward": 786_432,
         "aten.mm": 3 * 98_304,
     }
 

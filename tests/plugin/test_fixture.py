@@ -1,5 +1,8 @@
 """The ``Flops`` object behind the fixture, used directly with real torch modules."""
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from torch.utils._python_dispatch import _get_current_dispatch_mode
@@ -114,3 +117,85 @@ def test_a_block_that_raises_is_discarded_and_cleans_up() -> None:
 def test_bad_arguments(call, message: str) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(TypeError, match=message):
         call(Flops())
+
+
+# -- blocks that never count ---------------------------------------------------------------
+
+
+def test_a_block_never_entered_fails_naming_its_line() -> None:
+    flops = Flops()
+    net = Net()
+    flops(net)  # the mistake: no `with`
+    line = sys._getframe().f_lineno - 1
+    net(torch.randn(4, 9))
+    with pytest.raises(RuntimeError) as raised:
+        flops._close("the call phase ended")
+    assert str(raised.value) == (
+        "flops: 1 block(s) made but never entered with `with`, so nothing in them was "
+        "measured:\n"
+        f"  {Path(__file__).relative_to(Path.cwd())}:{line}: flops(net)  # the mistake: no `with`\n"
+        "Write `with flops(model):` and put the code to count inside the block."
+    )
+    assert not flops.measured
+
+
+def test_entered_blocks_and_failing_tests_close_quietly() -> None:
+    flops = Flops()
+    block = flops()
+    with block:
+        torch.ones(2, 2) @ torch.ones(2, 2)
+    flops._close("the call phase ended")  # every block was entered
+    assert flops.total == 16  # 2*2*2*2
+    unentered = Flops()
+    unentered()
+    try:
+        raise AssertionError("the test's own failure")
+    except AssertionError:
+        unentered._close("the call phase ended")  # its own error is the one to read
+
+
+def test_with_flops_without_a_call_says_how_to_write_it() -> None:
+    hint = r"`with flops:` is missing its call: write `with flops\(model\):`"
+    with pytest.raises(TypeError, match=hint), Flops():
+        pass
+
+
+UNENTERED = """
+import torch
+
+
+def test_unentered(flops):
+    model = torch.nn.Linear(4, 4)
+    flops(model)
+    model(torch.randn(2, 4))
+
+
+def test_asks_and_measures_nothing(flops):
+    assert flops.total == 0
+
+
+def test_measures(flops):
+    with flops():
+        torch.ones(2, 2) @ torch.ones(2, 2)
+"""
+
+
+@pytest.mark.slow
+def test_an_unentered_block_fails_even_under_update_and_idle_tests_are_named(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_u=UNENTERED)
+    result = pytester.runpytest_subprocess("--flops-update", "-W", "error")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "E*RuntimeError: flops: 1 block(s) made but never entered with `with`, so nothing "
+            "in them was measured:",
+            "E*  test_u.py:6: flops(model)",  # makepyfile drops the leading blank line
+            "flops: 0 tests passed, 0 failed, 1 written, 0 removed",
+            "flops: 2 test(s) asked for the flops fixture but measured nothing "
+            "(no `with flops(...)` block finished):",
+            "  test_u.py::test_asks_and_measures_nothing",
+            "  test_u.py::test_unentered",
+        ]
+    )

@@ -272,7 +272,7 @@ def test_train(flops, case):
         ("truncated", lambda text: text[: len(text) // 2]),
         ("wrong type", lambda text: text.replace('"total": 1440', '"total": "1440"')),
         ("negative", lambda text: text.replace('"total": 1440', '"total": -1440')),
-        ("missing key", lambda text: text.replace('"depth": 3,', "")),
+        ("missing key", lambda text: text.replace('"depth": 6,', "")),
         ("not an object", lambda text: f"[{text}]"),
         ("newer version", lambda text: text.replace('"version": 3', '"version": 99')),
     ]

@@ -64,13 +64,14 @@ def test_communication_is_stored_and_gated_like_flops(pytester: pytest.Pytester)
             "  forward   131,072 → 327,680 FLOP (+150.00%)",
             "  backward  196,608 → 589,824 FLOP (+200.00%)",
             "  comm      2,048 → 8,192 bytes (+300.00%)",
-            "  Global        aten.mm  *",
+            # where it starts: the second layer, 196,608 = 65,536 * 3 -> 262,144 * 3
+            "  Sequential.1  aten.mm  *196,608*786,432*+589,824",
         ]
     )
     result.stdout.fnmatch_lines_random(
         [
-            "*Global        _c10d_functional.all_gather_into_tensor (bytes)*0*8,192*+8,192",
-            "*Global        _c10d_functional.all_reduce (bytes)*2,048*0*-2,048",
+            "*Sequential    _c10d_functional.all_gather_into_tensor (bytes)*0*8,192*+8,192",
+            "*Sequential    _c10d_functional.all_reduce (bytes)*2,048*0*-2,048",
         ]
     )
     assert "| comm |" not in result.stdout.str()
@@ -198,11 +199,14 @@ def test_dropping_the_mlp_plan_of_the_sharded_llama_fails_readably(
     )
     result.stdout.fnmatch_lines_random(
         [
-            "  Llama.layers.0  _c10d_functional.all_reduce (bytes)      14,680,064       "
-            "8,388,608      -6,291,456",
-            "  Global          c10d._allgather_base_ (bytes)             7,300,096      "
-            "10,445,824      +3,145,728",
-            "  Global          c10d._reduce_scatter_base_ (bytes)        4,674,560       "
-            "6,247,424      +1,572,864",
+            "  Llama.layers.0  _c10d_functional.all_reduce (bytes)*14,680,064*8,388,608*-6,291,456",
+            # the gathers and reduce-scatters start in the rows whose FSDP2 hooks ran them:
+            # +1,572,864 + 786,432 + 786,432 = +3,145,728 gathered, 2 x 786,432 scattered
+            "  Llama.layers.1  c10d._allgather_base_ (bytes)*2,625,536*4,198,400*+1,572,864",
+            "  Llama.layers.0  c10d._allgather_base_ (bytes)*1,312,768*2,099,200*+786,432",
+            "  Llama.lm_head   c10d._allgather_base_ (bytes)*1,312,768*2,099,200*+786,432",
+            "  Llama.layers.0  c10d._reduce_scatter_base_ (bytes)*1,312,768*2,099,200*+786,432",
+            "  Llama.layers.1  c10d._reduce_scatter_base_ (bytes)*1,312,768*2,099,200*+786,432",
+            "  and the sums of these rows: Global, Llama",
         ]
     )

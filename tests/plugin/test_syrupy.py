@@ -150,7 +150,8 @@ def test_measurements_asserted_with_syrupys_fixture_follow_syrupys_rules(
             "E           forward   144 → 168 FLOP (+16.67%)",
             "E           backward  0 (unchanged)",
             "E           module  operator    before  after    Δ",
-            "E           Global  aten.addmm     144    168  +24",
+            "E           Linear  aten.addmm     144    168  +24",
+            "E           and the sums of these rows: Global",
         ]
     )
     result.stdout.no_fnmatch_line('*"total": 168*')

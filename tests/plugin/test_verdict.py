@@ -1,9 +1,11 @@
 """The comparison's pure decision: what a test's counts against its snapshot and budget conclude."""
 
 import pytest
+import torch
 
-from pytest_flops import Measurement, ModuleFlops, SnapshotFormatError, Status
+from pytest_flops import FlopCounterMode, Measurement, ModuleFlops, SnapshotFormatError, Status
 from pytest_flops.plugin.marks import Budget, limit_flops
+from pytest_flops.plugin.settings import DEFAULT_DEPTH
 from pytest_flops.plugin.verdict import Verdict, judge
 from pytest_flops.snapshots.format import FlopsSnapshot
 
@@ -70,30 +72,89 @@ def test_change_puts_the_diagnosis_first_and_the_hint_last() -> None:
         "  forward   720 → 792 FLOP (+10.00%)\n"
         "  backward  720 → 792 FLOP (+10.00%)\n"
         "\n"
+        "  the change starts in (each module without its submodules):\n"
         "  module  operator    before  after    Δ\n"
-        "  Global  aten.addmm     720    792  +72\n"
-        "  Global  aten.mm        720    792  +72\n"
-        "  Net     aten.addmm     720    792  +72\n"
-        "  Net     aten.mm        720    792  +72\n"
         "  Net.fc  aten.addmm     720    792  +72\n"
         "  Net.fc  aten.mm        720    792  +72\n"
+        "  and the sums of these rows: Global, Net\n"
         "\n"
         "Snapshot: tests/__flops__/test_models.py/test_a.flops.json\n"
         "Run `pytest --flops-update` to accept the new counts."
     )
 
 
-def test_long_tables_are_capped() -> None:
-    modules = {
-        f"GPT.blocks.{i}": ModuleFlops(forward=i, by_op={"aten.mm": i}) for i in range(1, 31)
-    }
-    before = Measurement(modules={"Global": ModuleFlops(forward=465, by_op={"aten.mm": 465})})
-    after = Measurement(modules={"Global": before.modules["Global"], **modules})
-    failure = decide(snapshot(default=after), snapshot(default=before)).failure
+class SmallCNN(torch.nn.Module):
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.features = torch.nn.Sequential(
+            torch.nn.Conv2d(3, width, 3, padding=1),
+            torch.nn.ReLU(),
+            torch.nn.Conv2d(width, 8, 3, padding=1),
+        )
+        self.classifier = torch.nn.Linear(8 * 8 * 8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x).flatten(1))
+
+
+def cnn(width: int) -> Measurement:
+    model = SmallCNN(width)
+    with FlopCounterMode(display=False, models=model) as mode:
+        model(torch.randn(1, 3, 8, 8))
+    return mode.to_measurement()
+
+
+def test_the_table_leads_with_where_the_change_starts() -> None:
+    # the issue's CNN widened from 32 to 48 channels, forward only, on a 1x3x8x8 input:
+    # features.0 = Conv2d(3, w): 2 * (w * 64 outputs) * (3 * 9) = 3,456 w: 110,592 -> 165,888
+    # features.2 = Conv2d(w, 8): 2 * (8 * 64 outputs) * (w * 9) = 9,216 w: 294,912 -> 442,368
+    # classifier = Linear(512, 10): 2 * 512 * 10 = 10,240 either way, so not shown
+    failure = decide(snapshot(default=cnn(48)), snapshot(default=cnn(32))).failure
     assert failure is not None
-    assert "  GPT.blocks.30  aten.mm" in failure  # largest change first
-    assert "GPT.blocks.18 " not in failure
-    assert "... 18 more changed row(s) not shown" in failure  # 30 rows, 12 shown
+    table = failure.split("\n\n")[1]
+    assert table.splitlines() == [
+        "  the change starts in (each module without its submodules):",
+        "  module               operator           before    after         Δ",
+        "  SmallCNN.features.2  aten.convolution  294,912  442,368  +147,456",
+        "  SmallCNN.features.0  aten.convolution  110,592  165,888   +55,296",
+        "  and the sums of these rows: Global, SmallCNN, SmallCNN.features",
+    ]
+
+
+def test_a_parent_with_counts_of_its_own_shows_only_those() -> None:
+    # Attention does a matmul itself (400 -> 500) and calls proj (100, unchanged):
+    # its own row moves by +100, proj has no row, Global only sums Attention
+    def attention(own: int) -> Measurement:
+        whole = ModuleFlops(forward=own + 100, by_op={"aten.bmm": own, "aten.mm": 100})
+        proj = ModuleFlops(forward=100, by_op={"aten.mm": 100})
+        return Measurement(modules={"Global": whole, "Attention": whole, "Attention.proj": proj})
+
+    failure = decide(snapshot(default=attention(500)), snapshot(default=attention(400))).failure
+    assert failure is not None
+    assert failure.split("\n\n")[1].splitlines()[2:] == [
+        "  Attention  aten.bmm     400    500  +100",
+        "  and the sums of these rows: Global",
+    ]
+
+
+def test_every_row_where_a_change_starts_is_shown() -> None:
+    # 30 blocks, block i doubles its mm from i to 2 i: 30 rows, none left out
+    def blocks(factor: int) -> Measurement:
+        total = ModuleFlops(forward=465 * factor, by_op={"aten.mm": 465 * factor})
+        rows = {
+            f"GPT.blocks.{i}": ModuleFlops(forward=i * factor, by_op={"aten.mm": i * factor})
+            for i in range(1, 31)
+        }
+        return Measurement(modules={"Global": total, **rows})
+
+    failure = decide(snapshot(default=blocks(2)), snapshot(default=blocks(1))).failure
+    assert failure is not None
+    lines = failure.split("\n\n")[1].splitlines()
+    assert [line.split()[0] for line in lines[2:-1]] == [
+        f"GPT.blocks.{i}"
+        for i in range(30, 0, -1)  # the largest change first
+    ]
+    assert lines[-1] == "  and the sums of these rows: Global"
 
 
 def test_equal_changes_list_global_first_then_blocks_in_numeric_order() -> None:
@@ -239,3 +300,73 @@ def test_update_never_writes_a_test_over_budget() -> None:
     assert verdict.failure == (
         "FLOP budget exceeded by tests/test_models.py::test_a: used 1.58 KFLOP, limit 1 KFLOP"
     )
+
+
+# -- the default depth reaches the projections of stock Hugging Face models ------------------
+
+
+def hf_models(wide_layer: bool) -> dict[str, torch.nn.Module]:
+    """GPT-2 and Llama with 2 layers of random weights; layer 1's MLP wider when asked."""
+    transformers = pytest.importorskip("transformers")
+    gpt2_config = transformers.GPT2Config(
+        n_layer=2, n_embd=16, n_head=2, n_inner=64, vocab_size=32, n_positions=8
+    )
+    llama_config = transformers.LlamaConfig(
+        num_hidden_layers=2, hidden_size=16, intermediate_size=64, num_attention_heads=2,
+        num_key_value_heads=2, vocab_size=32,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    gpt2 = transformers.GPT2LMHeadModel(gpt2_config)
+    llama = transformers.LlamaForCausalLM(llama_config)
+    if wide_layer:
+        from transformers.models.gpt2.modeling_gpt2 import GPT2MLP
+        from transformers.models.llama.modeling_llama import LlamaMLP
+
+        gpt2.transformer.h[1].mlp = GPT2MLP(96, gpt2_config)
+        llama.model.layers[1].mlp = LlamaMLP(llama_config.__class__(**{
+            **llama_config.to_dict(), "intermediate_size": 96
+        }))  # fmt: skip
+    return {"gpt2": gpt2, "llama": llama}
+
+
+def forward_counts(model: torch.nn.Module) -> FlopsSnapshot:
+    with FlopCounterMode(display=False, models=model) as mode, torch.no_grad():
+        model(torch.arange(8).reshape(1, 8))
+    return snapshot(depth=DEFAULT_DEPTH, default=mode.to_measurement()).at_depth(DEFAULT_DEPTH)
+
+
+def test_a_widened_projection_of_one_layer_is_named_by_the_default_depth() -> None:
+    before, after = hf_models(wide_layer=False), hf_models(wide_layer=True)
+    tables = {}
+    for name in before:
+        failure = decide(forward_counts(after[name]), forward_counts(before[name])).failure
+        assert failure is not None
+        tables[name] = failure.split("\n\n")[1].splitlines()[2:]
+    # 8 tokens, hidden 16, MLP 64 -> 96: each projection 2*8*16*64 = 16,384 -> 24,576
+    assert tables["gpt2"] == [
+        "  GPT2LMHeadModel.transformer.h.1.mlp.c_fc    aten.addmm  16,384  24,576  +8,192",
+        "  GPT2LMHeadModel.transformer.h.1.mlp.c_proj  aten.addmm  16,384  24,576  +8,192",
+        "  and the sums of these rows: Global, GPT2LMHeadModel, GPT2LMHeadModel.transformer, "
+        "GPT2LMHeadModel.transformer.h.1, GPT2LMHeadModel.transformer.h.1.mlp",
+    ]
+    assert tables["llama"] == [
+        "  LlamaForCausalLM.model.layers.1.mlp.down_proj  aten.mm   16,384  24,576  +8,192",
+        "  LlamaForCausalLM.model.layers.1.mlp.gate_proj  aten.mm   16,384  24,576  +8,192",
+        "  LlamaForCausalLM.model.layers.1.mlp.up_proj    aten.mm   16,384  24,576  +8,192",
+        "  and the sums of these rows: Global, LlamaForCausalLM, LlamaForCausalLM.model, "
+        "LlamaForCausalLM.model.layers.1, LlamaForCausalLM.model.layers.1.mlp",
+    ]
+
+
+def test_a_snapshot_of_the_old_default_depth_passes_and_is_deepened_by_update() -> None:
+    llama = hf_models(wide_layer=False)["llama"]
+    current = forward_counts(llama)
+    old = current.at_depth(3)  # as stored when the default was 3
+    assert old.depth == 3 and len(old.measurements["default"].modules) == 4
+    verdict = decide(current, old)
+    assert verdict.failure is None and verdict.statuses == {"default": Status.PASSED}
+    updated = decide(current, old, update=True)
+    # every row is kept, the deeper ones added: 4 + 2 layers x 10 rows (the layer,
+    # self_attn and its 4 projections, mlp and its 3) = 24 module rows
+    assert updated.write == current and len(current.measurements["default"].modules) == 24
+    assert set(old.measurements["default"].modules) < set(current.measurements["default"].modules)

@@ -12,14 +12,18 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pytest_flops.measurement import GLOBAL, Measurement, ModuleFlops, Traffic, relative_text
 from pytest_flops.reports.export import Export, RunMetadata, json_report, write_exports
 from pytest_flops.reports.html import html_report
+from pytest_flops.reports.records import Status
+from pytest_flops.reports.terminal import ordered
+from pytest_flops.units import format_bytes, format_flops
 from tests.built_records import linear_measurement, make_record
 
 SUITE = """
@@ -89,6 +93,8 @@ def page(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert run_pytest(root, "--flops-update", changed=False).returncode == 0
     result = run_pytest(root, "--flops-report-html=out/report.html", changed=True)
     assert result.returncode == 1, result.stdout  # test_changed failed
+    # a relative path is relative to where pytest was started; the summary says where
+    assert f"flops: saved {root / 'out' / 'report.html'}" in result.stdout.splitlines()
     return root / "out" / "report.html"
 
 
@@ -112,6 +118,13 @@ def test_a_test_id_cannot_end_the_embedded_script(tmp_path: Path) -> None:
 # -- in the browser ---------------------------------------------------------------------
 
 Browser = Any  # selenium's WebDriver: the tests skip when selenium is absent
+
+
+def wait_until(browser: Browser, condition: Callable[[Browser], Any]) -> Any:
+    """What ``condition`` gives once it is truthy: the page draws some parts on events."""
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    return WebDriverWait(browser, 10).until(condition)
 
 
 @pytest.fixture(scope="module")
@@ -256,11 +269,167 @@ def test_the_page_made_no_network_request(opened: Browser, page: Path) -> None:
 def test_a_merged_report_writes_the_same_page(tmp_path: Path, page: Path) -> None:
     """``merge --html`` and ``--flops-report-html`` share one writer: checked once here."""
     record = make_record("t.py::test_a", linear_measurement(240, 480))
+    export = Export(records=(record,), metadata={"torch_version": "x", "plugin_version": "y"})
+    saved: list[Path] = []
     problems = write_exports(
-        Export(records=(record,), metadata={"torch_version": "x", "plugin_version": "y"}),
+        export,
         json_path=None,
         markdown_path=None,
         html_path=tmp_path / "merged.html",
+        saved=saved.append,
     )
-    assert problems == []
+    assert problems == [] and saved == [tmp_path / "merged.html"]
     assert (tmp_path / "merged.html").read_text().startswith("<!DOCTYPE html>")
+    (tmp_path / "a_file").write_text("")
+    unwritable = tmp_path / "a_file" / "report.html"
+    problems = write_exports(
+        export, json_path=None, markdown_path=None, html_path=unwritable, saved=saved.append
+    )
+    assert len(problems) == 1 and saved == [tmp_path / "merged.html"]  # not said to be saved
+
+
+# -- every number the page shows, as the terminal report writes it ---------------------
+
+
+def test_the_page_writes_amounts_as_the_terminal_report_does(opened: Browser) -> None:
+    # the rounding edges: a whole number keeps its zeros (130, not "13"), ties round
+    # half to even on the exact integer, and 999,999 becomes 1 MFLOP, not 1000 KFLOP
+    amounts = [0, 1, 7, 100, 999, 1_000, 1_005, 1_015, 2_125, 2_135, 10_000, 99_950, 100_000,
+               130_000_000, 130_023_424, 41_943_040, 88_080_384, 999_499, 999_500, 999_999,
+               1_000_000, 123_456_789_012, 10**15, 1_234_567 * 10**15, 2**53 - 1]  # fmt: skip
+    shown = opened.execute_script(
+        "return arguments[0].map((n) => [short(n), short(n, 'B')]);", amounts
+    )
+    assert shown == [[format_flops(n), format_bytes(n)] for n in amounts]
+    assert shown[amounts.index(130_023_424)] == ["130 MFLOP", "130 MB"]
+
+
+# 130,023,424 FLOP: forward 41,943,040 + backward 88,080,384, the issue's test;
+# its snapshot had 100,000,000 = 40,000,000 + 60,000,000.
+BIG = Measurement(
+    modules={
+        GLOBAL: ModuleFlops(
+            forward=41_943_040,
+            backward=88_080_384,
+            by_op={"aten.mm": 130_023_424},
+            communication={"_c10d_functional.all_reduce": Traffic(calls=3, bytes=100_000)},
+        ),
+        "Net": ModuleFlops(forward=41_943_040, backward=88_080_384, by_op={"aten.mm": 130_023_424}),
+    },
+    unsupported={"aten.nonzero": 1_000},
+)
+BIG_BEFORE = Measurement(
+    modules={
+        path: ModuleFlops(forward=40_000_000, backward=60_000_000, by_op={"aten.mm": 100_000_000})
+        for path in (GLOBAL, "Net")
+    }
+)
+# snapshot at depth 1 (Net only), run at depth 2: Net.fc is deeper than the snapshot holds
+SHALLOW = Measurement(
+    modules={path: ModuleFlops(forward=1_000, by_op={"aten.mm": 1_000}) for path in (GLOBAL, "Net")}
+)
+DEEP = Measurement(
+    modules={
+        path: ModuleFlops(forward=1_000, by_op={"aten.mm": 1_000})
+        for path in (GLOBAL, "Net", "Net.fc")
+    }
+)
+SMALL = linear_measurement(240, 480)
+BUILT = [
+    make_record("t.py::test_a_small", SMALL, baseline=SMALL),
+    make_record("t.py::test_big", BIG, baseline=BIG_BEFORE, status=Status.CHANGED),
+    make_record("t.py::test_deeper", DEEP, baseline=SHALLOW),
+    make_record("t.py::test_new", linear_measurement(100, 0), status=Status.NEW),
+]
+
+
+@pytest.fixture
+def built(browser: Browser, tmp_path: Path) -> tuple[Browser, dict[str, Any]]:
+    """The page of hand-built records, and the JSON export it embeds."""
+    document = json_report(BUILT, RunMetadata.collect().to_dict())
+    path = tmp_path / "built.html"
+    path.write_text(html_report(document, BUILT), encoding="utf-8")
+    browser.get(path.as_uri())
+    assert browser.find_element("css selector", "body").get_attribute("data-ready") == "yes"
+    return browser, document
+
+
+def test_every_number_on_the_page_is_the_exports_as_the_terminal_writes_it(
+    built: tuple[Browser, dict[str, Any]],
+) -> None:
+    browser, document = built
+    order = [record.label for record in ordered(BUILT)]
+    exported = {m["nodeid"]: m for m in document["measurements"]}
+    expected_rows = []
+    for nodeid in order:
+        m = exported[nodeid]
+        comm = sum(t["bytes"] for t in m["communication"].values())
+        if m["delta"] is None:
+            change = ("", "")
+        elif m["delta"]["total"] == 0:
+            change = ("0", "0%")
+        else:
+            sign = "+" if m["delta"]["total"] > 0 else "-"
+            before = m["snapshot"]["total"]
+            change = (
+                sign + format_flops(abs(m["delta"]["total"])),
+                relative_text(before, m["total"]),
+            )
+        expected_rows.append(
+            [nodeid, *(format_flops(m[key]) for key in ("total", "forward", "backward")),
+             format_bytes(comm) if comm else "", *change, m["status"]]
+        )  # fmt: skip
+    assert suite_rows(browser) == expected_rows
+    # the issue's numbers, written out: 130,023,424 - 100,000,000 = 30,023,424 (+30.02%)
+    assert expected_rows[0] == ["t.py::test_big", "130 MFLOP", "41.9 MFLOP", "88.1 MFLOP",
+                                "100 kB", "+30 MFLOP", "+30.02%", "changed"]  # fmt: skip
+    summary = document["summary"]
+    assert browser.find_element("id", "summary").text.startswith(
+        f"Suite total {format_flops(summary['total'])} (forward "
+        f"{format_flops(summary['forward'])}, backward {format_flops(summary['backward'])}) "
+        f"in 4 measurement(s) of 4 test(s)"
+    )
+    sections = [s.text for s in browser.find_elements("css selector", "#tests summary")]
+    assert sections == [
+        f"{nodeid}: {format_flops(exported[nodeid]['total'])}, {exported[nodeid]['status']}"
+        for nodeid in order
+    ]
+    assert sections[0] == "t.py::test_big: 130 MFLOP, changed"
+    unsupported = browser.find_elements("css selector", "#unsupported tbody td")
+    assert [cell.text for cell in unsupported] == ["aten.nonzero", "1,000", "1", "t.py::test_big"]
+    communication = browser.find_elements("css selector", "#communication tbody td")
+    assert [cell.text for cell in communication] == [
+        "t.py::test_big", "_c10d_functional.all_reduce", "3", format_bytes(100_000)
+    ]  # fmt: skip
+
+
+def test_anchors_count_in_the_order_the_page_shows(built: tuple[Browser, dict[str, Any]]) -> None:
+    browser, _ = built
+    links = browser.find_elements("css selector", "#suite tbody a")
+    assert [(link.text, link.get_attribute("href").rpartition("#")[2]) for link in links] == [
+        (record.label, f"measurement-{position}")
+        for position, record in enumerate(ordered(BUILT), start=1)
+    ]
+    sections = browser.find_elements("css selector", "#tests details")
+    assert [s.get_attribute("id") for s in sections] == [
+        f"measurement-{position}" for position in range(1, len(BUILT) + 1)
+    ]
+
+
+def test_rows_deeper_than_the_snapshot_keeps_are_not_painted_new(
+    built: tuple[Browser, dict[str, Any]],
+) -> None:
+    browser, _ = built
+    link = browser.find_element("link text", "t.py::test_deeper")
+    link.click()
+    section = browser.find_element("id", link.get_attribute("href").rpartition("#")[2])
+    # the section draws its icicle when the browser reports it opened
+    icicle = wait_until(browser, lambda _: section.find_elements("css selector", "svg.icicle"))[0]
+    found = boxes(icicle)
+    assert {path: box.get_attribute("data-kind") for path, box in found.items()} == {
+        "Global": "same",
+        "Net": "same",
+        "Net.fc": "deeper",
+    }
+    title = found["Net.fc"].find_element("css selector", "title").get_attribute("textContent")
+    assert title.splitlines()[-1] == "not compared: the snapshot keeps rows 1 deep"

@@ -54,6 +54,7 @@ from pytest_flops.counting.formulas import (
 from pytest_flops.counting.meta_as_cpu import cpu_kernels_on_meta
 from pytest_flops.counting.module_tracker import Models, ModuleTracker, root_names
 from pytest_flops.measurement import GLOBAL, Measurement, ModuleFlops, Traffic, World
+from pytest_flops.portable import portable_ops
 from pytest_flops.tables import aligned
 
 _current_autograd_node: Callable[[], Any] = torch._C._current_autograd_node
@@ -219,7 +220,7 @@ class FlopCounterMode(TorchDispatchMode):
                 forward=phase_counts[path][_FORWARD],
                 backward=phase_counts[path][_BACKWARD],
                 recompute=phase_counts[path][_RECOMPUTE],
-                by_op={op_name(op): flops for op, flops in flop_counts[path].items()},
+                by_op=portable_ops({op_name(op): n for op, n in flop_counts[path].items()}),
                 communication={
                     op: Traffic(calls=calls, bytes=size)
                     for op, (calls, size) in traffic_counts[path].items()

@@ -317,7 +317,12 @@ class _KeepValues(TorchDispatchMode):
         if not takes_device or target not in ("cpu", "meta" if meta_stand_ins else "cpu"):
             return func(*args, **kwargs)
         probe = func(*args, **{**kwargs, "device": torch.device("meta")})
-        if all(t.numel() <= KEPT_NUMEL for t in tree_leaves(probe) if isinstance(t, torch.Tensor)):
+        # A float tensor made on the stand-ins' own device (an LSTM's zero state) goes
+        # into the stand-ins' math: it stays one of them, as its device says.
+        made = [t for t in tree_leaves(probe) if isinstance(t, torch.Tensor)]
+        if all(t.numel() <= KEPT_NUMEL for t in made) and (
+            target == "cpu" or not any(t.is_floating_point() or t.is_complex() for t in made)
+        ):
             with self._real():
                 return func(*args, **{**kwargs, "device": torch.device("cpu")})
         return probe if meta_stand_ins else func(*args, **kwargs)

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import itertools
+import linecache
+import sys
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
 from functools import reduce
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import NoReturn
 
 import torch
 
@@ -26,7 +31,8 @@ class Flops:
     name's :class:`~pytest_flops.Measurement`.
 
     A block that raises is discarded: its partial counts are never added, so
-    they can reach no snapshot.
+    they can reach no snapshot. A block made by ``flops(model)`` but never
+    entered with ``with`` fails the test, naming its line.
     """
 
     def __init__(self) -> None:
@@ -36,6 +42,7 @@ class Flops:
         # also against a block opened in another thread.
         self._counting = threading.Lock()
         self._closed: str | None = None  # why blocks are refused from now on
+        self._unentered: dict[_Block, str] = {}  # blocks made but not entered yet: where
 
     def __call__(
         self, *models: Models, name: str = DEFAULT_NAME, tokens: int | None = None
@@ -65,11 +72,37 @@ class Flops:
                 f"is not measured: {self._closed}. Measure in the test, or in a fixture "
                 f"before the test runs."
             )
-        return self._block(chosen, roots, name, tokens)
+        block = _Block(self, self._block(chosen, roots, name, tokens))
+        self._unentered[block] = _call_site(sys._getframe(1))
+        return block
+
+    def __enter__(self) -> NoReturn:
+        raise TypeError(
+            "`with flops:` is missing its call: write `with flops(model):` to count a "
+            "model with a row per submodule, or `with flops():` to count the Global row only"
+        )
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Never reached: :meth:`__enter__` raises; defined so that `with` calls it."""
+
+    def _entered(self, block: _Block) -> None:
+        self._unentered.pop(block, None)
 
     def _close(self, reason: str) -> None:
-        """Refuse blocks from now on; the plugin calls it when the test's call phase ends."""
+        """Refuse blocks from now on; the plugin calls it when the test's call phase ends.
+
+        A block made during the test but never entered fails it, naming its line,
+        unless the test is failing already (its own error is the one to read).
+        """
         self._closed = reason
+        unentered, self._unentered = list(self._unentered.values()), {}
+        if unentered and sys.exc_info()[1] is None:
+            sites = "\n".join(f"  {site}" for site in unentered)
+            raise RuntimeError(
+                f"flops: {len(unentered)} block(s) made but never entered with `with`, so "
+                f"nothing in them was measured:\n{sites}\n"
+                "Write `with flops(model):` and put the code to count inside the block."
+            )
 
     @contextmanager
     def _block(
@@ -167,3 +200,36 @@ def _parameter_count(models: Iterable[torch.nn.Module]) -> int:
     """The elements of the models' parameters, each shared one once (FSDP2's: unsharded)."""
     unique = {id(p): p for model in models for p in model.parameters()}
     return sum(p.numel() for p in unique.values())
+
+
+class _Block(AbstractContextManager[Flops]):
+    """One ``flops(...)`` block: tells its :class:`Flops` when it is entered."""
+
+    def __init__(self, flops: Flops, counting: AbstractContextManager[Flops]) -> None:
+        self._flops = flops
+        self._counting = counting
+
+    def __enter__(self) -> Flops:
+        self._flops._entered(self)
+        return self._counting.__enter__()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool | None:
+        return self._counting.__exit__(exc_type, exc, traceback)
+
+
+def _call_site(frame: FrameType) -> str:
+    """``tests/test_model.py:12: flops(model)``: the caller's line, relative to the
+    current directory where it is under it."""
+    code, line = frame.f_code, frame.f_lineno
+    path = Path(code.co_filename)
+    try:
+        shown = str(path.relative_to(Path.cwd()))
+    except ValueError:
+        shown = str(path)
+    source = linecache.getline(code.co_filename, line).strip()
+    return f"{shown}:{line}: {source}" if source else f"{shown}:{line}"

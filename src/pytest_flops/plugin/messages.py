@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 
-from pytest_flops.measurement import DEFAULT_NAME, Measurement, relative_text
+from pytest_flops.measurement import (
+    DEFAULT_NAME,
+    GLOBAL,
+    DiffRow,
+    Measurement,
+    module_order,
+    relative_text,
+)
 from pytest_flops.plugin.marks import BudgetExceeded
 from pytest_flops.snapshots.format import FlopsSnapshot
 from pytest_flops.tables import aligned
 from pytest_flops.validation import SnapshotFormatError
 
-MAX_DIFF_ROWS = 12
 UPDATE_HINT = "Run `pytest --flops-update` to accept the new counts."
 
 
@@ -40,6 +47,22 @@ def measured_nothing(nodeid: str, location: str, stored: FlopsSnapshot) -> str:
         f"Snapshot: {location}\n"
         f"Run `pytest --flops-update` to remove it, if the test should not measure."
     )
+
+
+def measured_nothing_at_all(tests: Sequence[str]) -> list[str]:
+    """The summary's list of tests that asked for ``flops`` but measured nothing."""
+    if not tests:
+        return []
+    return [
+        f"flops: {len(tests)} test(s) asked for the flops fixture but measured nothing "
+        "(no `with flops(...)` block finished):",
+        *(f"  {test}" for test in tests),
+    ]
+
+
+def saved(paths: Sequence[Path]) -> list[str]:
+    """The summary's last lines: where each report file went."""
+    return [f"flops: saved {path}" for path in paths]
 
 
 def cannot_write(nodeid: str, location: str, error: OSError) -> str:
@@ -164,6 +187,12 @@ def summary_lines(
 
 
 def _diff_table(before: Measurement, after: Measurement) -> list[str]:
+    """Where the change starts: each module's own counts that moved, every such row.
+
+    A parent whose own counts did not move only adds up its submodules' changes:
+    it is named in one line below the table instead of repeating their rows.
+    """
+    origins = _origin_rows(before, after)
     rows: list[tuple[str, ...]] = [
         (
             row.module,
@@ -172,7 +201,7 @@ def _diff_table(before: Measurement, after: Measurement) -> list[str]:
             f"{row.after:,}",
             f"{row.delta:+,}",
         )
-        for row in before.diff(after).rows
+        for row in origins
     ]
     rows += [
         ("(no formula)", f"{op} calls", f"{before.unsupported.get(op, 0):,}", f"{calls:,}", "")
@@ -186,13 +215,55 @@ def _diff_table(before: Measurement, after: Measurement) -> list[str]:
     ]
     if not rows:
         return []
-    shown, left_out = rows[:MAX_DIFF_ROWS], len(rows) - MAX_DIFF_ROWS
     header = ("module", "operator", "before", "after", "Δ")
-    table = aligned([header, *shown], right=(False, False, True, True, True))
-    lines = ["", *(f"  {line}" for line in table)]
-    if left_out > 0:
-        lines.append(f"  ... {left_out} more changed row(s) not shown")
+    table = aligned([header, *rows], right=(False, False, True, True, True))
+    lines = ["", "  the change starts in (each module without its submodules):"]
+    lines += [f"  {line}" for line in table]
+    starts = {row.module for row in origins}
+    summing = sorted({row.module for row in before.diff(after).rows} - starts, key=module_order)
+    if summing:
+        lines.append(f"  and the sums of these rows: {', '.join(summing)}")
     return lines
+
+
+def _origin_rows(before: Measurement, after: Measurement) -> list[DiffRow]:
+    """The rows of :meth:`Measurement.diff` on each module's own counts, largest first."""
+    own_before, own_after = _own_counts(before), _own_counts(after)
+    rows = [
+        DiffRow(module=path, op=op, unit=unit, before=old, after=new)
+        for path in dict.fromkeys([*own_before, *own_after])
+        for (op, unit) in dict.fromkeys([*own_before.get(path, {}), *own_after.get(path, {})])
+        if (old := own_before.get(path, {}).get((op, unit), 0))
+        != (new := own_after.get(path, {}).get((op, unit), 0))
+    ]
+    rows.sort(
+        key=lambda row: (row.unit != "FLOP", -abs(row.delta), module_order(row.module), row.op)
+    )
+    return rows
+
+
+def _own_counts(measurement: Measurement) -> dict[str, dict[tuple[str, str], int]]:
+    """Per module row, its counts (FLOPs per op, bytes and calls per collective) minus
+    those of the rows right under it: a row's parent is its longest prefix that is a row."""
+    counts: dict[str, dict[tuple[str, str], int]] = {}
+    for path, row in measurement.modules.items():
+        numbers = {(op, "FLOP"): flops for op, flops in row.by_op.items()}
+        for op, traffic in row.communication.items():
+            numbers[op, "bytes"] = traffic.bytes
+            numbers[op, "calls"] = traffic.calls
+        counts[path] = numbers
+    own = {path: dict(numbers) for path, numbers in counts.items()}
+    for path, numbers in counts.items():
+        if path == GLOBAL:
+            continue
+        parent = path
+        while parent != GLOBAL:
+            parent = parent.rpartition(".")[0] or GLOBAL
+            if parent in counts:
+                break
+        for key, number in numbers.items():
+            own[parent][key] = own[parent].get(key, 0) - number
+    return own
 
 
 def _change(before: int, after: int, unit: str = "FLOP") -> str:

@@ -141,6 +141,8 @@ class FlopsSession:
     stale: list[Path] = field(default_factory=list)  # found; removed under --flops-update
     removed: int = 0  # stale snapshots removed
     problems: list[str] = field(default_factory=list)  # for the summary
+    idle: set[str] = field(default_factory=set)  # asked for the fixture, measured nothing
+    saved: list[Path] = field(default_factory=list)  # the report files written
     collected_items: int = 0
 
     @classmethod
@@ -296,6 +298,10 @@ class FlopsSession:
             collected.measured.add(plan.name)
         elif attempt.passed:
             collected.unmeasured.add(plan.name)
+        if plan.uses_fixture and not (attempt.fixture and attempt.fixture.measured):
+            self.idle.add(item.nodeid)
+        else:
+            self.idle.discard(item.nodeid)  # a rerun that measured
         result = self._result(item, plan, attempt, report)
         if result is None:
             self.results.pop(item.nodeid, None)
@@ -413,6 +419,7 @@ class FlopsSession:
             json_path=settings.report_json,
             markdown_path=settings.report_md,
             html_path=settings.report_html,
+            saved=self.saved.append,
         )
 
     def summary_lines(self) -> list[str]:
@@ -421,7 +428,7 @@ class FlopsSession:
         for result in self.results.values():
             tally[result.outcome] += 1
         tally[Outcome.REMOVED] += self.removed
-        return messages.summary_lines(
+        lines = messages.summary_lines(
             counts=[(outcome.value, tally[outcome]) for outcome in Outcome],
             stale=[] if self.settings.update else [self._shown(path) for path in self.stale],
             held_back=self.run.narrowed if self.settings.update else [],
@@ -429,6 +436,8 @@ class FlopsSession:
             moved=self.settings.update,
             problems=self.problems,
         )
+        idle = messages.measured_nothing_at_all(sorted(self.idle))
+        return lines + idle + messages.saved(self.saved)
 
     # -- xdist ------------------------------------------------------------------------
 
@@ -438,6 +447,7 @@ class FlopsSession:
             {
                 "results": {nodeid: result.to_dict() for nodeid, result in self.results.items()},
                 "run": self.run.to_dict(),
+                "idle": sorted(self.idle),
             }
         )
 
@@ -447,6 +457,7 @@ class FlopsSession:
         for nodeid, result in data["results"].items():
             self.results[nodeid] = TestResult.from_dict(result)
         self.run.merge(RunRecord.from_dict(data["run"]))
+        self.idle |= set(data["idle"])
 
     # -- helpers ----------------------------------------------------------------------
 

@@ -53,7 +53,10 @@ def judge(
     moves to a new place), unless the test went over budget: then it fails and
     nothing is written.
     """
-    baseline = stored if isinstance(stored, FlopsSnapshot) else None
+    # --flops-update rewrites a file with backend kernel names (from before they were
+    # portable): it is compared, and reported, under the portable names
+    as_stored = stored if isinstance(stored, FlopsSnapshot) else None
+    baseline = None if as_stored is None else as_stored.with_portable_names()
     if current is None:
         return _measured_nothing(nodeid, location, stored, update=update)
     budget_text = None if budget is None else budget.text
@@ -79,7 +82,7 @@ def judge(
             budget=budget_text,
         )
     if update:
-        written = must_write or baseline is None or baseline.to_text() != current.to_text()
+        written = must_write or as_stored is None or as_stored.to_text() != current.to_text()
         return Verdict(
             statuses={
                 **{name: _updated_status(name, baseline, current) for name in current.measurements},

@@ -12,7 +12,7 @@ import importlib.metadata
 import json
 import platform
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -202,30 +202,36 @@ def write_exports(
     json_path: Path | None,
     markdown_path: Path | None,
     html_path: Path | None,
+    saved: Callable[[Path], object] | None = None,
 ) -> list[str]:
     """Write the exports that were asked for; what could not be written.
 
-    One export failing never stops the others.
+    One export failing never stops the others. ``saved`` is called with the
+    path of each file written.
     """
     problems = []
     document = json_report(export.records, export.metadata, snapshots=export.snapshots)
     if json_path is not None:
-        problems += _write(json_path, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+        text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+        problems += _write(json_path, text, saved)
     if markdown_path is not None:
-        problems += _write(markdown_path, markdown(export.records, stale=export.snapshots.stale))
+        text = markdown(export.records, stale=export.snapshots.stale)
+        problems += _write(markdown_path, text, saved)
     if html_path is not None:
         from pytest_flops.reports.html import html_report
 
-        problems += _write(html_path, html_report(document, export.records))
+        problems += _write(html_path, html_report(document, export.records), saved)
     return problems
 
 
-def _write(path: Path, text: str) -> list[str]:
+def _write(path: Path, text: str, saved: Callable[[Path], object] | None) -> list[str]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
     except OSError as error:
         return [f"flops: cannot write the report {path}: {error}"]
+    if saved is not None:
+        saved(path)
     return []
 
 

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pytest_flops.measurement import Measurement
+from pytest_flops.portable import portable
 from pytest_flops.validation import (
     SnapshotFormatError,
     expect_count,
@@ -75,6 +76,13 @@ class FlopsSnapshot:
             depth=self.depth,
             measurements={name: m.without_communication() for name, m in self.measurements.items()},
             version=self.version,
+        )
+
+    def with_portable_names(self) -> FlopsSnapshot:
+        """The same counts with backend kernels under their portable names (a file
+        written before they were portable holds the backend's)."""
+        return replace(
+            self, measurements={name: portable(m) for name, m in self.measurements.items()}
         )
 
     def with_recompute_in_backward(self) -> FlopsSnapshot:
@@ -149,6 +157,7 @@ def comparable(before: FlopsSnapshot, after: FlopsSnapshot) -> tuple[FlopsSnapsh
     either file recorded none, and with recompute in backward when either file's backward
     held it. The plugin's verdict and ``python -m pytest_flops diff`` compare through this."""
     depth = min(before.depth, after.depth)
+    before, after = before.with_portable_names(), after.with_portable_names()
     if not (before.records_communication and after.records_communication):
         before, after = before.without_communication(), after.without_communication()
     if not (before.records_recompute and after.records_recompute):

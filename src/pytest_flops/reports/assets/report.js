@@ -8,15 +8,42 @@ const FAILING = new Set(page.failing);
 const SVG = "http://www.w3.org/2000/svg";
 
 const exact = (n) => Number(n).toLocaleString("en-US");
-const FLOP_SCALES = [["PFLOP", 1e15], ["TFLOP", 1e12], ["GFLOP", 1e9], ["MFLOP", 1e6],
-                     ["KFLOP", 1e3]];
-const BYTE_SCALES = [["TB", 1e12], ["GB", 1e9], ["MB", 1e6], ["kB", 1e3]];
+// the terminal report's units and rounding (pytest_flops.units): 130,023,424 is "130 MFLOP"
+const FLOP_SCALES = [["FLOP", 0], ["KFLOP", 3], ["MFLOP", 6], ["GFLOP", 9], ["TFLOP", 12],
+                     ["PFLOP", 15]];
+const BYTE_SCALES = [["B", 0], ["kB", 3], ["MB", 6], ["GB", 9], ["TB", 12]];
 
+// Three significant digits in the largest unit that keeps a leading digit, rounded half to
+// even on the exact integer (as Python's Decimal does), trailing fractional zeros dropped.
 function short(n, unit = "FLOP") {
-  for (const [name, scale] of unit === "B" ? BYTE_SCALES : FLOP_SCALES) {
-    if (Math.abs(n) >= scale) return (n / scale).toPrecision(3).replace(/\.?0+$/, "") + " " + name;
+  const scales = unit === "B" ? BYTE_SCALES : FLOP_SCALES;
+  const amount = BigInt(Math.round(n));
+  const size = amount < 0n ? -amount : amount;
+  let [name, exponent] = scales[0];
+  for (const [candidate, power] of scales) {
+    if (size >= 10n ** BigInt(power)) [name, exponent] = [candidate, power];
   }
-  return `${n} ${unit}`;
+  const whole = (size / 10n ** BigInt(exponent)).toString().length;
+  const decimals = Math.max(3 - whole, 0);
+  const drop = exponent - decimals;  // digits rounded away; negative: none (a whole FLOP count)
+  let kept = size;
+  if (drop > 0) {
+    const step = 10n ** BigInt(drop);
+    const rest = size % step;
+    kept = size / step;
+    if (2n * rest > step || (2n * rest === step && kept % 2n === 1n)) kept += 1n;
+  }
+  const shown = drop > 0 ? decimals : 0;
+  if (kept >= 1000n * 10n ** BigInt(shown) && exponent !== scales[scales.length - 1][1]) {
+    // 999,999 rounds to 1000 KFLOP: say 1 MFLOP instead
+    return short(Number((amount < 0n ? -1n : 1n) * kept * 10n ** BigInt(Math.max(drop, 0))), unit);
+  }
+  let text = kept.toString();
+  if (shown > 0) {
+    text = text.padStart(shown + 1, "0");
+    text = (text.slice(0, -shown) + "." + text.slice(-shown)).replace(/0+$/, "").replace(/\.$/, "");
+  }
+  return `${amount < 0n ? "-" : ""}${text} ${name}`;
 }
 
 function element(tag, attributes = {}, text) {
@@ -39,7 +66,8 @@ function row(table, cells) {
 }
 
 const label = (m) => (m.name === "default" ? m.nodeid : `${m.nodeid} [${m.name}]`);
-const anchor = (index) => `measurement-${index}`;
+// numbered in the order the page lists the measurements: #measurement-1 is the first shown
+const anchor = (position) => `measurement-${position + 1}`;
 const bytesOf = (m) => Object.values(m.communication || {}).reduce((sum, t) => sum + t.bytes, 0);
 const signed = (n, text) => (n > 0 ? "+" : n < 0 ? "-" : "") + text;
 
@@ -65,11 +93,11 @@ function suiteTable() {
   const head = table.createTHead().insertRow();
   for (const [name, key] of columns) head.append(element("th", key ? {"data-key": key} : {}, name));
   const body = table.createTBody();
-  const rows = page.order.map((index) => {
+  const rows = page.order.map((index, position) => {
     const m = data.measurements[index];
     const change = m.delta ? m.delta.total : null;
-    const link = element("a", {href: "#" + anchor(index)}, label(m));
-    link.addEventListener("click", () => openTest(index));
+    const link = element("a", {href: "#" + anchor(position)}, label(m));
+    link.addEventListener("click", () => openTest(position));
     const cells = [element("td"), ...["total", "forward", "backward"].map(
       (key) => element("td", {title: `${exact(m[key])} FLOP`}, short(m[key])))];
     cells[0].append(link);
@@ -173,22 +201,29 @@ function tree(m) {
   }
   const order = (a, b) => a.path.localeCompare(b.path, "en", {numeric: true});
   for (const node of Object.values(nodes)) node.children.sort(order);
-  return {root: nodes.Global, hasBaseline: before !== null};
+  // A run and a snapshot kept at different depths are compared at the depth both have:
+  // a row deeper than one of them holds is not compared, neither new nor gone.
+  const deepest = (rows) => Math.max(...Object.keys(rows).map(levelOf));
+  const compared = before ? Math.min(deepest(now), deepest(before)) : Infinity;
+  return {root: nodes.Global, hasBaseline: before !== null, compared};
 }
+
+const levelOf = (path) => (path === "Global" ? 0 : path.split(".").length);
 
 // recompute: absent from rows without any, and from exports before it was a phase
 const flopsOf = (counts) => (counts ? counts.forward + counts.backward + (counts.recompute || 0) : 0);
 const sizeOf = (node) => Math.max(flopsOf(node.now), flopsOf(node.before));
 
-function kindOf(node, hasBaseline) {
+function kindOf(node, hasBaseline, compared) {
   if (!hasBaseline) return "same";
+  if (levelOf(node.path) > compared && !(node.now && node.before)) return "deeper";
   if (!node.now) return "gone";
   if (!node.before) return "new";
   const change = flopsOf(node.now) - flopsOf(node.before);
   return change > 0 ? "grown" : change < 0 ? "shrunk" : "same";
 }
 
-function titleOf(node, parent, hasBaseline) {
+function titleOf(node, parent, hasBaseline, compared) {
   const lines = [node.path];
   if (node.now) {
     const whole = parent ? flopsOf(parent.now) : 0;
@@ -199,14 +234,16 @@ function titleOf(node, parent, hasBaseline) {
   } else {
     lines.push("gone: not measured this time");
   }
-  if (hasBaseline) {
+  if (kindOf(node, hasBaseline, compared) === "deeper") {
+    lines.push(`not compared: the ${node.now ? "snapshot" : "run"} keeps rows ${compared} deep`);
+  } else if (hasBaseline) {
     lines.push(`before ${exact(flopsOf(node.before))} FLOP → after ${exact(flopsOf(node.now))} FLOP`);
   }
   return lines.join("\n");
 }
 
 function drawIcicle(section, m, index) {
-  const {root, hasBaseline} = tree(m);
+  const {root, hasBaseline, compared} = tree(m);
   const WIDTH = 1000, LEVEL = 24, CHAR = 6.5;
   const scale = Math.max(sizeOf(root), 1);
   const svg = svgElement("svg", {class: "icicle", "data-measurement": index});
@@ -216,14 +253,14 @@ function drawIcicle(section, m, index) {
     const width = WIDTH * sizeOf(node) / scale;
     if (width < 0.5 && parent) return;  // too thin to see or click: its parent's title has it
     depth = Math.max(depth, level + 1);
-    const kind = kindOf(node, hasBaseline);
+    const kind = kindOf(node, hasBaseline, compared);
     const group = svgElement("g", {class: "node"});
     const box = svgElement("rect", {
       class: `box ${kind}`, x, y: level * LEVEL, width: Math.max(width, 0.5), height: LEVEL - 2,
       "data-path": node.path, "data-kind": kind, "data-flops": flopsOf(node.now),
     });
     box.append(svgElement("title"));
-    box.firstChild.textContent = titleOf(node, parent, hasBaseline);
+    box.firstChild.textContent = titleOf(node, parent, hasBaseline, compared);
     box.addEventListener("click", () => showOperators(panel, svg, box, node));
     group.append(box);
     if (node.now && flopsOf(node.now)) {
@@ -277,17 +314,18 @@ function showOperators(panel, svg, box, node) {
   panel.replaceChildren(element("h3", {}, `${node.path}: operators`), table);
 }
 
-function openTest(index) {
-  const section = document.getElementById(anchor(index));
+function openTest(position) {
+  const section = document.getElementById(anchor(position));
+  if (!section) return;
   section.open = true;
   section.scrollIntoView();
 }
 
 function testSections() {
   const container = document.getElementById("tests");
-  page.order.forEach((index) => {
+  page.order.forEach((index, position) => {
     const m = data.measurements[index];
-    const section = element("details", {class: "test", id: anchor(index)});
+    const section = element("details", {class: "test", id: anchor(position)});
     section.append(element("summary", {}, `${label(m)}: ${short(m.total)}, ${m.status}`));
     section.addEventListener("toggle", () => {
       if (section.open && !section.dataset.drawn) {
@@ -297,7 +335,7 @@ function testSections() {
     });
     container.append(section);
   });
-  if (location.hash.startsWith("#measurement-")) openTest(Number(location.hash.slice(13)));
+  if (location.hash.startsWith("#measurement-")) openTest(Number(location.hash.slice(13)) - 1);
 }
 
 summary();
