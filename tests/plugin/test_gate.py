@@ -117,11 +117,12 @@ def test_a_stale_snapshot_that_cannot_be_removed_is_reported(pytester: pytest.Py
     pytester.makepyfile(test_m=train_tests("a"))
     pytester.runpytest("--flops-update").assert_outcomes(passed=1)
     (pytester.path / "__flops__" / "test_m.py" / "test_gone.flops.json").mkdir()
-    result = pytester.runpytest("--flops-update", "--flops-report-md=flops.md")
+    result = pytester.runpytest("--flops-prune", "--flops-report-md=flops.md")
     result.assert_outcomes(passed=1)  # the session ends normally, and writes its exports
     result.stdout.fnmatch_lines(
         [
-            "flops: 1 test passed, 0 failed, 0 written, 0 removed",
+            "flops: 1 test passed, 0 failed, 0 written, 0 removed, 1 stale",
+            "  __flops__/test_m.py/test_gone.flops.json (its test is gone from its file)",
             "flops: cannot remove the stale snapshot __flops__/test_m.py/test_gone.flops.json: "
             "[[]Errno 21[]] Is a directory*",
         ]
@@ -186,14 +187,37 @@ def test_a_vanished_named_measurement_fails_in_every_output(pytester: pytest.Pyt
     }
     assert "| missing |" in (pytester.path / "flops.md").read_text()
 
-    # --flops-update takes it out of the snapshot, and says so
-    result = pytester.runpytest("--flops-update", "--flops-report")
+    # --flops-update keeps its baseline (a measurement may be gone with a skipped
+    # part of the test), and reports it stale; the file is unchanged
+    before = snapshot_bytes(pytester)
+    result = pytester.runpytest("--flops-update", "--flops-report", "--flops-report-json=up.json")
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["test_m.py::test_lm [[]decode]*removed"])
+    result.stdout.fnmatch_lines(
+        [
+            "test_m.py::test_lm [[]decode]*kept",
+            "flops: 1 test passed, 0 failed, 0 written, 0 removed, 1 stale",
+            "  __flops__/test_m.py/test_lm.flops.json [[]decode] (its test ran whole and passed "
+            "without taking this measurement)",
+        ]
+    )
+    assert snapshot_bytes(pytester) == before
+    evidence = json.loads((pytester.path / "up.json").read_text())["snapshots"]
+    assert evidence["stale_measurements"] == ["__flops__/test_m.py/test_lm.flops.json [decode]"]
+
+    # --flops-prune takes it out of the snapshot, and says so
+    result = pytester.runpytest("--flops-prune", "--flops-report")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "test_m.py::test_lm [[]decode]*removed",
+            "flops: 1 test passed, 0 failed, 0 written, 1 removed",
+        ]
+    )
     assert set(stored(pytester)["test_lm"]["measurements"]) == {"prefill"}
+    assert "stale" not in pytester.runpytest().stdout.str()
 
 
-def test_a_test_that_stops_measuring_fails_until_updated(pytester: pytest.Pytester) -> None:
+def test_a_test_that_stops_measuring_fails_until_pruned(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_m=train_tests("a"))
     pytester.runpytest("--flops-update").assert_outcomes(passed=1)
     pytester.makepyfile(test_m=NET + "\ndef test_a(flops):\n    Net()(torch.randn(4, 9))\n")
@@ -202,7 +226,16 @@ def test_a_test_that_stops_measuring_fails_until_updated(pytester: pytest.Pytest
     result.stdout.fnmatch_lines(
         ["test_m.py::test_a measured no FLOPs this time, but its snapshot has 1,440 FLOP*"]
     )
-    pytester.runpytest("--flops-update").assert_outcomes(passed=1)
+    before = snapshot_bytes(pytester)
+    result = pytester.runpytest("--flops-update")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        ["  __flops__/test_m.py/test_a.flops.json (its test passed without measuring)"]
+    )
+    assert snapshot_bytes(pytester) == before  # --flops-update never removes
+    result = pytester.runpytest("--flops-prune")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["flops: 1 test passed, 0 failed, 0 written, 1 removed"])
     assert snapshot_bytes(pytester) == {}
 
 

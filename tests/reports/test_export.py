@@ -172,6 +172,10 @@ def test_the_export_lists_what_it_knows_of_the_snapshot_files(tmp_path: Path) ->
         "unclaimed": ["__flops__/t.py/test_gone.flops.json"],
         "claimed": ["__flops__/t.py/test_same.flops.json"],
         "stale": [],
+        "reasons": {},
+        "stale_measurements": [],
+        "measuring_tests": [],
+        "ran": [],
     }
 
 

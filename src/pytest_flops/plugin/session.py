@@ -14,8 +14,15 @@ Life of a measured test, one attempt at a time (a rerun or a repeat starts clean
 4. The teardown report: the snapshot is written (``--flops-update``) only if
    every phase passed, and the test's :class:`TestResult` replaces any earlier
    attempt's. A write that fails fails the test, naming the path.
-5. Session finish: stale snapshots are found on positive evidence only
-   (:mod:`pytest_flops.snapshots.stale`); ``--flops-update`` removes them.
+   ``--flops-update`` never removes a file nor drops a measurement from one.
+5. Session finish: stale snapshots are found on positive evidence only, each
+   with its reason (:mod:`pytest_flops.snapshots.stale`); ``--flops-prune``
+   alone removes them.
+
+A measurement in the snapshot that the test did not take this time keeps its
+baseline: when a subtest was skipped it is not compared (its subtest may have
+taken it), and under ``--flops-update`` or ``--flops-prune`` it is stale
+rather than a failure.
 """
 
 from __future__ import annotations
@@ -23,9 +30,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import unittest
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,7 +46,7 @@ from pytest_flops.plugin.settings import Settings
 from pytest_flops.plugin.verdict import Stored, Verdict, judge, judge_budget
 from pytest_flops.reports.records import MeasurementRecord, Status
 from pytest_flops.snapshots.format import FlopsSnapshot
-from pytest_flops.snapshots.stale import RunRecord
+from pytest_flops.snapshots.stale import CollectionRules, RunRecord, StaleSnapshot
 from pytest_flops.snapshots.store import SnapshotStore, legacy_snapshot_path, snapshot_path
 from pytest_flops.validation import SnapshotFormatError
 
@@ -47,9 +55,11 @@ if TYPE_CHECKING:
 
 FIXTURE_NAME = "flops"
 
-# pytest-repeat runs a test N times as parametrized copies, "test_a[2-3]":
-# repeats of one test are the same test, with one snapshot.
+# pytest-repeat runs a test N times as parametrized copies, "test_a[2-3]", and
+# pytest-flakefinder as "test_a[0]": repeats of one test are the same test, with
+# one snapshot.
 _REPEAT_PARAM = "__pytest_repeat_step_number"
+_FLAKEFINDER_PARAM = "__flakefinder_"  # + the function's name
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,6 +71,7 @@ class ItemPlan:
     uses_fixture: bool
     marks: marks.ItemMarks
     marks_error: str | None = None  # the usage error of a bad marker argument
+    hypothesis: bool = False  # a hypothesis @given test: runs its body once per example
 
     @property
     def measures(self) -> bool:
@@ -75,8 +86,13 @@ class Attempt:
     fixture: Flops | None = None  # the test's ``flops`` fixture
     whole_call: Flops | None = None  # limit_flops without the fixture: the call phase
     in_call: bool = False  # reports made now are a subtest's, not the test's
+    called: bool = False  # its call phase ran (not under --setup-only)
     passed: bool = True  # every phase (and subtest) so far passed
+    partial: bool = False  # a subtest was skipped: a measurement not taken may be its
     verdict: Verdict | None = None
+    location: Path | None = None  # where its snapshot was read from, when judged
+    legacy: bool = False  # that was the layout before 0.2
+    kept: frozenset[str] = frozenset()  # stored measurements not taken, baselines kept
 
     @property
     def counted(self) -> Flops | None:
@@ -93,7 +109,7 @@ class Outcome(StrEnum):
     PASSED = "passed"
     FAILED = "failed"
     WRITTEN = "written"
-    REMOVED = "removed"
+    REMOVED = "removed"  # only --flops-prune removes, at the end: counted there
     NOT_COMPARED = "not compared (test failed)"
 
 
@@ -107,6 +123,19 @@ class TestResult:
     records: tuple[MeasurementRecord, ...]
     devices: tuple[str, ...] = ()
     legacy: bool = False  # its snapshot was read from the layout before 0.2
+    location: Path | None = None  # its snapshot file in the current layout
+
+    def pruned(self, names: frozenset[str] | None) -> TestResult:
+        """This result once ``--flops-prune`` removed its file (None) or ``names`` from it."""
+        return replace(
+            self,
+            records=tuple(
+                replace(record, status=Status.REMOVED)
+                if names is None or record.name in names
+                else record
+                for record in self.records
+            ),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -114,6 +143,7 @@ class TestResult:
             "records": [record.to_dict() for record in self.records],
             "devices": list(self.devices),
             "legacy": self.legacy,
+            "location": None if self.location is None else str(self.location),
         }
 
     @classmethod
@@ -126,6 +156,7 @@ class TestResult:
             ),
             devices=tuple(data["devices"]),
             legacy=data["legacy"],
+            location=None if data["location"] is None else Path(data["location"]),
         )
 
 
@@ -138,8 +169,8 @@ class FlopsSession:
     store: SnapshotStore = field(default_factory=SnapshotStore)
     run: RunRecord = field(default_factory=RunRecord)
     results: dict[str, TestResult] = field(default_factory=dict)  # by node id
-    stale: list[Path] = field(default_factory=list)  # found; removed under --flops-update
-    removed: int = 0  # stale snapshots removed
+    stale: list[StaleSnapshot] = field(default_factory=list)  # found, with why
+    pruned: list[StaleSnapshot] = field(default_factory=list)  # of those, removed
     problems: list[str] = field(default_factory=list)  # for the summary
     collected_items: int = 0
 
@@ -147,6 +178,7 @@ class FlopsSession:
     def start(cls, config: pytest.Config) -> FlopsSession:
         session = cls(settings=Settings.from_config(config), rootpath=config.rootpath)
         session.run.roots = _roots(config)
+        session.run.rules = _collection_rules(config)
         for test_file in _files_named_with_tests(config):
             # ``file.py::test``: the file's other tests are not collected
             session.run.file(test_file).complete = False
@@ -170,6 +202,14 @@ class FlopsSession:
         elif isinstance(collector, pytest.File) and not isinstance(collector, pytest.Module):
             # doctest and other files: collected when they gave items
             self.run.file(collector.path).walked |= bool(report.result)
+        elif (
+            isinstance(collector, pytest.Class)
+            and not report.result
+            and _uncollectable(collector.obj)
+        ):
+            # pytest warned that it cannot collect the class (it has __init__ or
+            # __new__: a TestCase under -p no:unittest): its tests are not gone
+            self.run.file(collector.path).complete = False
 
     def module_walked(self, module: pytest.Module) -> None:
         """A module's own collection ran (``--lf`` hands back empty stand-in reports)."""
@@ -187,8 +227,15 @@ class FlopsSession:
             uses_fixture=FIXTURE_NAME in getattr(item, "fixturenames", ()),
             marks=item_marks,
             marks_error=error,
+            hypothesis=bool(getattr(getattr(item, "obj", None), "is_hypothesis_test", False)),
         )
-        self.run.file(item.path).tests.add(name)
+        collected = self.run.file(item.path)
+        collected.tests.add(name)
+        test_class = getattr(item, "cls", None)
+        if isinstance(test_class, type) and issubclass(test_class, unittest.TestCase):
+            collected.unittest_classes.add(name.split("::")[0])
+        if item.stash[PLAN_KEY].measures:
+            collected.measuring.add(name)
         self.collected_items += 1
 
     def collection_finished(self, session: pytest.Session, *, is_worker: bool) -> bool:
@@ -220,7 +267,9 @@ class FlopsSession:
     def fixture(self, item: pytest.Item) -> Flops:
         from pytest_flops.counting.fixture import Flops
 
-        attempt = item.stash[ATTEMPT_KEY]
+        plan, attempt = item.stash[PLAN_KEY], item.stash[ATTEMPT_KEY]
+        if plan.hypothesis:
+            pytest.fail(messages.hypothesis_test(item.nodeid), pytrace=False)
         attempt.fixture = Flops()
         return attempt.fixture
 
@@ -228,7 +277,7 @@ class FlopsSession:
     def calling(self, item: pytest.Item) -> Iterator[None]:
         """The call phase: a ``limit_flops`` test without the fixture is counted whole."""
         plan, attempt = item.stash[PLAN_KEY], item.stash[ATTEMPT_KEY]
-        attempt.in_call = True
+        attempt.in_call = attempt.called = True
         try:
             if plan.uses_fixture or plan.marks.budget is None:
                 yield
@@ -251,17 +300,22 @@ class FlopsSession:
         plan = item.stash.get(PLAN_KEY, None)
         if attempt is None or plan is None:
             return
-        ok = report.passed and not hasattr(report, "wasxfail")
+        # an XPASS (a non-strict xfail test that passed) passed, and is compared
+        ok = report.passed
         if report.when == "call" and attempt.in_call:
             # A subtest's report (the test's own comes after the call): a failed
-            # subtest fails the test, so it is not compared and writes nothing.
+            # subtest fails the test, so it is not compared and writes nothing; a
+            # skipped one may have held measurements, whose baselines are kept.
             attempt.passed &= not report.failed
+            attempt.partial |= report.skipped
             return
         if report.when == "call" and ok and attempt.passed:
             attempt.verdict = self._judge(item, plan, attempt)
             if attempt.verdict is not None and attempt.verdict.failure is not None:
                 report.outcome = "failed"
                 report.longrepr = attempt.verdict.failure
+                if hasattr(report, "wasxfail"):
+                    del report.wasxfail  # a changed count is a failure, not an XPASS
                 ok = False
         attempt.passed &= ok
         if report.when == "teardown":
@@ -272,18 +326,46 @@ class FlopsSession:
             if attempt.whole_call is None or plan.marks.budget is None:
                 return None
             return judge_budget(item.nodeid, attempt.whole_call.measurement, plan.marks.budget)
-        rtol, _ = self._comparison(plan)
-        location, stored, legacy = self._stored(plan)
-        current = self._current(plan, attempt.fixture) if attempt.fixture.measured else None
-        return judge(
+        measured = attempt.fixture.measured
+        if attempt.partial and not measured:
+            return None  # every block was in a skipped subtest: nothing to compare
+        rtol, depth = self._comparison(plan)
+        attempt.location, stored, attempt.legacy = self._stored(plan)
+        current = self._current(plan, depth, attempt.fixture) if measured else None
+        settings = self.settings
+        if (
+            current is not None
+            and isinstance(stored, FlopsSnapshot)
+            and (attempt.partial or settings.update or settings.prune)
+        ):
+            # a measurement not taken this time keeps its baseline
+            current, attempt.kept = _with_kept(current, stored)
+        verdict = judge(
             nodeid=item.nodeid,
-            location=self._shown(location),
+            location=self._shown(attempt.location),
             current=current,
             stored=stored,
             rtol=rtol,
-            update=self.settings.update,
+            # a test that stopped measuring is stale under --flops-prune, not a failure
+            update=settings.update or (settings.prune and current is None),
             budget=plan.marks.budget,
-            must_write=legacy,
+            must_write=attempt.legacy,
+        )
+        if verdict is None:
+            return None
+        if verdict.remove:
+            # --flops-update never removes: the snapshot stays, reported stale
+            return replace(
+                verdict,
+                remove=False,
+                statuses=dict.fromkeys(verdict.statuses, Status.KEPT),
+            )
+        return replace(
+            verdict,
+            statuses={
+                name: Status.KEPT if name in attempt.kept and status is Status.PASSED else status
+                for name, status in verdict.statuses.items()
+            },
         )
 
     def _finish_attempt(
@@ -294,9 +376,13 @@ class FlopsSession:
         counted = attempt.counted
         if counted is not None and counted.measured:
             collected.measured.add(plan.name)
-        elif attempt.passed:
+            collected.taken.setdefault(plan.name, set()).update(counted.measurements)
+        elif attempt.passed and attempt.called and not attempt.partial:
             collected.unmeasured.add(plan.name)
         result = self._result(item, plan, attempt, report)
+        if attempt.passed and not attempt.partial and attempt.kept:
+            # it ran whole and passed without them: stale, not gone with a skipped part
+            collected.dropped.setdefault(plan.name, set()).update(attempt.kept)
         if result is None:
             self.results.pop(item.nodeid, None)
         else:
@@ -305,32 +391,27 @@ class FlopsSession:
     def _result(
         self, item: pytest.Item, plan: ItemPlan, attempt: Attempt, report: pytest.TestReport
     ) -> TestResult | None:
-        """The attempt's outcome, after writing or removing what ``--flops-update`` asked for."""
+        """The attempt's outcome, after writing what ``--flops-update`` asked for."""
         devices = tuple(sorted(attempt.counted.devices)) if attempt.counted else ()
         verdict = attempt.verdict
         if verdict is None:
             if attempt.fixture is None or not attempt.fixture.measured:
                 return None
             return self._not_compared(item, plan, attempt.fixture, devices)
-        location, _, legacy = self._stored(plan)
         outcome = Outcome.PASSED
         statuses = dict(verdict.statuses)
+        target = snapshot_path(plan.test_file, plan.name)
         if verdict.failure is not None:
             outcome = Outcome.FAILED
-        elif (verdict.write is not None or verdict.remove) and not attempt.passed:
+        elif verdict.write is not None and not attempt.passed:
             outcome = Outcome.NOT_COMPARED
             statuses = dict.fromkeys(statuses, Status.NOT_COMPARED)
-        elif verdict.write is not None or verdict.remove:
-            target = snapshot_path(plan.test_file, plan.name)
+        elif verdict.write is not None:
             try:
-                if verdict.write is not None:
-                    self.store.write(target, verdict.write)
-                    outcome = Outcome.WRITTEN
-                else:
-                    self.store.remove(target)
-                    outcome = Outcome.REMOVED
-                if legacy:
-                    self.store.remove(location)
+                # a snapshot read from the layout before 0.2 is copied; the old
+                # file stays until --flops-prune
+                self.store.write(target, verdict.write)
+                outcome = Outcome.WRITTEN
             except OSError as error:
                 report.outcome = "failed"
                 report.longrepr = messages.cannot_write(item.nodeid, self._shown(target), error)
@@ -342,7 +423,8 @@ class FlopsSession:
                 item.nodeid, verdict.measurements, verdict.baseline, statuses, verdict.budget
             ),
             devices=devices,
-            legacy=legacy,
+            legacy=attempt.legacy,
+            location=target if plan.uses_fixture else None,
         )
 
     def _not_compared(
@@ -350,7 +432,8 @@ class FlopsSession:
     ) -> TestResult:
         """A measured test failed by itself: keep its record, leave its snapshot alone."""
         _, stored, legacy = self._stored(plan)
-        measurements = self._current(plan, fixture).measurements
+        _, depth = self._comparison(plan)
+        measurements = self._current(plan, depth, fixture).measurements
         return TestResult(
             outcome=Outcome.NOT_COMPARED,
             records=_records(
@@ -362,26 +445,54 @@ class FlopsSession:
             ),
             devices=devices,
             legacy=legacy,
+            location=snapshot_path(plan.test_file, plan.name),
         )
 
     # -- the end --------------------------------------------------------------------
 
     def finish(self, *, stopped: str | None) -> None:
-        """Find stale snapshots; ``--flops-update`` removes them.
+        """Find stale snapshots, with why; ``--flops-prune`` removes them.
 
         ``stopped`` says why the run ended before its last test, if it did.
         """
         if stopped is not None:
             self.run.narrow(stopped)
         self.stale = self.run.stale_snapshots()
-        if not self.settings.update:
+        if not self.settings.prune:
             return
-        for path in self.stale:
+        whole = [entry for entry in self.stale if entry.measurement is None]
+        for entry in whole:
             try:
-                self.store.remove(path)
-                self.removed += 1
+                self.store.remove(entry.path)
+                self.pruned.append(entry)
             except OSError as error:
+                self.problems.append(messages.cannot_remove(self._shown(entry.path), error))
+        names: dict[Path, list[StaleSnapshot]] = {}
+        for entry in self.stale:
+            if entry.measurement is not None:
+                names.setdefault(entry.path, []).append(entry)
+        for path, entries in names.items():
+            dropped = frozenset(entry.measurement for entry in entries if entry.measurement)
+            try:
+                self.store.drop_measurements(path, dropped, where=self._shown(path))
+                self.pruned += entries
+            except (OSError, SnapshotFormatError) as error:
                 self.problems.append(messages.cannot_remove(self._shown(path), error))
+        self._mark_pruned()
+
+    def _mark_pruned(self) -> None:
+        """The records of the tests whose snapshots (or measurements) were pruned say so."""
+        by_path: dict[Path, frozenset[str] | None] = {}
+        for entry in self.pruned:
+            if entry.measurement is None:
+                by_path[entry.path] = None
+            else:
+                names = by_path.get(entry.path, frozenset())
+                if names is not None:
+                    by_path[entry.path] = names | {entry.measurement}
+        for nodeid, result in self.results.items():
+            if result.location in by_path:
+                self.results[nodeid] = result.pruned(by_path[result.location])
 
     @property
     def records(self) -> list[MeasurementRecord]:
@@ -420,13 +531,18 @@ class FlopsSession:
         tally = dict.fromkeys(Outcome, 0)
         for result in self.results.values():
             tally[result.outcome] += 1
-        tally[Outcome.REMOVED] += self.removed
+        tally[Outcome.REMOVED] += len(self.pruned)
+        settings = self.settings
         return messages.summary_lines(
             counts=[(outcome.value, tally[outcome]) for outcome in Outcome],
-            stale=[] if self.settings.update else [self._shown(path) for path in self.stale],
-            held_back=self.run.narrowed if self.settings.update else [],
+            stale=[
+                (entry.shown(self._shown), entry.reason.value)
+                for entry in self.stale
+                if entry not in self.pruned
+            ],
+            held_back=self.run.narrowed if settings.update or settings.prune else [],
             legacy=sum(result.legacy for result in self.results.values()),
-            moved=self.settings.update,
+            moved=settings.update,
             problems=self.problems,
         )
 
@@ -450,9 +566,8 @@ class FlopsSession:
 
     # -- helpers ----------------------------------------------------------------------
 
-    def _current(self, plan: ItemPlan, fixture: Flops) -> FlopsSnapshot:
+    def _current(self, plan: ItemPlan, depth: int, fixture: Flops) -> FlopsSnapshot:
         """What the test measured, as its snapshot would store it (at its depth)."""
-        _, depth = self._comparison(plan)
         measured = FlopsSnapshot(test=plan.name, depth=depth, measurements=fixture.measurements)
         return measured.at_depth(depth)
 
@@ -515,14 +630,55 @@ def _records(
     )
 
 
+def _with_kept(
+    current: FlopsSnapshot, stored: FlopsSnapshot
+) -> tuple[FlopsSnapshot, frozenset[str]]:
+    """``current`` with the stored measurements it did not take, and their names."""
+    kept = frozenset(stored.measurements) - frozenset(current.measurements)
+    if not kept:
+        return current, kept
+    baselines = stored.at_depth(current.depth).measurements
+    return replace(
+        current,
+        measurements={**current.measurements, **{name: baselines[name] for name in kept}},
+    ), kept
+
+
 def _test_name(item: pytest.Item) -> str:
-    """The test's name inside its file, without pytest-repeat's ``N-M`` id."""
+    """The test's name inside its file, without pytest-repeat's ``N-M`` id or
+    pytest-flakefinder's run number."""
     name = item.nodeid.split("::", 1)[1] if "::" in item.nodeid else item.nodeid
     callspec = getattr(item, "callspec", None)
-    if callspec is not None and _REPEAT_PARAM in callspec.params:
+    if callspec is None:
+        return name
+    if _REPEAT_PARAM in callspec.params:
         step = callspec.params[_REPEAT_PARAM] + 1
         name = re.sub(rf"(\[|-){step}-\d+\]$", lambda m: "]" if m[1] == "-" else "", name)
+    run = next((key for key in callspec.params if key.startswith(_FLAKEFINDER_PARAM)), None)
+    if run is not None:
+        # flakefinder parametrizes first: its run number leads the id
+        number = callspec.params[run]
+        name = re.sub(
+            rf"\[{number}(?:-|\]$)", lambda m: "[" if m[0].endswith("-") else "", name, count=1
+        )
     return name
+
+
+def _uncollectable(cls: object) -> bool:
+    """Whether pytest gives up on a test class, as it does on one with ``__init__``."""
+    if not isinstance(cls, type) or not getattr(cls, "__test__", True):
+        return False
+    return getattr(cls, "__init__") is not object.__init__ or (  # noqa: B009 (mypy)
+        getattr(cls, "__new__") is not object.__new__  # noqa: B009
+    )
+
+
+def _collection_rules(config: pytest.Config) -> CollectionRules:
+    return CollectionRules(
+        python_functions=tuple(config.getini("python_functions")),
+        python_classes=tuple(config.getini("python_classes")),
+        doctest_modules=bool(config.getoption("doctestmodules", False)),
+    )
 
 
 def _narrowing_options(config: pytest.Config) -> list[str]:

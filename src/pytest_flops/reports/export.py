@@ -193,7 +193,11 @@ def write_exports(
     if json_path is not None:
         problems += _write(json_path, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
     if markdown_path is not None:
-        problems += _write(markdown_path, markdown(export.records, stale=export.snapshots.stale))
+        evidence = export.snapshots
+        stale = sorted((*evidence.stale, *evidence.stale_measurements))
+        problems += _write(
+            markdown_path, markdown(export.records, stale=stale, reasons=evidence.reasons)
+        )
     if html_path is not None:
         from pytest_flops.reports.html import html_report
 
