@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_flops.snapshots.store import (
+    FILE_SUFFIX,
     SNAPSHOT_DIRNAME,
     legacy_snapshot_dir,
     legacy_snapshot_path,
@@ -314,10 +315,8 @@ class RunRecord:
         collected_heads = {test.partition("[")[0] for test in collected.tests}
         unwanted = set()
         for path in existing - _used_by(test_file, collected.wanted):
-            test = stored_test_name(path)
-            if test is None:
-                reason = StaleReason.TEST_GONE  # unreadable, and no collected test's file
-            elif not self.rules.could_collect(
+            test = stored_test_name(path) or _name_from_stem(path)
+            if not self.rules.could_collect(
                 test_file, test, unittest_classes=collected.unittest_classes
             ):
                 continue  # this run could not have collected it: no evidence either way
@@ -434,6 +433,14 @@ def _paths(value: object, where: str) -> tuple[str, ...]:
     if not isinstance(value, list):
         raise SnapshotFormatError(f"{where}: expected a list of paths")
     return tuple(expect_string(path, where) for path in value)
+
+
+def _name_from_stem(path: Path) -> str:
+    """The test name an unreadable snapshot's file name stands for, as near as it can
+    be told (``Class.test`` was ``Class::test``; a hashed name keeps its readable part)."""
+    stem = path.name.removesuffix(FILE_SUFFIX).partition("~")[0]
+    head, bracket, params = stem.partition("[")
+    return head.replace(".", "::") + bracket + params
 
 
 def _used_by(test_file: Path, names: Iterable[str]) -> set[Path]:
