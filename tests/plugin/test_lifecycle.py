@@ -114,7 +114,7 @@ def test_renamed_test_leaves_a_stale_snapshot_that_prune_removes(
     result.stdout.fnmatch_lines(
         [
             "flops: 1 test passed, 1 failed, 0 written, 0 removed, 1 stale",
-            "flops: stale snapshots*`pytest --flops-prune` removes them:",
+            "flops: Stale snapshots, kept (*`pytest --flops-prune` on a run that covers *):",
             "  __flops__/test_model.py/test_train.flops.json (its test is gone from its file)",
         ]
     )

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from pytest_flops.measurement import DEFAULT_NAME, Measurement, relative_text
 from pytest_flops.plugin.marks import BudgetExceeded
+from pytest_flops.reports.terminal import STALE_SENTENCE
 from pytest_flops.snapshots.format import FlopsSnapshot
 from pytest_flops.tables import aligned
 from pytest_flops.validation import SnapshotFormatError
@@ -143,10 +144,7 @@ def summary_lines(
         line += f", {len(stale)} stale"
     lines = [line]
     if stale:
-        lines.append(
-            "flops: stale snapshots, kept (--flops-update never removes one); "
-            "`pytest --flops-prune` removes them:"
-        )
+        lines.append(f"flops: {STALE_SENTENCE}:")
         lines += [f"  {path} ({why})" for path, why in stale]
     if held_back:
         lines.append(

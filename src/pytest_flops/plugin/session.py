@@ -27,137 +27,50 @@ rather than a failure.
 
 from __future__ import annotations
 
-import json
 import os
-import re
-import unittest
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_flops.measurement import Measurement
-from pytest_flops.plugin import marks, messages
+from pytest_flops.plugin import marks, messages, selection
+from pytest_flops.plugin.attempt import (
+    ATTEMPT_KEY,
+    PLAN_KEY,
+    Attempt,
+    ItemPlan,
+    Outcome,
+    TestResult,
+    records,
+)
 from pytest_flops.plugin.settings import Settings
-from pytest_flops.plugin.verdict import Stored, Verdict, judge, judge_budget
+from pytest_flops.plugin.verdict import Verdict, judge, judge_budget
 from pytest_flops.reports.records import MeasurementRecord, Status
 from pytest_flops.snapshots.format import FlopsSnapshot
-from pytest_flops.snapshots.stale import CollectionRules, RunRecord, StaleSnapshot
-from pytest_flops.snapshots.store import SnapshotStore, legacy_snapshot_path, snapshot_path
-from pytest_flops.validation import SnapshotFormatError
+from pytest_flops.snapshots.stale import RunRecord, StaleSnapshot, prune
+from pytest_flops.snapshots.store import SnapshotLookup, SnapshotStore, snapshot_path
 
 if TYPE_CHECKING:
     from pytest_flops.counting.fixture import Flops
 
 FIXTURE_NAME = "flops"
 
-# pytest-repeat runs a test N times as parametrized copies, "test_a[2-3]", and
-# pytest-flakefinder as "test_a[0]": repeats of one test are the same test, with
-# one snapshot.
-_REPEAT_PARAM = "__pytest_repeat_step_number"
-_FLAKEFINDER_PARAM = "__flakefinder_"  # + the function's name
-
 
 @dataclass(frozen=True, kw_only=True)
-class ItemPlan:
-    """What collection learned of a test; kept in ``item.stash[PLAN_KEY]``."""
+class RunEnd:
+    """What the end of the run decided about snapshot files, once: pruning it, the
+    summary and the exports all read this one value."""
 
-    name: str  # the test's name in its file, repeats folded: "TestLM::test_generate[cpu]"
-    test_file: Path
-    uses_fixture: bool
-    marks: marks.ItemMarks
-    marks_error: str | None = None  # the usage error of a bad marker argument
-    hypothesis: bool = False  # a hypothesis @given test: runs its body once per example
+    stale: tuple[StaleSnapshot, ...] = ()  # found on proof, with why
+    pruned: tuple[StaleSnapshot, ...] = ()  # of those, what --flops-prune removed
+    held_back: tuple[str, ...] = ()  # why none was judged, under --flops-update or -prune
 
     @property
-    def measures(self) -> bool:
-        """Whether the test uses a FLOP feature (then torch is imported before it runs)."""
-        return self.uses_fixture or self.marks.budget is not None
-
-
-@dataclass(kw_only=True)
-class Attempt:
-    """One run of a test through setup, call and teardown; ``item.stash[ATTEMPT_KEY]``."""
-
-    fixture: Flops | None = None  # the test's ``flops`` fixture
-    whole_call: Flops | None = None  # limit_flops without the fixture: the call phase
-    in_call: bool = False  # reports made now are a subtest's, not the test's
-    called: bool = False  # its call phase ran (not under --setup-only)
-    passed: bool = True  # every phase (and subtest) so far passed
-    partial: bool = False  # a subtest was skipped: a measurement not taken may be its
-    verdict: Verdict | None = None
-    location: Path | None = None  # where its snapshot was read from, when judged
-    legacy: bool = False  # that was the layout before 0.2
-    kept: frozenset[str] = frozenset()  # stored measurements not taken, baselines kept
-
-    @property
-    def counted(self) -> Flops | None:
-        return self.fixture or self.whole_call
-
-
-PLAN_KEY = pytest.StashKey[ItemPlan]()
-ATTEMPT_KEY = pytest.StashKey[Attempt]()
-
-
-class Outcome(StrEnum):
-    """What a test's FLOP check came to; the numbers of the ``flops:`` summary line."""
-
-    PASSED = "passed"
-    FAILED = "failed"
-    WRITTEN = "written"
-    REMOVED = "removed"  # only --flops-prune removes, at the end: counted there
-    NOT_COMPARED = "not compared (test failed)"
-
-
-@dataclass(frozen=True, kw_only=True)
-class TestResult:
-    """The last attempt of one measured test."""
-
-    __test__ = False  # not a test class, despite its name
-
-    outcome: Outcome
-    records: tuple[MeasurementRecord, ...]
-    devices: tuple[str, ...] = ()
-    legacy: bool = False  # its snapshot was read from the layout before 0.2
-    location: Path | None = None  # its snapshot file in the current layout
-
-    def pruned(self, names: frozenset[str] | None) -> TestResult:
-        """This result once ``--flops-prune`` removed its file (None) or ``names`` from it."""
-        return replace(
-            self,
-            records=tuple(
-                replace(record, status=Status.REMOVED)
-                if names is None or record.name in names
-                else record
-                for record in self.records
-            ),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "outcome": self.outcome.value,
-            "records": [record.to_dict() for record in self.records],
-            "devices": list(self.devices),
-            "legacy": self.legacy,
-            "location": None if self.location is None else str(self.location),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TestResult:
-        return cls(
-            outcome=Outcome(data["outcome"]),
-            records=tuple(
-                MeasurementRecord.from_dict(record, where="xdist payload")
-                for record in data["records"]
-            ),
-            devices=tuple(data["devices"]),
-            legacy=data["legacy"],
-            location=None if data["location"] is None else Path(data["location"]),
-        )
+    def kept(self) -> tuple[StaleSnapshot, ...]:
+        return tuple(entry for entry in self.stale if entry not in self.pruned)
 
 
 @dataclass(kw_only=True)
@@ -169,20 +82,19 @@ class FlopsSession:
     store: SnapshotStore = field(default_factory=SnapshotStore)
     run: RunRecord = field(default_factory=RunRecord)
     results: dict[str, TestResult] = field(default_factory=dict)  # by node id
-    stale: list[StaleSnapshot] = field(default_factory=list)  # found, with why
-    pruned: list[StaleSnapshot] = field(default_factory=list)  # of those, removed
+    end: RunEnd = field(default_factory=RunEnd)  # decided at session finish
     problems: list[str] = field(default_factory=list)  # for the summary
     collected_items: int = 0
 
     @classmethod
     def start(cls, config: pytest.Config) -> FlopsSession:
         session = cls(settings=Settings.from_config(config), rootpath=config.rootpath)
-        session.run.roots = _roots(config)
-        session.run.rules = _collection_rules(config)
-        for test_file in _files_named_with_tests(config):
+        session.run.roots = selection.roots(config)
+        session.run.rules = selection.collection_rules(config)
+        for test_file in selection.files_named_with_tests(config):
             # ``file.py::test``: the file's other tests are not collected
             session.run.file(test_file).complete = False
-        for reason in _narrowing_options(config):
+        for reason in selection.narrowing_options(config):
             session.run.narrow(reason)
         return session
 
@@ -205,7 +117,7 @@ class FlopsSession:
         elif (
             isinstance(collector, pytest.Class)
             and not report.result
-            and _uncollectable(collector.obj)
+            and selection.uncollectable(collector.obj)
         ):
             # pytest warned that it cannot collect the class (it has __init__ or
             # __new__: a TestCase under -p no:unittest): its tests are not gone
@@ -216,7 +128,7 @@ class FlopsSession:
         self.run.file(module.path).walked = True
 
     def item_collected(self, item: pytest.Item) -> None:
-        name = _test_name(item)
+        name = selection.name_in_file(item)
         try:
             item_marks, error = marks.read(item), None
         except marks.MarkerError as problem:
@@ -231,8 +143,7 @@ class FlopsSession:
         )
         collected = self.run.file(item.path)
         collected.tests.add(name)
-        test_class = getattr(item, "cls", None)
-        if isinstance(test_class, type) and issubclass(test_class, unittest.TestCase):
+        if selection.is_unittest(item):
             collected.unittest_classes.add(name.split("::")[0])
         if item.stash[PLAN_KEY].measures:
             collected.measuring.add(name)
@@ -330,7 +241,8 @@ class FlopsSession:
         if attempt.partial and not measured:
             return None  # every block was in a skipped subtest: nothing to compare
         rtol, depth = self._comparison(plan)
-        attempt.location, stored, attempt.legacy = self._stored(plan)
+        found = self._stored(plan)
+        stored, attempt.location, attempt.legacy = found.stored, found.location, found.legacy
         current = self._current(plan, depth, attempt.fixture) if measured else None
         settings = self.settings
         if (
@@ -419,7 +331,7 @@ class FlopsSession:
                 statuses = dict.fromkeys(statuses, Status.NOT_WRITTEN)
         return TestResult(
             outcome=outcome,
-            records=_records(
+            records=records(
                 item.nodeid, verdict.measurements, verdict.baseline, statuses, verdict.budget
             ),
             devices=devices,
@@ -431,12 +343,13 @@ class FlopsSession:
         self, item: pytest.Item, plan: ItemPlan, fixture: Flops, devices: tuple[str, ...]
     ) -> TestResult:
         """A measured test failed by itself: keep its record, leave its snapshot alone."""
-        _, stored, legacy = self._stored(plan)
+        found = self._stored(plan)
+        stored, legacy = found.stored, found.legacy
         _, depth = self._comparison(plan)
         measurements = self._current(plan, depth, fixture).measurements
         return TestResult(
             outcome=Outcome.NOT_COMPARED,
-            records=_records(
+            records=records(
                 item.nodeid,
                 measurements,
                 stored if isinstance(stored, FlopsSnapshot) else None,
@@ -451,39 +364,33 @@ class FlopsSession:
     # -- the end --------------------------------------------------------------------
 
     def finish(self, *, stopped: str | None) -> None:
-        """Find stale snapshots, with why; ``--flops-prune`` removes them.
+        """Decide the run's end once: the stale snapshots, with why, and what
+        ``--flops-prune`` removed of them.
 
         ``stopped`` says why the run ended before its last test, if it did.
         """
         if stopped is not None:
             self.run.narrow(stopped)
-        self.stale = self.run.stale_snapshots()
-        if not self.settings.prune:
-            return
-        whole = [entry for entry in self.stale if entry.measurement is None]
-        for entry in whole:
-            try:
-                self.store.remove(entry.path)
-                self.pruned.append(entry)
-            except OSError as error:
-                self.problems.append(messages.cannot_remove(self._shown(entry.path), error))
-        names: dict[Path, list[StaleSnapshot]] = {}
-        for entry in self.stale:
-            if entry.measurement is not None:
-                names.setdefault(entry.path, []).append(entry)
-        for path, entries in names.items():
-            dropped = frozenset(entry.measurement for entry in entries if entry.measurement)
-            try:
-                self.store.drop_measurements(path, dropped, where=self._shown(path))
-                self.pruned += entries
-            except (OSError, SnapshotFormatError) as error:
-                self.problems.append(messages.cannot_remove(self._shown(path), error))
-        self._mark_pruned()
+        stale = tuple(self.run.stale_snapshots())
+        pruned: list[StaleSnapshot] = []
+        if self.settings.prune:
+            pruned, failures = prune(stale, self.store, shown=self._shown)
+            self.problems += [
+                messages.cannot_remove(self._shown(path), error) for path, error in failures
+            ]
+            self._mark_pruned(pruned)
+        self.end = RunEnd(
+            stale=stale,
+            pruned=tuple(pruned),
+            held_back=tuple(self.run.narrowed)
+            if self.settings.update or self.settings.prune
+            else (),
+        )
 
-    def _mark_pruned(self) -> None:
+    def _mark_pruned(self, pruned: list[StaleSnapshot]) -> None:
         """The records of the tests whose snapshots (or measurements) were pruned say so."""
         by_path: dict[Path, frozenset[str] | None] = {}
-        for entry in self.pruned:
+        for entry in pruned:
             if entry.measurement is None:
                 by_path[entry.path] = None
             else:
@@ -517,7 +424,7 @@ class FlopsSession:
         export = Export(
             records=tuple(self.records),
             metadata=RunMetadata.collect(self.devices).to_dict(),
-            snapshots=self.run.evidence(stale=self.stale, shown=self._shown),
+            snapshots=self.run.evidence(stale=self.end.stale, shown=self._shown),
         )
         self.problems += write_exports(
             export,
@@ -531,38 +438,15 @@ class FlopsSession:
         tally = dict.fromkeys(Outcome, 0)
         for result in self.results.values():
             tally[result.outcome] += 1
-        tally[Outcome.REMOVED] += len(self.pruned)
-        settings = self.settings
+        tally[Outcome.REMOVED] += len(self.end.pruned)
         return messages.summary_lines(
             counts=[(outcome.value, tally[outcome]) for outcome in Outcome],
-            stale=[
-                (entry.shown(self._shown), entry.reason.value)
-                for entry in self.stale
-                if entry not in self.pruned
-            ],
-            held_back=self.run.narrowed if settings.update or settings.prune else [],
+            stale=[(entry.shown(self._shown), entry.reason.value) for entry in self.end.kept],
+            held_back=self.end.held_back,
             legacy=sum(result.legacy for result in self.results.values()),
-            moved=settings.update,
+            moved=self.settings.update,
             problems=self.problems,
         )
-
-    # -- xdist ------------------------------------------------------------------------
-
-    def to_worker_payload(self) -> str:
-        """This worker's part of the session, as one JSON string (exact integers of any size)."""
-        return json.dumps(
-            {
-                "results": {nodeid: result.to_dict() for nodeid, result in self.results.items()},
-                "run": self.run.to_dict(),
-            }
-        )
-
-    def merge(self, payload: str) -> None:
-        """Add a worker's :meth:`to_worker_payload` to this (the controller's) session."""
-        data = json.loads(payload)
-        for nodeid, result in data["results"].items():
-            self.results[nodeid] = TestResult.from_dict(result)
-        self.run.merge(RunRecord.from_dict(data["run"]))
 
     # -- helpers ----------------------------------------------------------------------
 
@@ -578,56 +462,14 @@ class FlopsSession:
         depth = self.settings.depth if chosen.depth is None else chosen.depth
         return rtol, depth
 
-    def _stored(self, plan: ItemPlan) -> tuple[Path, Stored, bool]:
-        """Where the test's snapshot is, what reading it gave, and whether that was the
-        layout before 0.2 (read when the current layout has no file for the test)."""
-        location = snapshot_path(plan.test_file, plan.name)
-        stored = self._read(location, test=plan.name)
-        if stored is None and plan.test_file.suffix == ".py":
-            legacy = legacy_snapshot_path(plan.test_file, plan.name)
-            stored_there = self._read(legacy, test=plan.name)
-            if stored_there is not None:
-                return legacy, stored_there, True
-        return location, stored, False
-
-    def _read(self, location: Path, *, test: str) -> Stored:
-        try:
-            stored = self.store.read(location, where=self._shown(location))
-        except SnapshotFormatError as error:
-            return error
-        if stored is not None and stored.test != test:
-            return SnapshotFormatError(
-                f"{self._shown(location)}: holds the snapshot of test {stored.test!r}, "
-                f"not of {test!r}"
-            )
-        return stored
+    def _stored(self, plan: ItemPlan) -> SnapshotLookup:
+        return self.store.lookup(plan.test_file, plan.name, shown=self._shown)
 
     def _shown(self, path: Path) -> str:
         try:
             return str(path.relative_to(self.rootpath))
         except ValueError:
             return os.fspath(path)
-
-
-def _records(
-    nodeid: str,
-    measurements: dict[str, Measurement] | Any,
-    baseline: FlopsSnapshot | None,
-    statuses: dict[str, Status],
-    budget: str | None,
-) -> tuple[MeasurementRecord, ...]:
-    stored = {} if baseline is None else baseline.measurements
-    return tuple(
-        MeasurementRecord(
-            nodeid=nodeid,
-            name=name,
-            measurement=measurement,
-            baseline=stored.get(name),
-            status=statuses[name],
-            budget=budget,
-        )
-        for name, measurement in measurements.items()
-    )
 
 
 def _with_kept(
@@ -642,78 +484,3 @@ def _with_kept(
         current,
         measurements={**current.measurements, **{name: baselines[name] for name in kept}},
     ), kept
-
-
-def _test_name(item: pytest.Item) -> str:
-    """The test's name inside its file, without pytest-repeat's ``N-M`` id or
-    pytest-flakefinder's run number."""
-    name = item.nodeid.split("::", 1)[1] if "::" in item.nodeid else item.nodeid
-    callspec = getattr(item, "callspec", None)
-    if callspec is None:
-        return name
-    if _REPEAT_PARAM in callspec.params:
-        step = callspec.params[_REPEAT_PARAM] + 1
-        name = re.sub(rf"(\[|-){step}-\d+\]$", lambda m: "]" if m[1] == "-" else "", name)
-    run = next((key for key in callspec.params if key.startswith(_FLAKEFINDER_PARAM)), None)
-    if run is not None:
-        # flakefinder parametrizes first: its run number leads the id
-        number = callspec.params[run]
-        name = re.sub(
-            rf"\[{number}(?:-|\]$)", lambda m: "[" if m[0].endswith("-") else "", name, count=1
-        )
-    return name
-
-
-def _uncollectable(cls: object) -> bool:
-    """Whether pytest gives up on a test class, as it does on one with ``__init__``."""
-    if not isinstance(cls, type) or not getattr(cls, "__test__", True):
-        return False
-    return getattr(cls, "__init__") is not object.__init__ or (  # noqa: B009 (mypy)
-        getattr(cls, "__new__") is not object.__new__  # noqa: B009
-    )
-
-
-def _collection_rules(config: pytest.Config) -> CollectionRules:
-    return CollectionRules(
-        python_functions=tuple(config.getini("python_functions")),
-        python_classes=tuple(config.getini("python_classes")),
-        doctest_modules=bool(config.getoption("doctestmodules", False)),
-    )
-
-
-def _narrowing_options(config: pytest.Config) -> list[str]:
-    """Command-line choices that leave some tests out of the run."""
-    option = config.option
-    reasons = [
-        flag
-        for flag, given in (
-            ("-k", getattr(option, "keyword", "")),
-            ("-m", getattr(option, "markexpr", "")),
-            ("--deselect", getattr(option, "deselect", None)),
-            ("--lf", getattr(option, "lf", False)),
-            ("--sw", getattr(option, "stepwise", False) or getattr(option, "stepwise_skip", False)),
-            ("--collect-only", getattr(option, "collectonly", False)),
-        )
-        if given
-    ]
-    if any("::" in arg for arg in config.args):
-        reasons.append("tests named on the command line")
-    return reasons
-
-
-def _files_named_with_tests(config: pytest.Config) -> Iterator[Path]:
-    for arg in config.args:
-        if "::" in arg:
-            yield Path(os.path.abspath(config.invocation_params.dir / arg.split("::", 1)[0]))
-
-
-def _roots(config: pytest.Config) -> tuple[Path, ...]:
-    """The directories the command line (or ``testpaths``) names whole."""
-    roots = []
-    for arg in config.args:
-        if "::" in arg:
-            continue
-        path = Path(os.path.abspath(config.invocation_params.dir / arg))
-        if path.is_dir():
-            roots.append(path)
-    return tuple(roots)

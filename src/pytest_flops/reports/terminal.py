@@ -23,9 +23,10 @@ MAX_ROWS = 25
 """Measurements shown in the terminal and Markdown tables; the JSON has them all."""
 
 STALE_SENTENCE = (
-    "Stale snapshots (their tests no longer exist or no longer measure; "
+    "Stale snapshots, kept (their tests no longer exist or no longer measure; "
     "`pytest --flops-prune` on a run that covers their files removes them)"
 )
+"""Said once, here: the summary, the Markdown export and ``merge`` all print it."""
 
 MAX_UNSUPPORTED_OPS = 10
 MAX_TESTS_PER_OP = 3

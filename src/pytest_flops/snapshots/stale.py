@@ -40,6 +40,7 @@ from typing import Any
 from pytest_flops.snapshots.store import (
     FILE_SUFFIX,
     SNAPSHOT_DIRNAME,
+    SnapshotStore,
     legacy_snapshot_dir,
     legacy_snapshot_path,
     snapshot_dir,
@@ -433,6 +434,35 @@ def _paths(value: object, where: str) -> tuple[str, ...]:
     if not isinstance(value, list):
         raise SnapshotFormatError(f"{where}: expected a list of paths")
     return tuple(expect_string(path, where) for path in value)
+
+
+def prune(
+    stale: Iterable[StaleSnapshot], store: SnapshotStore, *, shown: Callable[[Path], str]
+) -> tuple[list[StaleSnapshot], list[tuple[Path, Exception]]]:
+    """Remove stale snapshot files, and stale measurements from theirs (``--flops-prune``).
+
+    What was removed, and each file that could not be, with the error.
+    """
+    pruned: list[StaleSnapshot] = []
+    failures: list[tuple[Path, Exception]] = []
+    measurements: dict[Path, list[StaleSnapshot]] = {}
+    for entry in stale:
+        if entry.measurement is not None:
+            measurements.setdefault(entry.path, []).append(entry)
+            continue
+        try:
+            store.remove(entry.path)
+            pruned.append(entry)
+        except OSError as error:
+            failures.append((entry.path, error))
+    for path, entries in measurements.items():
+        names = frozenset(entry.measurement for entry in entries if entry.measurement)
+        try:
+            store.drop_measurements(path, names, where=shown(path))
+            pruned += entries
+        except (OSError, SnapshotFormatError) as error:
+            failures.append((path, error))
+    return pruned, failures
 
 
 def _name_from_stem(path: Path) -> str:

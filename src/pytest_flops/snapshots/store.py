@@ -29,7 +29,8 @@ import json
 import os
 import re
 import secrets
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +111,16 @@ def _stem(test_name: str, *, hash_capitals: bool) -> str:
     return stem
 
 
+@dataclass(frozen=True, kw_only=True)
+class SnapshotLookup:
+    """Where a test's snapshot is, and what reading it gave."""
+
+    location: Path
+    # the snapshot, why it is unreadable, or None when there is no file
+    stored: FlopsSnapshot | SnapshotFormatError | None
+    legacy: bool = False  # it was read from the layout before 0.2
+
+
 class SnapshotStore(SingleFileSnapshotExtension):
     """Reads, writes (atomically) and removes :class:`FlopsSnapshot` files.
 
@@ -142,6 +153,32 @@ class SnapshotStore(SingleFileSnapshotExtension):
         collection = SnapshotCollection(location=str(location))
         collection.add(Snapshot(name=location.name, data=snapshot.to_text()))
         self.write_snapshot_collection(snapshot_collection=collection)
+
+    def lookup(self, test_file: Path, test: str, *, shown: Callable[[Path], str]) -> SnapshotLookup:
+        """The snapshot of ``test``; in the layout before 0.2 when the current one has
+        no file for it. ``shown`` turns a path into what error messages name."""
+        location = snapshot_path(test_file, test)
+        stored = self._read_of(location, test=test, where=shown(location))
+        if stored is None and test_file.suffix == ".py":
+            legacy = legacy_snapshot_path(test_file, test)
+            stored_there = self._read_of(legacy, test=test, where=shown(legacy))
+            if stored_there is not None:
+                return SnapshotLookup(location=legacy, stored=stored_there, legacy=True)
+        return SnapshotLookup(location=location, stored=stored)
+
+    def _read_of(
+        self, location: Path, *, test: str, where: str
+    ) -> FlopsSnapshot | SnapshotFormatError | None:
+        """The snapshot at ``location`` if it is ``test``'s; the error if it is not."""
+        try:
+            stored = self.read(location, where=where)
+        except SnapshotFormatError as error:
+            return error
+        if stored is not None and stored.test != test:
+            return SnapshotFormatError(
+                f"{where}: holds the snapshot of test {stored.test!r}, not of {test!r}"
+            )
+        return stored
 
     def drop_measurements(self, location: Path, names: frozenset[str], *, where: str) -> None:
         """Rewrite the snapshot at ``location`` without the measurements ``names``.
