@@ -241,8 +241,8 @@ def test_workflow(baseline: Path, tmp_path: Path, workflow: Workflow, mode: str)
         line for line in result.stdout.splitlines() if re.match(r"flops: \d+ tests? passed", line)
     ]
     evidence = document["snapshots"]
-    stale = [*evidence["stale"], *evidence["stale_measurements"]]
-    assert len(lines) == 1 or (not records and not lines and not stale), output
+    listed = [*evidence["stale"], *evidence["stale_measurements"]]
+    assert len(lines) == 1 or (not records and not lines and not listed), output
     if records:
         assert f", {len(failed_tests)} failed," in lines[0], (lines[0], failed_tests)
     removed = set(before) - set(after)
@@ -251,10 +251,10 @@ def test_workflow(baseline: Path, tmp_path: Path, workflow: Workflow, mode: str)
         assert f", {len(removed)} removed" in lines[0], (lines[0], removed)
     else:
         assert not removed
-        for entry in stale:
+        for entry in listed:
             assert f"  {entry} ({evidence['reasons'][entry]})" in result.stdout, (entry, output)
-        if stale:
-            assert lines[0].endswith(f", {len(stale)} stale"), (lines[0], stale)
+        if listed:
+            assert lines[0].endswith(f", {len(listed)} stale"), (lines[0], listed)
     if workflow.name == "--setup-plan" or workflow.name == "--setup-only":
         assert not any("passed without measuring" in why for why in evidence["reasons"].values())
 
