@@ -45,10 +45,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return BAD_INPUT
     for line in terminal_lines(merged.records):
         print(line)
-    if merged.snapshots.stale:
+    stale = merged.snapshots.stale_entries()
+    if stale:
         print(f"\n{STALE_SENTENCE}:")
-        for path in merged.snapshots.stale:
-            print(f"  {path}")
+        for entry in stale:
+            print(f"  {entry}")
     problems = write_exports(
         merged,
         json_path=arguments.json,
@@ -76,11 +77,12 @@ def _parser() -> argparse.ArgumentParser:
         "(pytest-split groups, a -k or file matrix) into the report of the whole suite, "
         "printed and written as asked. Stale snapshots are those that no shard uses, of "
         "test files some shard collected whole; removing them stays with "
-        "pytest --flops-update on a run that covers their files.",
+        "pytest --flops-prune on a run that covers their files. A measuring test that some "
+        "shard collected and none ran (a shard's export is missing) is an error.",
         epilog="exit codes: 0 merged and every measurement passed; 1 merged, and some "
         "measurement failed its FLOP check; 2 bad input (not an export, a newer "
         "schema_version, shards of other torch or pytest-flops versions, a test in two "
-        "shards, an output that cannot be written).",
+        "shards or in none, an output that cannot be written).",
     )
     merge.add_argument("exports", nargs="+", type=Path, metavar="EXPORT", help="shard JSON exports")
     merge.add_argument("--json", type=Path, metavar="PATH", help="write the merged JSON export")

@@ -103,7 +103,7 @@ def test_update_is_byte_stable(pytester: pytest.Pytester) -> None:
     assert all(text.endswith(b"}\n") for text in first.values())
 
 
-def test_renamed_test_leaves_a_stale_snapshot_that_update_removes(
+def test_renamed_test_leaves_a_stale_snapshot_that_prune_removes(
     pytester: pytest.Pytester,
 ) -> None:
     write_tests(pytester)
@@ -115,15 +115,18 @@ def test_renamed_test_leaves_a_stale_snapshot_that_update_removes(
     result.stdout.fnmatch_lines(
         [
             "flops: 1 test passed, 1 failed, 0 written, 0 removed, 1 stale",
-            "flops: stale snapshots*`pytest --flops-update` removes them:",
-            "  __flops__/test_model.py/test_train.flops.json",
+            "flops: Stale snapshots, kept (*`pytest --flops-prune` on a run that covers *):",
+            "  __flops__/test_model.py/test_train.flops.json (its test is gone from its file)",
         ]
     )
     assert "test_train.flops.json" in stored(pytester)  # reported, not deleted
 
-    result = pytester.runpytest("--flops-update")
+    result = pytester.runpytest("--flops-update")  # never removes
+    result.stdout.fnmatch_lines(["flops: 1 test passed, 0 failed, 1 written, 0 removed, 1 stale"])
+    assert "test_train.flops.json" in stored(pytester)
+    result = pytester.runpytest("--flops-prune")
     result.assert_outcomes(passed=2)
-    result.stdout.fnmatch_lines(["flops: 1 test passed, 0 failed, 1 written, 1 removed"])
+    result.stdout.fnmatch_lines(["flops: 2 tests passed, 0 failed, 0 written, 1 removed"])
     assert set(stored(pytester)) == {"test_renamed.flops.json", "test_other.flops.json"}
 
 
@@ -137,7 +140,7 @@ def test_renamed_test_leaves_a_stale_snapshot_that_update_removes(
         (["-x"], False),  # stops at test_boom: the tests after it never run
     ],
 )
-def test_update_removes_only_in_files_that_ran_whole(
+def test_prune_removes_only_in_files_that_ran_whole(
     pytester: pytest.Pytester, selection: list[str], removed: bool
 ) -> None:
     pytester.makepyfile(
@@ -152,7 +155,7 @@ def test_update_removes_only_in_files_that_ran_whole(
     gone = pytester.path / SNAPSHOTS / "test_gone.flops.json"
     gone.parent.mkdir(parents=True)
     gone.write_text("{}")  # a test that no longer exists; content does not matter
-    result = pytester.runpytest(*selection, "--flops-update")
+    result = pytester.runpytest(*selection, "--flops-update", "--flops-prune")
     assert result.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)
     assert gone.exists() is not removed
 
@@ -243,7 +246,15 @@ def test_a_test_that_stops_measuring_leaves_a_stale_snapshot(pytester: pytest.Py
         + TESTS.format(name="train").replace("with torch.no_grad(), flops(net):", "if True:")
     )
     result = pytester.runpytest("--flops-update")
-    result.stdout.fnmatch_lines(["flops: 1 test passed, 0 failed, 0 written, 1 removed"])
+    result.stdout.fnmatch_lines(
+        [
+            "flops: 2 tests passed, 0 failed, 0 written, 0 removed, 1 stale",
+            "  __flops__/test_model.py/test_other.flops.json (its test passed without measuring)",
+        ]
+    )
+    assert set(stored(pytester)) == {"test_train.flops.json", "test_other.flops.json"}
+    result = pytester.runpytest("--flops-update", "--flops-prune")
+    result.stdout.fnmatch_lines(["flops: 2 tests passed, 0 failed, 0 written, 1 removed"])
     assert set(stored(pytester)) == {"test_train.flops.json"}
 
 

@@ -71,7 +71,7 @@ def test_syrupy_and_flops_snapshots_stay_out_of_each_others_way(pytester: pytest
     result.assert_outcomes(passed=1, failed=1)  # the renamed test has no FLOP snapshot yet
     assert "__flops__/test_mixed.py/test_f.flops.json" in files(pytester)
     result.stdout.fnmatch_lines(["flops: 0 tests passed, 1 failed, 0 written, 0 removed, 1 stale"])
-    result = pytester.runpytest("--flops-update")
+    result = pytester.runpytest("--flops-update", "--flops-prune")
     result.assert_outcomes(passed=2)
     assert set(files(pytester)) == {
         "__snapshots__/test_mixed.ambr",

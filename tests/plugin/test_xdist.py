@@ -13,7 +13,8 @@ import pytest
 
 from pytest_flops.measurement import DEFAULT_NAME, GLOBAL, Measurement, ModuleFlops
 from pytest_flops.plugin import xdist
-from pytest_flops.plugin.session import FlopsSession, Outcome, TestResult
+from pytest_flops.plugin.attempt import Outcome, TestResult
+from pytest_flops.plugin.session import FlopsSession
 from pytest_flops.plugin.settings import Settings
 from pytest_flops.reports.records import MeasurementRecord, Status
 from pytest_flops.snapshots.stale import CollectedFile
@@ -179,9 +180,9 @@ def test_parallel_runs_match_serial_runs(pytester: pytest.Pytester) -> None:
     assert "flops: 0 tests passed, 0 failed, 6 written, 0 removed" in written["report and summary"]
     originals = written["snapshots"]
 
-    # -- update under -n 2: the writes and removals of a serial update -----------------
+    # -- update and prune under -n 2: the writes and removals of a serial run ---------
     write_suite(pytester, CHANGED)
-    updated = outcome(parallel(pytester, "--flops-update", *REPORT_ARGS), pytester)
+    updated = outcome(parallel(pytester, "--flops-update", "--flops-prune", *REPORT_ARGS), pytester)
     assert updated["outcomes"] == {"passed": 5, "failed": 1}
     statuses = {(m["nodeid"], m["name"]): m["status"] for m in updated["json"]["measurements"]}
     assert statuses == {
@@ -191,7 +192,7 @@ def test_parallel_runs_match_serial_runs(pytester: pytest.Pytester) -> None:
         ("test_b.py::test_named", "prefill"): "not compared",
     }
     # Both files ran whole, so the snapshots of test_linear[4] and test_mlp are
-    # stale and removed.
+    # stale and pruned.
     summary = updated["report and summary"]
     assert (
         "flops: 3 tests passed, 0 failed, 1 written, 2 removed, 1 not compared (test failed)"

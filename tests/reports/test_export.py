@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -133,7 +134,8 @@ def sharded_record() -> MeasurementRecord:
 
 
 def written(tmp_path: Path, records: list[MeasurementRecord], **snapshots: list[str]) -> Path:
-    evidence = SnapshotEvidence(**{key: tuple(value) for key, value in snapshots.items()})
+    fields: dict[str, Any] = {key: tuple(value) for key, value in snapshots.items()}
+    evidence = SnapshotEvidence(**fields)
     path = tmp_path / "flops.json"
     problems = export.write_exports(
         export.Export(
@@ -173,6 +175,10 @@ def test_the_export_lists_what_it_knows_of_the_snapshot_files(tmp_path: Path) ->
         "unclaimed": ["__flops__/t.py/test_gone.flops.json"],
         "claimed": ["__flops__/t.py/test_same.flops.json"],
         "stale": [],
+        "reasons": {},
+        "stale_measurements": [],
+        "measuring_tests": [],
+        "ran": [],
     }
 
 

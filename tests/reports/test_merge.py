@@ -46,6 +46,7 @@ def suite_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_three_pytest_split_shards_merge_into_the_serial_run(
     suite_root: Path, tmp_path: Path
 ) -> None:
@@ -95,7 +96,25 @@ def test_three_pytest_split_shards_merge_into_the_serial_run(
     assert first_row.endswith("| changed |"), first_row
     assert "Stale snapshots" in merged.stdout
     for path in STALE.values():
-        assert f"  {path}" in merged.stdout.splitlines()
+        assert any(line.startswith(f"  {path} (its ") for line in merged.stdout.splitlines())
+
+    # -- shard 2's job uploaded nothing: the merge names its tests and fails ----------
+    incomplete = subprocess.run(
+        [sys.executable, "-m", "pytest_flops", "merge", "shard-1.json", "shard-3.json"],
+        cwd=root, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert incomplete.returncode == 2, incomplete.stdout + incomplete.stderr
+    # every measuring test is listed in every shard's export, deselected or not
+    assert all(shard["snapshots"]["measuring_tests"] == shards[0]["snapshots"]["measuring_tests"]
+               for shard in shards)  # fmt: skip
+    missing = sorted(
+        set(shards[1]["snapshots"]["ran"])
+        - set(shards[0]["snapshots"]["ran"])
+        - set(shards[2]["snapshots"]["ran"])
+    )
+    assert missing, shards[1]["snapshots"]
+    assert f"{len(missing)} measuring test(s) ran in no shard: " in incomplete.stderr
+    assert all(test in incomplete.stderr for test in missing[:10]), incomplete.stderr
 
 
 # -- stale snapshots across shards ------------------------------------------------------
@@ -147,17 +166,27 @@ def shards_suite(pytester: pytest.Pytester) -> pytest.Pytester:
     return pytester
 
 
+@pytest.mark.slow
 def test_a_snapshot_no_shard_claims_is_stale(shards_suite: pytest.Pytester) -> None:
     stale = stale_after_merge(shards_suite, [["-k", "test_1"], ["-k", "test_2 or test_3"]])
     assert stale == [f"{SNAPSHOTS}/test_old.flops.json"]
 
 
-def test_a_test_no_shard_ran_keeps_its_snapshot(shards_suite: pytest.Pytester) -> None:
-    # test_3 is deselected in both shards: still collected, so still claimed
-    stale = stale_after_merge(shards_suite, [["-k", "test_1"], ["-k", "test_2"]])
-    assert stale == [f"{SNAPSHOTS}/test_old.flops.json"]
+@pytest.mark.slow
+def test_a_measuring_test_no_shard_ran_fails_the_merge(
+    shards_suite: pytest.Pytester, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # test_3 is deselected in both shards: collected, and run by none (a missing shard)
+    with pytest.raises(AssertionError):
+        stale_after_merge(shards_suite, [["-k", "test_1"], ["-k", "test_2"]])
+    assert capsys.readouterr().err == (
+        "pytest-flops merge: error: 1 measuring test(s) ran in no shard: test_m.py::test_3. "
+        "Is a shard's export missing? Merge the exports of every shard of the suite\n"
+    )
+    assert (shards_suite.path / SNAPSHOTS / "test_3.flops.json").exists()
 
 
+@pytest.mark.slow
 def test_a_test_that_stopped_measuring_in_its_shard_is_stale(
     shards_suite: pytest.Pytester,
 ) -> None:
@@ -170,6 +199,7 @@ def test_a_test_that_stopped_measuring_in_its_shard_is_stale(
     assert stale == [f"{SNAPSHOTS}/test_2.flops.json", f"{SNAPSHOTS}/test_old.flops.json"]
 
 
+@pytest.mark.slow
 def test_shards_that_name_tests_never_collect_their_file_whole(
     shards_suite: pytest.Pytester,
 ) -> None:
@@ -178,6 +208,7 @@ def test_shards_that_name_tests_never_collect_their_file_whole(
     assert stale == []
 
 
+@pytest.mark.slow
 def test_a_deleted_test_file_is_stale_when_a_shard_collected_its_directory(
     shards_suite: pytest.Pytester,
 ) -> None:

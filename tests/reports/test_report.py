@@ -117,8 +117,8 @@ def test_markdown_lists_stale_snapshots_last() -> None:
     lines = report.markdown(suite(), stale=stale).splitlines()
     assert lines[-4:] == [
         "",
-        "Stale snapshots (their tests no longer exist or no longer measure; "
-        "`pytest --flops-update` on a run that covers their files removes them):",
+        "Stale snapshots, kept (their tests no longer exist or no longer measure; "
+        "`pytest --flops-prune` on a run that covers their files removes them):",
         "",
         "- `tests/__flops__/test_a.py/test_gone.flops.json`",
     ]

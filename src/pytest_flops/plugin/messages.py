@@ -14,6 +14,7 @@ from pytest_flops.measurement import (
     relative_text,
 )
 from pytest_flops.plugin.marks import BudgetExceeded
+from pytest_flops.reports.terminal import STALE_SENTENCE
 from pytest_flops.snapshots.format import FlopsSnapshot
 from pytest_flops.tables import aligned
 from pytest_flops.validation import SnapshotFormatError
@@ -45,7 +46,7 @@ def measured_nothing(nodeid: str, location: str, stored: FlopsSnapshot) -> str:
         f"{nodeid} measured no FLOPs this time, but its snapshot has {total:,} FLOP "
         f"(no `with flops(...)` block finished).\n"
         f"Snapshot: {location}\n"
-        f"Run `pytest --flops-update` to remove it, if the test should not measure."
+        f"Run `pytest --flops-prune` to remove it, if the test should not measure."
     )
 
 
@@ -72,8 +73,16 @@ def cannot_write(nodeid: str, location: str, error: OSError) -> str:
     )
 
 
-def cannot_remove(location: str, error: OSError) -> str:
+def cannot_remove(location: str, error: Exception) -> str:
     return f"flops: cannot remove the stale snapshot {location}: {error}"
+
+
+def hypothesis_test(nodeid: str) -> str:
+    return (
+        f"flops: {nodeid} is a hypothesis @given test: its body runs once per example, so "
+        "its FLOPs would depend on the examples drawn. Measure a fixed input in a plain "
+        "test (or a parametrized one), or use pytest_flops.count() inside the @given test."
+    )
 
 
 def mismatch(
@@ -134,7 +143,7 @@ def changes(
 def summary_lines(
     *,
     counts: Iterable[tuple[str, int]],
-    stale: Sequence[str],
+    stale: Sequence[tuple[str, str]],
     held_back: Sequence[str],
     legacy: int,
     moved: bool,
@@ -143,10 +152,10 @@ def summary_lines(
     """``flops: 12 tests passed, 1 failed, 2 written, 1 removed`` and what goes with it.
 
     ``counts`` are (what, number of tests) pairs, the first four always shown;
-    ``stale`` the stale snapshots kept (shown paths); ``held_back`` why
-    ``--flops-update`` removed no stale snapshot; ``legacy`` how many
-    snapshots were read from the layout before 0.2 (and ``moved`` to the
-    current one, under ``--flops-update``).
+    ``stale`` the stale snapshots kept, as (shown path, why) pairs; ``held_back``
+    why no stale snapshot was judged under ``--flops-update`` or ``--flops-prune``;
+    ``legacy`` how many snapshots were read from the layout before 0.2 (and
+    ``moved``: copied to the current one, under ``--flops-update``).
     """
     counts = list(counts)
     if not any(number for _, number in counts) and not (stale or held_back or problems):
@@ -160,26 +169,24 @@ def summary_lines(
         line += f", {len(stale)} stale"
     lines = [line]
     if stale:
-        lines.append(
-            "flops: stale snapshots (their tests no longer exist or no longer measure); "
-            "`pytest --flops-update` removes them:"
-        )
-        lines += [f"  {path}" for path in stale]
+        lines.append(f"flops: {STALE_SENTENCE}:")
+        lines += [f"  {path} ({why})" for path, why in stale]
     if held_back:
         lines.append(
             "flops: no stale snapshot was looked for or removed, as this run did not cover "
-            f"the whole suite ({'; '.join(held_back)}); a whole run with --flops-update "
+            f"the whole suite ({'; '.join(held_back)}); a whole run with --flops-prune "
             "removes them"
         )
     if legacy and moved:
         lines.append(
-            f"flops: {legacy} snapshot(s) moved from the layout before pytest-flops 0.2 "
-            "(__flops__/<file stem>/) to __flops__/<file name>/"
+            f"flops: {legacy} snapshot(s) copied from the layout before pytest-flops 0.2 "
+            "(__flops__/<file stem>/) to __flops__/<file name>/; `pytest --flops-prune` "
+            "removes the old copies"
         )
     elif legacy:
         lines.append(
             f"flops: {legacy} snapshot(s) read from the layout before pytest-flops 0.2 "
-            "(__flops__/<file stem>/); `pytest --flops-update` moves them to "
+            "(__flops__/<file stem>/); `pytest --flops-update` copies them to "
             "__flops__/<file name>/"
         )
     lines += problems

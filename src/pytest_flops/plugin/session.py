@@ -14,119 +14,63 @@ Life of a measured test, one attempt at a time (a rerun or a repeat starts clean
 4. The teardown report: the snapshot is written (``--flops-update``) only if
    every phase passed, and the test's :class:`TestResult` replaces any earlier
    attempt's. A write that fails fails the test, naming the path.
-5. Session finish: stale snapshots are found on positive evidence only
-   (:mod:`pytest_flops.snapshots.stale`); ``--flops-update`` removes them.
+   ``--flops-update`` never removes a file nor drops a measurement from one.
+5. Session finish: stale snapshots are found on positive evidence only, each
+   with its reason (:mod:`pytest_flops.snapshots.stale`); ``--flops-prune``
+   alone removes them.
+
+A measurement in the snapshot that the test did not take this time keeps its
+baseline: when a subtest was skipped it is not compared (its subtest may have
+taken it), and under ``--flops-update`` or ``--flops-prune`` it is stale
+rather than a failure.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from enum import StrEnum
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_flops.measurement import Measurement
-from pytest_flops.plugin import marks, messages
+from pytest_flops.plugin import marks, messages, selection
+from pytest_flops.plugin.attempt import (
+    ATTEMPT_KEY,
+    PLAN_KEY,
+    Attempt,
+    ItemPlan,
+    Outcome,
+    TestResult,
+    records,
+)
 from pytest_flops.plugin.settings import Settings
-from pytest_flops.plugin.verdict import Stored, Verdict, judge, judge_budget
+from pytest_flops.plugin.verdict import Verdict, judge, judge_budget
 from pytest_flops.reports.records import MeasurementRecord, Status
 from pytest_flops.snapshots.format import FlopsSnapshot
-from pytest_flops.snapshots.stale import RunRecord
-from pytest_flops.snapshots.store import SnapshotStore, legacy_snapshot_path, snapshot_path
-from pytest_flops.validation import SnapshotFormatError
+from pytest_flops.snapshots.stale import RunRecord, StaleSnapshot, prune
+from pytest_flops.snapshots.store import SnapshotLookup, SnapshotStore, snapshot_path
 
 if TYPE_CHECKING:
     from pytest_flops.counting.fixture import Flops
 
 FIXTURE_NAME = "flops"
 
-# pytest-repeat runs a test N times as parametrized copies, "test_a[2-3]":
-# repeats of one test are the same test, with one snapshot.
-_REPEAT_PARAM = "__pytest_repeat_step_number"
-
 
 @dataclass(frozen=True, kw_only=True)
-class ItemPlan:
-    """What collection learned of a test; kept in ``item.stash[PLAN_KEY]``."""
+class RunEnd:
+    """What the end of the run decided about snapshot files, once: pruning it, the
+    summary and the exports all read this one value."""
 
-    name: str  # the test's name in its file, repeats folded: "TestLM::test_generate[cpu]"
-    test_file: Path
-    uses_fixture: bool
-    marks: marks.ItemMarks
-    marks_error: str | None = None  # the usage error of a bad marker argument
-
-    @property
-    def measures(self) -> bool:
-        """Whether the test uses a FLOP feature (then torch is imported before it runs)."""
-        return self.uses_fixture or self.marks.budget is not None
-
-
-@dataclass(kw_only=True)
-class Attempt:
-    """One run of a test through setup, call and teardown; ``item.stash[ATTEMPT_KEY]``."""
-
-    fixture: Flops | None = None  # the test's ``flops`` fixture
-    whole_call: Flops | None = None  # limit_flops without the fixture: the call phase
-    in_call: bool = False  # reports made now are a subtest's, not the test's
-    passed: bool = True  # every phase (and subtest) so far passed
-    verdict: Verdict | None = None
+    stale: tuple[StaleSnapshot, ...] = ()  # found on proof, with why
+    pruned: tuple[StaleSnapshot, ...] = ()  # of those, what --flops-prune removed
+    held_back: tuple[str, ...] = ()  # why none was judged, under --flops-update or -prune
 
     @property
-    def counted(self) -> Flops | None:
-        return self.fixture or self.whole_call
-
-
-PLAN_KEY = pytest.StashKey[ItemPlan]()
-ATTEMPT_KEY = pytest.StashKey[Attempt]()
-
-
-class Outcome(StrEnum):
-    """What a test's FLOP check came to; the numbers of the ``flops:`` summary line."""
-
-    PASSED = "passed"
-    FAILED = "failed"
-    WRITTEN = "written"
-    REMOVED = "removed"
-    NOT_COMPARED = "not compared (test failed)"
-
-
-@dataclass(frozen=True, kw_only=True)
-class TestResult:
-    """The last attempt of one measured test."""
-
-    __test__ = False  # not a test class, despite its name
-
-    outcome: Outcome
-    records: tuple[MeasurementRecord, ...]
-    devices: tuple[str, ...] = ()
-    legacy: bool = False  # its snapshot was read from the layout before 0.2
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "outcome": self.outcome.value,
-            "records": [record.to_dict() for record in self.records],
-            "devices": list(self.devices),
-            "legacy": self.legacy,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TestResult:
-        return cls(
-            outcome=Outcome(data["outcome"]),
-            records=tuple(
-                MeasurementRecord.from_dict(record, where="xdist payload")
-                for record in data["records"]
-            ),
-            devices=tuple(data["devices"]),
-            legacy=data["legacy"],
-        )
+    def kept(self) -> tuple[StaleSnapshot, ...]:
+        return tuple(entry for entry in self.stale if entry not in self.pruned)
 
 
 @dataclass(kw_only=True)
@@ -138,8 +82,7 @@ class FlopsSession:
     store: SnapshotStore = field(default_factory=SnapshotStore)
     run: RunRecord = field(default_factory=RunRecord)
     results: dict[str, TestResult] = field(default_factory=dict)  # by node id
-    stale: list[Path] = field(default_factory=list)  # found; removed under --flops-update
-    removed: int = 0  # stale snapshots removed
+    end: RunEnd = field(default_factory=RunEnd)  # decided at session finish
     problems: list[str] = field(default_factory=list)  # for the summary
     idle: set[str] = field(default_factory=set)  # asked for the fixture, measured nothing
     saved: list[Path] = field(default_factory=list)  # the report files written
@@ -148,11 +91,12 @@ class FlopsSession:
     @classmethod
     def start(cls, config: pytest.Config) -> FlopsSession:
         session = cls(settings=Settings.from_config(config), rootpath=config.rootpath)
-        session.run.roots = _roots(config)
-        for test_file in _files_named_with_tests(config):
+        session.run.roots = selection.roots(config)
+        session.run.rules = selection.collection_rules(config)
+        for test_file in selection.files_named_with_tests(config):
             # ``file.py::test``: the file's other tests are not collected
             session.run.file(test_file).complete = False
-        for reason in _narrowing_options(config):
+        for reason in selection.narrowing_options(config):
             session.run.narrow(reason)
         return session
 
@@ -172,13 +116,21 @@ class FlopsSession:
         elif isinstance(collector, pytest.File) and not isinstance(collector, pytest.Module):
             # doctest and other files: collected when they gave items
             self.run.file(collector.path).walked |= bool(report.result)
+        elif (
+            isinstance(collector, pytest.Class)
+            and not report.result
+            and selection.uncollectable(collector.obj)
+        ):
+            # pytest warned that it cannot collect the class (it has __init__ or
+            # __new__: a TestCase under -p no:unittest): its tests are not gone
+            self.run.file(collector.path).complete = False
 
     def module_walked(self, module: pytest.Module) -> None:
         """A module's own collection ran (``--lf`` hands back empty stand-in reports)."""
         self.run.file(module.path).walked = True
 
     def item_collected(self, item: pytest.Item) -> None:
-        name = _test_name(item)
+        name = selection.name_in_file(item)
         try:
             item_marks, error = marks.read(item), None
         except marks.MarkerError as problem:
@@ -189,8 +141,14 @@ class FlopsSession:
             uses_fixture=FIXTURE_NAME in getattr(item, "fixturenames", ()),
             marks=item_marks,
             marks_error=error,
+            hypothesis=bool(getattr(getattr(item, "obj", None), "is_hypothesis_test", False)),
         )
-        self.run.file(item.path).tests.add(name)
+        collected = self.run.file(item.path)
+        collected.tests.add(name)
+        if selection.is_unittest(item):
+            collected.unittest_classes.add(name.split("::")[0])
+        if item.stash[PLAN_KEY].measures:
+            collected.measuring.add(name)
         self.collected_items += 1
 
     def collection_finished(self, session: pytest.Session, *, is_worker: bool) -> bool:
@@ -222,7 +180,9 @@ class FlopsSession:
     def fixture(self, item: pytest.Item) -> Flops:
         from pytest_flops.counting.fixture import Flops
 
-        attempt = item.stash[ATTEMPT_KEY]
+        plan, attempt = item.stash[PLAN_KEY], item.stash[ATTEMPT_KEY]
+        if plan.hypothesis:
+            pytest.fail(messages.hypothesis_test(item.nodeid), pytrace=False)
         attempt.fixture = Flops()
         return attempt.fixture
 
@@ -230,7 +190,7 @@ class FlopsSession:
     def calling(self, item: pytest.Item) -> Iterator[None]:
         """The call phase: a ``limit_flops`` test without the fixture is counted whole."""
         plan, attempt = item.stash[PLAN_KEY], item.stash[ATTEMPT_KEY]
-        attempt.in_call = True
+        attempt.in_call = attempt.called = True
         try:
             if plan.uses_fixture or plan.marks.budget is None:
                 yield
@@ -253,17 +213,22 @@ class FlopsSession:
         plan = item.stash.get(PLAN_KEY, None)
         if attempt is None or plan is None:
             return
-        ok = report.passed and not hasattr(report, "wasxfail")
+        # an XPASS (a non-strict xfail test that passed) passed, and is compared
+        ok = report.passed
         if report.when == "call" and attempt.in_call:
             # A subtest's report (the test's own comes after the call): a failed
-            # subtest fails the test, so it is not compared and writes nothing.
+            # subtest fails the test, so it is not compared and writes nothing; a
+            # skipped one may have held measurements, whose baselines are kept.
             attempt.passed &= not report.failed
+            attempt.partial |= report.skipped
             return
         if report.when == "call" and ok and attempt.passed:
             attempt.verdict = self._judge(item, plan, attempt)
             if attempt.verdict is not None and attempt.verdict.failure is not None:
                 report.outcome = "failed"
                 report.longrepr = attempt.verdict.failure
+                if hasattr(report, "wasxfail"):
+                    del report.wasxfail  # a changed count is a failure, not an XPASS
                 ok = False
         attempt.passed &= ok
         if report.when == "teardown":
@@ -274,18 +239,47 @@ class FlopsSession:
             if attempt.whole_call is None or plan.marks.budget is None:
                 return None
             return judge_budget(item.nodeid, attempt.whole_call.measurement, plan.marks.budget)
-        rtol, _ = self._comparison(plan)
-        location, stored, legacy = self._stored(plan)
-        current = self._current(plan, attempt.fixture) if attempt.fixture.measured else None
-        return judge(
+        measured = attempt.fixture.measured
+        if attempt.partial and not measured:
+            return None  # every block was in a skipped subtest: nothing to compare
+        rtol, depth = self._comparison(plan)
+        found = self._stored(plan)
+        stored, attempt.location, attempt.legacy = found.stored, found.location, found.legacy
+        current = self._current(plan, depth, attempt.fixture) if measured else None
+        settings = self.settings
+        if (
+            current is not None
+            and isinstance(stored, FlopsSnapshot)
+            and (attempt.partial or settings.update or settings.prune)
+        ):
+            # a measurement not taken this time keeps its baseline
+            current, attempt.kept = _with_kept(current, stored)
+        verdict = judge(
             nodeid=item.nodeid,
-            location=self._shown(location),
+            location=self._shown(attempt.location),
             current=current,
             stored=stored,
             rtol=rtol,
-            update=self.settings.update,
+            # a test that stopped measuring is stale under --flops-prune, not a failure
+            update=settings.update or (settings.prune and current is None),
             budget=plan.marks.budget,
-            must_write=legacy,
+            must_write=attempt.legacy,
+        )
+        if verdict is None:
+            return None
+        if verdict.remove:
+            # --flops-update never removes: the snapshot stays, reported stale
+            return replace(
+                verdict,
+                remove=False,
+                statuses=dict.fromkeys(verdict.statuses, Status.KEPT),
+            )
+        return replace(
+            verdict,
+            statuses={
+                name: Status.KEPT if name in attempt.kept and status is Status.PASSED else status
+                for name, status in verdict.statuses.items()
+            },
         )
 
     def _finish_attempt(
@@ -296,13 +290,17 @@ class FlopsSession:
         counted = attempt.counted
         if counted is not None and counted.measured:
             collected.measured.add(plan.name)
-        elif attempt.passed:
+            collected.taken.setdefault(plan.name, set()).update(counted.measurements)
+        elif attempt.passed and attempt.called and not attempt.partial:
             collected.unmeasured.add(plan.name)
         if plan.uses_fixture and not (attempt.fixture and attempt.fixture.measured):
             self.idle.add(item.nodeid)
         else:
             self.idle.discard(item.nodeid)  # a rerun that measured
         result = self._result(item, plan, attempt, report)
+        if attempt.passed and not attempt.partial and attempt.kept:
+            # it ran whole and passed without them: stale, not gone with a skipped part
+            collected.dropped.setdefault(plan.name, set()).update(attempt.kept)
         if result is None:
             self.results.pop(item.nodeid, None)
         else:
@@ -311,32 +309,27 @@ class FlopsSession:
     def _result(
         self, item: pytest.Item, plan: ItemPlan, attempt: Attempt, report: pytest.TestReport
     ) -> TestResult | None:
-        """The attempt's outcome, after writing or removing what ``--flops-update`` asked for."""
+        """The attempt's outcome, after writing what ``--flops-update`` asked for."""
         devices = tuple(sorted(attempt.counted.devices)) if attempt.counted else ()
         verdict = attempt.verdict
         if verdict is None:
             if attempt.fixture is None or not attempt.fixture.measured:
                 return None
             return self._not_compared(item, plan, attempt.fixture, devices)
-        location, _, legacy = self._stored(plan)
         outcome = Outcome.PASSED
         statuses = dict(verdict.statuses)
+        target = snapshot_path(plan.test_file, plan.name)
         if verdict.failure is not None:
             outcome = Outcome.FAILED
-        elif (verdict.write is not None or verdict.remove) and not attempt.passed:
+        elif verdict.write is not None and not attempt.passed:
             outcome = Outcome.NOT_COMPARED
             statuses = dict.fromkeys(statuses, Status.NOT_COMPARED)
-        elif verdict.write is not None or verdict.remove:
-            target = snapshot_path(plan.test_file, plan.name)
+        elif verdict.write is not None:
             try:
-                if verdict.write is not None:
-                    self.store.write(target, verdict.write)
-                    outcome = Outcome.WRITTEN
-                else:
-                    self.store.remove(target)
-                    outcome = Outcome.REMOVED
-                if legacy:
-                    self.store.remove(location)
+                # a snapshot read from the layout before 0.2 is copied; the old
+                # file stays until --flops-prune
+                self.store.write(target, verdict.write)
+                outcome = Outcome.WRITTEN
             except OSError as error:
                 report.outcome = "failed"
                 report.longrepr = messages.cannot_write(item.nodeid, self._shown(target), error)
@@ -344,22 +337,25 @@ class FlopsSession:
                 statuses = dict.fromkeys(statuses, Status.NOT_WRITTEN)
         return TestResult(
             outcome=outcome,
-            records=_records(
+            records=records(
                 item.nodeid, verdict.measurements, verdict.baseline, statuses, verdict.budget
             ),
             devices=devices,
-            legacy=legacy,
+            legacy=attempt.legacy,
+            location=target if plan.uses_fixture else None,
         )
 
     def _not_compared(
         self, item: pytest.Item, plan: ItemPlan, fixture: Flops, devices: tuple[str, ...]
     ) -> TestResult:
         """A measured test failed by itself: keep its record, leave its snapshot alone."""
-        _, stored, legacy = self._stored(plan)
-        measurements = self._current(plan, fixture).measurements
+        found = self._stored(plan)
+        stored, legacy = found.stored, found.legacy
+        _, depth = self._comparison(plan)
+        measurements = self._current(plan, depth, fixture).measurements
         return TestResult(
             outcome=Outcome.NOT_COMPARED,
-            records=_records(
+            records=records(
                 item.nodeid,
                 measurements,
                 stored if isinstance(stored, FlopsSnapshot) else None,
@@ -368,26 +364,48 @@ class FlopsSession:
             ),
             devices=devices,
             legacy=legacy,
+            location=snapshot_path(plan.test_file, plan.name),
         )
 
     # -- the end --------------------------------------------------------------------
 
     def finish(self, *, stopped: str | None) -> None:
-        """Find stale snapshots; ``--flops-update`` removes them.
+        """Decide the run's end once: the stale snapshots, with why, and what
+        ``--flops-prune`` removed of them.
 
         ``stopped`` says why the run ended before its last test, if it did.
         """
         if stopped is not None:
             self.run.narrow(stopped)
-        self.stale = self.run.stale_snapshots()
-        if not self.settings.update:
-            return
-        for path in self.stale:
-            try:
-                self.store.remove(path)
-                self.removed += 1
-            except OSError as error:
-                self.problems.append(messages.cannot_remove(self._shown(path), error))
+        stale = tuple(self.run.stale_snapshots())
+        pruned: list[StaleSnapshot] = []
+        if self.settings.prune:
+            pruned, failures = prune(stale, self.store, shown=self._shown)
+            self.problems += [
+                messages.cannot_remove(self._shown(path), error) for path, error in failures
+            ]
+            self._mark_pruned(pruned)
+        self.end = RunEnd(
+            stale=stale,
+            pruned=tuple(pruned),
+            held_back=tuple(self.run.narrowed)
+            if self.settings.update or self.settings.prune
+            else (),
+        )
+
+    def _mark_pruned(self, pruned: list[StaleSnapshot]) -> None:
+        """The records of the tests whose snapshots (or measurements) were pruned say so."""
+        by_path: dict[Path, frozenset[str] | None] = {}
+        for entry in pruned:
+            if entry.measurement is None:
+                by_path[entry.path] = None
+            else:
+                names = by_path.get(entry.path, frozenset())
+                if names is not None:
+                    by_path[entry.path] = names | {entry.measurement}
+        for nodeid, result in self.results.items():
+            if result.location in by_path:
+                self.results[nodeid] = result.pruned(by_path[result.location])
 
     @property
     def records(self) -> list[MeasurementRecord]:
@@ -412,7 +430,7 @@ class FlopsSession:
         export = Export(
             records=tuple(self.records),
             metadata=RunMetadata.collect(self.devices).to_dict(),
-            snapshots=self.run.evidence(stale=self.stale, shown=self._shown),
+            snapshots=self.run.evidence(stale=self.end.stale, shown=self._shown),
         )
         self.problems += write_exports(
             export,
@@ -427,11 +445,11 @@ class FlopsSession:
         tally = dict.fromkeys(Outcome, 0)
         for result in self.results.values():
             tally[result.outcome] += 1
-        tally[Outcome.REMOVED] += self.removed
+        tally[Outcome.REMOVED] += len(self.end.pruned)
         lines = messages.summary_lines(
             counts=[(outcome.value, tally[outcome]) for outcome in Outcome],
-            stale=[] if self.settings.update else [self._shown(path) for path in self.stale],
-            held_back=self.run.narrowed if self.settings.update else [],
+            stale=[(entry.shown(self._shown), entry.reason.value) for entry in self.end.kept],
+            held_back=self.end.held_back,
             legacy=sum(result.legacy for result in self.results.values()),
             moved=self.settings.update,
             problems=self.problems,
@@ -439,31 +457,10 @@ class FlopsSession:
         idle = messages.measured_nothing_at_all(sorted(self.idle))
         return lines + idle + messages.saved(self.saved)
 
-    # -- xdist ------------------------------------------------------------------------
-
-    def to_worker_payload(self) -> str:
-        """This worker's part of the session, as one JSON string (exact integers of any size)."""
-        return json.dumps(
-            {
-                "results": {nodeid: result.to_dict() for nodeid, result in self.results.items()},
-                "run": self.run.to_dict(),
-                "idle": sorted(self.idle),
-            }
-        )
-
-    def merge(self, payload: str) -> None:
-        """Add a worker's :meth:`to_worker_payload` to this (the controller's) session."""
-        data = json.loads(payload)
-        for nodeid, result in data["results"].items():
-            self.results[nodeid] = TestResult.from_dict(result)
-        self.run.merge(RunRecord.from_dict(data["run"]))
-        self.idle |= set(data["idle"])
-
     # -- helpers ----------------------------------------------------------------------
 
-    def _current(self, plan: ItemPlan, fixture: Flops) -> FlopsSnapshot:
+    def _current(self, plan: ItemPlan, depth: int, fixture: Flops) -> FlopsSnapshot:
         """What the test measured, as its snapshot would store it (at its depth)."""
-        _, depth = self._comparison(plan)
         measured = FlopsSnapshot(test=plan.name, depth=depth, measurements=fixture.measurements)
         return measured.at_depth(depth)
 
@@ -474,29 +471,8 @@ class FlopsSession:
         depth = self.settings.depth if chosen.depth is None else chosen.depth
         return rtol, depth
 
-    def _stored(self, plan: ItemPlan) -> tuple[Path, Stored, bool]:
-        """Where the test's snapshot is, what reading it gave, and whether that was the
-        layout before 0.2 (read when the current layout has no file for the test)."""
-        location = snapshot_path(plan.test_file, plan.name)
-        stored = self._read(location, test=plan.name)
-        if stored is None and plan.test_file.suffix == ".py":
-            legacy = legacy_snapshot_path(plan.test_file, plan.name)
-            stored_there = self._read(legacy, test=plan.name)
-            if stored_there is not None:
-                return legacy, stored_there, True
-        return location, stored, False
-
-    def _read(self, location: Path, *, test: str) -> Stored:
-        try:
-            stored = self.store.read(location, where=self._shown(location))
-        except SnapshotFormatError as error:
-            return error
-        if stored is not None and stored.test != test:
-            return SnapshotFormatError(
-                f"{self._shown(location)}: holds the snapshot of test {stored.test!r}, "
-                f"not of {test!r}"
-            )
-        return stored
+    def _stored(self, plan: ItemPlan) -> SnapshotLookup:
+        return self.store.lookup(plan.test_file, plan.name, shown=self._shown)
 
     def _shown(self, path: Path) -> str:
         try:
@@ -505,70 +481,15 @@ class FlopsSession:
             return os.fspath(path)
 
 
-def _records(
-    nodeid: str,
-    measurements: dict[str, Measurement] | Any,
-    baseline: FlopsSnapshot | None,
-    statuses: dict[str, Status],
-    budget: str | None,
-) -> tuple[MeasurementRecord, ...]:
-    stored = {} if baseline is None else baseline.measurements
-    return tuple(
-        MeasurementRecord(
-            nodeid=nodeid,
-            name=name,
-            measurement=measurement,
-            baseline=stored.get(name),
-            status=statuses[name],
-            budget=budget,
-        )
-        for name, measurement in measurements.items()
-    )
-
-
-def _test_name(item: pytest.Item) -> str:
-    """The test's name inside its file, without pytest-repeat's ``N-M`` id."""
-    name = item.nodeid.split("::", 1)[1] if "::" in item.nodeid else item.nodeid
-    callspec = getattr(item, "callspec", None)
-    if callspec is not None and _REPEAT_PARAM in callspec.params:
-        step = callspec.params[_REPEAT_PARAM] + 1
-        name = re.sub(rf"(\[|-){step}-\d+\]$", lambda m: "]" if m[1] == "-" else "", name)
-    return name
-
-
-def _narrowing_options(config: pytest.Config) -> list[str]:
-    """Command-line choices that leave some tests out of the run."""
-    option = config.option
-    reasons = [
-        flag
-        for flag, given in (
-            ("-k", getattr(option, "keyword", "")),
-            ("-m", getattr(option, "markexpr", "")),
-            ("--deselect", getattr(option, "deselect", None)),
-            ("--lf", getattr(option, "lf", False)),
-            ("--sw", getattr(option, "stepwise", False) or getattr(option, "stepwise_skip", False)),
-            ("--collect-only", getattr(option, "collectonly", False)),
-        )
-        if given
-    ]
-    if any("::" in arg for arg in config.args):
-        reasons.append("tests named on the command line")
-    return reasons
-
-
-def _files_named_with_tests(config: pytest.Config) -> Iterator[Path]:
-    for arg in config.args:
-        if "::" in arg:
-            yield Path(os.path.abspath(config.invocation_params.dir / arg.split("::", 1)[0]))
-
-
-def _roots(config: pytest.Config) -> tuple[Path, ...]:
-    """The directories the command line (or ``testpaths``) names whole."""
-    roots = []
-    for arg in config.args:
-        if "::" in arg:
-            continue
-        path = Path(os.path.abspath(config.invocation_params.dir / arg))
-        if path.is_dir():
-            roots.append(path)
-    return tuple(roots)
+def _with_kept(
+    current: FlopsSnapshot, stored: FlopsSnapshot
+) -> tuple[FlopsSnapshot, frozenset[str]]:
+    """``current`` with the stored measurements it did not take, and their names."""
+    kept = frozenset(stored.measurements) - frozenset(current.measurements)
+    if not kept:
+        return current, kept
+    baselines = stored.at_depth(current.depth).measurements
+    return replace(
+        current,
+        measurements={**current.measurements, **{name: baselines[name] for name in kept}},
+    ), kept

@@ -29,6 +29,7 @@ class Settings:
     """The session-wide options, after CLI > ini > default."""
 
     update: bool = False
+    prune: bool = False
     rtol: float = DEFAULT_RTOL
     depth: int = DEFAULT_DEPTH
     report: bool = False
@@ -40,6 +41,7 @@ class Settings:
     def from_config(cls, config: pytest.Config) -> Settings:
         return cls(
             update=config.getoption("flops_update"),
+            prune=config.getoption("flops_prune"),
             rtol=_value_or_ini(config, "flops_rtol", parse_rtol, DEFAULT_RTOL, kind="float"),
             depth=_value_or_ini(config, "flops_depth", parse_depth, DEFAULT_DEPTH, kind="int"),
             report=config.getoption("flops_report"),
@@ -55,9 +57,17 @@ def add_options(parser: pytest.Parser) -> None:
         "--flops-update",
         action="store_true",
         default=False,
-        help="Write missing FLOP snapshots, rewrite changed ones and remove stale ones "
-        "(only on positive evidence that their tests are gone). Never touches syrupy's "
+        help="Write missing FLOP snapshots and rewrite changed ones. Never removes a file "
+        "nor drops a measurement from one (see --flops-prune), and never touches syrupy's "
         "snapshots.",
+    )
+    group.addoption(
+        "--flops-prune",
+        action="store_true",
+        default=False,
+        help="Remove stale FLOP snapshots, and stale named measurements from snapshots, "
+        "only on positive evidence that their tests are gone or no longer measure; a run "
+        "that does not cover the whole suite removes nothing. Alone or with --flops-update.",
     )
     group.addoption(
         "--flops-rtol",

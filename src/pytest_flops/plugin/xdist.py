@@ -3,8 +3,9 @@
 Each worker runs its share of the tests as usual: it judges them and writes
 their snapshot files (one file per test, so workers never write the same
 file). What only the whole run can decide is left to the controller: at
-session finish a worker puts :meth:`~pytest_flops.plugin.session.FlopsSession.to_worker_payload`
-into ``config.workeroutput`` (xdist's documented channel), and the controller
+session finish a worker puts its :func:`payload` (its tests' results and its
+run record, as one JSON string with exact integers of any size) into
+``config.workeroutput`` (xdist's documented channel), and the controller
 merges each worker's in ``pytest_testnodedown``. Then the controller alone
 finds stale snapshots, prints the report and writes the exports, exactly as a
 serial run does.
@@ -16,11 +17,14 @@ optional hook (never called without xdist), and a worker is recognised by
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
+from pytest_flops.plugin.attempt import TestResult
 from pytest_flops.plugin.session import FlopsSession
+from pytest_flops.snapshots.stale import RunRecord
 
 WORKEROUTPUT_KEY = "pytest_flops"
 
@@ -31,7 +35,7 @@ def is_worker(config: pytest.Config) -> bool:
 
 def send(config: pytest.Config, session: FlopsSession) -> None:
     """On a worker: publish this worker's part of the session."""
-    config.workeroutput[WORKEROUTPUT_KEY] = session.to_worker_payload()  # type: ignore[attr-defined]
+    config.workeroutput[WORKEROUTPUT_KEY] = payload(session)  # type: ignore[attr-defined]
 
 
 def receive(session: FlopsSession, node: Any, error: object) -> None:
@@ -44,6 +48,26 @@ def receive(session: FlopsSession, node: Any, error: object) -> None:
     """
     if error is not None:
         session.run.narrow("an xdist worker crashed")
-    payload = getattr(node, "workeroutput", {}).pop(WORKEROUTPUT_KEY, None)
-    if payload is not None:
-        session.merge(payload)
+    sent = getattr(node, "workeroutput", {}).pop(WORKEROUTPUT_KEY, None)
+    if sent is not None:
+        merge(session, sent)
+
+
+def payload(session: FlopsSession) -> str:
+    """A worker's part of the session, as one JSON string (exact integers of any size)."""
+    return json.dumps(
+        {
+            "results": {nodeid: result.to_dict() for nodeid, result in session.results.items()},
+            "run": session.run.to_dict(),
+            "idle": sorted(session.idle),
+        }
+    )
+
+
+def merge(session: FlopsSession, sent: str) -> None:
+    """Add a worker's :func:`payload` to the controller's ``session``."""
+    data = json.loads(sent)
+    for nodeid, result in data["results"].items():
+        session.results[nodeid] = TestResult.from_dict(result)
+    session.run.merge(RunRecord.from_dict(data["run"]))
+    session.idle |= set(data["idle"])

@@ -215,7 +215,9 @@ def write_exports(
         text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
         problems += _write(json_path, text, saved)
     if markdown_path is not None:
-        text = markdown(export.records, stale=export.snapshots.stale)
+        evidence = export.snapshots
+        stale = sorted((*evidence.stale, *evidence.stale_measurements))
+        text = markdown(export.records, stale=stale, reasons=evidence.reasons)
         problems += _write(markdown_path, text, saved)
     if html_path is not None:
         from pytest_flops.reports.html import html_report

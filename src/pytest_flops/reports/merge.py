@@ -5,6 +5,11 @@ matrix) writes one ``--flops-report-json`` per shard. Merged, they give the
 records, the report and the exports a single run of the whole suite would
 have written; only the metadata differs, and lists every shard's. Stale
 snapshots are judged across shards (:meth:`~pytest_flops.snapshots.stale.SnapshotEvidence.merged`).
+
+Each export lists the measuring tests its run collected, the other shards'
+too (pytest-split deselects them after collection), and those it ran: a
+test that some shard collected and none ran means a shard is missing (its
+job uploaded nothing), and the merge fails naming it rather than pass.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from pytest_flops.snapshots.stale import SnapshotEvidence
 __all__ = ["MergeError", "merge_exports"]
 
 _MUST_AGREE = ("plugin_version", "torch_version")
+_MAX_LISTED = 10
 
 
 class MergeError(ValueError):
@@ -37,7 +43,8 @@ def merge_exports(paths: Sequence[Path]) -> Export:
 
     Raises :class:`~pytest_flops.validation.SnapshotFormatError` for a file
     that is not an export, and :class:`MergeError` when the shards ran other
-    versions of torch or pytest-flops, or one test is in two of them.
+    versions of torch or pytest-flops, one test is in two of them, or a
+    measuring test that a shard collected ran in none.
     """
     if not paths:
         raise MergeError("no export to merge")
@@ -56,10 +63,20 @@ def merge_exports(paths: Sequence[Path]) -> Export:
                     "each test must run in one shard only"
                 )
             owner[nodeid] = shard.path
+    evidence = SnapshotEvidence.merged([shard.export.snapshots for shard in shards])
+    unrun = sorted(set(evidence.measuring_tests) - set(evidence.ran))
+    if unrun:
+        shown = ", ".join(unrun[:_MAX_LISTED]) + (
+            f" and {len(unrun) - _MAX_LISTED} more" if len(unrun) > _MAX_LISTED else ""
+        )
+        raise MergeError(
+            f"{len(unrun)} measuring test(s) ran in no shard: {shown}. Is a shard's export "
+            "missing? Merge the exports of every shard of the suite"
+        )
     return Export(
         records=tuple(record for shard in shards for record in shard.export.records),
         metadata=_metadata(shards),
-        snapshots=SnapshotEvidence.merged([shard.export.snapshots for shard in shards]),
+        snapshots=evidence,
     )
 
 

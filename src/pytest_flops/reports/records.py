@@ -31,7 +31,8 @@ class Status(StrEnum):
     MISSING = "missing"  # in the snapshot, but not measured this time; the test failed
     UPDATED = "updated"  # differed from the snapshot; rewritten under --flops-update
     NEW = "new"  # had no (readable) snapshot; written under --flops-update
-    REMOVED = "removed"  # no longer measured; taken out of the snapshot by --flops-update
+    REMOVED = "removed"  # no longer measured; taken out of the snapshot by --flops-prune
+    KEPT = "kept"  # in the snapshot, not measured this time (a skipped subtest, or stale): kept
     NO_SNAPSHOT = "no snapshot"  # had no snapshot and none was written (test failed)
     INVALID_SNAPSHOT = "invalid snapshot"  # the snapshot file could not be read (test failed)
     NOT_WRITTEN = "not written"  # --flops-update could not write the snapshot (test failed)

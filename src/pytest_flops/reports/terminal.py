@@ -10,7 +10,7 @@ exports print and write the same thing. The JSON and HTML exports are in
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import groupby
 
@@ -23,9 +23,10 @@ MAX_ROWS = 25
 """Measurements shown in the terminal and Markdown tables; the JSON has them all."""
 
 STALE_SENTENCE = (
-    "Stale snapshots (their tests no longer exist or no longer measure; "
-    "`pytest --flops-update` on a run that covers their files removes them)"
+    "Stale snapshots, kept (their tests no longer exist or no longer measure; "
+    "`pytest --flops-prune` on a run that covers their files removes them)"
 )
+"""Said once, here: the summary, the Markdown export and ``merge`` all print it."""
 
 MAX_UNSUPPORTED_OPS = 10
 MAX_TESTS_PER_OP = 3
@@ -273,14 +274,27 @@ def terminal_lines(records: Sequence[MeasurementRecord]) -> list[str]:
 # -- Markdown ---------------------------------------------------------------------
 
 
-def markdown(records: Sequence[MeasurementRecord], *, stale: Sequence[str] = ()) -> str:
+def markdown(
+    records: Sequence[MeasurementRecord],
+    *,
+    stale: Sequence[str] = (),
+    reasons: Mapping[str, str] | None = None,
+) -> str:
     """The same summary as the terminal section, as GitHub-flavoured Markdown.
 
-    ``stale`` are the stale snapshots found (paths as shown).
+    ``stale`` are the stale snapshots found (paths as shown), ``reasons`` why.
     """
     lines = ["## FLOPs report", ""]
+    why = reasons or {}
     stale_lines = (
-        ["", f"{STALE_SENTENCE}:", "", *(f"- {_code(path)}" for path in stale)] if stale else []
+        [
+            "",
+            f"{STALE_SENTENCE}:",
+            "",
+            *(f"- {_code(path)}" + (f" ({why[path]})" if path in why else "") for path in stale),
+        ]
+        if stale
+        else []
     )
     if not records:
         return "\n".join([*lines, "No test measured any FLOPs.", *stale_lines, ""])

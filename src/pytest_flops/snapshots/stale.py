@@ -1,41 +1,123 @@
 """What this run collected and ran, and so which snapshots are stale.
 
-A snapshot is stale (reported, and removed by ``--flops-update``) only on
-positive evidence that its test no longer exists:
+A snapshot is stale (reported every run, removed only by ``--flops-prune``)
+on positive evidence only, and each comes with its reason
+(:class:`StaleReason`):
 
-* its test file was collected whole in this run, every test of it ran, and no
-  test of it maps to the snapshot (or the test passed without measuring); or
-* its test file is gone, and the run collected the directory it was in, named
-  on the command line.
+* its test file is gone, and the run collected the directory it was in,
+  named on the command line;
+* its test file was collected whole in this run and every test of it ran,
+  and its test is gone from the file, its id was not collected, or its test
+  passed without measuring (its call ran: ``--setup-only`` runs none);
+* its test ran whole and passed without taking one of its named
+  measurements (no subtest of it was skipped): that measurement is stale.
 
 Either way, only when nothing narrowed the run: no ``-k``, ``-m``,
 ``--deselect``, ``--lf``, ``--sw``, ``file::test`` or ``--pyargs`` ids, no
 tests deselected by a plugin, no ``-x``/``--maxfail`` stop, collection error,
-interruption or crashed xdist worker. When in doubt, a snapshot is kept, and
-the summary says why none was removed.
+interruption or crashed xdist worker. A test this run could not have
+collected (a doctest without ``--doctest-modules``, a function that
+``python_functions`` does not match, a class pytest could not collect) is
+never called gone. When in doubt, a snapshot is kept, and the summary says why
+none was judged.
 
 A :class:`RunRecord` is plain data: xdist workers send theirs to the
 controller, which merges them and alone judges. Its :class:`SnapshotEvidence`
 goes into the JSON export, so that ``python -m pytest_flops merge`` can judge
-across CI shards, none of which ran the whole suite.
+across CI shards, none of which ran the whole suite, and notice a shard that
+is missing.
 """
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from pytest_flops.snapshots.store import (
+    FILE_SUFFIX,
     SNAPSHOT_DIRNAME,
+    SnapshotStore,
     legacy_snapshot_dir,
     legacy_snapshot_path,
     snapshot_dir,
     snapshot_files,
     snapshot_path,
+    stored_test_name,
 )
-from pytest_flops.validation import SnapshotFormatError, expect_mapping, expect_string
+from pytest_flops.validation import (
+    SnapshotFormatError,
+    expect_mapping,
+    expect_string,
+)
+
+
+class StaleReason(StrEnum):
+    """Why a snapshot (or one named measurement in it) is stale."""
+
+    FILE_GONE = "its test file is gone"
+    TEST_GONE = "its test is gone from its file"
+    NOT_COLLECTED = "its id was not collected"
+    STOPPED_MEASURING = "its test passed without measuring"
+    MEASUREMENT_GONE = "its test ran whole and passed without taking this measurement"
+    MOVED = "a copy in the layout before 0.2 of a snapshot already moved"
+
+
+@dataclass(frozen=True, kw_only=True, order=True)
+class StaleSnapshot:
+    """A stale snapshot file, or one stale named measurement in a file."""
+
+    path: Path
+    measurement: str | None = None  # a named measurement no longer taken; None: the file
+    reason: StaleReason = field(compare=False)
+
+    def shown(self, shown_path: Callable[[Path], str]) -> str:
+        """``path`` or ``path [name]``, as the summary and the exports list it."""
+        where = Path(shown_path(self.path)).as_posix()
+        return where if self.measurement is None else f"{where} [{self.measurement}]"
+
+
+@dataclass(frozen=True, kw_only=True)
+class CollectionRules:
+    """Which tests of a Python file this run could have collected at all.
+
+    A snapshot of a test it could not have collected (its doctest without
+    ``--doctest-modules``, a function or class that ``python_functions`` or
+    ``python_classes`` no longer match, a ``TestCase`` under ``-p no:unittest``)
+    is never called gone.
+    """
+
+    python_functions: tuple[str, ...] = ("test",)
+    python_classes: tuple[str, ...] = ("Test",)
+    doctest_modules: bool = False
+
+    def could_collect(self, test_file: Path, test: str, *, unittest_classes: set[str]) -> bool:
+        """``unittest_classes`` are the file's ``TestCase`` classes this run collected,
+        whose ``test*`` methods are tests whatever ``python_functions`` says."""
+        if test_file.suffix != ".py":
+            return True
+        head = test.partition("[")[0]
+        if "::" not in head and "." in head:
+            # "pkg.module.function": a doctest (Python names hold no dots)
+            return self.doctest_modules
+        *classes, function = head.split("::")
+        if classes[:1] and classes[0] in unittest_classes:
+            return function.startswith("test")
+        return _matches(function, self.python_functions) and all(
+            _matches(name, self.python_classes) for name in classes
+        )
+
+
+def _matches(name: str, patterns: Iterable[str]) -> bool:
+    """pytest's rule for ``python_functions`` and ``python_classes``: a prefix or a glob."""
+    return any(
+        name.startswith(pattern)
+        or (any(c in pattern for c in "*?[") and fnmatch.fnmatch(name, pattern))
+        for pattern in patterns
+    )
 
 
 @dataclass(kw_only=True)
@@ -43,11 +125,15 @@ class CollectedFile:
     """What happened to the tests of one test file."""
 
     walked: bool = False  # its collector really collected it (not a stand-in report)
-    complete: bool = True  # no collector in it failed or was skipped
+    complete: bool = True  # no collector in it failed, was skipped or gave up on a class
     tests: set[str] = field(default_factory=set)  # snapshot names collected, deselected too
+    measuring: set[str] = field(default_factory=set)  # of those, the ones using a FLOP feature
+    unittest_classes: set[str] = field(default_factory=set)  # TestCase classes collected
     ran: set[str] = field(default_factory=set)  # tests that ran through their teardown
     measured: set[str] = field(default_factory=set)  # tests that measured in some attempt
-    unmeasured: set[str] = field(default_factory=set)  # tests that passed without measuring
+    unmeasured: set[str] = field(default_factory=set)  # tests whose call passed, measuring nothing
+    taken: dict[str, set[str]] = field(default_factory=dict)  # measurement names, any attempt
+    dropped: dict[str, set[str]] = field(default_factory=dict)  # stored names a whole pass lacked
 
     @property
     def whole(self) -> bool:
@@ -63,22 +149,35 @@ class CollectedFile:
         """The tests whose snapshots this file still uses."""
         return self.tests - (self.unmeasured - self.measured)
 
+    def stale_measurements(self, test: str) -> set[str]:
+        """Named measurements in the snapshot of ``test`` that no attempt of it took."""
+        return self.dropped.get(test, set()) - self.taken.get(test, set())
+
     def merge(self, other: CollectedFile) -> None:
         self.walked |= other.walked
         self.complete &= other.complete
         self.tests |= other.tests
+        self.measuring |= other.measuring
+        self.unittest_classes |= other.unittest_classes
         self.ran |= other.ran
         self.measured |= other.measured
         self.unmeasured |= other.unmeasured
+        for mine, theirs in ((self.taken, other.taken), (self.dropped, other.dropped)):
+            for test, names in theirs.items():
+                mine.setdefault(test, set()).update(names)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "walked": self.walked,
             "complete": self.complete,
             "tests": sorted(self.tests),
+            "measuring": sorted(self.measuring),
+            "unittest_classes": sorted(self.unittest_classes),
             "ran": sorted(self.ran),
             "measured": sorted(self.measured),
             "unmeasured": sorted(self.unmeasured),
+            "taken": {test: sorted(names) for test, names in self.taken.items()},
+            "dropped": {test: sorted(names) for test, names in self.dropped.items()},
         }
 
     @classmethod
@@ -87,9 +186,13 @@ class CollectedFile:
             walked=bool(data["walked"]),
             complete=bool(data["complete"]),
             tests=set(data["tests"]),
+            measuring=set(data["measuring"]),
+            unittest_classes=set(data["unittest_classes"]),
             ran=set(data["ran"]),
             measured=set(data["measured"]),
             unmeasured=set(data["unmeasured"]),
+            taken={test: set(names) for test, names in data["taken"].items()},
+            dropped={test: set(names) for test, names in data["dropped"].items()},
         )
 
 
@@ -100,7 +203,8 @@ class RunRecord:
     files: dict[Path, CollectedFile] = field(default_factory=dict)
     directories: set[Path] = field(default_factory=set)  # whose collector passed
     roots: tuple[Path, ...] = ()  # directories named whole on the command line
-    narrowed: list[str] = field(default_factory=list)  # why nothing may be removed
+    narrowed: list[str] = field(default_factory=list)  # why nothing may be judged stale
+    rules: CollectionRules = field(default_factory=CollectionRules)
 
     def file(self, path: Path) -> CollectedFile:
         return self.files.setdefault(path, CollectedFile())
@@ -117,6 +221,7 @@ class RunRecord:
             self.narrow(reason)
 
     def to_dict(self) -> dict[str, Any]:
+        """What an xdist worker sends (the controller has its own roots and rules)."""
         return {
             "files": {str(path): collected.to_dict() for path, collected in self.files.items()},
             "directories": sorted(map(str, self.directories)),
@@ -133,19 +238,34 @@ class RunRecord:
 
     # -- the judgement ------------------------------------------------------------
 
-    def stale_snapshots(self) -> list[Path]:
-        """Snapshot files that no test will use again; none while the run was narrowed."""
+    def stale_snapshots(self) -> list[StaleSnapshot]:
+        """Snapshot files (and named measurements) that no test will use again, with why;
+        none while the run was narrowed."""
         if self.narrowed:
             return []
-        stale: set[Path] = set()
+        stale: set[StaleSnapshot] = set()
         for path, collected in self.files.items():
             if collected.ran_whole:
-                stale |= _unwanted(path, collected.wanted)
-        for directory in self._covered_directories():
-            stale |= set(_orphans(directory, known=self.files.keys()))
-        return sorted(stale)
+                stale |= self._unwanted(path, collected)
+            for test in sorted(collected.dropped):
+                stale |= {
+                    StaleSnapshot(
+                        path=snapshot_path(path, test),
+                        measurement=name,
+                        reason=StaleReason.MEASUREMENT_GONE,
+                    )
+                    for name in collected.stale_measurements(test)
+                }
+        stale |= self._orphans()
+        whole_files = {entry.path for entry in stale if entry.measurement is None}
+        # a file that goes whole takes its named measurements with it
+        return sorted(
+            entry for entry in stale if entry.measurement is None or entry.path not in whole_files
+        )
 
-    def evidence(self, *, stale: Iterable[Path], shown: Callable[[Path], str]) -> SnapshotEvidence:
+    def evidence(
+        self, *, stale: Iterable[StaleSnapshot], shown: Callable[[Path], str]
+    ) -> SnapshotEvidence:
         """What this run knows of the snapshot files, whether or not it was narrowed.
 
         A file's snapshots are unclaimed when it was collected whole and no test
@@ -153,43 +273,96 @@ class RunRecord:
         the directories this run collected. ``shown`` makes paths relative to
         the root directory, the same on every CI machine.
         """
-        unclaimed: set[Path] = set()
+        unclaimed: set[StaleSnapshot] = set()
         claimed: set[Path] = set()
         for path, collected in self.files.items():
             if collected.whole:
-                unclaimed |= _unwanted(path, collected.wanted)
+                unclaimed |= self._unwanted(path, collected)
             claimed |= _used_by(path, collected.measured)
-        for directory in self._covered_directories():
-            unclaimed |= set(_orphans(directory, known=self.files.keys()))
+        unclaimed |= self._orphans()
+        unclaimed = {entry for entry in unclaimed if entry.path not in claimed}
+        stale = list(stale)
 
         def listed(paths: Iterable[Path]) -> tuple[str, ...]:
-            return tuple(sorted(Path(shown(path)).as_posix() for path in paths))
+            return tuple(sorted({Path(shown(path)).as_posix() for path in paths}))
+
+        def tests(pick: Callable[[CollectedFile], set[str]]) -> tuple[str, ...]:
+            return tuple(
+                sorted(
+                    f"{Path(shown(path)).as_posix()}::{test}"
+                    for path, collected in self.files.items()
+                    for test in pick(collected)
+                )
+            )
 
         return SnapshotEvidence(
             whole_files=listed(path for path, collected in self.files.items() if collected.whole),
-            unclaimed=listed(unclaimed - claimed),
+            unclaimed=listed(entry.path for entry in unclaimed),
             claimed=listed(claimed),
-            stale=listed(stale),
+            stale=listed(entry.path for entry in stale if entry.measurement is None),
+            reasons={entry.shown(shown): entry.reason.value for entry in (*unclaimed, *stale)},
+            stale_measurements=tuple(
+                sorted(entry.shown(shown) for entry in stale if entry.measurement is not None)
+            ),
+            measuring_tests=tests(lambda collected: collected.measuring),
+            ran=tests(lambda collected: collected.ran & collected.measuring),
         )
 
-    def _covered_directories(self) -> Iterable[Path]:
+    def _unwanted(self, test_file: Path, collected: CollectedFile) -> set[StaleSnapshot]:
+        """The snapshot files of ``test_file`` that no test of it still reads, with why."""
+        existing = set(snapshot_files(snapshot_dir(test_file)))
+        if test_file.suffix == ".py":
+            existing |= set(snapshot_files(legacy_snapshot_dir(test_file)))
+        collected_heads = {test.partition("[")[0] for test in collected.tests}
+        unwanted = set()
+        for path in existing - _used_by(test_file, collected.wanted):
+            test = stored_test_name(path) or _name_from_stem(path)
+            if not self.rules.could_collect(
+                test_file, test, unittest_classes=collected.unittest_classes
+            ):
+                continue  # this run could not have collected it: no evidence either way
+            elif test in collected.unmeasured and test not in collected.measured:
+                reason = StaleReason.STOPPED_MEASURING
+            elif test in collected.tests and path.parent == legacy_snapshot_dir(test_file):
+                reason = StaleReason.MOVED
+            elif test.partition("[")[0] in collected_heads:
+                reason = StaleReason.NOT_COLLECTED
+            else:
+                reason = StaleReason.TEST_GONE
+            unwanted.add(StaleSnapshot(path=path, reason=reason))
+        return unwanted
+
+    def _orphans(self) -> set[StaleSnapshot]:
+        """Snapshots of deleted test files, in directories named whole and collected."""
+        orphans: set[StaleSnapshot] = set()
         for directory in self.directories:
             if any(root == directory or root in directory.parents for root in self.roots):
-                yield directory
+                orphans |= {
+                    StaleSnapshot(path=path, reason=StaleReason.FILE_GONE)
+                    for path in _orphans(directory, known=self.files.keys())
+                }
+        return orphans
 
 
 @dataclass(frozen=True, kw_only=True)
 class SnapshotEvidence:
     """The ``snapshots`` section of a JSON export: paths relative to the root directory.
 
-    ``stale`` is what the run itself judged (nothing, when it was narrowed);
-    :meth:`merged` judges from the other three across shards.
+    ``stale`` and ``stale_measurements`` are what the run itself judged
+    (nothing, when it was narrowed); :meth:`merged` judges from the rest across
+    shards. ``measuring_tests`` are the tests using a FLOP feature that the run
+    collected, deselected ones included (pytest-split deselects the other
+    shards' tests), as ``path::name``; ``ran`` those of them that ran here.
     """
 
     whole_files: tuple[str, ...] = ()  # test files collected whole
     unclaimed: tuple[str, ...] = ()  # snapshots no test of the run uses
     claimed: tuple[str, ...] = ()  # snapshots of the tests the run measured
     stale: tuple[str, ...] = ()
+    reasons: Mapping[str, str] = field(default_factory=dict)  # why each is unclaimed or stale
+    stale_measurements: tuple[str, ...] = ()  # "path [name]"
+    measuring_tests: tuple[str, ...] = ()
+    ran: tuple[str, ...] = ()
 
     @classmethod
     def merged(cls, shards: Sequence[SnapshotEvidence]) -> SnapshotEvidence:
@@ -197,35 +370,107 @@ class SnapshotEvidence:
 
         A shard that deselected a test still collected it, and so never calls
         its snapshot unclaimed; only a shard that ran it and saw it measure
-        nothing does.
+        nothing does. Each test runs in one shard, so the stale measurements
+        are every shard's together.
         """
         claimed = {path for shard in shards for path in shard.claimed}
         unclaimed = {path for shard in shards for path in shard.unclaimed} - claimed
+        stale_measurements = {entry for shard in shards for entry in shard.stale_measurements}
+        reasons = {path: why for shard in shards for path, why in shard.reasons.items()}
         return cls(
             whole_files=tuple(sorted({path for shard in shards for path in shard.whole_files})),
             unclaimed=tuple(sorted(unclaimed)),
             claimed=tuple(sorted(claimed)),
             stale=tuple(sorted(unclaimed)),
+            reasons={
+                entry: reasons[entry]
+                for entry in sorted(unclaimed | stale_measurements)
+                if entry in reasons
+            },
+            stale_measurements=tuple(sorted(stale_measurements)),
+            measuring_tests=tuple(sorted({t for shard in shards for t in shard.measuring_tests})),
+            ran=tuple(sorted({test for shard in shards for test in shard.ran})),
         )
 
-    def to_dict(self) -> dict[str, list[str]]:
+    def stale_entries(self) -> list[str]:
+        """Every stale snapshot and measurement with its reason: ``path (reason)``."""
+        return [
+            f"{entry} ({self.reasons[entry]})" if entry in self.reasons else entry
+            for entry in sorted((*self.stale, *self.stale_measurements))
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
         return {
             "whole_files": list(self.whole_files),
             "unclaimed": list(self.unclaimed),
             "claimed": list(self.claimed),
             "stale": list(self.stale),
+            "reasons": dict(sorted(self.reasons.items())),
+            "stale_measurements": list(self.stale_measurements),
+            "measuring_tests": list(self.measuring_tests),
+            "ran": list(self.ran),
         }
 
     @classmethod
     def from_dict(cls, data: object, *, where: str) -> SnapshotEvidence:
+        """Exports before 0.3 lack the keys after ``stale``: they read as empty."""
         obj = expect_mapping(data, where)
         lists: dict[str, tuple[str, ...]] = {}
         for key in ("whole_files", "unclaimed", "claimed", "stale"):
-            value = obj.get(key)
-            if not isinstance(value, list):
-                raise SnapshotFormatError(f"{where}.{key}: expected a list of paths")
-            lists[key] = tuple(expect_string(path, f"{where}.{key}") for path in value)
-        return cls(**lists)
+            lists[key] = _paths(obj.get(key), f"{where}.{key}")
+        for key in ("stale_measurements", "measuring_tests", "ran"):
+            lists[key] = _paths(obj.get(key, []), f"{where}.{key}")
+        reasons = expect_mapping(obj.get("reasons", {}), f"{where}.reasons")
+        return cls(
+            **lists,
+            reasons={
+                path: expect_string(why, f"{where}.reasons[{path!r}]")
+                for path, why in reasons.items()
+            },
+        )
+
+
+def _paths(value: object, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise SnapshotFormatError(f"{where}: expected a list of paths")
+    return tuple(expect_string(path, where) for path in value)
+
+
+def prune(
+    stale: Iterable[StaleSnapshot], store: SnapshotStore, *, shown: Callable[[Path], str]
+) -> tuple[list[StaleSnapshot], list[tuple[Path, Exception]]]:
+    """Remove stale snapshot files, and stale measurements from theirs (``--flops-prune``).
+
+    What was removed, and each file that could not be, with the error.
+    """
+    pruned: list[StaleSnapshot] = []
+    failures: list[tuple[Path, Exception]] = []
+    measurements: dict[Path, list[StaleSnapshot]] = {}
+    for entry in stale:
+        if entry.measurement is not None:
+            measurements.setdefault(entry.path, []).append(entry)
+            continue
+        try:
+            store.remove(entry.path)
+            pruned.append(entry)
+        except OSError as error:
+            failures.append((entry.path, error))
+    for path, entries in measurements.items():
+        names = frozenset(entry.measurement for entry in entries if entry.measurement)
+        try:
+            store.drop_measurements(path, names, where=shown(path))
+            pruned += entries
+        except (OSError, SnapshotFormatError) as error:
+            failures.append((path, error))
+    return pruned, failures
+
+
+def _name_from_stem(path: Path) -> str:
+    """The test name an unreadable snapshot's file name stands for, as near as it can
+    be told (``Class.test`` was ``Class::test``; a hashed name keeps its readable part)."""
+    stem = path.name.removesuffix(FILE_SUFFIX).partition("~")[0]
+    head, bracket, params = stem.partition("[")
+    return head.replace(".", "::") + bracket + params
 
 
 def _used_by(test_file: Path, names: Iterable[str]) -> set[Path]:
@@ -243,16 +488,13 @@ def _used_by(test_file: Path, names: Iterable[str]) -> set[Path]:
     return used
 
 
-def _unwanted(test_file: Path, wanted: set[str]) -> set[Path]:
-    """The snapshot files of ``test_file`` that none of ``wanted`` reads."""
-    existing = set(snapshot_files(snapshot_dir(test_file)))
-    if test_file.suffix == ".py":
-        existing |= set(snapshot_files(legacy_snapshot_dir(test_file)))
-    return existing - _used_by(test_file, wanted)
-
-
 def _orphans(directory: Path, *, known: Iterable[Path]) -> Iterable[Path]:
-    """Snapshot files in ``directory/__flops__/`` whose test file no longer exists."""
+    """Snapshot files in ``directory/__flops__/`` whose test file no longer exists.
+
+    A folder is named after its test file (``test_a.py``, ``GUIDE``), or, before
+    0.2, after a Python file's stem: a folder with no dot in its name belongs to
+    whichever of the two exists.
+    """
     root = directory / SNAPSHOT_DIRNAME
     if not root.is_dir():
         return
@@ -260,7 +502,8 @@ def _orphans(directory: Path, *, known: Iterable[Path]) -> Iterable[Path]:
     for folder in sorted(root.iterdir()):
         if not folder.is_dir():
             continue
-        # current layout: named after the test file; before 0.2: after its stem
-        owner = directory / (folder.name if "." in folder.name else f"{folder.name}.py")
-        if owner not in known and not owner.exists():
+        owners = [directory / folder.name]
+        if "." not in folder.name:
+            owners.append(directory / f"{folder.name}.py")
+        if not any(owner in known or owner.exists() for owner in owners):
             yield from snapshot_files(folder)

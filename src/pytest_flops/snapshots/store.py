@@ -15,15 +15,22 @@ extension, atomically.
 Before version 0.2 the directory was named after the file's stem
 (``__flops__/test_models/``) and test names with capitals got no hash:
 :func:`legacy_snapshot_path` finds those files, which are read as baselines
-and moved by ``--flops-update``.
+and copied to the current layout by ``--flops-update`` (``--flops-prune``
+removes the old copies).
+
+A snapshot file that is a symbolic link is written through: the file it
+points to gets the new text, and the link stays.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +85,16 @@ def snapshot_files(directory: Path) -> list[Path]:
     return sorted(directory.glob(f"*{FILE_SUFFIX}")) if directory.is_dir() else []
 
 
+def stored_test_name(location: Path) -> str | None:
+    """The name of the test whose snapshot ``location`` holds; None if it cannot be read."""
+    try:
+        data = json.loads(location.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    test = data.get("test") if isinstance(data, dict) else None
+    return test if isinstance(test, str) else None
+
+
 def _stem(test_name: str, *, hash_capitals: bool) -> str:
     head, bracket, params = test_name.partition("[")
     head = head.replace("::", ".")  # identifiers hold no dots, so this stays unique
@@ -92,6 +109,16 @@ def _stem(test_name: str, *, hash_capitals: bool) -> str:
         digest = hashlib.sha256(test_name.encode()).hexdigest()[:10]
         stem = f"{stem[:_MAX_STEM]}~{digest}"
     return stem
+
+
+@dataclass(frozen=True, kw_only=True)
+class SnapshotLookup:
+    """Where a test's snapshot is, and what reading it gave."""
+
+    location: Path
+    # the snapshot, why it is unreadable, or None when there is no file
+    stored: FlopsSnapshot | SnapshotFormatError | None
+    legacy: bool = False  # it was read from the layout before 0.2
 
 
 class SnapshotStore(SingleFileSnapshotExtension):
@@ -127,6 +154,43 @@ class SnapshotStore(SingleFileSnapshotExtension):
         collection.add(Snapshot(name=location.name, data=snapshot.to_text()))
         self.write_snapshot_collection(snapshot_collection=collection)
 
+    def lookup(self, test_file: Path, test: str, *, shown: Callable[[Path], str]) -> SnapshotLookup:
+        """The snapshot of ``test``; in the layout before 0.2 when the current one has
+        no file for it. ``shown`` turns a path into what error messages name."""
+        location = snapshot_path(test_file, test)
+        stored = self._read_of(location, test=test, where=shown(location))
+        if stored is None and test_file.suffix == ".py":
+            legacy = legacy_snapshot_path(test_file, test)
+            stored_there = self._read_of(legacy, test=test, where=shown(legacy))
+            if stored_there is not None:
+                return SnapshotLookup(location=legacy, stored=stored_there, legacy=True)
+        return SnapshotLookup(location=location, stored=stored)
+
+    def _read_of(
+        self, location: Path, *, test: str, where: str
+    ) -> FlopsSnapshot | SnapshotFormatError | None:
+        """The snapshot at ``location`` if it is ``test``'s; the error if it is not."""
+        try:
+            stored = self.read(location, where=where)
+        except SnapshotFormatError as error:
+            return error
+        if stored is not None and stored.test != test:
+            return SnapshotFormatError(
+                f"{where}: holds the snapshot of test {stored.test!r}, not of {test!r}"
+            )
+        return stored
+
+    def drop_measurements(self, location: Path, names: frozenset[str], *, where: str) -> None:
+        """Rewrite the snapshot at ``location`` without the measurements ``names``.
+
+        Raises :class:`OSError` or :class:`SnapshotFormatError` (naming ``where``).
+        """
+        stored = self.read(location, where=where)
+        if stored is None:
+            return
+        kept = {name: m for name, m in stored.measurements.items() if name not in names}
+        self.write(location, replace(stored, measurements=kept))
+
     def remove(self, location: Path) -> None:
         """Raises :class:`OSError` when the file cannot be removed."""
         location.unlink(missing_ok=True)
@@ -145,9 +209,12 @@ class SnapshotStore(SingleFileSnapshotExtension):
 
         A crash or a concurrent reader never sees a half-written snapshot. A
         killed process may leave the hidden ``.<name>.<random>.tmp`` behind;
-        nothing reads it (only ``*.flops.json`` files are snapshots).
+        nothing reads it (only ``*.flops.json`` files are snapshots). A link is
+        written through, next to the file it points to.
         """
-        location = Path(snapshot_collection.location)
+        # a symbolic link (a snapshot shared between two tests' names) is written
+        # through: os.replace on the link itself would make it a regular file
+        location = Path(os.path.realpath(snapshot_collection.location))
         text = str(next(iter(snapshot_collection)).data)
         location.parent.mkdir(parents=True, exist_ok=True)
         # Created by open() rather than tempfile.mkstemp, so the snapshot gets

@@ -1,0 +1,115 @@
+"""What the command line selects: test names, and what narrows a run.
+
+A test's name inside its file folds the copies that plugins make of one test
+(pytest-repeat's ``[2-3]``, pytest-flakefinder's ``[0]``): copies of one test
+are the same test, with one snapshot. The rest tells the stale-snapshot
+judgement (:mod:`pytest_flops.snapshots.stale`) what this run could see.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import unittest
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pytest_flops.snapshots.stale import CollectionRules
+
+__all__ = [
+    "collection_rules",
+    "files_named_with_tests",
+    "is_unittest",
+    "name_in_file",
+    "narrowing_options",
+    "roots",
+    "uncollectable",
+]
+
+# pytest-repeat runs a test N times as parametrized copies, "test_a[2-3]", and
+# pytest-flakefinder as "test_a[0]".
+_REPEAT_PARAM = "__pytest_repeat_step_number"
+_FLAKEFINDER_PARAM = "__flakefinder_"  # + the function's name
+
+
+def name_in_file(item: pytest.Item) -> str:
+    """The test's name inside its file, without pytest-repeat's ``N-M`` id or
+    pytest-flakefinder's run number."""
+    name = item.nodeid.split("::", 1)[1] if "::" in item.nodeid else item.nodeid
+    callspec = getattr(item, "callspec", None)
+    if callspec is None:
+        return name
+    if _REPEAT_PARAM in callspec.params:
+        step = callspec.params[_REPEAT_PARAM] + 1
+        name = re.sub(rf"(\[|-){step}-\d+\]$", lambda m: "]" if m[1] == "-" else "", name)
+    run = next((key for key in callspec.params if key.startswith(_FLAKEFINDER_PARAM)), None)
+    if run is not None:
+        # flakefinder parametrizes first: its run number leads the id
+        number = callspec.params[run]
+        name = re.sub(
+            rf"\[{number}(?:-|\]$)", lambda m: "[" if m[0].endswith("-") else "", name, count=1
+        )
+    return name
+
+
+def is_unittest(item: pytest.Item) -> bool:
+    """Whether the test is a ``unittest.TestCase`` method (collected whatever its class's name)."""
+    test_class = getattr(item, "cls", None)
+    return isinstance(test_class, type) and issubclass(test_class, unittest.TestCase)
+
+
+def uncollectable(cls: object) -> bool:
+    """Whether pytest gives up on a test class, as it does on one with ``__init__``."""
+    if not isinstance(cls, type) or not getattr(cls, "__test__", True):
+        return False
+    return getattr(cls, "__init__") is not object.__init__ or (  # noqa: B009 (mypy)
+        getattr(cls, "__new__") is not object.__new__  # noqa: B009
+    )
+
+
+def collection_rules(config: pytest.Config) -> CollectionRules:
+    return CollectionRules(
+        python_functions=tuple(config.getini("python_functions")),
+        python_classes=tuple(config.getini("python_classes")),
+        doctest_modules=bool(config.getoption("doctestmodules", False)),
+    )
+
+
+def narrowing_options(config: pytest.Config) -> list[str]:
+    """Command-line choices that leave some tests out of the run."""
+    option = config.option
+    reasons = [
+        flag
+        for flag, given in (
+            ("-k", getattr(option, "keyword", "")),
+            ("-m", getattr(option, "markexpr", "")),
+            ("--deselect", getattr(option, "deselect", None)),
+            ("--lf", getattr(option, "lf", False)),
+            ("--sw", getattr(option, "stepwise", False) or getattr(option, "stepwise_skip", False)),
+            ("--collect-only", getattr(option, "collectonly", False)),
+        )
+        if given
+    ]
+    if any("::" in arg for arg in config.args):
+        reasons.append("tests named on the command line")
+    return reasons
+
+
+def files_named_with_tests(config: pytest.Config) -> Iterator[Path]:
+    for arg in config.args:
+        if "::" in arg:
+            yield Path(os.path.abspath(config.invocation_params.dir / arg.split("::", 1)[0]))
+
+
+def roots(config: pytest.Config) -> tuple[Path, ...]:
+    """The directories the command line (or ``testpaths``) names whole."""
+    roots = []
+    for arg in config.args:
+        if "::" in arg:
+            continue
+        path = Path(os.path.abspath(config.invocation_params.dir / arg))
+        if path.is_dir():
+            roots.append(path)
+    return tuple(roots)
