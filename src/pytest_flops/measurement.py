@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pytest_flops.validation import SnapshotFormatError, expect_count, expect_keys, expect_mapping
@@ -22,7 +22,11 @@ GLOBAL = "Global"
 DEFAULT_NAME = "default"
 """The name of a measurement whose ``with flops(...)`` block gave none."""
 
+BYTES_ACCESSED = "bytes accessed"
+"""The unit of a :class:`DiffRow` of an op's memory traffic (communication's is "bytes")."""
+
 __all__ = [
+    "BYTES_ACCESSED",
     "DEFAULT_NAME",
     "GLOBAL",
     "DiffRow",
@@ -80,17 +84,43 @@ class World:
 
 @dataclass(frozen=True, kw_only=True)
 class ModuleFlops:
-    """FLOPs counted inside one module path (or ``"Global"`` for everything), and the
-    communication ops that ran there."""
+    """FLOPs counted inside one module path (or ``"Global"`` for everything), the
+    communication ops that ran there, and the bytes its ops accessed in memory."""
 
     forward: int = 0
     backward: int = 0
     by_op: Mapping[str, int] = field(default_factory=dict)
     communication: Mapping[str, Traffic] = field(default_factory=dict)
+    bytes_forward: int = 0
+    bytes_backward: int = 0
+    bytes_by_op: Mapping[str, int] = field(default_factory=dict)
+    # {op: {precision: flops}}: which peak each op's FLOPs run at (the roofline's input)
+    flops_by_precision: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
         return self.forward + self.backward
+
+    @property
+    def bytes_accessed(self) -> int:
+        return self.bytes_forward + self.bytes_backward
+
+    def __add__(self, other: ModuleFlops) -> ModuleFlops:
+        return ModuleFlops(
+            forward=self.forward + other.forward,
+            backward=self.backward + other.backward,
+            by_op=_summed(self.by_op, other.by_op, 0),
+            communication=_summed(self.communication, other.communication, Traffic()),
+            bytes_forward=self.bytes_forward + other.bytes_forward,
+            bytes_backward=self.bytes_backward + other.bytes_backward,
+            bytes_by_op=_summed(self.bytes_by_op, other.bytes_by_op, 0),
+            flops_by_precision={
+                op: _summed(
+                    self.flops_by_precision.get(op, {}), other.flops_by_precision.get(op, {}), 0
+                )
+                for op in _ordered_union(self.flops_by_precision, other.flops_by_precision)
+            },
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -125,7 +155,37 @@ class Measurement:
 
     @property
     def by_module(self) -> dict[str, dict[str, int]]:
-        return {path: dict(m.by_op) for path, m in self.modules.items() if path != GLOBAL}
+        """FLOPs by op of each module row that counted some (a row may hold bytes only)."""
+        return {
+            path: dict(m.by_op) for path, m in self.modules.items() if path != GLOBAL and m.by_op
+        }
+
+    @property
+    def bytes_by_module(self) -> dict[str, dict[str, int]]:
+        """Bytes accessed by op of each module row that moved memory."""
+        return {
+            path: dict(m.bytes_by_op)
+            for path, m in self.modules.items()
+            if path != GLOBAL and m.bytes_by_op
+        }
+
+    @property
+    def bytes_accessed(self) -> int:
+        """Bytes the ops read and wrote in memory, forward and backward (communication apart)."""
+        return self.modules[GLOBAL].bytes_accessed
+
+    @property
+    def bytes_forward(self) -> int:
+        return self.modules[GLOBAL].bytes_forward
+
+    @property
+    def bytes_backward(self) -> int:
+        return self.modules[GLOBAL].bytes_backward
+
+    @property
+    def bytes_by_op(self) -> dict[str, int]:
+        """``{"aten.mm": bytes, "aten.add": bytes, ...}``: every op that moved memory."""
+        return dict(self.modules[GLOBAL].bytes_by_op)
 
     @property
     def communication(self) -> dict[str, Traffic]:
@@ -147,11 +207,17 @@ class Measurement:
 
     def without_communication(self) -> Measurement:
         """The same FLOPs, as a snapshot from before communication was recorded holds them."""
+        modules = {path: replace(m, communication={}) for path, m in self.modules.items()}
+        return Measurement(modules=modules, unsupported=self.unsupported)
+
+    def without_bytes(self) -> Measurement:
+        """The same counts without bytes accessed: as a version 2 snapshot holds them, or
+        compared with the bytes gate off."""
         modules = {
-            path: ModuleFlops(forward=m.forward, backward=m.backward, by_op=m.by_op)
+            path: replace(m, bytes_forward=0, bytes_backward=0, bytes_by_op={})
             for path, m in self.modules.items()
         }
-        return Measurement(modules=modules, unsupported=self.unsupported)
+        return Measurement(modules=modules, unsupported=self.unsupported, world=self.world)
 
     def __add__(self, other: Measurement) -> Measurement:
         """Both counts, row by row; both must come from the same world (or none)."""
@@ -162,13 +228,7 @@ class Measurement:
             )
         modules: dict[str, ModuleFlops] = dict(self.modules)
         for path, theirs in other.modules.items():
-            mine = modules.get(path, ModuleFlops())
-            modules[path] = ModuleFlops(
-                forward=mine.forward + theirs.forward,
-                backward=mine.backward + theirs.backward,
-                by_op=_summed(mine.by_op, theirs.by_op, 0),
-                communication=_summed(mine.communication, theirs.communication, Traffic()),
-            )
+            modules[path] = modules.get(path, ModuleFlops()) + theirs
         return Measurement(
             modules=modules,
             unsupported=_summed(self.unsupported, other.unsupported, 0),
@@ -194,8 +254,19 @@ class Measurement:
                     old, new = getattr(old_traffic, unit), getattr(new_traffic, unit)
                     if old != new:
                         rows.append(DiffRow(module=path, op=op, before=old, after=new, unit=unit))
+            for op in _ordered_union(before_mod.bytes_by_op, after_mod.bytes_by_op):
+                old, new = before_mod.bytes_by_op.get(op, 0), after_mod.bytes_by_op.get(op, 0)
+                if old != new:
+                    rows.append(
+                        DiffRow(module=path, op=op, before=old, after=new, unit=BYTES_ACCESSED)
+                    )
         rows.sort(
-            key=lambda row: (row.unit != "FLOP", -abs(row.delta), module_order(row.module), row.op)
+            key=lambda row: (
+                _UNIT_ORDER.get(row.unit, 1),
+                -abs(row.delta),
+                module_order(row.module),
+                row.op,
+            )
         )
         return MeasurementDiff(rows=tuple(rows))
 
@@ -211,6 +282,7 @@ class Measurement:
             "total": self.total,
             "forward": self.forward,
             "backward": self.backward,
+            "bytes_accessed": self.bytes_accessed,
             "modules": {
                 path: _module_dict(counts)
                 for path, counts in sorted(self.modules.items(), key=_module_sort_key)
@@ -229,14 +301,15 @@ class Measurement:
             obj,
             {"total", "forward", "backward", "modules", "unsupported"},
             where,
-            optional=frozenset({"world"}),
+            optional=frozenset({"world", "bytes_accessed"}),
         )
         modules: dict[str, ModuleFlops] = {}
         for path, raw in expect_mapping(obj["modules"], f"{where}: modules").items():
             at = f"{where}: modules[{path!r}]"
             entry = expect_mapping(raw, at)
-            expect_keys(entry, {"forward", "backward", "by_op"}, at, optional=_TRAFFIC_KEY)
+            expect_keys(entry, {"forward", "backward", "by_op"}, at, optional=_OPTIONAL_ROW_KEYS)
             modules[path] = ModuleFlops(
+                **_bytes_fields(entry, at),
                 forward=expect_count(entry["forward"], f"{at}.forward"),
                 backward=expect_count(entry["backward"], f"{at}.backward"),
                 by_op={
@@ -262,7 +335,9 @@ class Measurement:
             unsupported=unsupported,
             world=None if world is None else World.from_dict(world, where=f"{where}: world"),
         )
-        for key in ("total", "forward", "backward"):
+        for key in ("total", "forward", "backward", "bytes_accessed"):
+            if key not in obj:
+                continue  # bytes_accessed: before version 3
             stored = expect_count(obj[key], f"{where}: {key}")
             if stored != getattr(measurement, key):
                 raise SnapshotFormatError(
@@ -307,7 +382,9 @@ def relative_text(before: int, after: int) -> str:
     return "from 0" if ratio == float("inf") else f"{ratio:+.2%}"
 
 
-_TRAFFIC_KEY = frozenset({"communication"})
+_OPTIONAL_ROW_KEYS = frozenset({"communication", "bytes", "flops_by_precision"})
+
+_UNIT_ORDER = {"FLOP": 0, BYTES_ACCESSED: 1}  # then communication's bytes and calls
 
 
 def _module_dict(counts: ModuleFlops) -> dict[str, Any]:
@@ -321,7 +398,46 @@ def _module_dict(counts: ModuleFlops) -> dict[str, Any]:
             op: {"calls": traffic.calls, "bytes": traffic.bytes}
             for op, traffic in sorted(counts.communication.items())
         }
+    data["bytes"] = {
+        "forward": counts.bytes_forward,
+        "backward": counts.bytes_backward,
+        "by_op": dict(sorted(counts.bytes_by_op.items())),
+    }
+    if counts.flops_by_precision:
+        data["flops_by_precision"] = {
+            op: dict(sorted(precisions.items()))
+            for op, precisions in sorted(counts.flops_by_precision.items())
+        }
     return data
+
+
+def _bytes_fields(entry: Mapping[str, Any], at: str) -> dict[str, Any]:
+    """A row's ``bytes`` and ``flops_by_precision`` as :class:`ModuleFlops` keywords;
+    none before version 3."""
+    fields: dict[str, Any] = {}
+    if "flops_by_precision" in entry:
+        where = f"{at}.flops_by_precision"
+        fields["flops_by_precision"] = {
+            op: {
+                precision: expect_count(v, f"{where}[{op!r}][{precision!r}]")
+                for precision, v in expect_mapping(precisions, f"{where}[{op!r}]").items()
+            }
+            for op, precisions in expect_mapping(entry["flops_by_precision"], where).items()
+        }
+    if "bytes" not in entry:
+        return fields
+    where = f"{at}.bytes"
+    obj = expect_mapping(entry["bytes"], where)
+    expect_keys(obj, {"forward", "backward", "by_op"}, where)
+    return {
+        **fields,
+        "bytes_forward": expect_count(obj["forward"], f"{where}.forward"),
+        "bytes_backward": expect_count(obj["backward"], f"{where}.backward"),
+        "bytes_by_op": {
+            op: expect_count(v, f"{where}.by_op[{op!r}]")
+            for op, v in expect_mapping(obj["by_op"], f"{where}.by_op").items()
+        },
+    }
 
 
 def _traffic(data: object, where: str) -> Traffic:

@@ -109,6 +109,10 @@ def test_cpu_sdpa_with_dv_ne_dq_runs_the_math_path_without_recompute() -> None:
     assert (measured.forward, measured.backward) == (73_728, 147_456)
 
 
+def without_bytes(data: dict[str, Any]) -> dict[str, Any]:
+    return Measurement.from_dict(data, where="test").without_bytes().to_dict()
+
+
 def measurement_on(device: str, step: Callable[[], None]) -> dict[str, Any]:
     if device == "fake":
         with FakeTensorMode():
@@ -130,7 +134,13 @@ def test_meta_and_fake_tensors_count_like_cpu(case: str, device: str) -> None:
     on_cpu = measurement_on("cpu", step)
 
     assert on_cpu["total"] > 0
-    assert measurement_on(device, step) == on_cpu
+    if (device, case) == ("meta", "bool_mask"):
+        # The FLOPs agree, the bytes do not: torch turns the boolean mask into an
+        # additive one with other ops on meta (logical_not, masked_fill) than on CPU
+        # (where), ops that move different bytes.
+        assert without_bytes(measurement_on(device, step)) == without_bytes(on_cpu)
+    else:
+        assert measurement_on(device, step) == on_cpu
 
 
 def test_meta_sdpa_under_the_math_backend_switch_stays_math() -> None:

@@ -28,6 +28,12 @@ from torch._subclasses.fake_tensor import is_fake
 from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 from torch.utils._pytree import tree_leaves
 
+from pytest_flops.counting.bytes_accessed import (
+    GENERIC,
+    ByteRule,
+    byte_rule,
+    bytes_accessed,
+)
 from pytest_flops.counting.distributed import (
     current_world,
     in_sharding_propagation,
@@ -48,6 +54,7 @@ from pytest_flops.counting.formulas import (
 )
 from pytest_flops.counting.meta_as_cpu import cpu_kernels_on_meta
 from pytest_flops.counting.module_tracker import Models, ModuleTracker, root_names
+from pytest_flops.counting.precision import flop_precision
 from pytest_flops.measurement import GLOBAL, Measurement, ModuleFlops, Traffic, World
 from pytest_flops.tables import aligned
 
@@ -84,8 +91,16 @@ _SUBCLASS_METADATA_OPS = frozenset(
 _EAGER_KERNEL = torch._C.DispatchKey.CompositeExplicitAutograd
 
 
-_Counts = tuple[defaultdict[FlopTarget, int], list[int], defaultdict[str, list[int]]]
-"""Counts by op, forward/backward sums and traffic (calls, bytes) by collective."""
+_Counts = tuple[
+    defaultdict[FlopTarget, int],
+    list[int],
+    defaultdict[str, list[int]],
+    defaultdict[FlopTarget, int],
+    list[int],
+    defaultdict[tuple[FlopTarget, str], int],
+]
+"""Counts by op, forward/backward sums, traffic (calls, bytes) by collective, bytes
+accessed by op, their forward/backward sums, and FLOPs by (op, precision)."""
 
 _Chains = dict[tuple[str, ...], _Counts]
 """The counts of the ops run under each chain of module rows (``Global`` implied)."""
@@ -97,6 +112,7 @@ class _OpKind(Enum):
     COMMUNICATION = "communication"
     COUNTED = "counted"
     UNCOUNTED = "uncounted"
+    MOVES_NOTHING = "moves nothing"  # uncounted and a view or allocation: no bytes either
     DECOMPOSED = "decomposed"
     UNSUPPORTED = "unsupported"
 
@@ -166,6 +182,7 @@ class FlopCounterMode(TorchDispatchMode):
         # by id(op): ops live as long as torch, and their own __hash__ is Python code
         self._op_kinds: dict[int, _OpKind] = {}
         self._op_formulas: dict[int, FlopFormula] = {}  # of the counted ones
+        self._byte_rules: dict[int, ByteRule] = {}  # by id(op), as _op_kinds
         self._active = 0
         self._modules = ModuleTracker(root_names(models))
         self._while_counting = ExitStack()
@@ -187,6 +204,11 @@ class FlopCounterMode(TorchDispatchMode):
         """``{row: {collective: [calls, bytes]}}``, summed from the counts when read."""
         return _rows(self._chains)[2]
 
+    @property
+    def bytes_counts(self) -> defaultdict[str, defaultdict[FlopTarget, int]]:
+        """``{row: {op: bytes accessed}}``, summed from the counts when read."""
+        return _rows(self._chains)[3]
+
     def get_total_flops(self) -> int:
         return _total(self._chains)
 
@@ -195,7 +217,9 @@ class FlopCounterMode(TorchDispatchMode):
 
     def to_measurement(self) -> Measurement:
         """Freeze the counts into a :class:`~pytest_flops.Measurement`."""
-        flop_counts, phase_counts, traffic_counts = _rows(self._chains)
+        flop_counts, phase_counts, traffic_counts, byte_counts, byte_phases, precisions = _rows(
+            self._chains
+        )
         modules = {
             path: ModuleFlops(
                 forward=phase_counts[path][0],
@@ -205,6 +229,10 @@ class FlopCounterMode(TorchDispatchMode):
                     op: Traffic(calls=calls, bytes=size)
                     for op, (calls, size) in traffic_counts[path].items()
                 },
+                bytes_forward=byte_phases[path][0],
+                bytes_backward=byte_phases[path][1],
+                bytes_by_op={op_name(op): size for op, size in byte_counts[path].items()},
+                flops_by_precision=_by_precision(precisions[path]),
             )
             for path in flop_counts
         }
@@ -238,6 +266,7 @@ class FlopCounterMode(TorchDispatchMode):
             self.world = current_world()
             self._op_kinds.clear()
             self._op_formulas.clear()
+            self._byte_rules.clear()
             self._modules.start()
             self._while_counting = ExitStack()
             try:
@@ -296,8 +325,12 @@ class FlopCounterMode(TorchDispatchMode):
         # forward ops (no node executing) answer with one call
         if _current_autograd_node() is not None and torch.is_grad_enabled():
             self._modules.note_node_made_in_backward()
-        if kind is _OpKind.UNCOUNTED:  # most ops: the fast path
+        if kind is _OpKind.MOVES_NOTHING:  # views: the fast path
             return func(*args, **kwargs)
+        if kind is _OpKind.UNCOUNTED:  # elementwise ops and the like: bytes only
+            out = func(*args, **kwargs)
+            self._record(func, None, args, kwargs, out)
+            return out
         if kind is _OpKind.HIGHER_ORDER:
             return self._dispatch_higher_order(func, args, kwargs)  # type: ignore[arg-type]
         if kind is _OpKind.COMMUNICATION:
@@ -321,10 +354,10 @@ class FlopCounterMode(TorchDispatchMode):
                     self._op_formulas[id(func)] = formula
         out = func(*args, **kwargs)
         if kind is _OpKind.COUNTED:
-            flops = self._op_formulas[id(func)](args, kwargs, out)
-            self._record(func._overloadpacket, flops)
+            self._record(func, self._op_formulas[id(func)](args, kwargs, out), args, kwargs, out)
         else:
             self.unsupported_ops[str(func._overloadpacket)] += 1
+            self._record(func, None, args, kwargs, out)
         return out
 
     def _dispatch_higher_order(
@@ -343,7 +376,7 @@ class FlopCounterMode(TorchDispatchMode):
         formula = self.formulas.get(hop)
         if formula is not None:
             out = hop(*args, **kwargs)
-            self._record(hop, formula(args, kwargs, out))
+            self._record(hop, formula(args, kwargs, out), args, kwargs, out)
             return out
         eager = hop.py_kernels.get(_EAGER_KERNEL)
         bodies = [i for i, arg in enumerate(args) if _is_body(arg)]
@@ -409,7 +442,7 @@ class FlopCounterMode(TorchDispatchMode):
             return _OpKind.COMMUNICATION
         has_formula = self._formula(func._overloadpacket) is not None
         if is_uncounted(func) and not has_formula:
-            return _OpKind.UNCOUNTED
+            return _OpKind.MOVES_NOTHING if self._byte_rule(func).free else _OpKind.UNCOUNTED
         if (
             torch._C._dispatch_has_kernel_for_dispatch_key(
                 func.name(), torch._C.DispatchKey.CompositeImplicitAutograd
@@ -422,21 +455,58 @@ class FlopCounterMode(TorchDispatchMode):
         self._op_formulas[id(func)] = self._formula(func._overloadpacket)  # type: ignore[assignment]
         return _OpKind.COUNTED
 
-    def _record(self, op: FlopTarget, flops: int) -> None:
+    def _byte_rule(self, op: OpOverload | HigherOrderOperator) -> ByteRule:
+        rule = self._byte_rules.get(id(op))
+        if rule is None:
+            rule = self._byte_rules[id(op)] = (
+                GENERIC if isinstance(op, HigherOrderOperator) else byte_rule(op)
+            )
+        return rule
+
+    def _record(
+        self,
+        op: OpOverload | HigherOrderOperator,
+        flops: int | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        out: Any,
+    ) -> None:
+        """One op's FLOPs (None: it has no formula) and bytes accessed, into its chain
+        of rows and its phase."""
+        size = bytes_accessed(self._byte_rule(op), args, kwargs, out)
+        if flops is None and not size:
+            return
+        target: FlopTarget = op if isinstance(op, HigherOrderOperator) else op._overloadpacket
         node = _current_autograd_node()
-        op_counts, phases, _ = self._counts(self._modules.paths(node))
-        op_counts[op] += flops
-        phases[0 if node is None else 1] += flops
+        phase = 0 if node is None else 1
+        op_counts, phases, _, byte_counts, byte_phases, precisions = self._counts(
+            self._modules.paths(node)
+        )
+        if flops is not None:
+            op_counts[target] += flops
+            phases[phase] += flops
+            if flops:
+                precisions[target, flop_precision(args)] += flops
+        if size:
+            byte_counts[target] += size
+            byte_phases[phase] += size
 
     def _record_traffic(self, op: str, size: int) -> None:
-        _, _, traffic = self._counts(self._modules.paths(_current_autograd_node()))
+        _, _, traffic, _, _, _ = self._counts(self._modules.paths(_current_autograd_node()))
         traffic[op][0] += 1
         traffic[op][1] += size
 
     def _counts(self, chain: tuple[str, ...]) -> _Counts:
         counts = self._chains.get(chain)
         if counts is None:
-            counts = self._chains[chain] = (defaultdict(int), [0, 0], defaultdict(lambda: [0, 0]))
+            counts = self._chains[chain] = (
+                defaultdict(int),
+                [0, 0],
+                defaultdict(lambda: [0, 0]),
+                defaultdict(int),
+                [0, 0],
+                defaultdict(int),
+            )
         return counts
 
 
@@ -446,6 +516,9 @@ def _rows(
     defaultdict[str, defaultdict[FlopTarget, int]],
     defaultdict[str, list[int]],
     defaultdict[str, defaultdict[str, list[int]]],
+    defaultdict[str, defaultdict[FlopTarget, int]],
+    defaultdict[str, list[int]],
+    defaultdict[str, defaultdict[tuple[FlopTarget, str], int]],
 ]:
     """Each row's counts: the sum over the chains it is in (``Global`` is in every one)."""
     flop_counts: defaultdict[str, defaultdict[FlopTarget, int]] = defaultdict(
@@ -455,15 +528,32 @@ def _rows(
     traffic_counts: defaultdict[str, defaultdict[str, list[int]]] = defaultdict(
         lambda: defaultdict(lambda: [0, 0])
     )
+    byte_counts: defaultdict[str, defaultdict[FlopTarget, int]] = defaultdict(
+        lambda: defaultdict(int)
+    )
+    byte_phases: defaultdict[str, list[int]] = defaultdict(lambda: [0, 0])
+    precisions: defaultdict[str, defaultdict[tuple[FlopTarget, str], int]] = defaultdict(
+        lambda: defaultdict(int)
+    )
     for chain, counts in chains.items():
         for path in (GLOBAL, *chain):
-            _add((flop_counts[path], phase_counts[path], traffic_counts[path]), counts)
-    return flop_counts, phase_counts, traffic_counts
+            _add(
+                (
+                    flop_counts[path],
+                    phase_counts[path],
+                    traffic_counts[path],
+                    byte_counts[path],
+                    byte_phases[path],
+                    precisions[path],
+                ),
+                counts,
+            )
+    return flop_counts, phase_counts, traffic_counts, byte_counts, byte_phases, precisions
 
 
 def _add(into: _Counts, counts: _Counts) -> None:
-    ops, (forward, backward), moved = counts
-    into_ops, into_phases, into_traffic = into
+    ops, (forward, backward), moved, sizes, (bytes_forward, bytes_backward), precisions = counts
+    into_ops, into_phases, into_traffic, into_sizes, into_byte_phases, into_precisions = into
     for op, flops in ops.items():
         into_ops[op] += flops
     into_phases[0] += forward
@@ -471,10 +561,26 @@ def _add(into: _Counts, counts: _Counts) -> None:
     for name, (calls, size) in moved.items():
         into_traffic[name][0] += calls
         into_traffic[name][1] += size
+    for op, size in sizes.items():
+        into_sizes[op] += size
+    into_byte_phases[0] += bytes_forward
+    into_byte_phases[1] += bytes_backward
+    for key, flops in precisions.items():
+        into_precisions[key] += flops
+
+
+def _by_precision(
+    precisions: Mapping[tuple[FlopTarget, str], int],
+) -> dict[str, dict[str, int]]:
+    """``{op: {precision: flops}}`` from FLOPs keyed by (op, precision)."""
+    by_op: dict[str, dict[str, int]] = {}
+    for (op, precision), flops in precisions.items():
+        by_op.setdefault(op_name(op), {})[precision] = flops
+    return by_op
 
 
 def _total(chains: _Chains) -> int:
-    return sum(sum(ops.values()) for ops, _, _ in chains.values())
+    return sum(sum(counts[0].values()) for counts in chains.values())
 
 
 def warm_up() -> None:
