@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "pytest_flops"
-SHARED = ("measurement.py", "units.py", "validation.py", "tables.py")
+SHARED = ("measurement.py", "units.py", "validation.py", "tables.py", "roofline.py")
 
 
 def imported(path: Path) -> set[str]:

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from pytest_flops import roofline as _roofline
 from pytest_flops.validation import SnapshotFormatError, expect_count, expect_keys, expect_mapping
 
 GLOBAL = "Global"
@@ -196,6 +197,30 @@ class Measurement:
     def communication_bytes(self) -> int:
         return sum(traffic.bytes for traffic in self.modules[GLOBAL].communication.values())
 
+    def roofline(self, gpu: str | _roofline.Gpu, *, module: str = GLOBAL) -> _roofline.Roofline:
+        """The roofline time of this measurement (or of one ``module`` row) on ``gpu``.
+
+        Each op's FLOPs at the peak of its precision or its bytes at the memory
+        bandwidth, whichever is longer, summed; plus communication bytes at the link
+        bandwidth. ``gpu`` is a name (``"h100-sxm"``...; see
+        :data:`pytest_flops.roofline.GPUS`). An estimate of eager, unfused traffic:
+        for comparing two versions of a step, not for predicting wall time.
+        """
+        on = gpu if isinstance(gpu, _roofline.Gpu) else _roofline.gpu(gpu)
+        row = self.modules[module]
+        ops = []
+        for op in _ordered_union(row.by_op, row.bytes_by_op):
+            precisions = dict(row.flops_by_precision.get(op, {}))
+            unattributed = row.by_op.get(op, 0) - sum(precisions.values())
+            if unattributed > 0:
+                unknown = _roofline.UNKNOWN_PRECISION
+                precisions[unknown] = precisions.get(unknown, 0) + unattributed
+            ops.append(
+                _roofline.OpCost(flops_by_precision=precisions, bytes=row.bytes_by_op.get(op, 0))
+            )
+        communication = sum(traffic.bytes for traffic in row.communication.values())
+        return _roofline.estimate(ops, communication_bytes=communication, on=on)
+
     def truncated(self, depth: int) -> Measurement:
         """Keep module paths at most ``depth`` levels deep (``"A.b"`` is depth 2)."""
         modules = {
@@ -211,10 +236,12 @@ class Measurement:
         return Measurement(modules=modules, unsupported=self.unsupported)
 
     def without_bytes(self) -> Measurement:
-        """The same counts without bytes accessed: as a version 2 snapshot holds them, or
-        compared with the bytes gate off."""
+        """The same counts without bytes accessed and FLOPs by precision: as a version 2
+        snapshot holds them, or compared with the bytes gate off."""
         modules = {
-            path: replace(m, bytes_forward=0, bytes_backward=0, bytes_by_op={})
+            path: replace(
+                m, bytes_forward=0, bytes_backward=0, bytes_by_op={}, flops_by_precision={}
+            )
             for path, m in self.modules.items()
         }
         return Measurement(modules=modules, unsupported=self.unsupported, world=self.world)

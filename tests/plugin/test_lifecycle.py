@@ -273,7 +273,7 @@ def test_train(flops, case):
         ("negative", lambda text: text.replace('"total": 1440', '"total": -1440')),
         ("missing key", lambda text: text.replace('"depth": 3,', "")),
         ("not an object", lambda text: f"[{text}]"),
-        ("newer version", lambda text: text.replace('"version": 2', '"version": 99')),
+        ("newer version", lambda text: text.replace('"version": 3', '"version": 99')),
     ]:
         path = next(folder.glob(f"test_train[[]{name.replace(' ', '_')}]*"))
         path.write_text(damage(path.read_text()))

@@ -26,6 +26,7 @@ def decide(
     stored: FlopsSnapshot | SnapshotFormatError | None,
     *,
     rtol: float = 0.0,
+    bytes_rtol: float | None = 0.0,
     update: bool = False,
     budget: Budget | None = None,
 ) -> Verdict:
@@ -35,6 +36,7 @@ def decide(
         current=current,
         stored=stored,
         rtol=rtol,
+        bytes_rtol=bytes_rtol,
         update=update,
         budget=budget,
     )
@@ -208,6 +210,7 @@ def test_a_test_that_measured_nothing_fails_against_its_snapshot() -> None:
             current=None,
             stored=None,
             rtol=0,
+            bytes_rtol=0,
             update=False,
             budget=None,
         )
@@ -223,6 +226,7 @@ def test_update_moves_a_snapshot_of_the_old_layout_even_when_equal() -> None:
         current=current,
         stored=current,
         rtol=0,
+        bytes_rtol=0,
         update=True,
         budget=None,
         must_write=True,

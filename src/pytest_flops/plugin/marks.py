@@ -107,6 +107,8 @@ class Comparison:
 
     rtol: float | None = None
     depth: int | None = None
+    bytes: bool | None = None  # False: bytes accessed are not compared
+    bytes_rtol: float | None = None
 
 
 def limit_flops(
@@ -130,11 +132,22 @@ def limit_flops(
     )
 
 
-def flops(*, rtol: float | None = None, depth: int | None = None) -> Comparison:
-    """``@pytest.mark.flops(rtol=0.01, depth=3)``: the test's tolerance and module depth."""
+def flops(
+    *,
+    rtol: float | None = None,
+    depth: int | None = None,
+    bytes: bool | None = None,
+    bytes_rtol: float | None = None,
+) -> Comparison:
+    """``@pytest.mark.flops(rtol=0.01, depth=3, bytes=False)``: the test's tolerances
+    (``bytes_rtol`` for bytes accessed), module depth and whether bytes are compared."""
+    if bytes is not None and not isinstance(bytes, bool):
+        raise ValueError(f"bytes: expected True or False, got {bytes!r}")
     return Comparison(
         rtol=None if rtol is None else parse_rtol(rtol, source="rtol"),
         depth=None if depth is None else parse_depth(depth, source="depth"),
+        bytes=bytes,
+        bytes_rtol=None if bytes_rtol is None else parse_rtol(bytes_rtol, source="bytes_rtol"),
     )
 
 
@@ -168,8 +181,8 @@ MARKERS: tuple[Marker, ...] = (
     ),
     Marker(
         flops,
-        "tolerance and module depth of this test's FLOP snapshot comparison; keywords of "
-        "closer markers win.",
+        "tolerances, module depth and bytes gate (bytes=False) of this test's FLOP "
+        "snapshot comparison; keywords of closer markers win.",
     ),
 )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from pytest_flops.measurement import DEFAULT_NAME, Measurement, relative_text
+from pytest_flops.measurement import BYTES_ACCESSED, DEFAULT_NAME, Measurement, relative_text
 from pytest_flops.plugin.marks import BudgetExceeded
 from pytest_flops.snapshots.format import FlopsSnapshot
 from pytest_flops.tables import aligned
@@ -88,11 +88,22 @@ def changes(
                 f"not in the snapshot"
             )
             continue
-        lines = [
-            f"FLOP count changed for {subject}{label}: total {_change(old.total, new.total)}",
-            f"  forward   {_change(old.forward, new.forward)}",
-            f"  backward  {_change(old.backward, new.backward)}",
-        ]
+        moved_bytes = _change(old.bytes_accessed, new.bytes_accessed, "bytes")
+        if old.without_bytes() == new.without_bytes():  # the FLOPs held, the bytes moved
+            lines = [
+                f"Bytes accessed changed for {subject}{label}: {moved_bytes}",
+                f"  FLOP      {_change(old.total, new.total)}",
+            ]
+        else:
+            lines = [
+                f"FLOP count changed for {subject}{label}: total {_change(old.total, new.total)}"
+            ]
+            lines += [
+                f"  forward   {_change(old.forward, new.forward)}",
+                f"  backward  {_change(old.backward, new.backward)}",
+            ]
+            if old.bytes_accessed or new.bytes_accessed:
+                lines.append(f"  bytes     {moved_bytes}")
         if old.communication or new.communication:
             lines.append(
                 f"  comm      {_change(old.communication_bytes, new.communication_bytes, 'bytes')}"
@@ -162,6 +173,11 @@ def summary_lines(
 
 
 def _diff_table(before: Measurement, after: Measurement) -> list[str]:
+    """The rows that moved; bytes accessed only when nothing else did (else their total
+    line above says it, and the FLOP rows point at the cause)."""
+    moved = before.diff(after).rows
+    if any(row.unit != BYTES_ACCESSED for row in moved):
+        moved = tuple(row for row in moved if row.unit != BYTES_ACCESSED)
     rows: list[tuple[str, ...]] = [
         (
             row.module,
@@ -170,7 +186,7 @@ def _diff_table(before: Measurement, after: Measurement) -> list[str]:
             f"{row.after:,}",
             f"{row.delta:+,}",
         )
-        for row in before.diff(after).rows
+        for row in moved
     ]
     rows += [
         ("(no formula)", f"{op} calls", f"{before.unsupported.get(op, 0):,}", f"{calls:,}", "")

@@ -281,6 +281,7 @@ class FlopsSession:
             current=current,
             stored=stored,
             rtol=rtol,
+            bytes_rtol=self._bytes_rtol(plan, rtol),
             update=self.settings.update,
             budget=plan.marks.budget,
             must_write=legacy,
@@ -455,6 +456,16 @@ class FlopsSession:
         _, depth = self._comparison(plan)
         measured = FlopsSnapshot(test=plan.name, depth=depth, measurements=fixture.measurements)
         return measured.at_depth(depth)
+
+    def _bytes_rtol(self, plan: ItemPlan, rtol: float) -> float | None:
+        """The tolerance of bytes accessed (the marker's, the session's, else ``rtol``);
+        None when their gate is off."""
+        chosen, settings = plan.marks.comparison, self.settings
+        if not (settings.bytes_gate if chosen.bytes is None else chosen.bytes):
+            return None
+        if chosen.bytes_rtol is not None:
+            return chosen.bytes_rtol
+        return rtol if settings.bytes_rtol is None else settings.bytes_rtol
 
     def _comparison(self, plan: ItemPlan) -> tuple[float, int]:
         """rtol and depth of a test: its @pytest.mark.flops, else the session's."""

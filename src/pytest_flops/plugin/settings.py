@@ -33,6 +33,8 @@ class Settings:
     report_json: Path | None = None
     report_md: Path | None = None
     report_html: Path | None = None
+    bytes_gate: bool = True  # compare bytes accessed
+    bytes_rtol: float | None = None  # None: rtol's
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
@@ -44,6 +46,8 @@ class Settings:
             report_json=_path(config, "flops_report_json"),
             report_md=_path(config, "flops_report_md"),
             report_html=_path(config, "flops_report_html"),
+            bytes_gate=_bytes_gate(config),
+            bytes_rtol=_value_or_ini(config, "flops_bytes_rtol", parse_rtol, None, kind="float"),
         )
 
 
@@ -98,6 +102,33 @@ def add_options(parser: pytest.Parser) -> None:
         help="Write the FLOPs report to PATH as one self-contained HTML page, with an "
         "icicle of each measured test's module tree.",
     )
+    group.addoption(
+        "--flops-bytes",
+        choices=("on", "off"),
+        default=None,
+        help="Compare bytes accessed with the snapshot (on, the default) or not (off: "
+        "still stored) (ini: flops_bytes).",
+    )
+    group.addoption(
+        "--flops-bytes-rtol",
+        metavar="R",
+        type=_command_line(parse_rtol),
+        default=None,
+        help="Relative tolerance of bytes-accessed comparisons (ini: flops_bytes_rtol; "
+        "default: the FLOP tolerance).",
+    )
+    parser.addini(
+        "flops_bytes",
+        "Compare bytes accessed with the snapshot (default true).",
+        type="bool",
+        default=None,
+    )
+    parser.addini(
+        "flops_bytes_rtol",
+        "Relative tolerance of bytes-accessed comparisons (default: flops_rtol's).",
+        type="float",
+        default=None,
+    )
     parser.addini(
         "flops_rtol",
         f"Relative tolerance of FLOP snapshot comparisons (default {DEFAULT_RTOL:g}).",
@@ -141,6 +172,20 @@ def _value_or_ini(
         return parse(raw, source=f"ini option {name}")
     except ValueError as error:
         raise pytest.UsageError(str(error)) from None
+
+
+def _bytes_gate(config: pytest.Config) -> bool:
+    """``--flops-bytes=on|off``, else the ini key ``flops_bytes``, else on."""
+    value = config.getoption("flops_bytes")
+    if value is not None:
+        return bool(value == "on")
+    try:
+        raw = config.getini("flops_bytes")
+    except (TypeError, ValueError, pytest.UsageError) as error:
+        raise pytest.UsageError(
+            f"ini option flops_bytes: expected true or false ({error})"
+        ) from None
+    return True if raw is None else bool(raw)
 
 
 def _command_line(parse: Callable[..., T]) -> Callable[[str], T]:

@@ -41,11 +41,15 @@ def judge(
     current: FlopsSnapshot | None,
     stored: Stored,
     rtol: float,
+    bytes_rtol: float | None,
     update: bool,
     budget: Budget | None,
     must_write: bool = False,
 ) -> Verdict | None:
     """Compare a test's counts with its stored snapshot; None if there is nothing to say.
+
+    ``rtol`` is the tolerance of FLOPs (and communication), ``bytes_rtol`` that
+    of bytes accessed; None turns the bytes gate off (they are stored, not compared).
 
     ``current`` is None when the test measured nothing. ``location`` is the
     snapshot's path as shown to the user. Under ``update`` a test passes and
@@ -59,8 +63,12 @@ def judge(
     budget_text = None if budget is None else budget.text
     exceeded = None if budget is None else budget.check(_sum(current))
     # compared at the shallower of the two depths (a snapshot stored with another one)
-    compared = None if baseline is None else _at_common_depth(baseline, current)
-    changed, missing = (set(), set()) if compared is None else _changes(*compared, rtol)
+    compared = (
+        None if baseline is None else _at_common_depth(baseline, current, bytes_rtol is not None)
+    )
+    changed, missing = (
+        (set(), set()) if compared is None else _changes(*compared, rtol, bytes_rtol or 0.0)
+    )
     measurements = {
         **current.measurements,
         **{name: Measurement() for name in missing},
@@ -160,30 +168,38 @@ def _updated_status(name: str, baseline: FlopsSnapshot | None, current: FlopsSna
 
 
 def _at_common_depth(
-    stored: FlopsSnapshot, current: FlopsSnapshot
+    stored: FlopsSnapshot, current: FlopsSnapshot, gate_bytes: bool
 ) -> tuple[FlopsSnapshot, FlopsSnapshot]:
-    """Both at the shallower depth; without communication when the file recorded none."""
+    """Both at the shallower depth; without communication when the file recorded none,
+    without bytes when it recorded none or their gate is off."""
     depth = min(stored.depth, current.depth)
     if not stored.records_communication:
         current = current.without_communication()
+    if not (gate_bytes and stored.records_bytes):
+        stored, current = stored.without_bytes(), current.without_bytes()
     return stored.at_depth(depth), current.at_depth(depth)
 
 
 def _changes(
-    before_all: FlopsSnapshot, after_all: FlopsSnapshot, rtol: float
+    before_all: FlopsSnapshot, after_all: FlopsSnapshot, rtol: float, bytes_rtol: float
 ) -> tuple[set[str], set[str]]:
-    """Names whose numbers moved beyond ``rtol`` or that are new, and names that went missing."""
+    """Names whose numbers moved beyond their tolerance (``bytes_rtol`` for bytes accessed,
+    ``rtol`` for the rest) or that are new, and names that went missing."""
     changed = set(after_all.measurements) - set(before_all.measurements)
     missing = set(before_all.measurements) - set(after_all.measurements)
     for name in set(before_all.measurements) & set(after_all.measurements):
         before = _numbers(before_all.measurements[name])
         after = _numbers(after_all.measurements[name])
         if any(
-            abs(after.get(key, 0) - before.get(key, 0)) > rtol * before.get(key, 0)
+            abs(after.get(key, 0) - before.get(key, 0))
+            > (bytes_rtol if key[0] in _BYTE_KEYS else rtol) * before.get(key, 0)
             for key in before.keys() | after.keys()
         ):
             changed.add(name)
     return changed, missing
+
+
+_BYTE_KEYS = frozenset({"bytes accessed", "module bytes"})
 
 
 def _numbers(measurement: Measurement) -> dict[tuple[str, str, str], int]:
@@ -192,6 +208,10 @@ def _numbers(measurement: Measurement) -> dict[tuple[str, str, str], int]:
     for path, counts in measurement.modules.items():
         numbers["module", path, "forward"] = counts.forward
         numbers["module", path, "backward"] = counts.backward
+        numbers["module bytes", path, "forward"] = counts.bytes_forward
+        numbers["module bytes", path, "backward"] = counts.bytes_backward
+        for op, size in counts.bytes_by_op.items():
+            numbers["bytes accessed", path, op] = size
         for op, flops in counts.by_op.items():
             numbers["op", path, op] = flops
         for op, traffic in counts.communication.items():

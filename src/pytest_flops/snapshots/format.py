@@ -3,7 +3,7 @@
 ::
 
     {
-      "version": 2,
+      "version": 3,
       "test": "TestModel::test_forward[cpu]",
       "depth": 3,
       "measurements": {
@@ -31,11 +31,12 @@ from pytest_flops.validation import (
     expect_string,
 )
 
-FORMAT_VERSION = 2
-"""Written: version 2 added communication per module row and the world. Version 1 files
-are read too (their communication is "not recorded", which is not a change)."""
+FORMAT_VERSION = 3
+"""Written: version 2 added communication per module row and the world; version 3 the
+bytes accessed per module row (and the FLOPs by precision). Older files are read too:
+what they did not record is "not recorded", which is not a change."""
 
-READ_VERSIONS = frozenset({1, FORMAT_VERSION})
+READ_VERSIONS = frozenset({1, 2, 3})
 
 __all__ = ["FORMAT_VERSION", "FlopsSnapshot"]
 
@@ -53,6 +54,10 @@ class FlopsSnapshot:
     def records_communication(self) -> bool:
         return self.version >= 2
 
+    @property
+    def records_bytes(self) -> bool:
+        return self.version >= 3
+
     def at_depth(self, depth: int) -> FlopsSnapshot:
         """The same counts with module rows deeper than ``depth`` left out."""
         return FlopsSnapshot(
@@ -68,6 +73,15 @@ class FlopsSnapshot:
             test=self.test,
             depth=self.depth,
             measurements={name: m.without_communication() for name, m in self.measurements.items()},
+            version=self.version,
+        )
+
+    def without_bytes(self) -> FlopsSnapshot:
+        """The same counts without bytes accessed, as a version 2 file holds them."""
+        return FlopsSnapshot(
+            test=self.test,
+            depth=self.depth,
+            measurements={name: m.without_bytes() for name, m in self.measurements.items()},
             version=self.version,
         )
 

@@ -1,0 +1,153 @@
+"""Bytes accessed are gated like FLOPs: an upcast at equal FLOPs fails, one switch turns it off."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pytest_flops import Measurement, ModuleFlops, Status
+from pytest_flops.plugin.verdict import Verdict, judge
+from pytest_flops.snapshots.format import FlopsSnapshot
+
+LOCATION = "tests/__flops__/test_m.py/test_a.flops.json"
+
+
+def matmul(bytes_moved: int) -> Measurement:
+    # (8, 16) @ (16, 4): 2*8*16*4 = 1,024 FLOP whatever the dtype
+    row = ModuleFlops(
+        forward=1_024,
+        by_op={"aten.mm": 1_024},
+        bytes_forward=bytes_moved,
+        bytes_by_op={"aten.mm": bytes_moved},
+    )
+    return Measurement(modules={"Global": row})
+
+
+def decide(
+    current: Measurement, stored: Measurement, *, version: int = 3, **tolerances: float | None
+) -> Verdict:
+    verdict = judge(
+        nodeid="test_m.py::test_a",
+        location=LOCATION,
+        current=FlopsSnapshot(test="test_a", depth=3, measurements={"default": current}),
+        stored=FlopsSnapshot(
+            test="test_a", depth=3, measurements={"default": stored}, version=version
+        ),
+        rtol=tolerances.get("rtol", 0.0),  # type: ignore[arg-type]
+        bytes_rtol=tolerances.get("bytes_rtol", 0.0),
+        update=False,
+        budget=None,
+    )
+    assert verdict is not None
+    return verdict
+
+
+# bf16 (8*16 + 16*4 + 8*4) * 2 = 448 bytes; in fp32 twice that
+BF16, FP32 = 448, 896
+
+
+def test_an_upcast_at_equal_flops_fails_and_the_diagnosis_says_bytes() -> None:
+    verdict = decide(matmul(FP32), matmul(BF16))
+    assert verdict.statuses == {"default": Status.CHANGED}
+    assert verdict.failure is not None
+    assert verdict.failure.startswith(
+        "Bytes accessed changed for test_m.py::test_a: 448 → 896 bytes (+100.00%)\n"
+        "  FLOP      1,024 (unchanged)\n"
+    )
+    assert "aten.mm (bytes accessed)" in verdict.failure
+
+
+def test_the_bytes_gate_off_compares_flops_only() -> None:
+    assert decide(matmul(FP32), matmul(BF16), bytes_rtol=None).failure is None
+
+
+def test_each_axis_has_its_own_tolerance() -> None:
+    assert decide(matmul(FP32), matmul(BF16), rtol=0.0, bytes_rtol=1.0).failure is None
+    assert decide(matmul(FP32), matmul(BF16), rtol=1.0, bytes_rtol=0.0).failure is not None
+
+
+def test_a_version_2_snapshot_compares_flops_only() -> None:
+    # a version 2 file records no bytes: reading it gives 0, which is "not recorded"
+    assert decide(matmul(FP32), matmul(0).without_bytes(), version=2).failure is None
+
+
+def test_bytes_round_trip_through_the_snapshot_text() -> None:
+    snapshot = FlopsSnapshot(test="t", depth=3, measurements={"default": matmul(BF16)})
+    text = snapshot.to_text()
+    data = json.loads(text)["measurements"]["default"]
+    assert data["bytes_accessed"] == BF16
+    assert data["modules"]["Global"]["bytes"] == {
+        "forward": BF16,
+        "backward": 0,
+        "by_op": {"aten.mm": BF16},
+    }
+    assert FlopsSnapshot.from_text(text, where="f") == snapshot
+
+
+# -- in a pytest session -----------------------------------------------------------------
+
+TEST_FILE = """
+import os
+import pytest
+import torch
+
+
+{marker}
+def test_a(flops):
+    x = torch.ones(8, 16, dtype=torch.bfloat16)
+    w = torch.ones(16, 4, dtype=torch.bfloat16)
+    if os.environ.get("UPCAST"):
+        x, w = x.float(), w.float()  # before the block: only the matmul's bytes move
+    with flops():
+        x @ w
+"""
+
+
+@pytest.mark.slow
+def test_an_upcast_fails_the_gate_unless_the_switch_turns_it_off(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(test_m=TEST_FILE.format(marker=""))
+    pytester.runpytest("-p", "no:hypothesispytest", "--flops-update").assert_outcomes(passed=1)
+    monkeypatch.setenv("UPCAST", "1")
+
+    result = pytester.runpytest("-p", "no:hypothesispytest")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*Bytes accessed changed for test_m.py::test_a: 448 → 896 bytes*"])
+
+    pytester.runpytest("-p", "no:hypothesispytest", "--flops-bytes=off").assert_outcomes(passed=1)
+    pytester.runpytest("-p", "no:hypothesispytest", "--flops-bytes-rtol=1").assert_outcomes(
+        passed=1
+    )
+    pytester.makeini("[pytest]\nflops_bytes = false\n")
+    pytester.runpytest("-p", "no:hypothesispytest").assert_outcomes(passed=1)
+    # the command line wins over the ini file
+    pytester.runpytest("-p", "no:hypothesispytest", "--flops-bytes=on").assert_outcomes(failed=1)
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile(test_m=TEST_FILE.format(marker="@pytest.mark.flops(bytes=False)"))
+    pytester.runpytest("-p", "no:hypothesispytest").assert_outcomes(passed=1)
+
+
+@pytest.mark.slow
+def test_a_version_2_snapshot_compares_flops_until_updated(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(test_m=TEST_FILE.format(marker=""))
+    pytester.runpytest("-p", "no:hypothesispytest", "--flops-update").assert_outcomes(passed=1)
+    (path,) = pytester.path.glob("__flops__/test_m.py/*.json")
+    data = json.loads(path.read_text())
+    data["version"] = 2  # as pytest-flops wrote it before bytes were recorded
+    for measurement in data["measurements"].values():
+        del measurement["bytes_accessed"]
+        for row in measurement["modules"].values():
+            row.pop("bytes")
+            row.pop("flops_by_precision", None)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+    monkeypatch.setenv("UPCAST", "1")
+    pytester.runpytest("-p", "no:hypothesispytest").assert_outcomes(passed=1)  # equal FLOPs
+    pytester.runpytest("-p", "no:hypothesispytest", "--flops-update").assert_outcomes(passed=1)
+    assert json.loads(path.read_text())["version"] == 3  # now with bytes: the gate is on
+    monkeypatch.delenv("UPCAST")
+    pytester.runpytest("-p", "no:hypothesispytest").assert_outcomes(failed=1)
