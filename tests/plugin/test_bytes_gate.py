@@ -7,6 +7,7 @@ import json
 import pytest
 
 from pytest_flops import Measurement, ModuleFlops, Status
+from pytest_flops.plugin.marks import limit_flops
 from pytest_flops.plugin.verdict import Verdict, judge
 from pytest_flops.snapshots.format import FlopsSnapshot
 
@@ -151,3 +152,42 @@ def test_a_version_2_snapshot_compares_flops_until_updated(
     assert json.loads(path.read_text())["version"] == 3  # now with bytes: the gate is on
     monkeypatch.delenv("UPCAST")
     pytester.runpytest("-p", "no:hypothesispytest").assert_outcomes(failed=1)
+
+
+# -- budgets ------------------------------------------------------------------------------
+
+
+def test_a_bytes_budget_fails_an_upcast_at_equal_flops() -> None:
+    budget = limit_flops(bytes_accessed="500 B")
+    assert budget.text == "bytes accessed 500 B"
+    assert budget.check(matmul(BF16)) is None
+    exceeded = budget.check(matmul(FP32))
+    assert exceeded is not None
+    assert exceeded.long_repr == "bytes accessed: used 896 bytes, limit 500 bytes"
+
+
+def test_a_roofline_budget_on_a_named_gpu() -> None:
+    # the matmul is memory-bound on an H100 SXM: 896 bytes at 3.35 TB/s = 267 ps
+    budget = limit_flops(roofline="0.2 ns", gpu="h100-sxm")
+    assert budget.text == "roofline 0.2 ns on h100-sxm"
+    assert budget.roofline == pytest.approx(2e-10)
+    exceeded = budget.check(matmul(FP32))
+    assert exceeded is not None
+    assert exceeded.long_repr == "roofline on h100-sxm: used 0.267 ns, limit 0.2 ns"
+    assert limit_flops(roofline=1e-9, gpu="h100-sxm").check(matmul(FP32)) is None
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"roofline": "2 ms"}, "roofline and gpu go together"),
+        ({"gpu": "h100-sxm", "limit": 5}, "roofline and gpu go together"),
+        ({"roofline": "2 ms", "gpu": "h100"}, "unknown GPU 'h100': expected one of h100-sxm"),
+        ({"roofline": "2 hours", "gpu": "l4"}, "roofline: expected a time such as '2 ms'"),
+        ({"roofline": -1, "gpu": "l4"}, "roofline: expected a time"),
+        ({"bytes_accessed": "lots"}, "bytes_accessed: "),
+    ],
+)
+def test_bad_budgets_say_what_is_wrong(arguments: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        limit_flops(**arguments)  # type: ignore[arg-type]

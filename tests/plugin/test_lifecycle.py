@@ -296,7 +296,7 @@ def test_train(flops, case):
             "__flops__/test_model.py/test_train[[]not_an_object]~*.flops.json: "
             "expected an object, got list",
             "Cannot read the FLOP snapshot of test_model.py::test_train[[]newer version]: *"
-            "snapshot format version 99 is newer than this pytest-flops reads (version 2)*",
+            "snapshot format version 99 is newer than this pytest-flops reads (version 3)*",
             "Cannot read the FLOP snapshot of test_model.py::test_train[[]copied]: "
             "__flops__/test_model.py/test_train[[]copied].flops.json: holds the snapshot of test "
             "'test_train[[]fine]', not of 'test_train[[]copied]'",

@@ -140,6 +140,8 @@ def bytes_accessed(rule: ByteRule, args: Sequence[Any], kwargs: dict[str, Any], 
 
 def tensor_bytes(tensor: torch.Tensor) -> int:
     """Elements times element size, a dimension of stride 0 counted once."""
+    if tensor.is_contiguous() and not tensor.is_nested:  # the common case, fast
+        return tensor.numel() * tensor.element_size()
     if tensor.is_nested:  # its packed values (jagged) or buffer (strided)
         jagged = tensor.layout is torch.jagged
         return tensor_bytes(tensor._values if jagged else tensor.values())  # type: ignore[arg-type]
