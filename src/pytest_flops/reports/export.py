@@ -152,6 +152,7 @@ def _measurement_json(measurement: Measurement) -> dict[str, Any]:
         "unsupported": data["unsupported"],
         "communication": modules[GLOBAL].get("communication", {}),
         "world": data.get("world"),
+        **{key: modules[GLOBAL][key] for key in _GLOBAL_BYTE_KEYS if key in modules[GLOBAL]},
     }
 
 
@@ -269,9 +270,15 @@ _MEASUREMENT_KEYS = {
 }
 
 
+# the Global row's bytes accessed and FLOPs by precision: in exports since snapshot format 3
+_GLOBAL_BYTE_KEYS = ("bytes", "flops_by_precision")
+
+
 def _record_from_json(data: object, *, where: str) -> MeasurementRecord:
     entry = expect_mapping(data, where)
-    expect_keys(entry, _RECORD_KEYS | _MEASUREMENT_KEYS, where)
+    expect_keys(
+        entry, _RECORD_KEYS | _MEASUREMENT_KEYS, where, optional=frozenset(_GLOBAL_BYTE_KEYS)
+    )
     nodeid = expect_string(entry["nodeid"], f"{where}: nodeid")
     at = f"{where} ({nodeid})"
     try:
@@ -303,6 +310,7 @@ def _measurement_from_json(data: object, *, where: str) -> Measurement:
     top["by_op"] = obj["by_op"]
     if obj["communication"]:
         top["communication"] = obj["communication"]
+    top.update({key: obj[key] for key in _GLOBAL_BYTE_KEYS if key in obj})
     stored: dict[str, Any] = {
         "total": obj["total"],
         "forward": obj["forward"],
