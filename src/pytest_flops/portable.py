@@ -14,8 +14,9 @@ tables, torch's drop-in, keep torch's names.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
-from pytest_flops.measurement import Measurement, ModuleFlops
+from pytest_flops.measurement import Measurement
 
 __all__ = ["PORTABLE_NAMES", "portable", "portable_ops"]
 
@@ -55,15 +56,9 @@ def portable(measurement: Measurement) -> Measurement:
     """The same counts with every row's backend kernels under their portable names."""
     if not any(op in PORTABLE_NAMES for row in measurement.modules.values() for op in row.by_op):
         return measurement
+    # replace(): every other field (recompute, world, tokens...) stays as it was
     modules = {
-        path: ModuleFlops(
-            forward=row.forward,
-            backward=row.backward,
-            by_op=portable_ops(row.by_op),
-            communication=row.communication,
-        )
+        path: replace(row, by_op=portable_ops(row.by_op))
         for path, row in measurement.modules.items()
     }
-    return Measurement(
-        modules=modules, unsupported=measurement.unsupported, world=measurement.world
-    )
+    return replace(measurement, modules=modules)

@@ -186,3 +186,25 @@ def test_a_syrupy_snapshot_with_backend_names_matches_the_portable_measurement()
     # another op's name is another op: no match
     changed = extension.serialize(as_recorded_on(measured, {**CUDA_NAMES, "fused.rnn": "aten.mm"}))
     assert not extension.matches(serialized_data=serialized, snapshot_data=changed)
+
+
+def test_portable_names_keep_every_other_count() -> None:
+    # a checkpointed row recorded with a backend kernel name: 512 forward, 1,280
+    # backward and the forward again as recompute, 512
+    row = ModuleFlops(
+        forward=512,
+        backward=1_280,
+        recompute=512,
+        by_op={
+            "aten._scaled_dot_product_flash_attention_for_cpu": 1_024,
+            "aten._scaled_dot_product_flash_attention_for_cpu_backward": 1_280,
+        },
+    )
+    moved = portable(Measurement(modules={"Global": row}, world=None, tokens=8))
+    assert moved.modules["Global"].recompute == 512
+    assert moved.recompute == 512
+    assert moved.tokens == 8
+    assert moved.by_op == {
+        "fused.scaled_dot_product_attention": 1_024,
+        "fused.scaled_dot_product_attention_backward": 1_280,
+    }

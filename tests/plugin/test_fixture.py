@@ -161,6 +161,7 @@ def test_with_flops_without_a_call_says_how_to_write_it() -> None:
 
 
 UNENTERED = """
+import pytest
 import torch
 
 
@@ -177,6 +178,11 @@ def test_asks_and_measures_nothing(flops):
 def test_measures(flops):
     with flops():
         torch.ones(2, 2) @ torch.ones(2, 2)
+
+
+@pytest.mark.parametrize("flops", [1, 2])
+def test_a_value_named_flops(flops):
+    assert flops > 0  # a parametrized value, not the fixture: never named idle
 """
 
 
@@ -186,12 +192,13 @@ def test_an_unentered_block_fails_even_under_update_and_idle_tests_are_named(
 ) -> None:
     pytester.makepyfile(test_u=UNENTERED)
     result = pytester.runpytest_subprocess("--flops-update", "-W", "error")
-    result.assert_outcomes(passed=2, failed=1)
+    result.assert_outcomes(passed=4, failed=1)
+    result.stdout.no_fnmatch_line("*test_a_value_named_flops*")
     result.stdout.fnmatch_lines(
         [
             "E*RuntimeError: flops: 1 block(s) made but never entered with `with`, so nothing "
             "in them was measured:",
-            "E*  test_u.py:6: flops(model)",  # makepyfile drops the leading blank line
+            "E*  test_u.py:7: flops(model)",  # makepyfile drops the leading blank line
             "flops: 0 tests passed, 0 failed, 1 written, 0 removed",
             "flops: 2 test(s) asked for the flops fixture but measured nothing "
             "(no `with flops(...)` block finished):",

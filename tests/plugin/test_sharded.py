@@ -199,14 +199,19 @@ def test_dropping_the_mlp_plan_of_the_sharded_llama_fails_readably(
     )
     result.stdout.fnmatch_lines_random(
         [
-            "  Llama.layers.0  _c10d_functional.all_reduce (bytes)*14,680,064*8,388,608*-6,291,456",
+            # at depth 6 each all-reduce starts in its own row: the down projection's
+            # forward one in the MLP's (the parallel style's output hook), the gate and up
+            # projections' backward ones in theirs, 2,097,152 bytes each
+            "  Llama.layers.0.mlp *_c10d_functional.all_reduce (bytes)*2,097,152*0 *-2,097,152",
+            "  Llama.layers.0.mlp.gate_proj *all_reduce (bytes)*2,097,152*0 *-2,097,152",
+            "  Llama.layers.0.mlp.up_proj *all_reduce (bytes)*2,097,152*0 *-2,097,152",
             # the gathers and reduce-scatters start in the rows whose FSDP2 hooks ran them:
             # +1,572,864 + 786,432 + 786,432 = +3,145,728 gathered, 2 x 786,432 scattered
-            "  Llama.layers.1  c10d._allgather_base_ (bytes)*2,625,536*4,198,400*+1,572,864",
-            "  Llama.layers.0  c10d._allgather_base_ (bytes)*1,312,768*2,099,200*+786,432",
-            "  Llama.lm_head   c10d._allgather_base_ (bytes)*1,312,768*2,099,200*+786,432",
-            "  Llama.layers.0  c10d._reduce_scatter_base_ (bytes)*1,312,768*2,099,200*+786,432",
-            "  Llama.layers.1  c10d._reduce_scatter_base_ (bytes)*1,312,768*2,099,200*+786,432",
+            "  Llama.layers.1 *c10d._allgather_base_ (bytes)*2,625,536*4,198,400*+1,572,864",
+            "  Llama.layers.0 *c10d._allgather_base_ (bytes)*1,312,768*2,099,200*+786,432",
+            "  Llama.lm_head *c10d._allgather_base_ (bytes)*1,312,768*2,099,200*+786,432",
+            "  Llama.layers.0 *c10d._reduce_scatter_base_ (bytes)*1,312,768*2,099,200*+786,432",
+            "  Llama.layers.1 *c10d._reduce_scatter_base_ (bytes)*1,312,768*2,099,200*+786,432",
             "  and the sums of these rows: Global, Llama",
         ]
     )

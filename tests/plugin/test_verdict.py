@@ -256,7 +256,7 @@ def test_a_test_that_measured_nothing_fails_against_its_snapshot() -> None:
         "tests/test_models.py::test_a measured no FLOPs this time, but its snapshot has "
         "1,440 FLOP (no `with flops(...)` block finished).\n"
         f"Snapshot: {LOCATION}\n"
-        "Run `pytest --flops-update` to remove it, if the test should not measure."
+        "Run `pytest --flops-prune` to remove it, if the test should not measure."
     )
     removed = decide(None, snapshot(default=linear(10)), update=True)
     assert removed.remove and removed.failure is None

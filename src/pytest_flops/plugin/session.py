@@ -138,7 +138,7 @@ class FlopsSession:
         item.stash[PLAN_KEY] = ItemPlan(
             name=name,
             test_file=item.path,
-            uses_fixture=FIXTURE_NAME in getattr(item, "fixturenames", ()),
+            uses_fixture=_requests_the_fixture(item),
             marks=item_marks,
             marks_error=error,
             hypothesis=bool(getattr(getattr(item, "obj", None), "is_hypothesis_test", False)),
@@ -493,3 +493,11 @@ def _with_kept(
         current,
         measurements={**current.measurements, **{name: baselines[name] for name in kept}},
     ), kept
+
+
+def _requests_the_fixture(item: pytest.Item) -> bool:
+    """The test asks for the ``flops`` fixture: an argument named ``flops`` that
+    ``@pytest.mark.parametrize`` fills is a value, not the fixture."""
+    callspec = getattr(item, "callspec", None)
+    parametrized = callspec is not None and FIXTURE_NAME in callspec.params
+    return FIXTURE_NAME in getattr(item, "fixturenames", ()) and not parametrized
