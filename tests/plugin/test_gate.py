@@ -394,3 +394,37 @@ def test_a_symlinked_snapshot_is_written_through(pytester: pytest.Pytester) -> N
     assert json.loads(shared.read_text())["measurements"]["default"]["total"] == 2880
     assert [p.name for p in link.parent.iterdir()] == ["test_a.flops.json"]  # no temporary left
     pytester.runpytest().assert_outcomes(passed=1)
+
+
+DEVICES_CONFTEST = """
+import pytest
+
+@pytest.fixture(params=["cpu", "gpu"])
+def device(request):
+    return request.param
+"""
+
+DEVICE_TEST = """
+import torch
+
+def test_step(flops, device):
+    linear = torch.nn.Linear(4, 6)
+    with flops(linear):
+        linear(torch.randn(3, 4))
+"""
+
+
+@pytest.mark.slow
+def test_prune_spares_the_snapshots_of_a_test_whose_setup_errored(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeconftest(DEVICES_CONFTEST)
+    pytester.makepyfile(test_m=DEVICE_TEST)
+    pytester.runpytest_subprocess("--flops-update").assert_outcomes(passed=2)
+    before = snapshot_bytes(pytester)
+    assert len(before) == 2  # test_step[cpu] and test_step[gpu]
+    # Without its conftest, test_step has no params and errors at setup: it never ran,
+    # so nothing proves its two snapshots stale.
+    result = pytester.runpytest_subprocess("--noconftest", "--flops-prune")
+    result.assert_outcomes(errors=1)
+    assert snapshot_bytes(pytester) == before

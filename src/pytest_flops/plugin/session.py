@@ -286,7 +286,10 @@ class FlopsSession:
         self, item: pytest.Item, plan: ItemPlan, attempt: Attempt, report: pytest.TestReport
     ) -> None:
         collected = self.run.file(plan.test_file)
-        collected.ran.add(plan.name)
+        if attempt.called or attempt.passed:
+            # a test whose setup errored did not run: its parametrized ids (or what
+            # it measures) are unknown, so its file's snapshots are no one's proof
+            collected.ran.add(plan.name)
         counted = attempt.counted
         if counted is not None and counted.measured:
             collected.measured.add(plan.name)
