@@ -15,6 +15,11 @@ class SnapshotFormatError(ValueError):
     """Stored data could not be read; the message says where and why."""
 
 
+class NewerSnapshotFormatError(SnapshotFormatError):
+    """Stored data of a format newer than this pytest-flops reads: valid, and not ours to
+    overwrite, so ``--flops-update`` leaves it as it is."""
+
+
 def expect_mapping(value: object, where: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
         raise SnapshotFormatError(f"{where}: expected an object, got {type(value).__name__}")

@@ -17,7 +17,7 @@ from pytest_flops.plugin.marks import BudgetExceeded
 from pytest_flops.reports.terminal import STALE_SENTENCE
 from pytest_flops.snapshots.format import FlopsSnapshot
 from pytest_flops.tables import aligned
-from pytest_flops.validation import SnapshotFormatError
+from pytest_flops.validation import NewerSnapshotFormatError, SnapshotFormatError
 
 UPDATE_HINT = "Run `pytest --flops-update` to accept the new counts."
 
@@ -27,6 +27,8 @@ def budget_exceeded(nodeid: str, exceeded: BudgetExceeded) -> str:
 
 
 def unreadable(nodeid: str, location: str, error: SnapshotFormatError) -> str:
+    if isinstance(error, NewerSnapshotFormatError):  # --flops-update leaves it alone
+        return f"Cannot read the FLOP snapshot of {nodeid}: {error}."
     return (
         f"Cannot read the FLOP snapshot of {nodeid}: {error}\n"
         f"Run `pytest --flops-update` to rewrite {location}."

@@ -15,7 +15,7 @@ from pytest_flops.plugin import messages
 from pytest_flops.plugin.marks import Budget
 from pytest_flops.reports.records import Status
 from pytest_flops.snapshots.format import FlopsSnapshot, comparable
-from pytest_flops.validation import SnapshotFormatError
+from pytest_flops.validation import NewerSnapshotFormatError, SnapshotFormatError
 
 Stored = FlopsSnapshot | SnapshotFormatError | None
 """What reading a snapshot gave: the snapshot, the reason it is unreadable, or None."""
@@ -81,7 +81,8 @@ def judge(
             failure="\n\n".join(problem for problem in problems if problem),
             budget=budget_text,
         )
-    if update:
+    # a newer pytest-flops wrote it: rewriting it would drop what that version stores
+    if update and not isinstance(stored, NewerSnapshotFormatError):
         written = must_write or as_stored is None or as_stored.to_text() != current.to_text()
         return Verdict(
             statuses={

@@ -25,6 +25,7 @@ from typing import Any
 from pytest_flops.measurement import Measurement
 from pytest_flops.portable import portable
 from pytest_flops.validation import (
+    NewerSnapshotFormatError,
     SnapshotFormatError,
     expect_count,
     expect_keys,
@@ -136,7 +137,7 @@ def read_document(
     data = expect_mapping(data, where)
     version = data.get("version")
     if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
-        raise SnapshotFormatError(
+        raise NewerSnapshotFormatError(
             f"{where}: snapshot format version {version} is newer than this pytest-flops "
             f"reads (version {FORMAT_VERSION}); upgrade pytest-flops"
         )
