@@ -15,6 +15,7 @@ import pytest
 
 __all__ = [
     "BEFORE_PYTEST_9",
+    "CHANGING_SUITE",
     "NET",
     "OUTER",
     "flops_line",
@@ -98,3 +99,38 @@ def flops_line(result: pytest.RunResult) -> str:
     lines = [line for line in result.outlines if re.match(r"flops: \d+ tests? passed", line)]
     assert len(lines) == 1, result.outlines
     return lines[0]
+
+
+# Two tests: test_known never changes; test_changed widens its first layer and
+# swaps a head when CHANGED is set in the environment.
+CHANGING_SUITE = """
+import os
+
+import torch
+
+
+def test_known(flops):
+    model = torch.nn.Sequential(torch.nn.Linear(9, 10), torch.nn.ReLU(), torch.nn.Linear(10, 3))
+    with flops(model):
+        model(torch.randn(4, 9)).sum().backward()
+
+
+class Net(torch.nn.Module):
+    def __init__(self, changed):
+        super().__init__()
+        self.fc = torch.nn.Linear(9, 11 if changed else 10)
+        if changed:
+            self.new = torch.nn.Linear(11, 2)
+        else:
+            self.old = torch.nn.Linear(10, 2)
+
+    def forward(self, x):
+        x = self.fc(x)
+        return self.new(x) if hasattr(self, "new") else self.old(x)
+
+
+def test_changed(flops):
+    model = Net(changed=bool(os.environ.get("CHANGED")))
+    with flops(model):
+        model(torch.randn(4, 9)).sum().backward()
+"""

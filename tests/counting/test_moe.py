@@ -178,5 +178,5 @@ def test_meta_grouped_mm_takes_what_the_cpu_kernel_takes(dtype: torch.dtype) -> 
     assert (measured.forward, measured.backward) == (3_072, 6_144)
     if dtype == torch.float32:  # outside a count, torch's own meta kernel as before
         # torch 2.13 and 2.14 word it differently
-        with pytest.raises(RuntimeError, match="BFloat16|BF16"):
+        with pytest.raises(RuntimeError, match=r"BFloat16|BF16"):
             torch._grouped_mm(a, b, offs=offs)

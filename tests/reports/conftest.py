@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.reports.git_repos import SUITE, Repo, make_repo
+from tests.helpers import CHANGING_SUITE
+from tests.reports.git_repos import Repo, make_repo
 
 
 @pytest.fixture(scope="session")
@@ -13,7 +14,7 @@ def sessions_repo(tmp_path_factory: pytest.TempPathFactory) -> Repo:
     2026-11-01; test_changed's model widened and reblessed on 11-02; ``tests/`` renamed
     to ``suite/`` with ``git mv`` on 11-03. Read it, never change it (copy it first)."""
     repo = make_repo(tmp_path_factory.mktemp("sessions") / "repo")
-    repo.write("tests/test_m.py", SUITE)
+    repo.write("tests/test_m.py", CHANGING_SUITE)
     written = repo.pytest("--flops-update", changed=False)
     assert written.returncode == 0, written.stdout
     repo.commit("add the tests", day=1)

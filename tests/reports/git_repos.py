@@ -1,6 +1,6 @@
 """Real git repositories for the ``diff`` and ``history`` tests: commits, snapshots, the CLI.
 
-Snapshots come from real pytest-flops sessions (:data:`SUITE`, run with
+Snapshots come from real pytest-flops sessions (:data:`tests.helpers.CHANGING_SUITE`, run with
 ``--flops-update``) or from the examples suite's committed files. Each commit
 gets a fixed date, so a history prints the same dates on every run.
 """
@@ -22,37 +22,6 @@ from pytest_flops.snapshots.format import FlopsSnapshot
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "__flops__"
 
-SUITE = """
-import os
-
-import torch
-
-
-def test_known(flops):
-    model = torch.nn.Sequential(torch.nn.Linear(9, 10), torch.nn.ReLU(), torch.nn.Linear(10, 3))
-    with flops(model):
-        model(torch.randn(4, 9)).sum().backward()
-
-
-class Net(torch.nn.Module):
-    def __init__(self, changed):
-        super().__init__()
-        self.fc = torch.nn.Linear(9, 11 if changed else 10)
-        if changed:
-            self.new = torch.nn.Linear(11, 2)
-        else:
-            self.old = torch.nn.Linear(10, 2)
-
-    def forward(self, x):
-        x = self.fc(x)
-        return self.new(x) if hasattr(self, "new") else self.old(x)
-
-
-def test_changed(flops):
-    model = Net(changed=bool(os.environ.get("CHANGED")))
-    with flops(model):
-        model(torch.randn(4, 9)).sum().backward()
-"""
 # test_known, a (4, 9) batch: Linear(9, 10) forward 2*4*9*10 = 720 and its weight
 # gradient 720 (the input needs none); Linear(10, 3) forward 240, backward 240 for the
 # input gradient + 240 for the weight: 2,160, forward 960, backward 1,200.

@@ -25,38 +25,8 @@ from pytest_flops.reports.records import Status
 from pytest_flops.reports.terminal import ordered
 from pytest_flops.units import format_bytes, format_flops
 from tests.built_records import linear_measurement, make_record
+from tests.helpers import CHANGING_SUITE
 
-SUITE = """
-import os
-
-import torch
-
-
-def test_known(flops):
-    model = torch.nn.Sequential(torch.nn.Linear(9, 10), torch.nn.ReLU(), torch.nn.Linear(10, 3))
-    with flops(model):
-        model(torch.randn(4, 9)).sum().backward()
-
-
-class Net(torch.nn.Module):
-    def __init__(self, changed):
-        super().__init__()
-        self.fc = torch.nn.Linear(9, 11 if changed else 10)
-        if changed:
-            self.new = torch.nn.Linear(11, 2)
-        else:
-            self.old = torch.nn.Linear(10, 2)
-
-    def forward(self, x):
-        x = self.fc(x)
-        return self.new(x) if hasattr(self, "new") else self.old(x)
-
-
-def test_changed(flops):
-    model = Net(changed=bool(os.environ.get("CHANGED")))
-    with flops(model):
-        model(torch.randn(4, 9)).sum().backward()
-"""
 # test_known, a (4, 9) batch: Sequential.0 = Linear(9, 10) forward 2*4*9*10 = 720 and
 # its weight gradient 720 (the input needs none); Sequential.2 = Linear(10, 3)
 # forward 2*4*10*3 = 240, backward 240 for the input gradient + 240 for the weight.
@@ -89,7 +59,7 @@ def run_pytest(root: Path, *args: str, changed: bool) -> subprocess.CompletedPro
 def page(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The report of a run in which test_known passed and test_changed changed."""
     root = tmp_path_factory.mktemp("html")
-    (root / "test_h.py").write_text(SUITE)
+    (root / "test_h.py").write_text(CHANGING_SUITE)
     assert run_pytest(root, "--flops-update", changed=False).returncode == 0
     result = run_pytest(root, "--flops-report-html=out/report.html", changed=True)
     assert result.returncode == 1, result.stdout  # test_changed failed
