@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from pytest_flops.reports.history import sparkline
+from pytest_flops.units import format_flops
 from tests.reports.git_repos import FORMAT_1, Repo, flops_cli, make_repo, snapshot_text
 from tests.reports.test_html_report import browser  # noqa: F401  (the fixture, shared)
 
@@ -302,3 +303,11 @@ def test_the_page_made_no_network_request(opened: Browser, page: Path) -> None:
     assert requests == [page.as_uri()]
     errors = [entry for entry in opened.get_log("browser") if entry["level"] == "SEVERE"]
     assert errors == []
+
+
+def test_the_page_writes_amounts_as_the_terminal_report_does(opened: Browser) -> None:
+    # the report's formatter (assets/common.js): 130,023,424 is "130 MFLOP", not "13"
+    amounts = [0, 100, 999_999, 130_000_000, 130_023_424, 2_125, 10**15]
+    shown = opened.execute_script("return arguments[0].map((n) => short(n));", amounts)
+    assert shown == [format_flops(n) for n in amounts]
+    assert shown[amounts.index(130_023_424)] == "130 MFLOP"

@@ -244,7 +244,9 @@ def history_html(series: Sequence[Series], *, where: str) -> str:
         "@TITLE@": html.escape(f"FLOPs history: {len(series)} measurement(s) of {where}"),
         "@STYLE@": (assets / "history.css").read_text(encoding="utf-8"),
         "@DATA@": json.dumps(data, ensure_ascii=False).replace("</", "<\\/"),
-        "@SCRIPT@": (assets / "history.js").read_text(encoding="utf-8"),
+        "@SCRIPT@": "\n".join(
+            (assets / script).read_text(encoding="utf-8") for script in ("common.js", "history.js")
+        ),
     }
     page = (assets / "history.html").read_text(encoding="utf-8")
     for marker, text in parts.items():

@@ -37,7 +37,9 @@ def html_report(document: dict[str, Any], records: Sequence[MeasurementRecord]) 
         "@STYLE@": (assets / "report.css").read_text(encoding="utf-8"),
         "@DATA@": _script_json(document),
         "@PAGE@": _script_json({"order": order, "failing": failing}),
-        "@SCRIPT@": (assets / "report.js").read_text(encoding="utf-8"),
+        "@SCRIPT@": "\n".join(
+            (assets / script).read_text(encoding="utf-8") for script in ("common.js", "report.js")
+        ),
     }
     page = (assets / "report.html").read_text(encoding="utf-8")
     for marker, text in parts.items():

@@ -1,33 +1,8 @@
-"use strict";
 // Draws a line chart and a table per test from the embedded history.
 
 const series = JSON.parse(document.getElementById("history-data").textContent);
-const SVG = "http://www.w3.org/2000/svg";
 const WIDTH = 720, HEIGHT = 220, LEFT = 80, RIGHT = 40, TOP = 12, BOTTOM = 36;
 const LINES = ["forward", "backward"];
-
-const exact = (n) => Number(n).toLocaleString("en-US");
-const SCALES = [["PFLOP", 1e15], ["TFLOP", 1e12], ["GFLOP", 1e9], ["MFLOP", 1e6], ["KFLOP", 1e3]];
-
-function short(n) {
-  for (const [name, scale] of SCALES) {
-    if (Math.abs(n) >= scale) return (n / scale).toPrecision(3).replace(/\.?0+$/, "") + " " + name;
-  }
-  return `${n} FLOP`;
-}
-
-function element(tag, attributes = {}, text) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, value);
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
-
-function svgElement(tag, attributes = {}) {
-  const node = document.createElementNS(SVG, tag);
-  for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, value);
-  return node;
-}
 
 // The change of the total from the point before, written with `amount` (exact or short).
 function change(previous, counts, amount) {
