@@ -23,6 +23,7 @@ from pytest_flops.reports.export import Export, RunMetadata, json_report, write_
 from pytest_flops.reports.html import html_report
 from pytest_flops.reports.records import Status
 from pytest_flops.reports.terminal import ordered
+from pytest_flops.snapshots.stale import SnapshotEvidence, StaleReason
 from pytest_flops.units import format_bytes, format_flops
 from tests.built_records import linear_measurement, make_record
 from tests.helpers import CHANGING_SUITE
@@ -403,3 +404,30 @@ def test_rows_deeper_than_the_snapshot_keeps_are_not_painted_new(
     }
     title = found["Net.fc"].find_element("css selector", "title").get_attribute("textContent")
     assert title.splitlines()[-1] == "not compared: the snapshot keeps rows 1 deep"
+
+
+def test_stale_snapshots_are_listed_with_their_reasons(browser: Browser, tmp_path: Path) -> None:
+    gone = "tests/__flops__/test_a.py/test_gone.flops.json"
+    warm = "tests/__flops__/test_b.py/test_step.flops.json [warm]"
+    export = Export(
+        records=(make_record("tests/test_b.py::test_step", linear_measurement(240, 480)),),
+        metadata=RunMetadata.collect().to_dict(),
+        snapshots=SnapshotEvidence(
+            stale=(gone,),
+            stale_measurements=(warm,),
+            reasons={gone: StaleReason.TEST_GONE, warm: StaleReason.MEASUREMENT_GONE},
+        ),
+    )
+    page = tmp_path / "report.html"
+    write_exports(export, json_path=None, markdown_path=None, html_path=page)
+    browser.get(page.as_uri())
+    assert browser.find_element("id", "stale-section").is_displayed()
+    assert [li.text for li in browser.find_elements("css selector", "#stale li")] == [
+        f"{gone} (its test is gone from its file)",
+        f"{warm} (its test ran whole and passed without taking this measurement)",
+    ]
+    # the same entries, in the same words, as the terminal and Markdown reports
+    assert [li.text for li in browser.find_elements("css selector", "#stale li")] == (
+        export.snapshots.stale_entries()
+    )
+    assert "--flops-prune" in browser.find_element("id", "stale-section").text

@@ -10,7 +10,7 @@ from pytest_flops.reports.export import Export, RunMetadata, json_report, read_e
 from pytest_flops.reports.records import MeasurementRecord
 from pytest_flops.reports.terminal import markdown, terminal_lines
 from tests.built_records import linear_measurement, make_record
-from tests.reports.test_html_report import Browser, browser  # noqa: F401  (the fixture)
+from tests.reports.test_html_report import Browser, browser, suite_rows  # noqa: F401  (the fixture)
 
 # The MLP Linear(64, 256) -> ReLU -> Linear(256, 64) on (32, 64) under a reentrant
 # checkpoint: forward 2 * 1,048,576, backward 4 * 1,048,576, recompute the forward
@@ -130,7 +130,7 @@ def test_records_carry_tokens_between_processes() -> None:
     assert plain.measurement.tokens is None
 
 
-def test_the_icicle_shades_recompute_apart(browser: Browser, tmp_path: Path) -> None:  # noqa: F811
+def open_page(browser: Browser, tmp_path: Path) -> None:  # noqa: F811
     page = tmp_path / "report.html"
     write_exports(
         Export(records=tuple(records()), metadata=RunMetadata.collect().to_dict()),
@@ -140,6 +140,32 @@ def test_the_icicle_shades_recompute_apart(browser: Browser, tmp_path: Path) -> 
     )
     browser.get(page.as_uri())
     assert browser.find_element("css selector", "body").get_attribute("data-ready") == "yes"
+
+
+def test_the_page_has_the_terminal_reports_recompute_column_and_per_token_table(
+    browser: Browser,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    open_page(browser, tmp_path)
+    # the numbers of the terminal test above; test_plain recomputed nothing: an empty cell
+    assert [th.text for th in browser.find_elements("css selector", "#suite th")][:5] == [
+        "test", "total", "forward", "backward", "recompute"
+    ]  # fmt: skip
+    assert [cells[:5] for cells in suite_rows(browser)] == [
+        ["t.py::test_checkpointed", "8.39 MFLOP", "2.1 MFLOP", "4.19 MFLOP", "2.1 MFLOP"],
+        ["t.py::test_plain", "720 FLOP", "240 FLOP", "480 FLOP", ""],
+    ]
+    assert "recompute 2.1 MFLOP) in 2 measurement(s)" in browser.find_element("id", "summary").text
+    per_token = [
+        [cell.text for cell in tr.find_elements("css selector", "td")]
+        for tr in browser.find_elements("css selector", "#per-token tbody tr")
+    ]
+    # (2 + 4) * 1,048,576 / 32 = 196,608 per token; 6 * 33,088 = 198,528; 0.99
+    assert per_token == [["t.py::test_checkpointed", "32", "197 KFLOP", "199 KFLOP", "0.99"]]
+
+
+def test_the_icicle_shades_recompute_apart(browser: Browser, tmp_path: Path) -> None:  # noqa: F811
+    open_page(browser, tmp_path)
     browser.find_element("link text", "t.py::test_checkpointed").click()
     icicle = browser.find_elements("css selector", "svg.icicle")[0]
     boxes = icicle.find_elements("css selector", "rect.box")

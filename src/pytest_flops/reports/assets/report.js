@@ -25,7 +25,7 @@ function summary() {
     .map(([status, n]) => `${n} ${status}`).join(", ");
   document.getElementById("summary").textContent =
     `Suite total ${short(s.total)} (forward ${short(s.forward)}, backward ` +
-    `${short(s.backward)}) in ${s.measurements} measurement(s) of ${s.tests} test(s); ` +
+    `${short(s.backward)}${s.recompute ? `, recompute ${short(s.recompute)}` : ""}) in ${s.measurements} measurement(s) of ${s.tests} test(s); ` +
     `measurements: ${statuses || "none"}. torch ${data.metadata.torch_version}, ` +
     `pytest-flops ${data.metadata.plugin_version}.`;
 }
@@ -33,8 +33,10 @@ function summary() {
 function suiteTable() {
   const table = document.getElementById("suite");
   const communicates = data.measurements.some((m) => bytesOf(m));
-  const columns = [["test"], ["total", "total"], ["forward", "forward"],
-                   ["backward", "backward"], ...(communicates ? [["comm", "comm"]] : []),
+  const recomputes = data.measurements.some((m) => m.recompute);
+  const phases = ["total", "forward", "backward", ...(recomputes ? ["recompute"] : [])];
+  const columns = [["test"], ...phases.map((key) => [key, key]),
+                   ...(communicates ? [["comm", "comm"]] : []),
                    ["change", "change"], ["rel. change", "relative"], ["status", "status"]];
   const head = table.createTHead().insertRow();
   for (const [name, key] of columns) head.append(element("th", key ? {"data-key": key} : {}, name));
@@ -44,8 +46,9 @@ function suiteTable() {
     const change = m.delta ? m.delta.total : null;
     const link = element("a", {href: "#" + anchor(position)}, label(m));
     link.addEventListener("click", () => openTest(position));
-    const cells = [element("td"), ...["total", "forward", "backward"].map(
-      (key) => element("td", {title: `${exact(m[key])} FLOP`}, short(m[key])))];
+    // as in the terminal report: a measurement that recomputed nothing leaves its cell empty
+    const cells = [element("td"), ...phases.map((key) => (m[key] || key !== "recompute"
+      ? element("td", {title: `${exact(m[key])} FLOP`}, short(m[key])) : element("td")))];
     cells[0].append(link);
     if (communicates) {
       cells.push(element("td", {title: `${exact(bytesOf(m))} bytes`},
@@ -63,7 +66,8 @@ function suiteTable() {
                        m.budget ? `${m.status} (limit ${m.budget})` : m.status));
     const tr = row(body, cells);
     Object.assign(tr.dataset, {
-      total: m.total, forward: m.forward, backward: m.backward, comm: bytesOf(m),
+      total: m.total, forward: m.forward, backward: m.backward, recompute: m.recompute || 0,
+      comm: bytesOf(m),
       change: change === null ? -1 : Math.abs(change),
       relative: !m.delta ? -1 : m.delta.relative === null ? Infinity : Math.abs(m.delta.relative),
       status: `${FAILING.has(m.status) ? 0 : 1} ${m.status}`,
@@ -113,12 +117,39 @@ function communicationTable() {
   }
 }
 
+// model FLOPs (forward + backward) per token beside 6·N, as in the terminal report
+function perTokenTable() {
+  const counted = page.order.map((index) => data.measurements[index])
+    .filter((m) => m.flops_per_token !== undefined);
+  if (!counted.length) return;
+  document.getElementById("per-token-section").hidden = false;
+  const table = document.getElementById("per-token");
+  row(table.createTHead(), ["test", "tokens", "FLOP/token", "6·N", "ratio"]
+    .map((h) => element("th", {}, h)));
+  const body = table.createTBody();
+  for (const m of counted) {
+    const perToken = Math.round(m.flops_per_token);
+    const sixN = m.flops_per_token_6n;
+    row(body, [label(m), exact(m.tokens),
+               element("td", {title: `${exact(perToken)} FLOP`}, short(perToken)),
+               sixN ? element("td", {title: `${exact(sixN)} FLOP`}, short(sixN)) : "",
+               sixN ? (m.flops_per_token / sixN).toFixed(2) : ""]);
+  }
+}
+
+// stale snapshot files and stale named measurements ("path [name]"), each with its reason
 function staleList() {
-  const stale = (data.snapshots || {stale: []}).stale;
+  const snapshots = data.snapshots || {};
+  const stale = [...(snapshots.stale || []), ...(snapshots.stale_measurements || [])].sort();
   if (!stale.length) return;
   document.getElementById("stale-section").hidden = false;
   const list = document.getElementById("stale");
-  for (const path of stale) list.append(element("li")).append(element("code", {}, path));
+  const reasons = snapshots.reasons || {};
+  for (const entry of stale) {
+    const item = list.appendChild(element("li"));
+    item.append(element("code", {}, entry));
+    if (reasons[entry]) item.append(` (${reasons[entry]})`);
+  }
 }
 
 // -- icicles ----------------------------------------------------------------------
@@ -288,6 +319,7 @@ summary();
 suiteTable();
 unsupportedTable();
 communicationTable();
+perTokenTable();
 staleList();
 testSections();
 document.body.dataset.ready = "yes";
