@@ -55,6 +55,7 @@ def test_the_docs_have_complete_examples_of_both_kinds() -> None:
     assert len(TEST_FILES) >= 10
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("where", "script"), SCRIPTS, ids=[w for w, _ in SCRIPTS])
 def test_script_runs(where: str, script: str) -> None:
     if "torchvision" in script:
@@ -66,6 +67,7 @@ def test_script_runs(where: str, script: str) -> None:
     assert result.returncode == 0, f"{where}:\n{result.stderr}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("where", "test_file"), TEST_FILES, ids=[w for w, _ in TEST_FILES])
 def test_test_file_passes(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, where: str, test_file: str
@@ -113,6 +115,7 @@ def plugin_options() -> set[str]:
     return set(re.findall(r"^\s+(--flops-[a-z-]+)", result.stdout, re.M))
 
 
+@pytest.mark.slow
 def test_every_option_and_ini_key_is_in_both_tables() -> None:
     options = plugin_options()
     assert len(options) == 8
@@ -122,6 +125,7 @@ def test_every_option_and_ini_key_is_in_both_tables() -> None:
         assert {"`flops_rtol`", "`flops_depth`"} <= set(re.findall(r"`flops_[a-z]+`", text))
 
 
+@pytest.mark.slow
 def test_the_docs_mention_no_option_that_does_not_exist() -> None:
     mentioned = {m for p in PAGES for m in re.findall(r"--flops-[a-z-]*[a-z]", p.read_text())}
     assert mentioned <= plugin_options()
@@ -161,6 +165,7 @@ def test_the_architecture_page_names_every_module() -> None:
     assert named == modules | {"__init__.py", "counting/formulas/"}
 
 
+@pytest.mark.slow
 def test_the_site_builds_strictly(tmp_path: Path) -> None:
     mkdocs = shutil.which("mkdocs")
     if mkdocs is None:

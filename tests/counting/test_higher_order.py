@@ -148,6 +148,7 @@ def test_wrapped_and_invoked_subgraphs_count_their_bodies() -> None:
     assert measure(lambda: invoke_subgraph(body, "body", X)).total == ONE_MM  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 def test_counting_starts_without_torch_dynamo_and_still_runs_compiled_code() -> None:
     # Importing torch._dynamo takes seconds: a counter does not, until something
     # compiled runs inside its block (flex_attention compiles even in eager).

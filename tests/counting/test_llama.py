@@ -108,6 +108,7 @@ def test_llama_70b_grouped_query_train_step_counts_to_the_formula() -> None:
     assert measurement.by_op == {op: expected[op] for op in ("aten.mm", FLASH, FLASH_BACKWARD)}
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch without distributed")
 def test_llama_7b_sharded_tp2_fsdp4_counts_one_rank_s_share(llama_7b: Measurement) -> None:
     from torch._subclasses.fake_tensor import FakeTensorMode

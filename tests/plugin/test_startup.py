@@ -12,6 +12,8 @@ import json
 
 import pytest
 
+pytestmark = pytest.mark.slow  # starts pytest in subprocesses
+
 CONFTEST = """
 import json
 import sys

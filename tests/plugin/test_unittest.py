@@ -6,6 +6,8 @@ import pytest
 
 from tests.helpers import flops_line, stored
 
+pytestmark = pytest.mark.slow  # real pytest sessions under reruns and xdist
+
 CASES = """
 import os
 import unittest

@@ -20,6 +20,8 @@ from pytest_flops.reports.records import MeasurementRecord, Status
 from pytest_flops.snapshots.stale import CollectedFile
 from tests.helpers import snapshot_tree
 
+pytestmark = pytest.mark.slow  # real pytest sessions under xdist
+
 TEST_A = """
 import pytest
 import torch

@@ -19,6 +19,8 @@ from tests.built_records import linear_measurement, make_record, suite
 from tests.helpers import NET, snapshot_tree
 from tests.plugin.changed_suite import STALE, changed_suite, run
 
+pytestmark = pytest.mark.slow  # real pytest sessions per shard
+
 EXPORTS = ("--flops-report-json={name}.json", "--flops-report-md={name}.md",
            "--flops-report-html={name}.html")  # fmt: skip
 

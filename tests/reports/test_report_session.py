@@ -11,6 +11,8 @@ import torch
 import pytest_flops
 from pytest_flops.reports.records import Status
 
+pytestmark = pytest.mark.slow  # real pytest sessions
+
 SUITE = """
 import pytest
 import torch
