@@ -18,6 +18,14 @@ from pytest_flops.snapshots.stale import (
     StaleSnapshot,
 )
 from pytest_flops.snapshots.store import legacy_snapshot_path, snapshot_path
+from tests.helpers import NET, flops_line
+
+TRAIN = """
+def test_a(flops):
+    net = Net()
+    with flops(net):
+        net(torch.randn(4, 9)).sum().backward()
+"""
 
 
 def make(path: Path, test: str | None = None) -> Path:
@@ -280,3 +288,26 @@ def test_a_stale_entry_is_shown_with_its_measurement() -> None:
     assert (
         entry.shown(lambda p: str(p.relative_to("/r"))) == "t/__flops__/a.py/x.flops.json [decode]"
     )
+
+
+def test_prune_keeps_the_old_layout_folder_of_a_test_file_with_a_dot_in_its_stem(
+    pytester: pytest.Pytester,
+) -> None:
+    """``test_v1.2.py`` kept its snapshots in ``__flops__/test_v1.2/`` before 0.2: that
+    folder is the file's, not that of a gone file named ``test_v1.2``."""
+    # a module name with a dot imports only in importlib mode
+    pytester.makeini("[pytest]\naddopts = --import-mode=importlib\n")
+    (pytester.path / "test_v1.2.py").write_text(NET + TRAIN)
+    pytester.runpytest("--flops-update").assert_outcomes(passed=1)
+    folder = pytester.path / "__flops__"
+    (folder / "test_v1.2.py").rename(folder / "test_v1.2")
+    baseline = folder / "test_v1.2" / "test_a.flops.json"
+    written = baseline.read_bytes()
+    result = pytester.runpytest("--flops-prune")
+    result.assert_outcomes(passed=1)
+    assert flops_line(result) == "flops: 1 test passed, 0 failed, 0 written, 0 removed"
+    assert baseline.read_bytes() == written
+    # once the file is gone, its old folder is stale as any other's
+    (pytester.path / "test_v1.2.py").unlink()
+    pytester.runpytest("--flops-prune").stdout.fnmatch_lines(["flops: * 1 removed"])
+    assert not baseline.exists()

@@ -492,8 +492,8 @@ def _orphans(directory: Path, *, known: Iterable[Path]) -> Iterable[Path]:
     """Snapshot files in ``directory/__flops__/`` whose test file no longer exists.
 
     A folder is named after its test file (``test_a.py``, ``GUIDE``), or, before
-    0.2, after a Python file's stem: a folder with no dot in its name belongs to
-    whichever of the two exists.
+    0.2, after a Python file's stem (``test_v1.2`` for ``test_v1.2.py``): it
+    belongs to whichever of the two exists.
     """
     root = directory / SNAPSHOT_DIRNAME
     if not root.is_dir():
@@ -502,8 +502,6 @@ def _orphans(directory: Path, *, known: Iterable[Path]) -> Iterable[Path]:
     for folder in sorted(root.iterdir()):
         if not folder.is_dir():
             continue
-        owners = [directory / folder.name]
-        if "." not in folder.name:
-            owners.append(directory / f"{folder.name}.py")
+        owners = (directory / folder.name, directory / f"{folder.name}.py")
         if not any(owner in known or owner.exists() for owner in owners):
             yield from snapshot_files(folder)
