@@ -96,7 +96,6 @@ ALLOWED_OVER = {
     "function plugin/verdict.py:judge": "#24 judge splits into its cases",
     "module plugin/session.py": "#24 FlopsSession",
     "class plugin/session.py:FlopsSession": "#24 FlopsSession",
-    "module snapshots/stale.py": "#24 stale",
     "module reports/diff.py": "#24 diff",
     "function reports/diff.py:compare": "#24 diff",
     "function reports/diff.py:diff_markdown": "#24 diff",

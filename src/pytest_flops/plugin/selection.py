@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_flops.snapshots.stale import CollectionRules
+from pytest_flops.snapshots.run_record import CollectionRules
 
 __all__ = [
     "collection_rules",

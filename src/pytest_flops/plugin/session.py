@@ -3,7 +3,7 @@
 Life of a measured test, one attempt at a time (a rerun or a repeat starts clean):
 
 1. Collection: the test's markers are parsed once into its :class:`ItemPlan`
-   (``item.stash``), and :class:`~pytest_flops.snapshots.stale.RunRecord` learns what
+   (``item.stash``), and :class:`~pytest_flops.snapshots.run_record.RunRecord` learns what
    was collected.
 2. Setup starts an :class:`Attempt`; the ``flops`` fixture (or ``limit_flops``
    without it) measures into it.
@@ -50,7 +50,8 @@ from pytest_flops.plugin.settings import Settings
 from pytest_flops.plugin.verdict import Verdict, judge, judge_budget
 from pytest_flops.reports.records import MeasurementRecord, Status
 from pytest_flops.snapshots.format import FlopsSnapshot
-from pytest_flops.snapshots.stale import RunRecord, StaleSnapshot, prune
+from pytest_flops.snapshots.run_record import RunRecord
+from pytest_flops.snapshots.stale import StaleSnapshot, evidence, prune, stale_snapshots
 from pytest_flops.snapshots.store import SnapshotLookup, SnapshotStore, snapshot_path
 
 if TYPE_CHECKING:
@@ -380,7 +381,7 @@ class FlopsSession:
         """
         if stopped is not None:
             self.run.narrow(stopped)
-        stale = tuple(self.run.stale_snapshots())
+        stale = tuple(stale_snapshots(self.run))
         pruned: list[StaleSnapshot] = []
         if self.settings.prune:
             pruned, failures = prune(stale, self.store, shown=self._shown)
@@ -433,7 +434,7 @@ class FlopsSession:
         export = Export(
             records=tuple(self.records),
             metadata=RunMetadata.collect(self.devices).to_dict(),
-            snapshots=self.run.evidence(stale=self.end.stale, shown=self._shown),
+            snapshots=evidence(self.run, stale=self.end.stale, shown=self._shown),
         )
         self.problems += write_exports(
             export,
