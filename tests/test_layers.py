@@ -94,9 +94,6 @@ ALLOWED_OVER = {
     "class measurement.py:Measurement": "#24 one record codec",
     "function plugin/settings.py:add_options": "#24 settings",
     "function plugin/verdict.py:judge": "#24 judge splits into its cases",
-    "module reports/diff.py": "#24 diff",
-    "function reports/diff.py:compare": "#24 diff",
-    "function reports/diff.py:diff_markdown": "#24 diff",
 }
 
 
