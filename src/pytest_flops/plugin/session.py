@@ -70,15 +70,11 @@ class FlopsSession:
 
     @classmethod
     def start(cls, config: pytest.Config) -> FlopsSession:
-        session = cls(settings=Settings.from_config(config), rootpath=config.rootpath)
-        session.run.roots = selection.roots(config)
-        session.run.rules = selection.collection_rules(config)
-        for test_file in selection.files_named_with_tests(config):
-            # ``file.py::test``: the file's other tests are not collected
-            session.run.file(test_file).complete = False
-        for reason in selection.narrowing_options(config):
-            session.run.narrow(reason)
-        return session
+        return cls(
+            settings=Settings.from_config(config),
+            rootpath=config.rootpath,
+            run=selection.run_record(config),
+        )
 
     # -- collection -----------------------------------------------------------------
 
