@@ -19,7 +19,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pytest_flops.reports.diff import Revision, compare, diff_json, diff_lines, diff_markdown
+from pytest_flops.reports.diff import Revision, compare
+from pytest_flops.reports.diff_render import diff_json, diff_lines, diff_markdown
 from pytest_flops.reports.export import write_exports
 from pytest_flops.reports.git import WORKING_TREE, GitError, Repository
 from pytest_flops.reports.history import history, history_html, history_lines

@@ -17,7 +17,7 @@ from pytest_flops.plugin.attempt import Outcome, TestResult
 from pytest_flops.plugin.session import FlopsSession
 from pytest_flops.plugin.settings import Settings
 from pytest_flops.reports.records import MeasurementRecord, Status
-from pytest_flops.snapshots.stale import CollectedFile
+from pytest_flops.snapshots.run_record import CollectedFile
 from tests.helpers import snapshot_tree
 
 pytestmark = pytest.mark.slow  # real pytest sessions under xdist

@@ -17,13 +17,8 @@ import pytest
 import yaml
 
 from pytest_flops.measurement import Measurement
-from pytest_flops.reports.diff import (
-    Comparison,
-    Revision,
-    diff_lines,
-    measurement_change,
-    quantities,
-)
+from pytest_flops.reports.diff import Comparison, Revision, measurement_change, quantities
+from pytest_flops.reports.diff_render import diff_lines
 from pytest_flops.snapshots.format import FlopsSnapshot
 from tests.reports.git_repos import (
     EXAMPLES,

@@ -9,15 +9,23 @@ from pathlib import Path
 
 import pytest
 
+from pytest_flops.snapshots.run_record import CollectedFile, CollectionRules, RunRecord
 from pytest_flops.snapshots.stale import (
-    CollectedFile,
-    CollectionRules,
-    RunRecord,
     SnapshotEvidence,
     StaleReason,
     StaleSnapshot,
+    stale_snapshots,
 )
+from pytest_flops.snapshots.stale import evidence as evidence_of
 from pytest_flops.snapshots.store import legacy_snapshot_path, snapshot_path
+from tests.helpers import NET, flops_line
+
+TRAIN = """
+def test_a(flops):
+    net = Net()
+    with flops(net):
+        net(torch.randn(4, 9)).sum().backward()
+"""
 
 
 def make(path: Path, test: str | None = None) -> Path:
@@ -53,7 +61,7 @@ def record(module: Path, collected: CollectedFile, **fields: object) -> RunRecor
 
 
 def judged(run: RunRecord) -> list[tuple[Path, str | None, StaleReason]]:
-    return [(entry.path, entry.measurement, entry.reason) for entry in run.stale_snapshots()]
+    return [(entry.path, entry.measurement, entry.reason) for entry in stale_snapshots(run)]
 
 
 def test_stale_snapshots_are_the_ones_no_collected_test_uses(module: Path) -> None:
@@ -86,7 +94,7 @@ def test_a_test_that_passed_without_measuring_leaves_its_snapshot_stale(module: 
     ]
     # a repeat that measured keeps it
     collected = whole("test_a", unmeasured={"test_a"}, measured={"test_a"})
-    assert record(module, collected).stale_snapshots() == []
+    assert stale_snapshots(record(module, collected)) == []
 
 
 def test_a_named_measurement_no_attempt_took_is_stale(module: Path) -> None:
@@ -99,7 +107,7 @@ def test_a_named_measurement_no_attempt_took_is_stale(module: Path) -> None:
     collected.ran = set()
     assert judged(record(module, collected)) == [(path, "decode", StaleReason.MEASUREMENT_GONE)]
     # but none in a narrowed run
-    assert record(module, collected, narrowed=["-k"]).stale_snapshots() == []
+    assert stale_snapshots(record(module, collected, narrowed=["-k"])) == []
 
 
 @pytest.mark.parametrize(
@@ -114,12 +122,12 @@ def test_files_that_did_not_run_whole_are_not_judged(
     module: Path, collected: CollectedFile
 ) -> None:
     snap(module, "test_old")
-    assert record(module, collected).stale_snapshots() == []
+    assert stale_snapshots(record(module, collected)) == []
 
 
 def test_nothing_is_stale_in_a_narrowed_run(module: Path) -> None:
     snap(module, "test_old")
-    assert record(module, whole("test_a"), narrowed=["-k"]).stale_snapshots() == []
+    assert stale_snapshots(record(module, whole("test_a"), narrowed=["-k"])) == []
 
 
 @pytest.mark.parametrize(
@@ -142,7 +150,7 @@ def test_a_test_this_run_could_not_collect_is_not_judged(
     module: Path, test: str, rules: CollectionRules
 ) -> None:
     snap(module, test)
-    assert record(module, whole("bench_a"), rules=rules).stale_snapshots() == []
+    assert stale_snapshots(record(module, whole("bench_a"), rules=rules)) == []
 
 
 @pytest.mark.parametrize(
@@ -177,8 +185,8 @@ def test_snapshots_of_a_deleted_test_file_are_stale_where_its_directory_was_cove
     )
     assert ignored.exists()
     # the directory was not named on the command line, or was not collected
-    assert record(module, whole(), directories={tests}).stale_snapshots() == []
-    assert record(module, whole(), roots=(tests,)).stale_snapshots() == []
+    assert stale_snapshots(record(module, whole(), directories={tests})) == []
+    assert stale_snapshots(record(module, whole(), roots=(tests,))) == []
 
 
 def test_a_test_file_without_a_dot_is_not_taken_for_the_old_layout(module: Path) -> None:
@@ -186,11 +194,11 @@ def test_a_test_file_without_a_dot_is_not_taken_for_the_old_layout(module: Path)
     tests = module.parent
     guide = snap(make(tests / "GUIDE"), "GUIDE")
     run = record(module, whole(), directories={tests}, roots=(tests,))
-    assert run.stale_snapshots() == []
+    assert stale_snapshots(run) == []
     (tests / "GUIDE").unlink()  # gone, and neither GUIDE nor GUIDE.py exists: stale
     assert judged(run) == [(guide, None, StaleReason.FILE_GONE)]
     make(tests / "GUIDE.py")  # the old layout's folder of GUIDE.py
-    assert run.stale_snapshots() == []
+    assert stale_snapshots(run) == []
 
 
 def test_the_old_layout_is_judged_like_the_new(module: Path) -> None:
@@ -240,8 +248,8 @@ def test_the_evidence_lists_reasons_and_the_measuring_tests(module: Path) -> Non
     collected.dropped = {"test_lm": {"decode"}}
     run = record(module, collected)
     root = module.parent.parent
-    evidence = run.evidence(
-        stale=run.stale_snapshots(), shown=lambda path: str(path.relative_to(root))
+    evidence = evidence_of(
+        run, stale=stale_snapshots(run), shown=lambda path: str(path.relative_to(root))
     )
     old_shown = f"tests/{old.relative_to(module.parent).as_posix()}"
     lm_shown = f"tests/{lm.relative_to(module.parent).as_posix()}"
@@ -280,3 +288,26 @@ def test_a_stale_entry_is_shown_with_its_measurement() -> None:
     assert (
         entry.shown(lambda p: str(p.relative_to("/r"))) == "t/__flops__/a.py/x.flops.json [decode]"
     )
+
+
+def test_prune_keeps_the_old_layout_folder_of_a_test_file_with_a_dot_in_its_stem(
+    pytester: pytest.Pytester,
+) -> None:
+    """``test_v1.2.py`` kept its snapshots in ``__flops__/test_v1.2/`` before 0.2: that
+    folder is the file's, not that of a gone file named ``test_v1.2``."""
+    # a module name with a dot imports only in importlib mode
+    pytester.makeini("[pytest]\naddopts = --import-mode=importlib\n")
+    (pytester.path / "test_v1.2.py").write_text(NET + TRAIN)
+    pytester.runpytest("--flops-update").assert_outcomes(passed=1)
+    folder = pytester.path / "__flops__"
+    (folder / "test_v1.2.py").rename(folder / "test_v1.2")
+    baseline = folder / "test_v1.2" / "test_a.flops.json"
+    written = baseline.read_bytes()
+    result = pytester.runpytest("--flops-prune")
+    result.assert_outcomes(passed=1)
+    assert flops_line(result) == "flops: 1 test passed, 0 failed, 0 written, 0 removed"
+    assert baseline.read_bytes() == written
+    # once the file is gone, its old folder is stale as any other's
+    (pytester.path / "test_v1.2.py").unlink()
+    pytester.runpytest("--flops-prune").stdout.fnmatch_lines(["flops: * 1 removed"])
+    assert not baseline.exists()

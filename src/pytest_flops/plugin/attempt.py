@@ -25,6 +25,7 @@ from pytest_flops.snapshots.format import FlopsSnapshot
 
 if TYPE_CHECKING:
     from pytest_flops.counting.fixture import Flops
+    from pytest_flops.plugin.baseline import Baseline
 
 __all__ = ["ATTEMPT_KEY", "PLAN_KEY", "Attempt", "ItemPlan", "Outcome", "TestResult", "records"]
 
@@ -57,13 +58,17 @@ class Attempt:
     passed: bool = True  # every phase (and subtest) so far passed
     partial: bool = False  # a subtest was skipped: a measurement not taken may be its
     verdict: Verdict | None = None
-    location: Path | None = None  # where its snapshot was read from, when judged
-    legacy: bool = False  # that was the layout before 0.2
+    baseline: Baseline | None = None  # its snapshot, read at most once
     kept: frozenset[str] = frozenset()  # stored measurements not taken, baselines kept
 
     @property
     def counted(self) -> Flops | None:
         return self.fixture or self.whole_call
+
+    @property
+    def legacy(self) -> bool:
+        """Its snapshot was read from the layout before 0.2."""
+        return self.baseline is not None and self.baseline.found.legacy
 
 
 PLAN_KEY = pytest.StashKey[ItemPlan]()

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_flops.plugin import marks, xdist
-from pytest_flops.plugin.session import FIXTURE_NAME, FlopsSession
+from pytest_flops.plugin.recording import FIXTURE_NAME
+from pytest_flops.plugin.session import FlopsSession
 from pytest_flops.plugin.settings import add_options
 from pytest_flops.snapshots.store import SNAPSHOT_DIRNAME
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_flops.snapshots.stale import CollectionRules
+from pytest_flops.snapshots.run_record import CollectionRules, RunRecord
 
 __all__ = [
     "collection_rules",
@@ -25,6 +25,7 @@ __all__ = [
     "name_in_file",
     "narrowing_options",
     "roots",
+    "run_record",
     "uncollectable",
 ]
 
@@ -67,6 +68,17 @@ def uncollectable(cls: object) -> bool:
     return getattr(cls, "__init__") is not object.__init__ or (  # noqa: B009 (mypy)
         getattr(cls, "__new__") is not object.__new__  # noqa: B009
     )
+
+
+def run_record(config: pytest.Config) -> RunRecord:
+    """The run record as the command line starts it, before anything is collected."""
+    run = RunRecord(roots=roots(config), rules=collection_rules(config))
+    for test_file in files_named_with_tests(config):
+        # ``file.py::test``: the file's other tests are not collected
+        run.file(test_file).complete = False
+    for reason in narrowing_options(config):
+        run.narrow(reason)
+    return run
 
 
 def collection_rules(config: pytest.Config) -> CollectionRules:

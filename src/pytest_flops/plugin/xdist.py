@@ -24,7 +24,7 @@ import pytest
 
 from pytest_flops.plugin.attempt import TestResult
 from pytest_flops.plugin.session import FlopsSession
-from pytest_flops.snapshots.stale import RunRecord
+from pytest_flops.snapshots.run_record import RunRecord
 
 WORKEROUTPUT_KEY = "pytest_flops"
 

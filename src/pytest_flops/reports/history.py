@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from importlib.resources import files
 
 from pytest_flops.measurement import DEFAULT_NAME, relative_text
-from pytest_flops.reports.diff import amount, file_and_test, quantities, signed, title
+from pytest_flops.reports.diff import file_and_test, quantities
+from pytest_flops.reports.diff_render import amount, signed, title
 from pytest_flops.reports.git import Commit, GitError, Repository, StoredSnapshot, parse
 from pytest_flops.snapshots.format import FlopsSnapshot
 from pytest_flops.tables import aligned

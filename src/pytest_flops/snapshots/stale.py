@@ -1,4 +1,4 @@
-"""What this run collected and ran, and so which snapshots are stale.
+"""Which snapshots are stale, and why, judged from what a run collected and ran; pruning them.
 
 A snapshot is stale (reported every run, removed only by ``--flops-prune``)
 on positive evidence only, and each comes with its reason
@@ -21,22 +21,22 @@ collected (a doctest without ``--doctest-modules``, a function that
 never called gone. When in doubt, a snapshot is kept, and the summary says why
 none was judged.
 
-A :class:`RunRecord` is plain data: xdist workers send theirs to the
-controller, which merges them and alone judges. Its :class:`SnapshotEvidence`
-goes into the JSON export, so that ``python -m pytest_flops merge`` can judge
-across CI shards, none of which ran the whole suite, and notice a shard that
-is missing.
+The judgement reads a :class:`~pytest_flops.snapshots.run_record.RunRecord`
+(xdist workers send theirs to the controller, which merges them and alone
+judges). Its :class:`SnapshotEvidence` goes into the JSON export, so that
+``python -m pytest_flops merge`` can judge across CI shards, none of which
+ran the whole suite, and notice a shard that is missing.
 """
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from pytest_flops.snapshots.run_record import CollectedFile, RunRecord
 from pytest_flops.snapshots.store import (
     FILE_SUFFIX,
     SNAPSHOT_DIRNAME,
@@ -80,268 +80,113 @@ class StaleSnapshot:
         return where if self.measurement is None else f"{where} [{self.measurement}]"
 
 
-@dataclass(frozen=True, kw_only=True)
-class CollectionRules:
-    """Which tests of a Python file this run could have collected at all.
-
-    A snapshot of a test it could not have collected (its doctest without
-    ``--doctest-modules``, a function or class that ``python_functions`` or
-    ``python_classes`` no longer match, a ``TestCase`` under ``-p no:unittest``)
-    is never called gone.
-    """
-
-    python_functions: tuple[str, ...] = ("test",)
-    python_classes: tuple[str, ...] = ("Test",)
-    doctest_modules: bool = False
-
-    def could_collect(self, test_file: Path, test: str, *, unittest_classes: set[str]) -> bool:
-        """``unittest_classes`` are the file's ``TestCase`` classes this run collected,
-        whose ``test*`` methods are tests whatever ``python_functions`` says."""
-        if test_file.suffix != ".py":
-            return True
-        head = test.partition("[")[0]
-        if "::" not in head and "." in head:
-            # "pkg.module.function": a doctest (Python names hold no dots)
-            return self.doctest_modules
-        *classes, function = head.split("::")
-        if classes[:1] and classes[0] in unittest_classes:
-            return function.startswith("test")
-        return _matches(function, self.python_functions) and all(
-            _matches(name, self.python_classes) for name in classes
-        )
-
-
-def _matches(name: str, patterns: Iterable[str]) -> bool:
-    """pytest's rule for ``python_functions`` and ``python_classes``: a prefix or a glob."""
-    return any(
-        name.startswith(pattern)
-        or (any(c in pattern for c in "*?[") and fnmatch.fnmatch(name, pattern))
-        for pattern in patterns
+def stale_snapshots(run: RunRecord) -> list[StaleSnapshot]:
+    """Snapshot files (and named measurements) that no test will use again, with why;
+    none while the run was narrowed."""
+    if run.narrowed:
+        return []
+    stale: set[StaleSnapshot] = set()
+    for path, collected in run.files.items():
+        if collected.ran_whole:
+            stale |= _unwanted(run, path, collected)
+        for test in sorted(collected.dropped):
+            stale |= {
+                StaleSnapshot(
+                    path=snapshot_path(path, test),
+                    measurement=name,
+                    reason=StaleReason.MEASUREMENT_GONE,
+                )
+                for name in collected.stale_measurements(test)
+            }
+    stale |= _orphans_of(run)
+    whole_files = {entry.path for entry in stale if entry.measurement is None}
+    # a file that goes whole takes its named measurements with it
+    return sorted(
+        entry for entry in stale if entry.measurement is None or entry.path not in whole_files
     )
 
 
-@dataclass(kw_only=True)
-class CollectedFile:
-    """What happened to the tests of one test file."""
+def evidence(
+    run: RunRecord, *, stale: Iterable[StaleSnapshot], shown: Callable[[Path], str]
+) -> SnapshotEvidence:
+    """What this run knows of the snapshot files, whether or not it was narrowed.
 
-    walked: bool = False  # its collector really collected it (not a stand-in report)
-    complete: bool = True  # no collector in it failed, was skipped or gave up on a class
-    tests: set[str] = field(default_factory=set)  # snapshot names collected, deselected too
-    measuring: set[str] = field(default_factory=set)  # of those, the ones using a FLOP feature
-    unittest_classes: set[str] = field(default_factory=set)  # TestCase classes collected
-    ran: set[str] = field(default_factory=set)  # tests that ran through their teardown
-    measured: set[str] = field(default_factory=set)  # tests that measured in some attempt
-    unmeasured: set[str] = field(default_factory=set)  # tests whose call passed, measuring nothing
-    taken: dict[str, set[str]] = field(default_factory=dict)  # measurement names, any attempt
-    dropped: dict[str, set[str]] = field(default_factory=dict)  # stored names a whole pass lacked
+    A file's snapshots are unclaimed when it was collected whole and no test
+    of it still uses them, and so are the snapshots of deleted test files in
+    the directories this run collected. ``shown`` makes paths relative to
+    the root directory, the same on every CI machine.
+    """
+    unclaimed: set[StaleSnapshot] = set()
+    claimed: set[Path] = set()
+    for path, collected in run.files.items():
+        if collected.whole:
+            unclaimed |= _unwanted(run, path, collected)
+        claimed |= _used_by(path, collected.measured)
+    unclaimed |= _orphans_of(run)
+    unclaimed = {entry for entry in unclaimed if entry.path not in claimed}
+    stale = list(stale)
 
-    @property
-    def whole(self) -> bool:
-        """Every test of the file was collected (deselected ones too)."""
-        return self.walked and self.complete
+    def listed(paths: Iterable[Path]) -> tuple[str, ...]:
+        return tuple(sorted({Path(shown(path)).as_posix() for path in paths}))
 
-    @property
-    def ran_whole(self) -> bool:
-        return self.whole and self.tests <= self.ran
-
-    @property
-    def wanted(self) -> set[str]:
-        """The tests whose snapshots this file still uses."""
-        return self.tests - (self.unmeasured - self.measured)
-
-    def stale_measurements(self, test: str) -> set[str]:
-        """Named measurements in the snapshot of ``test`` that no attempt of it took."""
-        return self.dropped.get(test, set()) - self.taken.get(test, set())
-
-    def merge(self, other: CollectedFile) -> None:
-        self.walked |= other.walked
-        self.complete &= other.complete
-        self.tests |= other.tests
-        self.measuring |= other.measuring
-        self.unittest_classes |= other.unittest_classes
-        self.ran |= other.ran
-        self.measured |= other.measured
-        self.unmeasured |= other.unmeasured
-        for mine, theirs in ((self.taken, other.taken), (self.dropped, other.dropped)):
-            for test, names in theirs.items():
-                mine.setdefault(test, set()).update(names)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "walked": self.walked,
-            "complete": self.complete,
-            "tests": sorted(self.tests),
-            "measuring": sorted(self.measuring),
-            "unittest_classes": sorted(self.unittest_classes),
-            "ran": sorted(self.ran),
-            "measured": sorted(self.measured),
-            "unmeasured": sorted(self.unmeasured),
-            "taken": {test: sorted(names) for test, names in self.taken.items()},
-            "dropped": {test: sorted(names) for test, names in self.dropped.items()},
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> CollectedFile:
-        return cls(
-            walked=bool(data["walked"]),
-            complete=bool(data["complete"]),
-            tests=set(data["tests"]),
-            measuring=set(data["measuring"]),
-            unittest_classes=set(data["unittest_classes"]),
-            ran=set(data["ran"]),
-            measured=set(data["measured"]),
-            unmeasured=set(data["unmeasured"]),
-            taken={test: set(names) for test, names in data["taken"].items()},
-            dropped={test: set(names) for test, names in data["dropped"].items()},
-        )
-
-
-@dataclass(kw_only=True)
-class RunRecord:
-    """The evidence of one run (or, merged, of every xdist worker's share of it)."""
-
-    files: dict[Path, CollectedFile] = field(default_factory=dict)
-    directories: set[Path] = field(default_factory=set)  # whose collector passed
-    roots: tuple[Path, ...] = ()  # directories named whole on the command line
-    narrowed: list[str] = field(default_factory=list)  # why nothing may be judged stale
-    rules: CollectionRules = field(default_factory=CollectionRules)
-
-    def file(self, path: Path) -> CollectedFile:
-        return self.files.setdefault(path, CollectedFile())
-
-    def narrow(self, reason: str) -> None:
-        if reason not in self.narrowed:
-            self.narrowed.append(reason)
-
-    def merge(self, other: RunRecord) -> None:
-        for path, collected in other.files.items():
-            self.file(path).merge(collected)
-        self.directories |= other.directories
-        for reason in other.narrowed:
-            self.narrow(reason)
-
-    def to_dict(self) -> dict[str, Any]:
-        """What an xdist worker sends (the controller has its own roots and rules)."""
-        return {
-            "files": {str(path): collected.to_dict() for path, collected in self.files.items()},
-            "directories": sorted(map(str, self.directories)),
-            "narrowed": list(self.narrowed),
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> RunRecord:
-        return cls(
-            files={Path(path): CollectedFile.from_dict(raw) for path, raw in data["files"].items()},
-            directories={Path(path) for path in data["directories"]},
-            narrowed=list(data["narrowed"]),
-        )
-
-    # -- the judgement ------------------------------------------------------------
-
-    def stale_snapshots(self) -> list[StaleSnapshot]:
-        """Snapshot files (and named measurements) that no test will use again, with why;
-        none while the run was narrowed."""
-        if self.narrowed:
-            return []
-        stale: set[StaleSnapshot] = set()
-        for path, collected in self.files.items():
-            if collected.ran_whole:
-                stale |= self._unwanted(path, collected)
-            for test in sorted(collected.dropped):
-                stale |= {
-                    StaleSnapshot(
-                        path=snapshot_path(path, test),
-                        measurement=name,
-                        reason=StaleReason.MEASUREMENT_GONE,
-                    )
-                    for name in collected.stale_measurements(test)
-                }
-        stale |= self._orphans()
-        whole_files = {entry.path for entry in stale if entry.measurement is None}
-        # a file that goes whole takes its named measurements with it
-        return sorted(
-            entry for entry in stale if entry.measurement is None or entry.path not in whole_files
-        )
-
-    def evidence(
-        self, *, stale: Iterable[StaleSnapshot], shown: Callable[[Path], str]
-    ) -> SnapshotEvidence:
-        """What this run knows of the snapshot files, whether or not it was narrowed.
-
-        A file's snapshots are unclaimed when it was collected whole and no test
-        of it still uses them, and so are the snapshots of deleted test files in
-        the directories this run collected. ``shown`` makes paths relative to
-        the root directory, the same on every CI machine.
-        """
-        unclaimed: set[StaleSnapshot] = set()
-        claimed: set[Path] = set()
-        for path, collected in self.files.items():
-            if collected.whole:
-                unclaimed |= self._unwanted(path, collected)
-            claimed |= _used_by(path, collected.measured)
-        unclaimed |= self._orphans()
-        unclaimed = {entry for entry in unclaimed if entry.path not in claimed}
-        stale = list(stale)
-
-        def listed(paths: Iterable[Path]) -> tuple[str, ...]:
-            return tuple(sorted({Path(shown(path)).as_posix() for path in paths}))
-
-        def tests(pick: Callable[[CollectedFile], set[str]]) -> tuple[str, ...]:
-            return tuple(
-                sorted(
-                    f"{Path(shown(path)).as_posix()}::{test}"
-                    for path, collected in self.files.items()
-                    for test in pick(collected)
-                )
+    def tests(pick: Callable[[CollectedFile], set[str]]) -> tuple[str, ...]:
+        return tuple(
+            sorted(
+                f"{Path(shown(path)).as_posix()}::{test}"
+                for path, collected in run.files.items()
+                for test in pick(collected)
             )
-
-        return SnapshotEvidence(
-            whole_files=listed(path for path, collected in self.files.items() if collected.whole),
-            unclaimed=listed(entry.path for entry in unclaimed),
-            claimed=listed(claimed),
-            stale=listed(entry.path for entry in stale if entry.measurement is None),
-            reasons={entry.shown(shown): entry.reason.value for entry in (*unclaimed, *stale)},
-            stale_measurements=tuple(
-                sorted(entry.shown(shown) for entry in stale if entry.measurement is not None)
-            ),
-            measuring_tests=tests(lambda collected: collected.measuring),
-            ran=tests(lambda collected: collected.ran & collected.measuring),
         )
 
-    def _unwanted(self, test_file: Path, collected: CollectedFile) -> set[StaleSnapshot]:
-        """The snapshot files of ``test_file`` that no test of it still reads, with why."""
-        existing = set(snapshot_files(snapshot_dir(test_file)))
-        if test_file.suffix == ".py":
-            existing |= set(snapshot_files(legacy_snapshot_dir(test_file)))
-        collected_heads = {test.partition("[")[0] for test in collected.tests}
-        unwanted = set()
-        for path in existing - _used_by(test_file, collected.wanted):
-            test = stored_test_name(path) or _name_from_stem(path)
-            if not self.rules.could_collect(
-                test_file, test, unittest_classes=collected.unittest_classes
-            ):
-                continue  # this run could not have collected it: no evidence either way
-            elif test in collected.unmeasured and test not in collected.measured:
-                reason = StaleReason.STOPPED_MEASURING
-            elif test in collected.tests and path.parent == legacy_snapshot_dir(test_file):
-                reason = StaleReason.MOVED
-            elif test.partition("[")[0] in collected_heads:
-                reason = StaleReason.NOT_COLLECTED
-            else:
-                reason = StaleReason.TEST_GONE
-            unwanted.add(StaleSnapshot(path=path, reason=reason))
-        return unwanted
+    return SnapshotEvidence(
+        whole_files=listed(path for path, collected in run.files.items() if collected.whole),
+        unclaimed=listed(entry.path for entry in unclaimed),
+        claimed=listed(claimed),
+        stale=listed(entry.path for entry in stale if entry.measurement is None),
+        reasons={entry.shown(shown): entry.reason.value for entry in (*unclaimed, *stale)},
+        stale_measurements=tuple(
+            sorted(entry.shown(shown) for entry in stale if entry.measurement is not None)
+        ),
+        measuring_tests=tests(lambda collected: collected.measuring),
+        ran=tests(lambda collected: collected.ran & collected.measuring),
+    )
 
-    def _orphans(self) -> set[StaleSnapshot]:
-        """Snapshots of deleted test files, in directories named whole and collected."""
-        orphans: set[StaleSnapshot] = set()
-        for directory in self.directories:
-            if any(root == directory or root in directory.parents for root in self.roots):
-                orphans |= {
-                    StaleSnapshot(path=path, reason=StaleReason.FILE_GONE)
-                    for path in _orphans(directory, known=self.files.keys())
-                }
-        return orphans
+
+def _unwanted(run: RunRecord, test_file: Path, collected: CollectedFile) -> set[StaleSnapshot]:
+    """The snapshot files of ``test_file`` that no test of it still reads, with why."""
+    existing = set(snapshot_files(snapshot_dir(test_file)))
+    if test_file.suffix == ".py":
+        existing |= set(snapshot_files(legacy_snapshot_dir(test_file)))
+    collected_heads = {test.partition("[")[0] for test in collected.tests}
+    unwanted = set()
+    for path in existing - _used_by(test_file, collected.wanted):
+        test = stored_test_name(path) or _name_from_stem(path)
+        if not run.rules.could_collect(
+            test_file, test, unittest_classes=collected.unittest_classes
+        ):
+            continue  # this run could not have collected it: no evidence either way
+        elif test in collected.unmeasured and test not in collected.measured:
+            reason = StaleReason.STOPPED_MEASURING
+        elif test in collected.tests and path.parent == legacy_snapshot_dir(test_file):
+            reason = StaleReason.MOVED
+        elif test.partition("[")[0] in collected_heads:
+            reason = StaleReason.NOT_COLLECTED
+        else:
+            reason = StaleReason.TEST_GONE
+        unwanted.add(StaleSnapshot(path=path, reason=reason))
+    return unwanted
+
+
+def _orphans_of(run: RunRecord) -> set[StaleSnapshot]:
+    """Snapshots of deleted test files, in directories named whole and collected."""
+    orphans: set[StaleSnapshot] = set()
+    for directory in run.directories:
+        if any(root == directory or root in directory.parents for root in run.roots):
+            orphans |= {
+                StaleSnapshot(path=path, reason=StaleReason.FILE_GONE)
+                for path in _orphans(directory, known=run.files.keys())
+            }
+    return orphans
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -492,8 +337,8 @@ def _orphans(directory: Path, *, known: Iterable[Path]) -> Iterable[Path]:
     """Snapshot files in ``directory/__flops__/`` whose test file no longer exists.
 
     A folder is named after its test file (``test_a.py``, ``GUIDE``), or, before
-    0.2, after a Python file's stem: a folder with no dot in its name belongs to
-    whichever of the two exists.
+    0.2, after a Python file's stem (``test_v1.2`` for ``test_v1.2.py``): it
+    belongs to whichever of the two exists.
     """
     root = directory / SNAPSHOT_DIRNAME
     if not root.is_dir():
@@ -502,8 +347,6 @@ def _orphans(directory: Path, *, known: Iterable[Path]) -> Iterable[Path]:
     for folder in sorted(root.iterdir()):
         if not folder.is_dir():
             continue
-        owners = [directory / folder.name]
-        if "." not in folder.name:
-            owners.append(directory / f"{folder.name}.py")
+        owners = (directory / folder.name, directory / f"{folder.name}.py")
         if not any(owner in known or owner.exists() for owner in owners):
             yield from snapshot_files(folder)

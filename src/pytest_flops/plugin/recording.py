@@ -1,0 +1,103 @@
+"""What the run record learns from pytest's reports: collection, and each attempt's end.
+
+This is the evidence that stale snapshots are judged on
+(:mod:`pytest_flops.snapshots.stale`): which files were collected whole, which
+tests were collected, ran, measured or passed without measuring. Anything
+that hid tests from this run (a collector skipped, a class pytest could not
+collect) marks their file incomplete, so that their snapshots are kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from pytest_flops.plugin import marks, selection
+from pytest_flops.plugin.attempt import Attempt, ItemPlan
+from pytest_flops.snapshots.run_record import RunRecord
+
+__all__ = ["FIXTURE_NAME", "attempt_finished", "collector_reported", "item_collected"]
+
+FIXTURE_NAME = "flops"
+
+
+def collector_reported(
+    run: RunRecord,
+    collector: pytest.Collector,
+    report: pytest.CollectReport,
+    *,
+    shown: Callable[[Path], str],
+) -> None:
+    if report.failed:
+        run.narrow("a collection error")
+    elif isinstance(collector, pytest.Directory):
+        if report.passed:
+            run.directories.add(collector.path)
+        else:
+            run.narrow(f"{shown(collector.path)} was skipped at collection")
+    elif report.skipped:
+        # importorskip at module level: the tests it hid are not gone
+        run.file(collector.path).complete = False
+    elif isinstance(collector, pytest.File) and not isinstance(collector, pytest.Module):
+        # doctest and other files: collected when they gave items
+        run.file(collector.path).walked |= bool(report.result)
+    elif (
+        isinstance(collector, pytest.Class)
+        and not report.result
+        and selection.uncollectable(collector.obj)
+    ):
+        # pytest warned that it cannot collect the class (it has __init__ or
+        # __new__: a TestCase under -p no:unittest): its tests are not gone
+        run.file(collector.path).complete = False
+
+
+def item_collected(run: RunRecord, item: pytest.Item) -> ItemPlan:
+    """The test's plan, its markers parsed once; the run record learns of the test."""
+    name = selection.name_in_file(item)
+    try:
+        item_marks, error = marks.read(item), None
+    except marks.MarkerError as problem:
+        item_marks, error = marks.ItemMarks(), str(problem)
+    plan = ItemPlan(
+        name=name,
+        test_file=item.path,
+        uses_fixture=_requests_the_fixture(item),
+        marks=item_marks,
+        marks_error=error,
+        hypothesis=bool(getattr(getattr(item, "obj", None), "is_hypothesis_test", False)),
+    )
+    collected = run.file(item.path)
+    collected.tests.add(name)
+    if selection.is_unittest(item):
+        collected.unittest_classes.add(name.split("::")[0])
+    if plan.measures:
+        collected.measuring.add(name)
+    return plan
+
+
+def attempt_finished(run: RunRecord, plan: ItemPlan, attempt: Attempt) -> None:
+    """The run record learns what an attempt of the test ran and measured."""
+    collected = run.file(plan.test_file)
+    if attempt.called or attempt.passed:
+        # a test whose setup errored did not run: its parametrized ids (or what
+        # it measures) are unknown, so its file's snapshots are no one's proof
+        collected.ran.add(plan.name)
+    counted = attempt.counted
+    if counted is not None and counted.measured:
+        collected.measured.add(plan.name)
+        collected.taken.setdefault(plan.name, set()).update(counted.measurements)
+    elif attempt.passed and attempt.called and not attempt.partial:
+        collected.unmeasured.add(plan.name)
+    if attempt.passed and not attempt.partial and attempt.kept:
+        # it ran whole and passed without them: stale, not gone with a skipped part
+        collected.dropped.setdefault(plan.name, set()).update(attempt.kept)
+
+
+def _requests_the_fixture(item: pytest.Item) -> bool:
+    """The test asks for the ``flops`` fixture: an argument named ``flops`` that
+    ``@pytest.mark.parametrize`` fills is a value, not the fixture."""
+    callspec = getattr(item, "callspec", None)
+    parametrized = callspec is not None and FIXTURE_NAME in callspec.params
+    return FIXTURE_NAME in getattr(item, "fixturenames", ()) and not parametrized

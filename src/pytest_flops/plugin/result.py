@@ -1,0 +1,114 @@
+"""What one attempt of a measured test came to, once its teardown reported.
+
+The snapshot is written here, only if ``--flops-update`` asked for it and
+every phase passed; a write that fails fails the test, naming the path. A
+test that failed by itself keeps its record, compared with nothing, and its
+snapshot is left alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from pytest_flops.plugin import messages
+from pytest_flops.plugin.attempt import Attempt, ItemPlan, Outcome, TestResult, records
+from pytest_flops.plugin.baseline import baseline_of
+from pytest_flops.plugin.settings import Settings
+from pytest_flops.reports.records import Status
+from pytest_flops.snapshots.format import FlopsSnapshot
+from pytest_flops.snapshots.store import SnapshotStore, snapshot_path
+
+if TYPE_CHECKING:
+    from pytest_flops.counting.fixture import Flops
+
+__all__ = ["result_of"]
+
+
+def result_of(
+    item: pytest.Item,
+    plan: ItemPlan,
+    attempt: Attempt,
+    report: pytest.TestReport,
+    *,
+    settings: Settings,
+    store: SnapshotStore,
+    shown: Callable[[Path], str],
+) -> TestResult | None:
+    """The attempt's outcome, after writing what ``--flops-update`` asked for."""
+    devices = tuple(sorted(attempt.counted.devices)) if attempt.counted else ()
+    verdict = attempt.verdict
+    if verdict is None:
+        if attempt.fixture is None or not attempt.fixture.measured:
+            return None
+        return _not_compared(
+            item,
+            plan,
+            attempt,
+            attempt.fixture,
+            devices,
+            settings=settings,
+            store=store,
+            shown=shown,
+        )
+    outcome = Outcome.PASSED
+    statuses = dict(verdict.statuses)
+    target = snapshot_path(plan.test_file, plan.name)
+    if verdict.failure is not None:
+        outcome = Outcome.FAILED
+    elif verdict.write is not None and not attempt.passed:
+        outcome = Outcome.NOT_COMPARED
+        statuses = dict.fromkeys(statuses, Status.NOT_COMPARED)
+    elif verdict.write is not None:
+        try:
+            # a snapshot read from the layout before 0.2 is copied; the old
+            # file stays until --flops-prune
+            store.write(target, verdict.write)
+            outcome = Outcome.WRITTEN
+        except OSError as error:
+            report.outcome = "failed"
+            report.longrepr = messages.cannot_write(item.nodeid, shown(target), error)
+            outcome = Outcome.FAILED
+            statuses = dict.fromkeys(statuses, Status.NOT_WRITTEN)
+    return TestResult(
+        outcome=outcome,
+        records=records(
+            item.nodeid, verdict.measurements, verdict.baseline, statuses, verdict.budget
+        ),
+        devices=devices,
+        legacy=attempt.legacy,
+        location=target if plan.uses_fixture else None,
+    )
+
+
+def _not_compared(
+    item: pytest.Item,
+    plan: ItemPlan,
+    attempt: Attempt,
+    fixture: Flops,
+    devices: tuple[str, ...],
+    *,
+    settings: Settings,
+    store: SnapshotStore,
+    shown: Callable[[Path], str],
+) -> TestResult:
+    """A measured test failed by itself: keep its record, leave its snapshot alone."""
+    baseline = baseline_of(plan, attempt, settings=settings, store=store, shown=shown)
+    stored = baseline.found.stored
+    measurements = baseline.current(plan, fixture).measurements
+    return TestResult(
+        outcome=Outcome.NOT_COMPARED,
+        records=records(
+            item.nodeid,
+            measurements,
+            stored if isinstance(stored, FlopsSnapshot) else None,
+            dict.fromkeys(measurements, Status.NOT_COMPARED),
+            None if plan.marks.budget is None else plan.marks.budget.text,
+        ),
+        devices=devices,
+        legacy=baseline.found.legacy,
+        location=snapshot_path(plan.test_file, plan.name),
+    )
