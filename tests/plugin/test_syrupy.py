@@ -33,6 +33,7 @@ def files(pytester: pytest.Pytester) -> dict[str, bytes]:
     }
 
 
+@pytest.mark.slow
 def test_syrupy_and_flops_snapshots_stay_out_of_each_others_way(pytester: pytest.Pytester) -> None:
     write(pytester)
     result = pytester.runpytest_subprocess("--snapshot-update", "--flops-update")
