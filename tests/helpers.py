@@ -19,6 +19,7 @@ __all__ = [
     "NET",
     "OUTER",
     "flops_line",
+    "recorded",
     "snapshot_bytes",
     "snapshot_tree",
     "stored",
@@ -64,6 +65,16 @@ def snapshot_bytes(pytester: pytest.Pytester, test_file: str = "test_m.py") -> d
     """``{file name: bytes}`` of the snapshots stored for one test file."""
     folder = snapshot_dir(pytester.path, test_file)
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())} if folder.is_dir() else {}
+
+
+def recorded(
+    pytester: pytest.Pytester, source: str, *, passed: int, test_file: str = "test_m.py"
+) -> dict[str, bytes]:
+    """Write ``source`` as ``test_file``, record its snapshots with ``--flops-update``
+    (``passed`` tests pass, nothing else happens) and return them as :func:`snapshot_bytes`."""
+    pytester.makepyfile(**{test_file.removesuffix(".py"): source})
+    pytester.runpytest("--flops-update").assert_outcomes(passed=passed)
+    return snapshot_bytes(pytester, test_file)
 
 
 def snapshot_tree(root: Path) -> dict[str, bytes]:

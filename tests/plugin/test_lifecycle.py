@@ -5,46 +5,41 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import snapshot_bytes
+from tests.helpers import NET, recorded, snapshot_bytes
 
 SNAPSHOTS = Path("__flops__", "test_model.py")
 
-MODEL = """
-import torch
-
-class Net(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc = torch.nn.Linear(9, {out})
-
-    def forward(self, x):
-        return self.fc(x)
-"""
-
 TESTS = """
-import pytest
-import torch
-
 def test_{name}(flops):
-    net = Net()
+    net = Net({out})
     with flops(net):
         net(torch.randn(4, 9)).sum().backward()
 
 def test_other(flops):
-    net = Net()
+    net = Net({out})
     with torch.no_grad(), flops(net):
         net(torch.randn(1, 9))
 """
 
 
+def suite(*, out: int = 10, name: str = "train") -> str:
+    return NET + TESTS.format(out=out, name=name)
+
+
 def write_tests(pytester: pytest.Pytester, *, out: int = 10, name: str = "train") -> None:
-    pytester.makepyfile(test_model=MODEL.format(out=out) + TESTS.format(name=name))
+    pytester.makepyfile(test_model=suite(out=out, name=name))
+
+
+def record_tests(pytester: pytest.Pytester) -> dict[str, bytes]:
+    """The snapshots of ``suite()``, recorded."""
+    return recorded(pytester, suite(), passed=2, test_file="test_model.py")
 
 
 def stored(pytester: pytest.Pytester) -> dict[str, bytes]:
     return snapshot_bytes(pytester, "test_model.py")
 
 
+@pytest.mark.slow
 def test_life_cycle(pytester: pytest.Pytester) -> None:
     write_tests(pytester)
 
@@ -61,8 +56,7 @@ def test_life_cycle(pytester: pytest.Pytester) -> None:
     assert stored(pytester) == {}
 
     # --flops-update writes them; the test passes, and so does a rerun.
-    pytester.runpytest("--flops-update").assert_outcomes(passed=2)
-    first = stored(pytester)
+    first = record_tests(pytester)
     assert set(first) == {"test_train.flops.json", "test_other.flops.json"}
     assert b'"total": 1440,' in first["test_train.flops.json"]  # 720 forward + 720 weight grad
     result = pytester.runpytest()
@@ -93,9 +87,7 @@ def test_life_cycle(pytester: pytest.Pytester) -> None:
 
 
 def test_update_is_byte_stable(pytester: pytest.Pytester) -> None:
-    write_tests(pytester)
-    pytester.runpytest("--flops-update").assert_outcomes(passed=2)
-    first = stored(pytester)
+    first = record_tests(pytester)
     (pytester.path / SNAPSHOTS / "test_train.flops.json").touch()
     result = pytester.runpytest("--flops-update")
     result.stdout.fnmatch_lines(["flops: 2 tests passed, 0 failed, 0 written, 0 removed"])
@@ -106,8 +98,7 @@ def test_update_is_byte_stable(pytester: pytest.Pytester) -> None:
 def test_renamed_test_leaves_a_stale_snapshot_that_prune_removes(
     pytester: pytest.Pytester,
 ) -> None:
-    write_tests(pytester)
-    pytester.runpytest("--flops-update").assert_outcomes(passed=2)
+    record_tests(pytester)
     write_tests(pytester, name="renamed")
 
     result = pytester.runpytest()
@@ -143,11 +134,7 @@ def test_renamed_test_leaves_a_stale_snapshot_that_prune_removes(
 def test_prune_removes_only_in_files_that_ran_whole(
     pytester: pytest.Pytester, selection: list[str], removed: bool
 ) -> None:
-    pytester.makepyfile(
-        test_model="def test_boom():\n    assert 0\n"
-        + MODEL.format(out=10)
-        + TESTS.format(name="train")
-    )
+    pytester.makepyfile(test_model="def test_boom():\n    assert 0\n" + suite())
     if selection != ["-x"]:
         (pytester.path / "test_model.py").write_text(
             (pytester.path / "test_model.py").read_text().replace("assert 0", "pass")
@@ -164,9 +151,7 @@ def test_a_module_skipped_at_collection_keeps_its_snapshots(pytester: pytest.Pyt
     # As under a torch without torchvision: the module-level importorskip hides
     # every test of the file, so none of its snapshots is stale.
     pytester.makepyfile(
-        test_model="import pytest\npytest.importorskip('no_such_module')\n"
-        + MODEL.format(out=10)
-        + TESTS.format(name="train")
+        test_model="import pytest\npytest.importorskip('no_such_module')\n" + suite()
     )
     kept = pytester.path / SNAPSHOTS / "test_train.flops.json"
     kept.parent.mkdir(parents=True)
@@ -180,17 +165,12 @@ def test_a_module_skipped_at_collection_keeps_its_snapshots(pytester: pytest.Pyt
 def test_failing_or_skipped_tests_keep_their_snapshots_under_update(
     pytester: pytest.Pytester,
 ) -> None:
-    write_tests(pytester)
-    pytester.runpytest("--flops-update").assert_outcomes(passed=2)
-    before = stored(pytester)
+    before = record_tests(pytester)
     pytester.makepyfile(
-        test_model=MODEL.format(out=11)
+        test_model=NET
         + """
-import pytest
-import torch
-
 def test_train(flops):
-    net = Net()
+    net = Net(11)
     with flops(net):
         net(torch.randn(4, 9)).sum().backward()
     assert False, "the test itself fails"
@@ -200,7 +180,7 @@ def test_other(flops):
     pass
 
 def test_new(flops):
-    net = Net()
+    net = Net(11)
     with flops(net):
         net(torch.randn(4, 9))
     raise RuntimeError("fails before its first snapshot")
@@ -216,10 +196,8 @@ def test_new(flops):
 
 def test_an_exception_inside_the_block_writes_nothing(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
-        test_model=MODEL.format(out=10)
+        test_model=NET
         + """
-import torch
-
 def test_raises(flops):
     net = Net()
     with flops(net):
@@ -239,12 +217,8 @@ def test_no_hooks_left_behind():
 
 
 def test_a_test_that_stops_measuring_leaves_a_stale_snapshot(pytester: pytest.Pytester) -> None:
-    write_tests(pytester)
-    pytester.runpytest("--flops-update").assert_outcomes(passed=2)
-    pytester.makepyfile(
-        test_model=MODEL.format(out=10)
-        + TESTS.format(name="train").replace("with torch.no_grad(), flops(net):", "if True:")
-    )
+    record_tests(pytester)
+    pytester.makepyfile(test_model=suite().replace("with torch.no_grad(), flops(net):", "if True:"))
     result = pytester.runpytest("--flops-update")
     result.stdout.fnmatch_lines(
         [
@@ -262,11 +236,8 @@ def test_broken_snapshots_fail_only_their_tests_and_update_repairs_them(
     pytester: pytest.Pytester,
 ) -> None:
     pytester.makepyfile(
-        test_model=MODEL.format(out=10)
+        test_model=NET
         + """
-import pytest
-import torch
-
 CASES = ["truncated", "wrong type", "negative", "missing key", "not an object", "newer version"]
 
 @pytest.mark.parametrize("case", [*CASES, "copied", "fine"])

@@ -1,6 +1,8 @@
 """syrupy and pytest-flops side by side: each one's snapshots, each one's rules."""
 
 import json
+import re
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -31,6 +33,7 @@ def files(pytester: pytest.Pytester) -> dict[str, bytes]:
     }
 
 
+@pytest.mark.slow
 def test_syrupy_and_flops_snapshots_stay_out_of_each_others_way(pytester: pytest.Pytester) -> None:
     write(pytester)
     result = pytester.runpytest_subprocess("--snapshot-update", "--flops-update")
@@ -224,3 +227,28 @@ def test_the_extension_refuses_what_it_cannot_store() -> None:
 
     with pytest.raises(TypeError, match=r"stores a pytest_flops\.Measurement, the flops fixture"):
         FlopsSnapshotExtension().serialize({"total": 1})
+
+
+def test_a_file_of_another_kind_never_matches_and_shows_as_text() -> None:
+    import torch
+
+    import pytest_flops
+    from pytest_flops import FlopsSnapshotExtension
+
+    extension = FlopsSnapshotExtension()
+    # Linear(4, 6) on (3, 4): 2*3*4*6 = 144 FLOP
+    measured = extension.serialize(pytest_flops.count(torch.nn.Linear(4, 6), torch.randn(3, 4)))
+    assert b'"total": 144' in measured
+    # a checkout with \r\n line ends holds the same counts
+    crlf = measured.replace(b"\n", b"\r\n")
+    assert extension.matches(serialized_data=measured, snapshot_data=crlf)
+    for other in (b'{"answer": 42}\n', b"\xff\xfe not text", measured.replace(b"144", b"145")):
+        assert not extension.matches(serialized_data=measured, snapshot_data=other)
+    diff = plain(extension.diff_lines(measured, b'{"answer": 42}\n'))
+    assert '"answer": 42' in diff and "b'" not in diff  # a text diff of what the file holds
+    assert "\\xff\\xfe not text" in plain(extension.diff_lines(measured, b"\xff\xfe not text"))
+
+
+def plain(lines: Iterable[str]) -> str:
+    """syrupy's diff lines without their colours."""
+    return re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(lines))

@@ -18,7 +18,7 @@ from torch.overrides import _get_current_function_mode_stack
 from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
 
 from pytest_flops.counting import meta_as_cpu
-from tests.helpers import snapshot_bytes
+from tests.helpers import recorded, snapshot_bytes
 
 
 def global_state() -> dict[str, Any]:
@@ -130,9 +130,7 @@ def test_counts_exactly_afterwards(flops):
 def stored(pytester: pytest.Pytester) -> dict[str, bytes]:
     """Snapshots written by the tests when nothing raises."""
     pytester.syspathinsert(Path(__file__).parent)  # global_state() from this module
-    pytester.makepyfile(test_m=TESTS.format(error=None))
-    pytester.runpytest("--flops-update").assert_outcomes(passed=6)
-    files = snapshot_bytes(pytester)
+    files = recorded(pytester, TESTS.format(error=None), passed=6)
     assert set(files) == {
         "test_raises.flops.json",
         "test_exception_caught_inside_the_block.flops.json",

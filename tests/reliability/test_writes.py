@@ -21,7 +21,7 @@ import pytest
 import pytest_flops.snapshots.store
 from pytest_flops.snapshots.format import FlopsSnapshot
 from pytest_flops.snapshots.store import SnapshotStore
-from tests.helpers import snapshot_bytes
+from tests.helpers import recorded, snapshot_bytes
 
 TESTS = """
 import torch
@@ -101,9 +101,7 @@ def pytest_unconfigure():
 
 def first_snapshot(pytester: pytest.Pytester) -> bytes:
     """Store test_changed's snapshot of Linear(9, 10): 2*4*9*10 = 720 FLOP."""
-    pytester.makepyfile(test_m=TESTS.format(out=10))
-    pytester.runpytest("--flops-update").assert_outcomes(passed=1)
-    stored = snapshot_bytes(pytester)
+    stored = recorded(pytester, TESTS.format(out=10), passed=1)
     assert json.loads(stored["test_changed.flops.json"])["measurements"]["default"]["total"] == 720
     return stored["test_changed.flops.json"]
 
@@ -137,8 +135,8 @@ def interrupted_update(
         ("test_changed", "before-rename", "KeyboardInterrupt"),
         ("test_new", "mid-write", "KeyboardInterrupt"),
         ("test_new", "before-rename", "KeyboardInterrupt"),
-        ("test_changed", "mid-write", "SIGKILL"),
-        ("test_new", "before-rename", "SIGKILL"),
+        pytest.param("test_changed", "mid-write", "SIGKILL", marks=pytest.mark.slow),
+        pytest.param("test_new", "before-rename", "SIGKILL", marks=pytest.mark.slow),
     ],
 )
 def test_an_interrupted_write_leaves_the_stored_snapshot_whole(

@@ -1,5 +1,7 @@
 """Snapshot files: names, format, (de)serialization errors and atomic writes."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -153,3 +155,85 @@ def test_extension_removes_the_file_and_empty_directories(tmp_path: Path) -> Non
     assert kept.exists() and not gone.exists()
     store.remove(kept)
     assert not (tmp_path / "__flops__").exists()
+
+
+# -- the store against what it may find on disk --------------------------------------------
+
+
+def test_a_checkout_with_crlf_line_ends_reads_as_the_same_snapshot(tmp_path: Path) -> None:
+    location = tmp_path / "test_a.flops.json"
+    location.write_bytes(snapshot_of(default=LINEAR).to_text().replace("\n", "\r\n").encode())
+    assert SnapshotStore().read(location, where="f") == snapshot_of(default=LINEAR)
+
+
+def test_a_symlinked_snapshot_is_read_and_written_through_its_link(tmp_path: Path) -> None:
+    store = SnapshotStore()
+    shared = tmp_path / "shared" / "test_a.flops.json"
+    store.write(shared, snapshot_of(default=LINEAR))
+    link = tmp_path / "__flops__" / "test_m.py" / "test_a.flops.json"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(shared)
+    assert store.read(link, where="f") == snapshot_of(default=LINEAR)
+    store.write(link, snapshot_of(default=LINEAR, decode=LINEAR))
+    assert link.is_symlink()
+    assert store.read(shared, where="f") == snapshot_of(default=LINEAR, decode=LINEAR)
+    assert sorted(p.name for p in shared.parent.iterdir()) == ["test_a.flops.json"]
+
+
+def test_a_dangling_link_has_no_snapshot_and_is_written_through(tmp_path: Path) -> None:
+    store = SnapshotStore()
+    target = tmp_path / "elsewhere" / "test_a.flops.json"
+    link = tmp_path / "test_a.flops.json"
+    link.symlink_to(target)
+    assert store.read(link, where="f") is None
+    store.write(link, snapshot_of(default=LINEAR))
+    assert link.is_symlink() and store.read(target, where="f") == snapshot_of(default=LINEAR)
+
+
+def test_a_directory_where_the_file_should_be_names_the_file(tmp_path: Path) -> None:
+    location = tmp_path / "test_a.flops.json"
+    location.mkdir()
+    with pytest.raises(SnapshotFormatError, match=r"^shown/test_a\.flops\.json: cannot read"):
+        SnapshotStore().read(location, where="shown/test_a.flops.json")
+
+
+def test_a_file_syrupys_snapshot_fixture_wrote_is_no_baseline_of_a_test(tmp_path: Path) -> None:
+    from pytest_flops import FlopsSnapshotExtension
+
+    # FlopsSnapshotExtension's file (as under __snapshots__/) has no test name: copied into
+    # __flops__/, the store refuses it, naming the file, rather than compare against it
+    location = snapshot_path(tmp_path / "test_m.py", "test_a")
+    location.parent.mkdir(parents=True)
+    location.write_bytes(FlopsSnapshotExtension().serialize(LINEAR))
+    lookup = SnapshotStore().lookup(tmp_path / "test_m.py", "test_a", shown=lambda p: p.name)
+    assert isinstance(lookup.stored, SnapshotFormatError)
+    assert str(lookup.stored).startswith("test_a.flops.json: ")
+    assert location.read_bytes() == FlopsSnapshotExtension().serialize(LINEAR)
+
+
+def test_an_unwritable_location_raises_and_leaves_no_temporary_file(tmp_path: Path) -> None:
+    store = SnapshotStore()
+    blocked = tmp_path / "__flops__" / "test_m.py"
+    blocked.parent.mkdir()
+    blocked.write_text("a file where the folder should be")
+    with pytest.raises(FileExistsError):
+        store.write(blocked / "test_a.flops.json", snapshot_of(default=LINEAR))
+    folder = tmp_path / "test_b.flops.json"
+    folder.mkdir()
+    with pytest.raises(IsADirectoryError):
+        store.write(folder, snapshot_of(default=LINEAR))
+    assert sorted(p.name for p in tmp_path.rglob("*")) == [
+        "__flops__",
+        "test_b.flops.json",
+        "test_m.py",
+    ]
+
+
+def test_the_store_and_the_session_import_no_syrupy() -> None:
+    script = (
+        "import sys\n"
+        "import pytest_flops.plugin.hooks, pytest_flops.snapshots.stale\n"
+        "assert not [m for m in sys.modules if m.split('.')[0] == 'syrupy'], 'syrupy imported'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

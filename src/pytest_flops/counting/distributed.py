@@ -27,14 +27,15 @@ import functools
 import sys
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch._ops import OpOverload
 from torch.utils._pytree import tree_leaves
 
+from pytest_flops.counting.patching import WhileCounting, swapped
 from pytest_flops.measurement import World
 
 __all__ = ["World", "current_world", "fake_world", "is_collective", "traffic_bytes"]
@@ -166,16 +167,6 @@ def in_sharding_propagation() -> bool:
     return _propagating.depth > 0
 
 
-@dataclass
-class _Patch:
-    users: int = 0
-    original: Any = None
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-_patch = _Patch()
-
-
 @contextmanager
 def propagation_runs_uncounted() -> Iterator[None]:
     """While counting, mark DTensor's shape propagation so its ops are not counted.
@@ -185,23 +176,27 @@ def propagation_runs_uncounted() -> Iterator[None]:
     public hook between the two, so the propagation method is wrapped while a
     counter is active (and only once DTensor is imported).
     """
-    sharding_prop = sys.modules.get("torch.distributed.tensor._sharding_prop")
-    propagator = getattr(sharding_prop, "ShardingPropagator", None)
-    if propagator is None:
+    if _propagator() is None:
         yield
         return
-    with _patch.lock:
-        if _patch.users == 0:
-            _patch.original = propagator._propagate_tensor_meta_non_cached
-            propagator._propagate_tensor_meta_non_cached = _uncounted(_patch.original)
-        _patch.users += 1
-    try:
+    with _PROPAGATION_UNCOUNTED.held():
         yield
-    finally:
-        with _patch.lock:
-            _patch.users -= 1
-            if _patch.users == 0:
-                propagator._propagate_tensor_meta_non_cached = _patch.original
+
+
+_PROPAGATE = "_propagate_tensor_meta_non_cached"
+
+
+def _propagator() -> Any:
+    sharding_prop = sys.modules.get("torch.distributed.tensor._sharding_prop")
+    return getattr(sharding_prop, "ShardingPropagator", None)
+
+
+def _propagation_uncounted(undo: ExitStack) -> None:
+    propagator = _propagator()
+    undo.enter_context(swapped(propagator, _PROPAGATE, _uncounted(getattr(propagator, _PROPAGATE))))
+
+
+_PROPAGATION_UNCOUNTED = WhileCounting(_propagation_uncounted)
 
 
 def _uncounted(method: Any) -> Any:

@@ -15,69 +15,49 @@ from __future__ import annotations
 import importlib.abc
 import importlib.machinery
 import sys
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from types import ModuleType
 from typing import Any
 
-_DYNAMO = "torch._dynamo"
+from pytest_flops.counting.patching import WhileCounting
 
-_lock = threading.RLock()
-_depth = 0  # counting blocks open, in any thread
-_stance: ExitStack | None = None  # the stance, once set
+_DYNAMO = "torch._dynamo"
 
 
 @contextmanager
 def compiled_code_runs_eagerly() -> Iterator[None]:
     """While any such block is open, the compiler's stance is ``force_eager``."""
-    _open()
-    try:
+    with _FORCE_EAGER.held():
         yield
-    finally:
-        _close()
 
 
-def _open() -> None:
-    global _depth
-    with _lock:
-        _depth += 1
-        if _depth > 1:
-            return
-        if _DYNAMO in sys.modules:
-            _set_stance()
-        else:
-            sys.meta_path.insert(0, _HOOK)
+def _force_eager(undo: ExitStack) -> None:
+    if _DYNAMO in sys.modules:
+        _set_stance(undo)
+    else:
+        sys.meta_path.insert(0, _HOOK)
+        undo.callback(_unhook)
 
 
-def _close() -> None:
-    global _depth, _stance
-    with _lock:
-        _depth -= 1
-        if _depth:
-            return
-        if _HOOK in sys.meta_path:
-            sys.meta_path.remove(_HOOK)
-        if _stance is not None:
-            stance, _stance = _stance, None
-            stance.close()
-
-
-def _set_stance() -> None:
-    global _stance
+def _set_stance(undo: ExitStack) -> None:
     import torch.compiler
 
-    stance = ExitStack()
-    stance.enter_context(torch.compiler.set_stance("force_eager"))
-    _stance = stance
+    undo.enter_context(torch.compiler.set_stance("force_eager"))
+
+
+def _unhook() -> None:
+    if _HOOK in sys.meta_path:
+        sys.meta_path.remove(_HOOK)
+
+
+def _stance_once_imported(undo: ExitStack) -> None:
+    _unhook()
+    _set_stance(undo)
 
 
 def _dynamo_imported() -> None:
-    with _lock:
-        if _HOOK in sys.meta_path:
-            sys.meta_path.remove(_HOOK)
-        if _depth and _stance is None:
-            _set_stance()
+    _FORCE_EAGER.extend(_stance_once_imported)
 
 
 class _SetStanceAfterImport(importlib.abc.MetaPathFinder):
@@ -114,3 +94,4 @@ class _ThenSetStance(importlib.abc.Loader):
 
 
 _HOOK = _SetStanceAfterImport()
+_FORCE_EAGER = WhileCounting(_force_eager)

@@ -31,8 +31,8 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, ExitStack
 from typing import Any
 
 import torch
@@ -40,25 +40,32 @@ import torch.nn.functional as F
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
 from torch.nn.attention import SDPBackend
 
+from pytest_flops.counting.patching import WhileCounting, swapped
+
 aten = torch.ops.aten
 
 _CPU_KERNELS = torch._C.DispatchKeySet(torch._C.DispatchKey.CPU)
 _ONEDNN_LSTM_MODE = 2  # ideep::rnn_kind::LSTM, as ATen passes it to mkldnn_rnn_layer
 
-_routing = threading.local()
+_routing = threading.local()  # .on: this thread's meta calls take the CPU's kernels
 
 
-@contextmanager
-def cpu_kernels_on_meta() -> Iterator[None]:
+def _routing_on(undo: ExitStack) -> None:
+    undo.enter_context(swapped(_routing, "on", True))
+
+
+_ROUTING = WhileCounting(_routing_on, per_thread=True)
+
+
+def cpu_kernels_on_meta() -> AbstractContextManager[None]:
     """While active on this thread, meta SDPA, LSTM, convolution and grouped GEMM calls
     take the CPU's kernels (or their output layouts)."""
     _register_routing_kernels()
-    depth = getattr(_routing, "depth", 0)
-    _routing.depth = depth + 1
-    try:
-        yield
-    finally:
-        _routing.depth = depth
+    return _ROUTING.held()
+
+
+def _routes() -> bool:
+    return bool(getattr(_routing, "on", False))
 
 
 def _routed(op: torch._ops.OpOverload, route: Any) -> Any:
@@ -66,7 +73,7 @@ def _routed(op: torch._ops.OpOverload, route: Any) -> Any:
     composite kernel, exactly what ran before this one was registered."""
 
     def kernel(*args: Any, **kwargs: Any) -> Any:
-        if getattr(_routing, "depth", 0):
+        if _routes():
             out = route(*args, **kwargs)
             if out is not None:
                 return out
@@ -143,6 +150,7 @@ def _cpu_lstm_on_meta(
         return None
     directions = 2 if bidirectional else 1
     weights_per_layer = 4 if has_biases else 2
+    options = (num_layers, has_biases, bidirectional, batch_first, train)
     layer_input = (input.transpose(0, 1) if batch_first else input).contiguous()
     h0, c0 = h0.contiguous(), c0.contiguous()
     h_n: list[torch.Tensor] = []
@@ -151,27 +159,9 @@ def _cpu_lstm_on_meta(
         outputs = []
         for direction in range(directions):
             index = layer * directions + direction
-            w_ih, w_hh, *biases = params[
-                index * weights_per_layer : (index + 1) * weights_per_layer
-            ]
-            b_ih, b_hh = biases or (torch.zeros_like(w_ih), torch.zeros_like(w_hh))
-            output, h, c, _workspace = aten.mkldnn_rnn_layer(
-                layer_input,
-                w_ih,
-                w_hh,
-                b_ih,
-                b_hh,
-                h0[index],
-                c0[index],
-                direction > 0,
-                [],
-                _ONEDNN_LSTM_MODE,
-                h0.shape[-1],
-                num_layers,
-                has_biases,
-                bidirectional,
-                batch_first,
-                train,
+            weights = params[index * weights_per_layer : (index + 1) * weights_per_layer]
+            output, h, c = _onednn_lstm_layer(
+                layer_input, weights, h0[index], c0[index], reverse=direction > 0, options=options
             )
             outputs.append(output)
             h_n.append(h)
@@ -181,6 +171,35 @@ def _cpu_lstm_on_meta(
             layer_input = F.dropout(layer_input, dropout, training=True)
     output = layer_input.transpose(0, 1) if batch_first else layer_input
     return output, torch.stack(h_n), torch.stack(c_n)
+
+
+def _onednn_lstm_layer(
+    layer_input: torch.Tensor,
+    weights: Sequence[torch.Tensor],
+    h0: torch.Tensor,
+    c0: torch.Tensor,
+    *,
+    reverse: bool,
+    options: tuple[int, bool, bool, bool, bool],  # num_layers ... train, as lstm takes them
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One layer in one direction, as ATen's CPU LSTM runs it (``mkldnn_rnn_layer``)."""
+    w_ih, w_hh, *biases = weights
+    b_ih, b_hh = biases or (torch.zeros_like(w_ih), torch.zeros_like(w_hh))
+    output, h, c, _workspace = aten.mkldnn_rnn_layer(
+        layer_input,
+        w_ih,
+        w_hh,
+        b_ih,
+        b_hh,
+        h0,
+        c0,
+        reverse,
+        [],
+        _ONEDNN_LSTM_MODE,
+        h0.shape[-1],
+        *options,
+    )
+    return output, h, c
 
 
 def _grouped_mm_on_meta(
@@ -195,7 +214,7 @@ def _grouped_mm_on_meta(
     # Imported here: torch registers its meta kernels when it imports this module.
     from torch._meta_registrations import meta_grouped_mm
 
-    if getattr(_routing, "depth", 0) and mat_a.dtype == torch.float32 == mat_b.dtype:
+    if _routes() and mat_a.dtype == torch.float32 == mat_b.dtype:
         torch._check(bias is None, lambda: "bias is not supported yet")
         return _cpu_grouped_mm_output(mat_a, mat_b, offs, out_dtype or mat_a.dtype)
     return meta_grouped_mm(mat_a, mat_b, offs=offs, bias=bias, out_dtype=out_dtype)
@@ -246,7 +265,7 @@ def _convolution_on_meta(
     out: torch.Tensor = meta_conv(
         input, weight, bias, stride, padding, dilation, transposed, output_padding, groups
     )
-    if not getattr(_routing, "depth", 0) or not _all_meta(input, weight):
+    if not _routes() or not _all_meta(input, weight):
         return out
     memory_format = _cpu_conv_memory_format(
         input, weight, bias, stride, padding, dilation, transposed, output_padding, groups

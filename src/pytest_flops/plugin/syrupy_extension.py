@@ -13,6 +13,11 @@ unused-snapshot check report them. A mismatch shows the FLOP diagnosis (totals
 before → after, then the changed module and operator rows), not a text diff.
 The ``flops`` fixture's own snapshots (``__flops__/``, ``--flops-update``) are
 separate and keep pytest-flops' guarantees.
+
+This is the one module that uses syrupy, and only through its public extension
+API: a ``SingleFileSnapshotExtension`` in its default (binary) mode, with its
+``file_extension``, ``serialize``, ``matches`` and ``diff_lines``, and a failed
+assertion's result as ``SnapshotAssertion.executions`` gives it.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import sys
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
+from syrupy.extensions.single_file import SingleFileSnapshotExtension
 
 from pytest_flops.measurement import DEFAULT_NAME, Measurement
 from pytest_flops.plugin import messages
@@ -37,14 +42,14 @@ class FlopsSnapshotExtension(SingleFileSnapshotExtension):
 
     Serializes a ``Measurement`` (stored as the ``"default"`` measurement), the
     ``flops`` fixture (each of its named measurements) or a ``{name:
-    Measurement}`` mapping to one JSON file per assertion.
+    Measurement}`` mapping to one JSON file per assertion, in UTF-8 with ``\n``
+    line ends on every system, as the ``flops`` fixture's files are.
     """
 
     file_extension = FILE_SUFFIX.removeprefix(".")
-    _write_mode = WriteMode.TEXT
 
-    def serialize(self, data: Any, **_: Any) -> str:
-        return document_text({}, measurements=_measurements(data))
+    def serialize(self, data: Any, **_: Any) -> bytes:
+        return document_text({}, measurements=_measurements(data)).encode()
 
     def matches(self, *, serialized_data: Any, snapshot_data: Any) -> bool:
         # The counts decide, not the text: a snapshot an earlier format wrote, or
@@ -53,17 +58,21 @@ class FlopsSnapshotExtension(SingleFileSnapshotExtension):
         try:
             measured = _snapshot(serialized_data, where="measured")
             stored = _snapshot(snapshot_data, where="snapshot")
-        except SnapshotFormatError:  # a snapshot of another kind or version
+        except SnapshotFormatError:  # a snapshot of another kind or version: the bytes decide
             return bool(serialized_data == snapshot_data)
         stored, measured = comparable(stored, measured)
         return stored.measurements == measured.measurements
 
     def diff_lines(self, serialized_data: Any, snapshot_data: Any) -> Iterator[str]:
         try:
-            _, after = read_document(str(serialized_data), keys=set(), where="measured")
-            _, before = read_document(str(snapshot_data), keys=set(), where="snapshot")
+            _, after = read_document(
+                _text(serialized_data, where="measured"), keys=set(), where="measured"
+            )
+            _, before = read_document(
+                _text(snapshot_data, where="snapshot"), keys=set(), where="snapshot"
+            )
         except SnapshotFormatError:  # a snapshot of another kind or version: plain text diff
-            yield from super().diff_lines(serialized_data, snapshot_data)
+            yield from super().diff_lines(_shown(serialized_data), _shown(snapshot_data))
             return
         moved = {
             name
@@ -76,12 +85,27 @@ class FlopsSnapshotExtension(SingleFileSnapshotExtension):
             yield from section.splitlines()
 
 
-def _snapshot(text: object, *, where: str) -> FlopsSnapshot:
-    data, measurements = read_document(str(text), keys=set(), where=where)
+def _snapshot(stored: object, *, where: str) -> FlopsSnapshot:
+    data, measurements = read_document(_text(stored, where=where), keys=set(), where=where)
     # syrupy's files keep every module row: no depth to cut them at
     return FlopsSnapshot(
         test="", depth=sys.maxsize, measurements=measurements, version=data["version"]
     )
+
+
+def _text(stored: object, *, where: str) -> str:
+    """A snapshot's text: syrupy hands over the bytes of the file (or of ``serialize``)."""
+    if not isinstance(stored, bytes):
+        return str(stored)
+    try:
+        return stored.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise SnapshotFormatError(f"{where}: not UTF-8 text ({error})") from None
+
+
+def _shown(stored: object) -> str:
+    """What a plain diff shows of a snapshot that is not a FLOP snapshot."""
+    return stored.decode("utf-8", "backslashreplace") if isinstance(stored, bytes) else str(stored)
 
 
 def _measurements(data: Any) -> Mapping[str, Measurement]:

@@ -9,8 +9,8 @@ The directory is named after the whole test file name, so ``test_model.py``
 and a ``test_model.txt`` doctest file never share one. It is not syrupy's
 ``__snapshots__``: syrupy's unused-snapshot scan and ``--snapshot-update``
 never see these files, and the pytest-flops session alone decides when to
-read, write and remove them. Files are read and written through a syrupy
-extension, atomically.
+read, write and remove them. This module is plain Python (no syrupy): files
+are written atomically, through a temporary file and a rename.
 
 Before version 0.2 the directory was named after the file's stem
 (``__flops__/test_models/``) and test names with capitals got no hash:
@@ -32,10 +32,6 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
-
-from syrupy.data import Snapshot, SnapshotCollection
-from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
 
 from pytest_flops.snapshots.format import FlopsSnapshot
 from pytest_flops.validation import SnapshotFormatError
@@ -121,38 +117,49 @@ class SnapshotLookup:
     legacy: bool = False  # it was read from the layout before 0.2
 
 
-class SnapshotStore(SingleFileSnapshotExtension):
+class SnapshotStore:
     """Reads, writes (atomically) and removes :class:`FlopsSnapshot` files.
 
-    Driven by the pytest-flops session at the paths above, never by syrupy's
-    ``snapshot`` fixture.
+    Driven by the pytest-flops session at the paths above; syrupy never sees them.
     """
 
-    _write_mode = WriteMode.TEXT
-    # Tells syrupy's unused-snapshot scan that these files are an extension's own.
-    file_extension = FILE_SUFFIX.removeprefix(".")
-
     def read(self, location: Path, *, where: str) -> FlopsSnapshot | None:
-        """The snapshot at ``location``; None if there is none.
+        """The snapshot at ``location`` (through a link); None if there is no file.
 
         Raises :class:`SnapshotFormatError` naming the file (as ``where``)
         when it cannot be read.
         """
         try:
-            text = self.read_snapshot_data_from_location(
-                snapshot_location=str(location), snapshot_name=location.name, session_id=""
-            )
+            with open(location, encoding="utf-8") as file:
+                text = file.read()
+        except FileNotFoundError:
+            return None
         except (OSError, UnicodeDecodeError) as error:
             raise SnapshotFormatError(f"{where}: cannot read the file ({error})") from None
-        if text is None:
-            return None
-        return FlopsSnapshot.from_text(str(text), where=where)
+        return FlopsSnapshot.from_text(text, where=where)
 
     def write(self, location: Path, snapshot: FlopsSnapshot) -> None:
-        """Raises :class:`OSError` when the location cannot be written."""
-        collection = SnapshotCollection(location=str(location))
-        collection.add(Snapshot(name=location.name, data=snapshot.to_text()))
-        self.write_snapshot_collection(snapshot_collection=collection)
+        """Write through a temporary file in the same directory and ``os.replace``.
+
+        A crash or a concurrent reader never sees a half-written snapshot. A
+        killed process may leave the hidden ``.<name>.<random>.tmp`` behind;
+        nothing reads it (only ``*.flops.json`` files are snapshots). Raises
+        :class:`OSError` when the location cannot be written.
+        """
+        # a symbolic link (a snapshot shared between two tests' names) is written
+        # through: os.replace on the link itself would make it a regular file
+        target = Path(os.path.realpath(location))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # Created by open() rather than tempfile.mkstemp, so the snapshot gets
+        # the umask's permissions like any new file, not mkstemp's 0600.
+        temporary = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            with open(temporary, "x", encoding="utf-8", newline="\n") as file:
+                file.write(snapshot.to_text())
+            os.replace(temporary, target)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
 
     def lookup(self, test_file: Path, test: str, *, shown: Callable[[Path], str]) -> SnapshotLookup:
         """The snapshot of ``test``; in the layout before 0.2 when the current one has
@@ -200,30 +207,3 @@ class SnapshotStore(SingleFileSnapshotExtension):
                 directory.rmdir()
             except OSError:
                 break
-
-    @classmethod
-    def write_snapshot_collection(
-        cls, *, snapshot_collection: SnapshotCollection, **_: Any
-    ) -> None:
-        """Write through a temporary file in the same directory and ``os.replace``.
-
-        A crash or a concurrent reader never sees a half-written snapshot. A
-        killed process may leave the hidden ``.<name>.<random>.tmp`` behind;
-        nothing reads it (only ``*.flops.json`` files are snapshots). A link is
-        written through, next to the file it points to.
-        """
-        # a symbolic link (a snapshot shared between two tests' names) is written
-        # through: os.replace on the link itself would make it a regular file
-        location = Path(os.path.realpath(snapshot_collection.location))
-        text = str(next(iter(snapshot_collection)).data)
-        location.parent.mkdir(parents=True, exist_ok=True)
-        # Created by open() rather than tempfile.mkstemp, so the snapshot gets
-        # the umask's permissions like any new file, not mkstemp's 0600.
-        temporary = location.with_name(f".{location.name}.{secrets.token_hex(6)}.tmp")
-        try:
-            with open(temporary, "x", encoding="utf-8", newline="\n") as file:
-                file.write(text)
-            os.replace(temporary, location)
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
