@@ -89,7 +89,6 @@ ALLOWED_OVER = {
     "class counting/counter.py:FlopCounterMode": "#24 FlopCounterMode",
     "module counting/dry_run.py": "#24 dry_run",
     "function counting/dry_run.py:count": "#24 dry_run",
-    "function counting/meta_as_cpu.py:_cpu_lstm_on_meta": "#24 meta_as_cpu",
     "module measurement.py": "#24 one record codec",
     "class measurement.py:Measurement": "#24 one record codec",
     "function plugin/settings.py:add_options": "#24 settings",
