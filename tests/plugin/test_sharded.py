@@ -117,6 +117,7 @@ def test_a_communication_budget(pytester: pytest.Pytester) -> None:
     )
 
 
+@pytest.mark.slow
 def test_worlds_of_different_sizes_follow_each_other_and_run_under_xdist(
     pytester: pytest.Pytester,
 ) -> None:

@@ -31,6 +31,8 @@ from tests.reports.git_repos import (
     snapshot_text,
 )
 
+pytestmark = pytest.mark.slow  # real git repositories of real pytest sessions
+
 NET = "tests/__flops__/test_net.py"
 # test_net: Net.a = Linear forward 100, backward 200; Net.b forward 50, backward 100:
 # total 450, forward 150, backward 300.

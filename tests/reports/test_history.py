@@ -13,6 +13,8 @@ from pytest_flops.units import format_flops
 from tests.reports.git_repos import FORMAT_1, Repo, flops_cli, make_repo, snapshot_text
 from tests.reports.test_html_report import browser  # noqa: F401  (the fixture, shared)
 
+pytestmark = pytest.mark.slow  # real git repositories of real pytest sessions
+
 Browser = Any
 
 

@@ -28,6 +28,8 @@ from pytest_flops.units import format_bytes, format_flops
 from tests.built_records import linear_measurement, make_record
 from tests.helpers import CHANGING_SUITE
 
+pytestmark = pytest.mark.slow  # a real session's page in a real browser
+
 # test_known, a (4, 9) batch: Sequential.0 = Linear(9, 10) forward 2*4*9*10 = 720 and
 # its weight gradient 720 (the input needs none); Sequential.2 = Linear(10, 3)
 # forward 2*4*10*3 = 240, backward 240 for the input gradient + 240 for the weight.
