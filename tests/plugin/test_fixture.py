@@ -206,3 +206,47 @@ def test_an_unentered_block_fails_even_under_update_and_idle_tests_are_named(
             "  test_u.py::test_unentered",
         ]
     )
+
+
+STRADDLING = """
+import os
+import pytest
+import torch
+
+@pytest.fixture
+def across(flops):
+    model = torch.nn.Linear(3, int(os.environ.get("WIDTH", "4")))
+    with flops(model):
+        yield
+        model(torch.randn(2, 3))
+
+def test_across(across):
+    pass
+"""
+
+
+@pytest.mark.slow
+def test_a_block_left_open_across_the_call_fails_instead_of_passing_uncompared(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # It counted in the fixture's teardown, after the test was compared: it used to
+    # pass whatever it counted, and --flops-update wrote nothing.
+    pytester.makepyfile(test_s=STRADDLING)
+    for args, width in ((("--flops-update",), "4"), ((), "9")):
+        monkeypatch.setenv("WIDTH", width)
+        result = pytester.runpytest_subprocess(*args)
+        result.assert_outcomes(failed=1)
+        result.stdout.fnmatch_lines(
+            ["E*RuntimeError: flops: a `with flops(...)` block was still open when the "
+             "test's call ended (entered in a fixture and left in its teardown?)*"]
+        )  # fmt: skip
+    assert not (pytester.path / "__flops__").exists()
+
+
+def test_a_block_left_open_when_the_call_ends_raises() -> None:
+    flops = Flops()
+    block = flops(Net())
+    block.__enter__()
+    with pytest.raises(RuntimeError, match="still open when the test's call ended"):
+        flops._close("compared")
+    block.__exit__(None, None, None)

@@ -92,11 +92,22 @@ class Flops:
         """Refuse blocks from now on; the plugin calls it when the test's call phase ends.
 
         A block made during the test but never entered fails it, naming its line,
-        unless the test is failing already (its own error is the one to read).
+        and so does a block still open (entered in a fixture, left in its
+        teardown): what it counts after this could never be compared. Neither
+        fails a test that is failing already (its own error is the one to read).
         """
         self._closed = reason
         unentered, self._unentered = list(self._unentered.values()), {}
-        if unentered and sys.exc_info()[1] is None:
+        if sys.exc_info()[1] is not None:
+            return
+        if self._counting.locked():
+            raise RuntimeError(
+                "flops: a `with flops(...)` block was still open when the test's call ended "
+                "(entered in a fixture and left in its teardown?), so what it counts could "
+                "not be compared with the snapshot. Leave the block before the fixture "
+                "yields, or measure in the test."
+            )
+        if unentered:
             sites = "\n".join(f"  {site}" for site in unentered)
             raise RuntimeError(
                 f"flops: {len(unentered)} block(s) made but never entered with `with`, so "
