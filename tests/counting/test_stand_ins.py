@@ -19,12 +19,12 @@ from torch._subclasses.fake_tensor import FakeTensor
 
 import pytest_flops
 from pytest_flops import FlopCounterMode, Measurement
-from pytest_flops.counting.dry_run import (
+from pytest_flops.counting.balanced_routing import (
     BALANCED_ROUTING,
-    StandInLeakError,
-    ValuesNeededError,
+    BalancedRouting,
     balanced_indices,
 )
+from pytest_flops.counting.dry_run import StandInLeakError, ValuesNeededError
 
 transformers = pytest.importorskip("transformers")
 
@@ -241,6 +241,84 @@ def test_routing_on_stand_ins_is_balanced_and_noted(device: Literal["meta", "fak
     # balanced: every expert gets 6*2/4 = 3 tokens, 2*3*8*8 = 384 FLOPs
     for index in range(4):
         assert measured.modules[f"LoopedExperts.experts.{index}"].forward == 384
+
+
+def test_a_cpu_run_routed_by_the_convention_counts_as_stand_ins() -> None:
+    torch.manual_seed(0)
+    model, x = LoopedExperts(), torch.randn(6, 8)
+    with BalancedRouting(), FlopCounterMode(display=False) as counter:
+        model(x)
+    routed = counter.to_measurement()
+    # token t's experts are 2t, 2t+1 (mod 4): 3 tokens each, 2*3*8*8 = 384 FLOPs
+    for index in range(4):
+        assert routed.modules[f"LoopedExperts.experts.{index}"].forward == 384
+    for device in DEVICES:
+        assert pytest_flops.count(model, x, device=device) == routed, device
+
+
+class CastsItsRouter(nn.Module):
+    """Converts a submodule in its forward, as Switch Transformers' router does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.router = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.router = self.router.to(torch.float64)  # a conversion, then a no-op
+        return self.router(x.double())
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_module_converted_in_the_call_counts(device: Literal["meta", "fake"]) -> None:
+    # module.to() swaps a fake parameter for its converted copy, which torch refused
+    # for the weakrefs its fake mode keeps to every fake tensor
+    model, x = CastsItsRouter(), torch.randn(6, 8)
+
+    def twice(model: nn.Module, x: torch.Tensor) -> None:
+        model(x)
+        model(x)
+
+    measured = pytest_flops.count(twice, model, x, device=device)
+    # (6, 8) @ (8, 4) with a bias, twice: 2 * 2*6*8*4 = 768
+    assert measured.by_op == {"aten.addmm": 768}
+    assert model.router.weight.dtype == torch.float32  # the original, not converted
+
+
+def small_switch_transformers() -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    config = transformers.SwitchTransformersConfig(
+        vocab_size=64, d_model=16, d_kv=4, d_ff=32, num_layers=1, num_decoder_layers=1,
+        num_heads=2, num_experts=4, expert_capacity=64, encoder_sparse_step=1,
+        decoder_sparse_step=1,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = transformers.SwitchTransformersModel(config)
+    ids = torch.randint(0, 64, (2, 8))
+    return model, {"input_ids": ids, "decoder_input_ids": ids[:, :4]}
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_switch_transformers_counts_as_cpu_routed_by_the_convention(
+    device: Literal["meta", "fake"],
+) -> None:
+    # Its router casts itself with .to() in every forward (it failed on fake), and
+    # each expert is a module of its own, whose row follows the routing.
+    model, inputs = small_switch_transformers()
+    with FlopCounterMode(display=False) as counter:
+        model(**inputs)
+    own_routing = counter.to_measurement()
+    with BalancedRouting(), FlopCounterMode(display=False) as counter:
+        model(**inputs)
+    routed = counter.to_measurement()
+    measured = pytest_flops.count(model, **inputs, device=device)
+    assert measured == routed
+    assert measured.notes == (BALANCED_ROUTING,)
+    assert measured.total == own_routing.total  # top-1, within capacity: routing moves no work
+    experts = "SwitchTransformersModel.{}.block.0.layer.{}.mlp.experts.expert_{}"
+    for index in range(4):
+        # an expert's wi (16 -> 32) and wo (32 -> 16): 2*16*32*2 = 2,048 FLOPs a token;
+        # the encoder's 16 tokens, 4 each: 8,192; the decoder's 8 tokens, 2 each: 4,096
+        assert measured.modules[experts.format("encoder", 1, index)].forward == 8_192
+        assert measured.modules[experts.format("decoder", 2, index)].forward == 4_096
 
 
 def small_qwen3_moe(dtype: torch.dtype) -> tuple[nn.Module, dict[str, torch.Tensor]]:
