@@ -16,6 +16,7 @@ import pytest
 import torch
 from torch import nn
 from torch._subclasses.fake_tensor import FakeTensor
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import pytest_flops
 from pytest_flops import FlopCounterMode, Measurement
@@ -466,3 +467,67 @@ def test_meta_depthwise_convolution_keeps_the_cpus_layout_and_op_rows() -> None:
         assert fc2.by_op == {"aten.addmm": 131_072}
     for device in DEVICES:
         assert pytest_flops.count(model, pixels, device=device) == expected
+
+
+# -- ops that cost nothing, on a real model ---------------------------------------------
+
+
+def small_sam() -> tuple[nn.Module, torch.Tensor]:
+    # transformers' own SamModelTester sizes: a 12x12 patch grid in 14x14 windows;
+    # every attention resizes its relative-position tables with a linear interpolation
+    vision = transformers.SamVisionConfig(
+        image_size=24, patch_size=2, hidden_size=36, intermediate_size=72, output_channels=32,
+        num_hidden_layers=2, num_attention_heads=4, window_size=14, global_attn_indexes=[2],
+        num_pos_feats=16,
+    )  # fmt: skip
+    prompt = transformers.SamPromptEncoderConfig(
+        image_size=24, patch_size=2, mask_input_channels=4, hidden_size=32
+    )
+    decoder = transformers.SamMaskDecoderConfig(
+        hidden_size=32, mlp_dim=64, num_hidden_layers=2, num_attention_heads=4,
+        iou_head_hidden_dim=32,
+    )  # fmt: skip
+    config = transformers.SamConfig(
+        vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=decoder
+    )
+    torch.manual_seed(0)
+    return transformers.SamModel(config), torch.randn(2, 3, 24, 24)
+
+
+def sam_train_step(model: nn.Module, pixels: torch.Tensor) -> None:
+    outputs = model(pixel_values=pixels)
+    (outputs.iou_scores.sum() + outputs.pred_masks.sum()).backward()
+
+
+class SeenOps(TorchDispatchMode):
+    """The names of the ops a call ran."""
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.names: set[str] = set()
+
+    def __torch_dispatch__(
+        self,
+        func: torch._ops.OpOverload,
+        types: Any,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:
+        self.names.add(str(func.overloadpacket))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.slow
+def test_sam_counts_on_stand_ins_as_on_cpu_with_its_resized_positions_free() -> None:
+    model, pixels = small_sam()
+    with SeenOps() as seen:
+        expected = on_cpu(sam_train_step, model, pixels)
+    model.zero_grad(set_to_none=True)
+    assert {"aten.upsample_linear1d", "aten.upsample_linear1d_backward"} <= seen.names
+    assert expected.unsupported == {}  # both counted, as 0 FLOPs: resizing is not math
+    # the patch embedding, Conv2d(3 -> 36, kernel 2, stride 2) onto 2 x 12x12:
+    # 2 * (2*144) * 36 * (3*2*2) = 248,832
+    patches = expected.modules["SamModel.vision_encoder.patch_embed.projection"]
+    assert patches.forward == 248_832
+    for device in DEVICES:
+        assert pytest_flops.count(sam_train_step, model, pixels, device=device) == expected
