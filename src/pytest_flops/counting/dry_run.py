@@ -27,7 +27,7 @@ import copy
 import dataclasses
 import functools
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, ExitStack, nullcontext
+from contextlib import ExitStack
 from typing import Any
 
 import torch
@@ -35,12 +35,7 @@ from torch.utils._pytree import tree_leaves
 
 from pytest_flops.counting.counter import FlopCounterMode
 from pytest_flops.counting.keep_values import KeepValues, ValuesNeededError
-from pytest_flops.counting.stand_ins import (
-    StandIn,
-    StandInLeakError,
-    StandIns,
-    convertible_fake_parameters,
-)
+from pytest_flops.counting.stand_ins import StandIn, StandInLeakError, StandIns
 from pytest_flops.measurement import Measurement
 
 __all__ = ["StandInLeakError", "ValuesNeededError", "count"]
@@ -88,24 +83,17 @@ def count(
     stand_ins = StandIns(device)
     fn_copy, args_copy, kwargs_copy = _copied((fn, args, kwargs), stand_ins)
     modules = _ModuleStack(_root_modules((fn_copy, args_copy, kwargs_copy)))
-    fake_mode = stand_ins.fake_mode
-    context: AbstractContextManager[Any] = nullcontext()
-    if fake_mode is not None:
-        context = ExitStack()
-        context.enter_context(fake_mode)
-        context.enter_context(convertible_fake_parameters())
     try:
         with (
             torch.random.fork_rng(devices=[]),  # kept tensors may draw random numbers
-            context,
+            stand_ins.active(),
             modules,
             KeepValues(stand_ins, modules.current),
             FlopCounterMode(display=False) as counter,
         ):
             fn_copy(*args_copy, **kwargs_copy)
     finally:
-        if fake_mode is not None:
-            fake_mode.counting = False
+        stand_ins.end()
     return dataclasses.replace(counter.to_measurement(), notes=tuple(sorted(stand_ins.notes)))
 
 

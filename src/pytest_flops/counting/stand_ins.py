@@ -105,6 +105,20 @@ class StandIns:
         if self.device == "fake":
             self.fake_mode = CountFakeMode()
 
+    @contextmanager
+    def active(self) -> Iterator[None]:
+        """While counting: fake stand-ins' mode, with ``module.to()`` converting them."""
+        if self.fake_mode is None:
+            yield
+            return
+        with self.fake_mode, convertible_fake_parameters():
+            yield
+
+    def end(self) -> None:
+        """After counting: fake stand-ins that outlive the count refuse work."""
+        if self.fake_mode is not None:
+            self.fake_mode.counting = False
+
     def is_stand_in(self, tensor: torch.Tensor) -> bool:
         return isinstance(tensor, FakeTensor) if self.fake_mode else tensor.is_meta
 
