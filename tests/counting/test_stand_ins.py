@@ -133,6 +133,39 @@ def test_positions_made_on_meta_are_real() -> None:
     assert measured.total == 2 * 2 * 5 * 3 * 5  # bmm of (2, 5, 3) @ (2, 3, 5)
 
 
+def test_a_float_mask_made_on_meta_shadows_its_values() -> None:
+    def step(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        mask = torch.ones(x.shape[:-1], device=x.device)  # on meta: a stand-in
+        assert mask.is_meta
+        assert bool(mask.all()) and int(mask.sum().item()) == 6  # its values are known
+        hidden = x @ weight
+        mask.mul_(hidden[..., 0])  # written with a stand-in's data: values unknown now
+        with pytest.raises(ValuesNeededError, match="_local_scalar_dense"):
+            mask.sum().item()
+        return hidden
+
+    measured = pytest_flops.count(step, torch.randn(4, 4), torch.randn(2, 3, 4))
+    # (2, 3, 4) @ (4, 4): 2*6*4*4 = 192
+    assert measured.by_op == {"aten.mm": 192}
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_bart_counts_with_the_decoder_mask_it_makes(device: Literal["meta", "fake"]) -> None:
+    # Without a decoder mask, BART's decoder makes one of ones on the embeddings'
+    # device and asks .all() of it to skip the mask: a stand-in on meta.
+    config = transformers.BartConfig(
+        vocab_size=64, d_model=16, encoder_layers=1, decoder_layers=1, encoder_ffn_dim=32,
+        decoder_ffn_dim=32, encoder_attention_heads=2, decoder_attention_heads=2,
+        max_position_embeddings=32,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = transformers.BartModel(config)
+    ids = torch.randint(3, 64, (2, 8))
+    inputs = {"input_ids": ids, "decoder_input_ids": ids[:, :4]}
+    expected = on_cpu(lambda: model(**inputs))
+    assert pytest_flops.count(model, **inputs, device=device) == expected
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_a_large_buffer_made_in_the_call_is_a_stand_in(device: Literal["meta", "fake"]) -> None:
     def step(x: torch.Tensor) -> torch.Tensor:

@@ -5,6 +5,13 @@ real, on the CPU; an op that mixes kept tensors with stand-ins gives a
 stand-in; indices picked from stand-ins follow the balanced routing
 convention; an op that needs a stand-in's values raises
 :class:`ValuesNeededError` naming the op and the module.
+
+A small floating-point tensor made on the meta device of meta stand-ins (a
+mask of ones, an LSTM's zero state) is a stand-in, as its device says, that
+*shadows* its real values: an op whose stand-ins all shadow values also runs
+for real on them, and its outputs shadow (or, integer and bool ones, keep)
+the results. So a mask of ones made on meta answers ``.all()`` and
+``.item()``.
 """
 
 from __future__ import annotations
@@ -16,7 +23,8 @@ from typing import Any
 import torch
 from torch._subclasses.fake_tensor import unset_fake_temporarily
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves, tree_map_only
+from torch.utils._pytree import tree_flatten, tree_leaves, tree_map_only, tree_unflatten
+from torch.utils.weak import WeakTensorKeyDictionary
 
 from pytest_flops.counting.balanced_routing import BALANCED_ROUTING, INDEX_OUTPUTS, balanced_output
 from pytest_flops.counting.stand_ins import (
@@ -33,6 +41,8 @@ STALE_KEPT = (
     "kept values: an in-place write of stand-in data into a kept tensor left that tensor's "
     "values as they were"
 )
+
+_NONE = object()  # no values
 
 _INDEXING = frozenset({aten.index.Tensor, aten.index_put.default, aten.index_put_.default})
 
@@ -52,6 +62,7 @@ class KeepValues(TorchDispatchMode):
         super().__init__()  # type: ignore[no-untyped-call]
         self.stand_ins = stand_ins
         self.where = where
+        self.shadows = WeakTensorKeyDictionary()  # stand-in -> its real values
 
     def __torch_dispatch__(
         self,
@@ -72,10 +83,18 @@ class KeepValues(TorchDispatchMode):
             if not tensors:
                 return self._factory(func, args, kwargs)
             return self._kept(func, args, kwargs)
-        if len(stand_ins) < len(tensors):
-            return self._mixed(func, args, kwargs)
         if func is aten._to_copy.default and not self.stand_ins.fake_mode:
             kwargs = {**kwargs, "device": torch.device("meta")}  # .to(cpu) keeps a stand-in
+        if all(tensor in self.shadows for tensor in stand_ins):
+            values = self._values(func, args, kwargs)
+            if values is not _NONE:
+                return self._shadowing(
+                    func, args, kwargs, values, mixed=len(stand_ins) < len(tensors)
+                )
+        for tensor in _written_tensors(func, args, kwargs):
+            self.shadows.pop(tensor, None)  # written with values no one knows
+        if len(stand_ins) < len(tensors):
+            return self._mixed(func, args, kwargs)
         out = self._run(func, args, kwargs)
         if func in INDEX_OUTPUTS:
             out = self._balanced(func, args, kwargs, out)
@@ -88,6 +107,51 @@ class KeepValues(TorchDispatchMode):
             if func is aten._local_scalar_dense.default or _data_dependent(func):
                 raise ValuesNeededError(self._values_message(func)) from error
             raise
+
+    def _values(self, func: torch._ops.OpOverload, args: Any, kwargs: dict[str, Any]) -> Any:
+        """``func`` run for real on the values its stand-ins shadow; ``_NONE`` where it
+        cannot run so."""
+        real_args, real_kwargs = tree_map_only(
+            torch.Tensor, lambda t: self.shadows.get(t, t), (args, kwargs)
+        )
+        if real_kwargs.get("device") is not None:
+            real_kwargs = {**real_kwargs, "device": torch.device("cpu")}
+        try:
+            with self._real():
+                return func(*real_args, **real_kwargs)
+        except Exception:  # the op goes on as on any stand-in: values unknown
+            return _NONE
+
+    def _shadowing(
+        self,
+        func: torch._ops.OpOverload,
+        args: Any,
+        kwargs: dict[str, Any],
+        values: Any,
+        *,
+        mixed: bool,
+    ) -> Any:
+        """The outputs of ``func`` on stand-ins whose values are known: floating-point
+        stand-ins that shadow ``values``, and kept integer and bool ones."""
+        try:
+            out = (
+                self._mixed(func, args, kwargs, kept_written=True)
+                if mixed
+                else func(*args, **kwargs)
+            )
+        except Exception:
+            if not (func is aten._local_scalar_dense.default or _data_dependent(func)):
+                raise
+            out = tree_map_only(torch.Tensor, self.stand_ins.stand_in, values)  # shapes, strides
+        leaves, spec = tree_flatten(out)
+        for position, (leaf, value) in enumerate(zip(leaves, tree_leaves(values), strict=True)):
+            if not isinstance(value, torch.Tensor) or value.numel() > KEPT_NUMEL:
+                leaves[position] = leaf if isinstance(leaf, torch.Tensor) else value
+            elif value.is_floating_point() or value.is_complex():
+                self.shadows[leaf] = value
+            else:
+                leaves[position] = value
+        return tree_unflatten(leaves, spec)
 
     def _values_message(self, func: torch._ops.OpOverload) -> str:
         device = self.stand_ins.device
@@ -103,8 +167,16 @@ class KeepValues(TorchDispatchMode):
             f"one). Only small integer and bool tensors keep their values; {advice}"
         )
 
-    def _mixed(self, func: torch._ops.OpOverload, args: Any, kwargs: dict[str, Any]) -> Any:
-        """An op on stand-ins and kept tensors: the kept ones join as stand-ins."""
+    def _mixed(
+        self,
+        func: torch._ops.OpOverload,
+        args: Any,
+        kwargs: dict[str, Any],
+        *,
+        kept_written: bool = False,
+    ) -> Any:
+        """An op on stand-ins and kept tensors: the kept ones join as stand-ins. With
+        ``kept_written``, kept tensors it writes were written for real already."""
         replaced: dict[int, torch.Tensor] = {}
 
         def stand_in(tensor: torch.Tensor) -> torch.Tensor:
@@ -120,13 +192,14 @@ class KeepValues(TorchDispatchMode):
             with self._real():
                 args = (args[0], _integer_indices(args[1], self.stand_ins.is_stand_in), *args[2:])
         out = self._run(func, *tree_map_only(torch.Tensor, stand_in, (args, kwargs)))
-        kept_written = [t for t in written if id(t) in replaced]
-        if not kept_written:
+        written = [t for t in written if id(t) in replaced]
+        if not written:
             return out
         # A kept tensor written in place cannot become a stand-in: it keeps its values,
         # and the call gets it back where the op returns what it wrote.
-        self.stand_ins.notes.add(STALE_KEPT)
-        originals = {id(replaced[id(t)]): t for t in kept_written}
+        if not kept_written:
+            self.stand_ins.notes.add(STALE_KEPT)
+        originals = {id(replaced[id(t)]): t for t in written}
         return tree_map_only(torch.Tensor, lambda t: originals.get(id(t), t), out)
 
     def _kept(self, func: torch._ops.OpOverload, args: Any, kwargs: dict[str, Any]) -> Any:
@@ -161,12 +234,13 @@ class KeepValues(TorchDispatchMode):
         # A float tensor made on the stand-ins' own device (an LSTM's zero state) goes
         # into the stand-ins' math: it stays one of them, as its device says.
         made = [t for t in tree_leaves(probe) if isinstance(t, torch.Tensor)]
-        if all(t.numel() <= KEPT_NUMEL for t in made) and (
-            target == "cpu" or not any(t.is_floating_point() or t.is_complex() for t in made)
-        ):
-            with self._real():
-                return func(*args, **{**kwargs, "device": torch.device("cpu")})
-        return probe if meta_stand_ins else func(*args, **kwargs)
+        if not all(t.numel() <= KEPT_NUMEL for t in made):
+            return probe if meta_stand_ins else func(*args, **kwargs)
+        with self._real():
+            real = func(*args, **{**kwargs, "device": torch.device("cpu")})
+        if target == "cpu" or not any(t.is_floating_point() or t.is_complex() for t in made):
+            return real
+        return self._shadowing(func, args, kwargs, real, mixed=False)
 
     @contextmanager
     def _real(self) -> Iterator[None]:
