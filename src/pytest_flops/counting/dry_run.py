@@ -12,7 +12,9 @@ sum of ids, the routing of a mixture of experts. So small integer and bool
 tensors (ids, masks, positions, offsets) are *kept*: copied as real tensors,
 and every op whose tensors are all kept runs for real, on the CPU, giving real
 values (a float mask built from ids too). An op that mixes kept tensors with
-stand-ins gives a stand-in. Where a stand-in decides which work runs (a
+stand-ins gives a stand-in. (A small float tensor the call makes on the meta
+device is a stand-in that shadows its values: see ``keep_values``.) Where a
+stand-in decides which work runs (a
 router's ``topk``), its index outputs take balanced values by convention, and
 the measurement says so in its ``notes``.
 
