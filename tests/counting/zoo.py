@@ -343,25 +343,37 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def figures(rows: list[dict[str, Any]]) -> str:
-    """The sweep in numbers: how many jobs ran, and how each column came out."""
+def figures(rows: list[dict[str, Any]], total: int | None = None) -> str:
+    """The sweep in numbers, as docs/zoo.md shows it: how each column came out of
+    ``total`` jobs (all of them unless given), and every stand-in count not equal."""
+    total = total or len(rows)
 
-    def status(text: str) -> str:
-        return text.split(":")[0] or "-"
+    def ok(column: str, value: str) -> int:
+        return sum(row[column] == value for row in rows)
 
-    lines = [f"jobs: {len(rows)}, in {sum(row['seconds'] for row in rows) / 60:.0f} min"]
-    for column in ("built", "cpu", "train_cpu", "meta", "fake", "train_meta", "train_fake"):
-        counts: dict[str, int] = {}
-        for row in rows:
-            counts[status(row[column])] = counts.get(status(row[column]), 0) + 1
-        lines.append(f"{column}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
-    failures = {
-        f"{row['config_type']} {row['model']} {column}: {row[column][:160]}"
-        for row in rows
-        for column in ("meta", "fake", "train_meta", "train_fake")
-        if row[column].startswith(("error", "differs"))
-    }
-    return "\n".join(lines + sorted(failures))
+    lines = [
+        f"Jobs done: {len(rows)} of {total}, "
+        f"{sum(row['seconds'] for row in rows) / 60:.0f} minutes of model time.",
+        "",
+        "| | jobs |",
+        "| --- | --- |",
+        f"| built | {ok('built', 'ok')} of {len(rows)} |",
+    ]
+    for step, prefix in (("forward", ""), ("train step", "train_")):
+        ran = ok(f"{prefix}cpu", "ok")
+        lines.append(f"| {step} ran on CPU | {ran} |")
+        lines += [
+            f"| {step} on {device} equal to CPU | {ok(prefix + device, 'equal')} of {ran} |"
+            for device in ("meta", "fake")
+        ]
+    lines += ["", "Where CPU ran and a stand-in count did not equal it:", ""]
+    for row in rows:
+        columns = ("meta", "fake", "train_meta", "train_fake")
+        bad = [c for c in columns if row[c].startswith(("error", "differs"))]
+        if bad:
+            message = row[bad[0]][:200]
+            lines.append(f"- `{row['config_type']}` {row['model']} ({', '.join(bad)}): {message}")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -373,9 +385,11 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=float("inf"), help="seconds in all")
     parser.add_argument("--table", action="store_true", help="print the table of --out")
     parser.add_argument("--figures", action="store_true", help="print the figures of --out")
+    parser.add_argument("--of", type=int, help="--figures of a partial sweep: jobs in all")
     options = parser.parse_args()
     if options.table or options.figures:
-        print(table(read(options.out)) if options.table else figures(read(options.out)))
+        rows = read(options.out)
+        print(table(rows) if options.table else figures(rows, options.of))
         return
     torch.set_num_threads(1)
     selected = subset_jobs() if options.subset else list(jobs(set(options.only or ()) or None))
