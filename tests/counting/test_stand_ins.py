@@ -138,10 +138,12 @@ def test_a_float_mask_made_on_meta_shadows_its_values() -> None:
         mask = torch.ones(x.shape[:-1], device=x.device)  # on meta: a stand-in
         assert mask.is_meta
         assert bool(mask.all()) and int(mask.sum().item()) == 6  # its values are known
+        row = mask[0]  # a view, whose values are known too
         hidden = x @ weight
         mask.mul_(hidden[..., 0])  # written with a stand-in's data: values unknown now
-        with pytest.raises(ValuesNeededError, match="_local_scalar_dense"):
-            mask.sum().item()
+        for written in (mask, row):
+            with pytest.raises(ValuesNeededError, match="_local_scalar_dense"):
+                written.sum().item()
         return hidden
 
     measured = pytest_flops.count(step, torch.randn(4, 4), torch.randn(2, 3, 4))

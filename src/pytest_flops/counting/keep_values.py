@@ -91,8 +91,8 @@ class KeepValues(TorchDispatchMode):
                 return self._shadowing(
                     func, args, kwargs, values, mixed=len(stand_ins) < len(tensors)
                 )
-        for tensor in _written_tensors(func, args, kwargs):
-            self.shadows.pop(tensor, None)  # written with values no one knows
+        if self.shadows:
+            self._forget(_written_tensors(func, args, kwargs))
         if len(stand_ins) < len(tensors):
             return self._mixed(func, args, kwargs)
         out = self._run(func, args, kwargs)
@@ -121,6 +121,13 @@ class KeepValues(TorchDispatchMode):
                 return func(*real_args, **real_kwargs)
         except Exception:  # the op goes on as on any stand-in: values unknown
             return _NONE
+
+    def _forget(self, written: list[torch.Tensor]) -> None:
+        """Drops the values that tensors sharing memory with ``written`` shadowed: it is
+        written with values no one knows."""
+        storages = {tensor.untyped_storage()._cdata for tensor in written}
+        for stand_in in [t for t in self.shadows if t.untyped_storage()._cdata in storages]:
+            del self.shadows[stand_in]
 
     def _shadowing(
         self,
