@@ -53,8 +53,8 @@ def convertible_fake_parameters() -> Iterator[None]:
     at, and a fake mode's memo of the fakes it made points one at each: so
     ``.to()`` of a module with fake parameters failed (Switch Transformers'
     router calls it in every forward). The swap first drops the memo's entries
-    for the two tensors; the memo looks a fake up again only while converting a
-    view with its base, which a swap never interrupts.
+    for the two tensors: the memo only spares converting one tensor twice (a
+    view's base), and without them a later conversion makes a new fake.
     """
     original: Callable[[torch.Tensor, torch.Tensor], None] = torch.utils.swap_tensors
 
