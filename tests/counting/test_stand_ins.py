@@ -16,15 +16,16 @@ import pytest
 import torch
 from torch import nn
 from torch._subclasses.fake_tensor import FakeTensor
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import pytest_flops
 from pytest_flops import FlopCounterMode, Measurement
-from pytest_flops.counting.dry_run import (
+from pytest_flops.counting.balanced_routing import (
     BALANCED_ROUTING,
-    StandInLeakError,
-    ValuesNeededError,
+    BalancedRouting,
     balanced_indices,
 )
+from pytest_flops.counting.dry_run import StandInLeakError, ValuesNeededError
 
 transformers = pytest.importorskip("transformers")
 
@@ -130,6 +131,41 @@ def test_positions_made_on_meta_are_real() -> None:
 
     measured = pytest_flops.count(step, torch.randn(2, 5, 3))
     assert measured.total == 2 * 2 * 5 * 3 * 5  # bmm of (2, 5, 3) @ (2, 3, 5)
+
+
+def test_a_float_mask_made_on_meta_shadows_its_values() -> None:
+    def step(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        mask = torch.ones(x.shape[:-1], device=x.device)  # on meta: a stand-in
+        assert mask.is_meta
+        assert bool(mask.all()) and int(mask.sum().item()) == 6  # its values are known
+        row = mask[0]  # a view, whose values are known too
+        hidden = x @ weight
+        mask.mul_(hidden[..., 0])  # written with a stand-in's data: values unknown now
+        for written in (mask, row):
+            with pytest.raises(ValuesNeededError, match="_local_scalar_dense"):
+                written.sum().item()
+        return hidden
+
+    measured = pytest_flops.count(step, torch.randn(4, 4), torch.randn(2, 3, 4))
+    # (2, 3, 4) @ (4, 4): 2*6*4*4 = 192
+    assert measured.by_op == {"aten.mm": 192}
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_bart_counts_with_the_decoder_mask_it_makes(device: Literal["meta", "fake"]) -> None:
+    # Without a decoder mask, BART's decoder makes one of ones on the embeddings'
+    # device and asks .all() of it to skip the mask: a stand-in on meta.
+    config = transformers.BartConfig(
+        vocab_size=64, d_model=16, encoder_layers=1, decoder_layers=1, encoder_ffn_dim=32,
+        decoder_ffn_dim=32, encoder_attention_heads=2, decoder_attention_heads=2,
+        max_position_embeddings=32,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = transformers.BartModel(config)
+    ids = torch.randint(3, 64, (2, 8))
+    inputs = {"input_ids": ids, "decoder_input_ids": ids[:, :4]}
+    expected = on_cpu(lambda: model(**inputs))
+    assert pytest_flops.count(model, **inputs, device=device) == expected
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -241,6 +277,84 @@ def test_routing_on_stand_ins_is_balanced_and_noted(device: Literal["meta", "fak
     # balanced: every expert gets 6*2/4 = 3 tokens, 2*3*8*8 = 384 FLOPs
     for index in range(4):
         assert measured.modules[f"LoopedExperts.experts.{index}"].forward == 384
+
+
+def test_a_cpu_run_routed_by_the_convention_counts_as_stand_ins() -> None:
+    torch.manual_seed(0)
+    model, x = LoopedExperts(), torch.randn(6, 8)
+    with BalancedRouting(), FlopCounterMode(display=False) as counter:
+        model(x)
+    routed = counter.to_measurement()
+    # token t's experts are 2t, 2t+1 (mod 4): 3 tokens each, 2*3*8*8 = 384 FLOPs
+    for index in range(4):
+        assert routed.modules[f"LoopedExperts.experts.{index}"].forward == 384
+    for device in DEVICES:
+        assert pytest_flops.count(model, x, device=device) == routed, device
+
+
+class CastsItsRouter(nn.Module):
+    """Converts a submodule in its forward, as Switch Transformers' router does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.router = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.router = self.router.to(torch.float64)  # a conversion, then a no-op
+        return self.router(x.double())
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_module_converted_in_the_call_counts(device: Literal["meta", "fake"]) -> None:
+    # module.to() swaps a fake parameter for its converted copy, which torch refused
+    # for the weakrefs its fake mode keeps to every fake tensor
+    model, x = CastsItsRouter(), torch.randn(6, 8)
+
+    def twice(model: nn.Module, x: torch.Tensor) -> None:
+        model(x)
+        model(x)
+
+    measured = pytest_flops.count(twice, model, x, device=device)
+    # (6, 8) @ (8, 4) with a bias, twice: 2 * 2*6*8*4 = 768
+    assert measured.by_op == {"aten.addmm": 768}
+    assert model.router.weight.dtype == torch.float32  # the original, not converted
+
+
+def small_switch_transformers() -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    config = transformers.SwitchTransformersConfig(
+        vocab_size=64, d_model=16, d_kv=4, d_ff=32, num_layers=1, num_decoder_layers=1,
+        num_heads=2, num_experts=4, expert_capacity=64, encoder_sparse_step=1,
+        decoder_sparse_step=1,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = transformers.SwitchTransformersModel(config)
+    ids = torch.randint(0, 64, (2, 8))
+    return model, {"input_ids": ids, "decoder_input_ids": ids[:, :4]}
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_switch_transformers_counts_as_cpu_routed_by_the_convention(
+    device: Literal["meta", "fake"],
+) -> None:
+    # Its router casts itself with .to() in every forward (it failed on fake), and
+    # each expert is a module of its own, whose row follows the routing.
+    model, inputs = small_switch_transformers()
+    with FlopCounterMode(display=False) as counter:
+        model(**inputs)
+    own_routing = counter.to_measurement()
+    with BalancedRouting(), FlopCounterMode(display=False) as counter:
+        model(**inputs)
+    routed = counter.to_measurement()
+    measured = pytest_flops.count(model, **inputs, device=device)
+    assert measured == routed
+    assert measured.notes == (BALANCED_ROUTING,)
+    assert measured.total == own_routing.total  # top-1, within capacity: routing moves no work
+    experts = "SwitchTransformersModel.{}.block.0.layer.{}.mlp.experts.expert_{}"
+    for index in range(4):
+        # an expert's wi (16 -> 32) and wo (32 -> 16): 2*16*32*2 = 2,048 FLOPs a token;
+        # the encoder's 16 tokens, 4 each: 8,192; the decoder's 8 tokens, 2 each: 4,096
+        assert measured.modules[experts.format("encoder", 1, index)].forward == 8_192
+        assert measured.modules[experts.format("decoder", 2, index)].forward == 4_096
 
 
 def small_qwen3_moe(dtype: torch.dtype) -> tuple[nn.Module, dict[str, torch.Tensor]]:
@@ -388,3 +502,67 @@ def test_meta_depthwise_convolution_keeps_the_cpus_layout_and_op_rows() -> None:
         assert fc2.by_op == {"aten.addmm": 131_072}
     for device in DEVICES:
         assert pytest_flops.count(model, pixels, device=device) == expected
+
+
+# -- ops that cost nothing, on a real model ---------------------------------------------
+
+
+def small_sam() -> tuple[nn.Module, torch.Tensor]:
+    # transformers' own SamModelTester sizes: a 12x12 patch grid in 14x14 windows;
+    # every attention resizes its relative-position tables with a linear interpolation
+    vision = transformers.SamVisionConfig(
+        image_size=24, patch_size=2, hidden_size=36, intermediate_size=72, output_channels=32,
+        num_hidden_layers=2, num_attention_heads=4, window_size=14, global_attn_indexes=[2],
+        num_pos_feats=16,
+    )  # fmt: skip
+    prompt = transformers.SamPromptEncoderConfig(
+        image_size=24, patch_size=2, mask_input_channels=4, hidden_size=32
+    )
+    decoder = transformers.SamMaskDecoderConfig(
+        hidden_size=32, mlp_dim=64, num_hidden_layers=2, num_attention_heads=4,
+        iou_head_hidden_dim=32,
+    )  # fmt: skip
+    config = transformers.SamConfig(
+        vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=decoder
+    )
+    torch.manual_seed(0)
+    return transformers.SamModel(config), torch.randn(2, 3, 24, 24)
+
+
+def sam_train_step(model: nn.Module, pixels: torch.Tensor) -> None:
+    outputs = model(pixel_values=pixels)
+    (outputs.iou_scores.sum() + outputs.pred_masks.sum()).backward()
+
+
+class SeenOps(TorchDispatchMode):
+    """The names of the ops a call ran."""
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.names: set[str] = set()
+
+    def __torch_dispatch__(
+        self,
+        func: torch._ops.OpOverload,
+        types: Any,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:
+        self.names.add(str(func.overloadpacket))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.slow
+def test_sam_counts_on_stand_ins_as_on_cpu_with_its_resized_positions_free() -> None:
+    model, pixels = small_sam()
+    with SeenOps() as seen:
+        expected = on_cpu(sam_train_step, model, pixels)
+    model.zero_grad(set_to_none=True)
+    assert {"aten.upsample_linear1d", "aten.upsample_linear1d_backward"} <= seen.names
+    assert expected.unsupported == {}  # both counted, as 0 FLOPs: resizing is not math
+    # the patch embedding, Conv2d(3 -> 36, kernel 2, stride 2) onto 2 x 12x12:
+    # 2 * (2*144) * 36 * (3*2*2) = 248,832
+    patches = expected.modules["SamModel.vision_encoder.patch_embed.projection"]
+    assert patches.forward == 248_832
+    for device in DEVICES:
+        assert pytest_flops.count(sam_train_step, model, pixels, device=device) == expected

@@ -1,11 +1,14 @@
 """The transformers zoo's CI subset: CPU, meta and fake counts agree, forward and train step.
 
 tests/counting/zoo.py sweeps every architecture (docs/zoo.md has its table); this
-runs its fixed subset of 39 (dense, MoE, MLA, SSM and hybrid decoders,
+runs its fixed subset of 40 (dense, MoE, MLA, SSM and hybrid decoders,
 encoders, encoder-decoders, vision, audio, vision towers of CLIP and SigLIP),
 each shrunk to 2 layers and hidden size 64 with random weights. A stand-in
 count passes when its whole Measurement (totals, module rows, per-op counts,
-unsupported ops) equals the CPU's.
+unsupported ops) equals the CPU's; where it routed experts by the balanced
+convention, the CPU's run routed the same way, with the CPU's own total
+(Switch Transformers, whose experts are modules of their own, has rows that
+follow the routing).
 """
 
 from __future__ import annotations
