@@ -105,7 +105,9 @@ class KeepValues(TorchDispatchMode):
             return func(*args, **kwargs)
         except Exception as error:
             if func is aten._local_scalar_dense.default or _data_dependent(func):
-                raise ValuesNeededError(self._values_message(func)) from error
+                raise ValuesNeededError(
+                    _values_message(func, self.stand_ins.device, self.where())
+                ) from error
             raise
 
     def _values(self, func: torch._ops.OpOverload, args: Any, kwargs: dict[str, Any]) -> Any:
@@ -117,7 +119,7 @@ class KeepValues(TorchDispatchMode):
         if real_kwargs.get("device") is not None:
             real_kwargs = {**real_kwargs, "device": torch.device("cpu")}
         try:
-            with self._real():
+            with _real(self.stand_ins):
                 return func(*real_args, **real_kwargs)
         except Exception:  # the op goes on as on any stand-in: values unknown
             return _NONE
@@ -160,20 +162,6 @@ class KeepValues(TorchDispatchMode):
                 leaves[position] = value
         return tree_unflatten(leaves, spec)
 
-    def _values_message(self, func: torch._ops.OpOverload) -> str:
-        device = self.stand_ins.device
-        where = self.where() or "the counted call, outside every module"
-        advice = (
-            'count with device="fake", or run it for real under the flops fixture'
-            if device == "meta"
-            else "run it for real under the flops fixture"
-        )
-        return (
-            f"pytest_flops.count(device={device!r}): {func} in {where} needs the values of a "
-            "tensor that has none here (a floating-point stand-in, or a tensor computed from "
-            f"one). Only small integer and bool tensors keep their values; {advice}"
-        )
-
     def _mixed(
         self,
         func: torch._ops.OpOverload,
@@ -196,7 +184,7 @@ class KeepValues(TorchDispatchMode):
         written = _written_tensors(func, args, kwargs)
         if func in _INDEXING and len(args) > 1:
             # a kept bool mask selects a known number of rows: its nonzero indices
-            with self._real():
+            with _real(self.stand_ins):
                 args = (args[0], _integer_indices(args[1], self.stand_ins.is_stand_in), *args[2:])
         out = self._run(func, *tree_map_only(torch.Tensor, stand_in, (args, kwargs)))
         written = [t for t in written if id(t) in replaced]
@@ -219,8 +207,8 @@ class KeepValues(TorchDispatchMode):
                 return self._mixed(func, args, kwargs)  # the kept tensors join as stand-ins
             kwargs = {**kwargs, "device": torch.device("cpu")}
         try:
-            with self._real():
-                return self._bounded(func(*args, **kwargs))
+            with _real(self.stand_ins):
+                return _bounded(func(*args, **kwargs), self.stand_ins)
         except NotImplementedError:
             # a dtype the CPU kernel lacks (histc of ints, which a GPU takes): no values
             return self._mixed(
@@ -243,29 +231,11 @@ class KeepValues(TorchDispatchMode):
         made = [t for t in tree_leaves(probe) if isinstance(t, torch.Tensor)]
         if not all(t.numel() <= KEPT_NUMEL for t in made):
             return probe if meta_stand_ins else func(*args, **kwargs)
-        with self._real():
+        with _real(self.stand_ins):
             real = func(*args, **{**kwargs, "device": torch.device("cpu")})
         if target == "cpu" or not any(t.is_floating_point() or t.is_complex() for t in made):
             return real
         return self._shadowing(func, args, kwargs, real, mixed=False)
-
-    @contextmanager
-    def _real(self) -> Iterator[None]:
-        if self.stand_ins.fake_mode is None:
-            yield
-        else:
-            with unset_fake_temporarily():
-                yield
-
-    def _bounded(self, out: Any) -> Any:
-        """Real outputs over ``KEPT_NUMEL`` elements go on as stand-ins."""
-
-        def bound(tensor: torch.Tensor) -> torch.Tensor:
-            if tensor.numel() <= KEPT_NUMEL or tensor.layout != torch.strided:
-                return tensor
-            return self.stand_ins.stand_in(tensor)
-
-        return tree_map_only(torch.Tensor, bound, out)
 
     def _balanced(
         self, func: torch._ops.OpOverload, args: Any, kwargs: dict[str, Any], out: Any
@@ -274,10 +244,45 @@ class KeepValues(TorchDispatchMode):
         indices = out[1] if isinstance(out, tuple) else out
         if not self.stand_ins.kept_device(indices) or indices.numel() > KEPT_NUMEL:
             return out
-        with self._real():
+        with _real(self.stand_ins):
             balanced = balanced_output(func, args, kwargs, out)
         self.stand_ins.notes.add(BALANCED_ROUTING)
         return balanced
+
+
+def _values_message(func: torch._ops.OpOverload, device: str, where: str | None) -> str:
+    advice = (
+        'count with device="fake", or run it for real under the flops fixture'
+        if device == "meta"
+        else "run it for real under the flops fixture"
+    )
+    return (
+        f"pytest_flops.count(device={device!r}): {func} in "
+        f"{where or 'the counted call, outside every module'} needs the values of a "
+        "tensor that has none here (a floating-point stand-in, or a tensor computed from "
+        f"one). Only small integer and bool tensors keep their values; {advice}"
+    )
+
+
+@contextmanager
+def _real(stand_ins: StandIns) -> Iterator[None]:
+    """Kept tensors' ops run outside the fake mode, on real tensors."""
+    if stand_ins.fake_mode is None:
+        yield
+    else:
+        with unset_fake_temporarily():
+            yield
+
+
+def _bounded(out: Any, stand_ins: StandIns) -> Any:
+    """Real outputs over ``KEPT_NUMEL`` elements go on as stand-ins."""
+
+    def bound(tensor: torch.Tensor) -> torch.Tensor:
+        if tensor.numel() <= KEPT_NUMEL or tensor.layout != torch.strided:
+            return tensor
+        return stand_ins.stand_in(tensor)
+
+    return tree_map_only(torch.Tensor, bound, out)
 
 
 def _integer_indices(
