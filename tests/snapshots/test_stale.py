@@ -311,3 +311,26 @@ def test_prune_keeps_the_old_layout_folder_of_a_test_file_with_a_dot_in_its_stem
     (pytester.path / "test_v1.2.py").unlink()
     pytester.runpytest("--flops-prune").stdout.fnmatch_lines(["flops: * 1 removed"])
     assert not baseline.exists()
+
+
+def test_prune_keeps_the_folder_a_dotless_doctest_file_shares_with_a_python_file(
+    pytester: pytest.Pytester,
+) -> None:
+    """A doctest text file ``test_x`` keeps its snapshots in ``__flops__/test_x/``,
+    the folder ``test_x.py`` used before 0.2: neither file's run proves a snapshot in
+    it stale, so prune keeps them (it removed the doctest's, a live baseline)."""
+    pytester.makeini("[pytest]\naddopts = --doctest-glob=test_x\n")
+    (pytester.path / "test_x").write_text(
+        ">>> import torch\n"
+        ">>> flops = getfixture('flops')\n"
+        ">>> with flops():\n"
+        "...     _ = torch.ones(2, 3) @ torch.ones(3, 4)\n"
+    )
+    (pytester.path / "test_x.py").write_text(NET + TRAIN)
+    pytester.runpytest("--flops-update").assert_outcomes(passed=2)
+    doctest = pytester.path / "__flops__" / "test_x" / "test_x.flops.json"
+    written = doctest.read_bytes()
+    result = pytester.runpytest("--flops-prune")
+    result.assert_outcomes(passed=2)
+    assert flops_line(result) == "flops: 2 tests passed, 0 failed, 0 written, 0 removed"
+    assert doctest.read_bytes() == written

@@ -154,6 +154,8 @@ def evidence(
 
 def _unwanted(run: RunRecord, test_file: Path, collected: CollectedFile) -> set[StaleSnapshot]:
     """The snapshot files of ``test_file`` that no test of it still reads, with why."""
+    if _shares_a_folder(test_file):
+        return set()  # no proof whose snapshot any file in it is
     existing = set(snapshot_files(snapshot_dir(test_file)))
     if test_file.suffix == ".py":
         existing |= set(snapshot_files(legacy_snapshot_dir(test_file)))
@@ -175,6 +177,13 @@ def _unwanted(run: RunRecord, test_file: Path, collected: CollectedFile) -> set[
             reason = StaleReason.TEST_GONE
         unwanted.add(StaleSnapshot(path=path, reason=reason))
     return unwanted
+
+
+def _shares_a_folder(test_file: Path) -> bool:
+    """``__flops__/X/`` is both the folder of a file ``X`` (a doctest text file named
+    without a dot) and the folder before 0.2 of ``X.py``, when both exist."""
+    dotless = test_file.with_suffix("") if test_file.suffix == ".py" else test_file
+    return dotless.is_file() and dotless.with_name(dotless.name + ".py").is_file()
 
 
 def _orphans_of(run: RunRecord) -> set[StaleSnapshot]:
