@@ -10,7 +10,15 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "pytest_flops"
-SHARED = ("measurement.py", "portable.py", "units.py", "validation.py", "tables.py")
+SHARED = (
+    "measurement.py",
+    "codec.py",
+    "roofline.py",
+    "portable.py",
+    "units.py",
+    "validation.py",
+    "tables.py",
+)
 
 
 def imported(path: Path) -> set[str]:

@@ -44,8 +44,15 @@ def judge(
     update: bool,
     budget: Budget | None,
     must_write: bool = False,
+    bytes_rtol: float | None = None,
+    compare_bytes: bool = True,
 ) -> Verdict | None:
     """Compare a test's counts with its stored snapshot; None if there is nothing to say.
+
+    ``rtol`` loosens the FLOPs, ``bytes_rtol`` (``rtol`` if None) the bytes accessed
+    and communicated; call counts, the world and which ops ran compare exactly.
+    ``compare_bytes=False`` leaves bytes accessed out of the comparison (they are
+    stored all the same).
 
     ``current`` is None when the test measured nothing. ``location`` is the
     snapshot's path as shown to the user. Under ``update`` a test passes and
@@ -62,8 +69,11 @@ def judge(
     budget_text = None if budget is None else budget.text
     exceeded = None if budget is None else budget.check(_sum(current))
     # compared at the shallower of the two depths (a snapshot stored with another one)
-    compared = None if baseline is None else comparable(baseline, current)
-    changed, missing = (set(), set()) if compared is None else _changes(*compared, rtol)
+    compared = (
+        None if baseline is None else comparable(baseline, current, bytes_compared=compare_bytes)
+    )
+    tolerance = _Tolerance(flops=rtol, bytes=rtol if bytes_rtol is None else bytes_rtol)
+    changed, missing = (set(), set()) if compared is None else _changes(*compared, tolerance)
     measurements = {
         **current.measurements,
         **{name: Measurement() for name in missing},
@@ -163,17 +173,40 @@ def _updated_status(name: str, baseline: FlopsSnapshot | None, current: FlopsSna
     return Status.PASSED if before == current.measurements[name].to_dict() else Status.UPDATED
 
 
+@dataclass(frozen=True, kw_only=True)
+class _Tolerance:
+    """How far each kind of number may move, relative to the baseline's."""
+
+    flops: float
+    bytes: float
+
+    def of(self, kind: str) -> float:
+        if kind in _FLOP_KINDS:
+            return self.flops
+        return self.bytes if kind in _BYTE_KINDS else 0.0
+
+
+_FLOP_KINDS = frozenset({"module", "op"})
+_BYTE_KINDS = frozenset({"module bytes", "bytes accessed", "bytes"})
+_OP_KINDS = frozenset({"op", "bytes accessed", "bytes", "calls", "unsupported", "world"})
+"""Numbers that exist only where their op ran (or their world was): one that appears or
+goes missing is a change, whatever the tolerance."""
+
+
 def _changes(
-    before_all: FlopsSnapshot, after_all: FlopsSnapshot, rtol: float
+    before_all: FlopsSnapshot, after_all: FlopsSnapshot, tolerance: _Tolerance
 ) -> tuple[set[str], set[str]]:
-    """Names whose numbers moved beyond ``rtol`` or that are new, and names that went missing."""
+    """Names whose numbers moved beyond their tolerance or that are new, and names that
+    went missing."""
     changed = set(after_all.measurements) - set(before_all.measurements)
     missing = set(before_all.measurements) - set(after_all.measurements)
     for name in set(before_all.measurements) & set(after_all.measurements):
         before = _numbers(before_all.measurements[name])
         after = _numbers(after_all.measurements[name])
-        if any(
-            abs(after.get(key, 0) - before.get(key, 0)) > rtol * before.get(key, 0)
+        if {key for key in before if key[0] in _OP_KINDS} != {
+            key for key in after if key[0] in _OP_KINDS
+        } or any(
+            abs(after.get(key, 0) - before.get(key, 0)) > tolerance.of(key[0]) * before.get(key, 0)
             for key in before.keys() | after.keys()
         ):
             changed.add(name)
@@ -181,7 +214,7 @@ def _changes(
 
 
 def _numbers(measurement: Measurement) -> dict[tuple[str, str, str], int]:
-    """Every number of a measurement, keyed so two measurements line up."""
+    """Every number of a measurement, keyed (kind, where, what) so two measurements line up."""
     numbers: dict[tuple[str, str, str], int] = {}
     for path, counts in measurement.modules.items():
         numbers["module", path, "forward"] = counts.forward
@@ -189,6 +222,12 @@ def _numbers(measurement: Measurement) -> dict[tuple[str, str, str], int]:
         numbers["module", path, "recompute"] = counts.recompute
         for op, flops in counts.by_op.items():
             numbers["op", path, op] = flops
+        if measurement.bytes_recorded:
+            numbers["module bytes", path, "forward"] = counts.bytes_forward
+            numbers["module bytes", path, "backward"] = counts.bytes_backward
+            numbers["module bytes", path, "recompute"] = counts.bytes_recompute
+            for op, size in counts.bytes_by_op.items():
+                numbers["bytes accessed", path, op] = size
         for op, traffic in counts.communication.items():
             numbers["bytes", path, op] = traffic.bytes
             numbers["calls", path, op] = traffic.calls
