@@ -214,3 +214,17 @@ def test_fp32_matmuls_count_at_tf32_where_torch_allows_it(allow_tf32: bool) -> N
     assert measured.modules["Global"].flops_by_precision == {
         "aten.mm": {precision: 524_288, "bf16": 524_288}
     }
+
+
+def test_the_fixture_holds_the_bytes_of_its_blocks() -> None:
+    from pytest_flops.counting.fixture import Flops
+
+    a, b = torch.randn(64, 128, dtype=BF16), torch.randn(128, 32, dtype=BF16)
+    flops = Flops()
+    with flops():
+        a @ b
+    with flops():
+        a @ b
+    # two blocks accumulate: 2 * 28,672 as in the bf16 matmul above
+    assert flops.bytes_accessed == 2 * 28_672
+    assert flops.bytes_by_op == {"aten.mm": 2 * 28_672}
