@@ -8,7 +8,7 @@ status, the failure (if any) and what ``--flops-update`` should store.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pytest_flops.measurement import DEFAULT_NAME, Measurement
 from pytest_flops.plugin import messages
@@ -47,19 +47,11 @@ def judge(
     bytes_rtol: float | None = None,
     compare_bytes: bool = True,
 ) -> Verdict | None:
-    """Compare a test's counts with its stored snapshot; None if there is nothing to say.
-
-    ``rtol`` loosens the FLOPs, ``bytes_rtol`` (``rtol`` if None) the bytes accessed
-    and communicated; call counts, the world and which ops ran compare exactly.
-    ``compare_bytes=False`` leaves bytes accessed out of the comparison (they are
-    stored all the same).
-
-    ``current`` is None when the test measured nothing. ``location`` is the
-    snapshot's path as shown to the user. Under ``update`` a test passes and
-    its snapshot is (re)written when its text differs (or ``must_write``: it
-    moves to a new place), unless the test went over budget: then it fails and
-    nothing is written.
-    """
+    """Compare a test's counts (None: it measured nothing) with its stored snapshot (at
+    ``location``); None if there is nothing to say. ``rtol`` loosens FLOPs, ``bytes_rtol``
+    (else ``rtol``) bytes; calls, the world and which ops ran compare exactly, and
+    ``compare_bytes=False`` leaves bytes accessed out. Under ``update`` a snapshot whose
+    text differs (or ``must_write``: it moves) is rewritten, unless over budget."""
     # --flops-update rewrites a file with backend kernel names (from before they were
     # portable): it is compared, and reported, under the portable names
     as_stored = stored if isinstance(stored, FlopsSnapshot) else None
@@ -68,16 +60,12 @@ def judge(
         return _measured_nothing(nodeid, location, stored, update=update)
     budget_text = None if budget is None else budget.text
     exceeded = None if budget is None else budget.check(_sum(current))
-    # compared at the shallower of the two depths (a snapshot stored with another one)
     compared = (
         None if baseline is None else comparable(baseline, current, bytes_compared=compare_bytes)
     )
     tolerance = _Tolerance(flops=rtol, bytes=rtol if bytes_rtol is None else bytes_rtol)
     changed, missing = (set(), set()) if compared is None else _changes(*compared, tolerance)
-    measurements = {
-        **current.measurements,
-        **{name: Measurement() for name in missing},
-    }
+    measurements = {**current.measurements, **dict.fromkeys(missing, Measurement())}
     if exceeded is not None:
         problems: list[str | None] = [messages.budget_exceeded(nodeid, exceeded)]
         if not update:
@@ -88,41 +76,62 @@ def judge(
             statuses=dict.fromkeys(measurements, Status.OVER_BUDGET),
             measurements=measurements,
             baseline=baseline,
-            failure="\n\n".join(problem for problem in problems if problem),
+            failure="\n\n".join(filter(None, problems)),
             budget=budget_text,
         )
     # a newer pytest-flops wrote it: rewriting it would drop what that version stores
     if update and not isinstance(stored, NewerSnapshotFormatError):
         written = must_write or as_stored is None or as_stored.to_text() != current.to_text()
-        return Verdict(
-            statuses={
-                **{name: _updated_status(name, baseline, current) for name in current.measurements},
-                **dict.fromkeys(missing, Status.REMOVED),
-            },
-            measurements=measurements,
-            baseline=baseline,
+        return replace(
+            _updated(baseline, current, measurements, missing),
             write=current if written else None,
             budget=budget_text,
         )
-    if baseline is None:
-        status = Status.NO_SNAPSHOT if stored is None else Status.INVALID_SNAPSHOT
-        statuses = dict.fromkeys(measurements, status)
-    else:
-        statuses = {
-            name: Status.MISSING
-            if name in missing
-            else Status.CHANGED
-            if name in changed
-            else Status.PASSED
-            for name in measurements
-        }
     return Verdict(
-        statuses=statuses,
+        statuses=_compared_statuses(stored, baseline, measurements, changed, missing),
         measurements=measurements,
         baseline=baseline,
         failure=_snapshot_problem(nodeid, location, current, stored, compared, changed | missing),
         budget=budget_text,
     )
+
+
+def _updated(
+    baseline: FlopsSnapshot | None,
+    current: FlopsSnapshot,
+    measurements: Mapping[str, Measurement],
+    missing: set[str],
+) -> Verdict:
+    """What --flops-update decides for a test within budget (what it writes apart)."""
+    return Verdict(
+        statuses={
+            **{name: _updated_status(name, baseline, current) for name in current.measurements},
+            **dict.fromkeys(missing, Status.REMOVED),
+        },
+        measurements=measurements,
+        baseline=baseline,
+    )
+
+
+def _compared_statuses(
+    stored: Stored,
+    baseline: FlopsSnapshot | None,
+    measurements: Mapping[str, Measurement],
+    changed: set[str],
+    missing: set[str],
+) -> dict[str, Status]:
+    """Each measurement's status, compared with the snapshot (no update, within budget)."""
+    if baseline is None:
+        status = Status.NO_SNAPSHOT if stored is None else Status.INVALID_SNAPSHOT
+        return dict.fromkeys(measurements, status)
+    return {
+        name: Status.MISSING
+        if name in missing
+        else Status.CHANGED
+        if name in changed
+        else Status.PASSED
+        for name in measurements
+    }
 
 
 def judge_budget(nodeid: str, measurement: Measurement, budget: Budget) -> Verdict:
