@@ -1,21 +1,21 @@
-"""The counted data of one measurement, its diff, and its (de)serialization.
+"""The counted data of one measurement, and its diff (its dict form: :mod:`pytest_flops.codec`).
 
 A :class:`Measurement` is what a ``with flops(...)`` block (or a whole
-:class:`~pytest_flops.FlopCounterMode` session) produced: FLOPs per module path
-and operator, split into forward, backward and recompute (forward work an
-activation checkpoint re-ran during backward), plus the operators that ran
-with no formula. It is immutable and holds plain ``str``/``int`` data only, so
-it can be compared, serialized to a snapshot and shipped between xdist workers.
+:class:`~pytest_flops.FlopCounterMode` session) produced: FLOPs and bytes accessed
+per module path and operator, split into forward, backward and recompute (forward
+work an activation checkpoint re-ran during backward), and the operators that ran
+with no formula. Immutable plain data: compared, stored, shipped between workers.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from pytest_flops.validation import SnapshotFormatError, expect_count, expect_keys, expect_mapping
+from pytest_flops.roofline import Gpu, Roofline, row_roofline
+from pytest_flops.validation import SnapshotFormatError
 
 GLOBAL = "Global"
 """The row that holds everything a measurement counted, whatever module ran it."""
@@ -23,20 +23,14 @@ GLOBAL = "Global"
 DEFAULT_NAME = "default"
 """The name of a measurement whose ``with flops(...)`` block gave none."""
 
+BYTES_ACCESSED = "bytes accessed"
+"""The unit of a :class:`DiffRow` of an op's memory traffic (communication's is "bytes")."""
+
 __all__ = [
-    "DEFAULT_NAME",
-    "GLOBAL",
-    "DiffRow",
-    "Measurement",
-    "MeasurementDiff",
-    "ModuleFlops",
-    "SnapshotFormatError",
-    "Traffic",
-    "World",
-    "module_order",
-    "relative_change",
-    "relative_text",
-]
+    "BYTES_ACCESSED", "DEFAULT_NAME", "GLOBAL", "DiffRow", "Measurement", "MeasurementDiff",
+    "ModuleFlops", "SnapshotFormatError", "Traffic", "World", "module_order",
+    "relative_change", "relative_text",
+]  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,25 +61,18 @@ class World:
 
     @classmethod
     def from_dict(cls, data: object, *, where: str) -> World:
-        obj = expect_mapping(data, where)
-        expect_keys(obj, {"rank", "size", "mesh"}, where)
-        mesh = expect_mapping(obj["mesh"], f"{where}.mesh")
-        return cls(
-            rank=expect_count(obj["rank"], f"{where}.rank"),
-            size=expect_count(obj["size"], f"{where}.size"),
-            mesh={
-                name: expect_count(size, f"{where}.mesh[{name!r}]") for name, size in mesh.items()
-            },
-        )
+        from pytest_flops.codec import world_from_dict
+
+        return world_from_dict(data, where=where)
 
 
 @dataclass(frozen=True, kw_only=True)
 class ModuleFlops:
-    """FLOPs counted inside one module path (or ``"Global"`` for everything), and the
-    communication ops that ran there.
+    """FLOPs counted inside one module path (or ``"Global"`` for everything), the
+    communication ops that ran there, and the bytes its ops accessed in memory.
 
     ``backward`` is gradient work only; ``recompute`` is the forward work an
-    activation checkpoint re-ran during backward.
+    activation checkpoint re-ran during backward. The bytes split the same way.
     """
 
     forward: int = 0
@@ -93,10 +80,39 @@ class ModuleFlops:
     by_op: Mapping[str, int] = field(default_factory=dict)
     communication: Mapping[str, Traffic] = field(default_factory=dict)
     recompute: int = 0
+    bytes_forward: int = 0
+    bytes_backward: int = 0
+    bytes_recompute: int = 0
+    bytes_by_op: Mapping[str, int] = field(default_factory=dict)
+    # {op: {precision: flops}}: the peak each op's FLOPs run at (the roofline's input)
+    flops_by_precision: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
         return self.forward + self.backward + self.recompute
+
+    @property
+    def bytes_accessed(self) -> int:
+        return self.bytes_forward + self.bytes_backward + self.bytes_recompute
+
+    def __add__(self, other: ModuleFlops) -> ModuleFlops:
+        return ModuleFlops(
+            forward=self.forward + other.forward,
+            backward=self.backward + other.backward,
+            recompute=self.recompute + other.recompute,
+            by_op=_summed(self.by_op, other.by_op, 0),
+            communication=_summed(self.communication, other.communication, Traffic()),
+            bytes_forward=self.bytes_forward + other.bytes_forward,
+            bytes_backward=self.bytes_backward + other.bytes_backward,
+            bytes_recompute=self.bytes_recompute + other.bytes_recompute,
+            bytes_by_op=_summed(self.bytes_by_op, other.bytes_by_op, 0),
+            flops_by_precision={
+                op: _summed(
+                    self.flops_by_precision.get(op, {}), other.flops_by_precision.get(op, {}), 0
+                )
+                for op in _ordered_union(self.flops_by_precision, other.flops_by_precision)
+            },
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -108,6 +124,10 @@ class Measurement:
     formula to how many times it ran. ``world`` is the process group it ran in,
     if any: its FLOPs and communication are one rank's.
 
+    ``bytes_recorded`` is False for a measurement read from a snapshot written
+    before bytes accessed were stored (format 3 and older): its bytes are not
+    known, which is not zero, and it compares on FLOPs alone.
+
     ``tokens`` (from ``flops(model, tokens=N)``) and ``parameters`` (of the
     models passed) are what the step processed and with how many weights: the
     report reads FLOPs per token from them. ``notes`` name the conventions a
@@ -118,6 +138,7 @@ class Measurement:
     modules: Mapping[str, ModuleFlops] = field(default_factory=lambda: {GLOBAL: ModuleFlops()})
     unsupported: Mapping[str, int] = field(default_factory=dict)
     world: World | None = None
+    bytes_recorded: bool = True
     tokens: int | None = field(default=None, compare=False)
     parameters: int | None = field(default=None, compare=False)
     notes: tuple[str, ...] = field(default=(), compare=False)
@@ -156,7 +177,20 @@ class Measurement:
 
     @property
     def by_module(self) -> dict[str, dict[str, int]]:
-        return {path: dict(m.by_op) for path, m in self.modules.items() if path != GLOBAL}
+        """FLOPs by op of each module row that counted some (a row may hold bytes only)."""
+        return {
+            path: dict(m.by_op) for path, m in self.modules.items() if path != GLOBAL and m.by_op
+        }
+
+    @property
+    def bytes_accessed(self) -> int:
+        """Bytes the ops read and wrote in memory, every phase (communication apart)."""
+        return self.modules[GLOBAL].bytes_accessed
+
+    @property
+    def bytes_by_op(self) -> dict[str, int]:
+        """``{"aten.mm": bytes, "aten.add": bytes, ...}``: every op that moved memory."""
+        return dict(self.modules[GLOBAL].bytes_by_op)
 
     @property
     def communication(self) -> dict[str, Traffic]:
@@ -178,18 +212,41 @@ class Measurement:
 
     def without_communication(self) -> Measurement:
         """The same FLOPs, as a snapshot from before communication was recorded holds them."""
+        modules = {path: replace(m, communication={}) for path, m in self.modules.items()}
+        return replace(self, modules=modules, world=None)
+
+    def without_bytes(self) -> Measurement:
+        """The same FLOPs with bytes not recorded, as a snapshot from before bytes were
+        stored holds them (so without the rows of modules that only moved bytes)."""
         modules = {
             path: ModuleFlops(
-                forward=m.forward, backward=m.backward, by_op=m.by_op, recompute=m.recompute
+                forward=m.forward,
+                backward=m.backward,
+                recompute=m.recompute,
+                by_op=m.by_op,
+                communication=m.communication,
             )
             for path, m in self.modules.items()
+            if path == GLOBAL or m.by_op or m.communication
         }
-        return replace(self, modules=modules, world=None)
+        return replace(self, modules=modules, bytes_recorded=False)
+
+    def roofline(self, gpu: str | Gpu, *, module: str = GLOBAL) -> Roofline:
+        """The roofline time of this measurement (or of one ``module`` row) on ``gpu``, a
+        name of :data:`pytest_flops.roofline.GPUS` (another is a ValueError listing them):
+        for comparing two versions of a step, not for predicting wall time."""
+        return row_roofline(self.modules[module], gpu)
 
     def with_recompute_in_backward(self) -> Measurement:
         """The same FLOPs, as a snapshot from before recompute was its own phase holds them."""
         modules = {
-            path: replace(m, backward=m.backward + m.recompute, recompute=0)
+            path: replace(
+                m,
+                backward=m.backward + m.recompute,
+                recompute=0,
+                bytes_backward=m.bytes_backward + m.bytes_recompute,
+                bytes_recompute=0,
+            )
             for path, m in self.modules.items()
         }
         return replace(self, modules=modules)
@@ -203,123 +260,48 @@ class Measurement:
             )
         modules: dict[str, ModuleFlops] = dict(self.modules)
         for path, theirs in other.modules.items():
-            mine = modules.get(path, ModuleFlops())
-            modules[path] = ModuleFlops(
-                forward=mine.forward + theirs.forward,
-                backward=mine.backward + theirs.backward,
-                by_op=_summed(mine.by_op, theirs.by_op, 0),
-                communication=_summed(mine.communication, theirs.communication, Traffic()),
-                recompute=mine.recompute + theirs.recompute,
-            )
+            modules[path] = modules.get(path, ModuleFlops()) + theirs
         return Measurement(
             modules=modules,
             unsupported=_summed(self.unsupported, other.unsupported, 0),
             world=self.world or other.world,
+            bytes_recorded=self.bytes_recorded and other.bytes_recorded,
             tokens=_summed_tokens(self.tokens, other.tokens),
             parameters=_same_parameters(self.parameters, other.parameters),
         )
 
-    # -- diff -----------------------------------------------------------------
-
     def diff(self, after: Measurement) -> MeasurementDiff:
         """What changed going from ``self`` (the stored baseline) to ``after``."""
-        rows: list[DiffRow] = []
-        for path in _ordered_union(self.modules, after.modules):
-            before_mod = self.modules.get(path, ModuleFlops())
-            after_mod = after.modules.get(path, ModuleFlops())
-            for op in _ordered_union(before_mod.by_op, after_mod.by_op):
-                old, new = before_mod.by_op.get(op, 0), after_mod.by_op.get(op, 0)
-                if old != new:
-                    rows.append(DiffRow(module=path, op=op, before=old, after=new))
-            for op in _ordered_union(before_mod.communication, after_mod.communication):
-                old_traffic = before_mod.communication.get(op, Traffic())
-                new_traffic = after_mod.communication.get(op, Traffic())
-                for unit in ("bytes", "calls"):
-                    old, new = getattr(old_traffic, unit), getattr(new_traffic, unit)
-                    if old != new:
-                        rows.append(DiffRow(module=path, op=op, before=old, after=new, unit=unit))
+        rows = [
+            row
+            for path in _ordered_union(self.modules, after.modules)
+            for row in _row_changes(
+                path, self.modules.get(path, ModuleFlops()), after.modules.get(path, ModuleFlops())
+            )
+        ]
         rows.sort(
-            key=lambda row: (row.unit != "FLOP", -abs(row.delta), module_order(row.module), row.op)
+            key=lambda row: (
+                _UNIT_ORDER.get(row.unit, len(_UNIT_ORDER)),
+                -abs(row.delta),
+                module_order(row.module),
+                row.op,
+            )
         )
         return MeasurementDiff(rows=tuple(rows))
 
-    # -- (de)serialization ----------------------------------------------------
-
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict with deterministic key order and exact integers.
+        """A JSON-ready dict with deterministic key order and exact integers
+        (:func:`pytest_flops.codec.measurement_dict`)."""
+        from pytest_flops.codec import measurement_dict
 
-        Communication (per module row), recompute (at the top and per module
-        row) and the world appear only where there are some, so a single-device
-        measurement without checkpoints reads as it always did. ``tokens`` and
-        ``parameters`` are not counts and are left out: records carry them.
-        """
-        data: dict[str, Any] = {
-            "total": self.total,
-            "forward": self.forward,
-            "backward": self.backward,
-            **({"recompute": self.recompute} if self.recompute else {}),
-            "modules": {
-                path: _module_dict(counts)
-                for path, counts in sorted(self.modules.items(), key=_module_sort_key)
-            },
-            "unsupported": dict(sorted(self.unsupported.items())),
-        }
-        if self.world is not None:
-            data["world"] = self.world.to_dict()
-        return data
+        return measurement_dict(self)
 
     @classmethod
     def from_dict(cls, data: object, *, where: str) -> Measurement:
         """Parse :meth:`to_dict` output; ``where`` names the source in errors."""
-        obj = expect_mapping(data, where)
-        expect_keys(
-            obj,
-            {"total", "forward", "backward", "modules", "unsupported"},
-            where,
-            optional=frozenset({"world"}) | _RECOMPUTE_KEY,
-        )
-        modules: dict[str, ModuleFlops] = {}
-        for path, raw in expect_mapping(obj["modules"], f"{where}: modules").items():
-            at = f"{where}: modules[{path!r}]"
-            entry = expect_mapping(raw, at)
-            expect_keys(
-                entry, {"forward", "backward", "by_op"}, at, optional=_TRAFFIC_KEY | _RECOMPUTE_KEY
-            )
-            modules[path] = ModuleFlops(
-                forward=expect_count(entry["forward"], f"{at}.forward"),
-                backward=expect_count(entry["backward"], f"{at}.backward"),
-                recompute=expect_count(entry.get("recompute", 0), f"{at}.recompute"),
-                by_op={
-                    op: expect_count(v, f"{at}.by_op[{op!r}]")
-                    for op, v in expect_mapping(entry["by_op"], f"{at}.by_op").items()
-                },
-                communication={
-                    op: _traffic(raw_traffic, f"{at}.communication[{op!r}]")
-                    for op, raw_traffic in expect_mapping(
-                        entry.get("communication", {}), f"{at}.communication"
-                    ).items()
-                },
-            )
-        if GLOBAL not in modules:
-            raise SnapshotFormatError(f"{where}: modules has no {GLOBAL!r} entry")
-        unsupported = {
-            op: expect_count(v, f"{where}: unsupported[{op!r}]")
-            for op, v in expect_mapping(obj["unsupported"], f"{where}: unsupported").items()
-        }
-        world = obj.get("world")
-        measurement = cls(
-            modules=modules,
-            unsupported=unsupported,
-            world=None if world is None else World.from_dict(world, where=f"{where}: world"),
-        )
-        for key in ("total", "forward", "backward", "recompute"):
-            stored = expect_count(obj.get(key, 0), f"{where}: {key}")
-            if stored != getattr(measurement, key):
-                raise SnapshotFormatError(
-                    f"{where}: {key} is {stored} but the Global module row says "
-                    f"{getattr(measurement, key)}"
-                )
-        return measurement
+        from pytest_flops.codec import measurement_from_dict
+
+        return measurement_from_dict(data, where=where)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -328,7 +310,7 @@ class DiffRow:
     op: str
     before: int
     after: int
-    unit: str = "FLOP"  # or, for a communication op, "bytes" or "calls"
+    unit: str = "FLOP"  # or BYTES_ACCESSED; for a communication op, "bytes" or "calls"
 
     @property
     def delta(self) -> int:
@@ -340,6 +322,25 @@ class MeasurementDiff:
     """Each (module, operator) count that moved, largest change first."""
 
     rows: tuple[DiffRow, ...]
+
+
+def _row_changes(path: str, before: ModuleFlops, after: ModuleFlops) -> Iterator[DiffRow]:
+    """Each count of one module row that moved: FLOPs, bytes accessed, communication."""
+    for op in _ordered_union(before.by_op, after.by_op):
+        old, new = before.by_op.get(op, 0), after.by_op.get(op, 0)
+        if old != new:
+            yield DiffRow(module=path, op=op, before=old, after=new)
+    for op in _ordered_union(before.bytes_by_op, after.bytes_by_op):
+        old, new = before.bytes_by_op.get(op, 0), after.bytes_by_op.get(op, 0)
+        if old != new:
+            yield DiffRow(module=path, op=op, before=old, after=new, unit=BYTES_ACCESSED)
+    for op in _ordered_union(before.communication, after.communication):
+        old_traffic = before.communication.get(op, Traffic())
+        new_traffic = after.communication.get(op, Traffic())
+        for unit in ("bytes", "calls"):
+            old, new = getattr(old_traffic, unit), getattr(new_traffic, unit)
+            if old != new:
+                yield DiffRow(module=path, op=op, before=old, after=new, unit=unit)
 
 
 def relative_change(before: int, after: int) -> float:
@@ -357,32 +358,7 @@ def relative_text(before: int, after: int) -> str:
     return "from 0" if ratio == float("inf") else f"{ratio:+.2%}"
 
 
-_TRAFFIC_KEY = frozenset({"communication"})
-_RECOMPUTE_KEY = frozenset({"recompute"})
-
-
-def _module_dict(counts: ModuleFlops) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "forward": counts.forward,
-        "backward": counts.backward,
-        **({"recompute": counts.recompute} if counts.recompute else {}),
-        "by_op": dict(sorted(counts.by_op.items())),
-    }
-    if counts.communication:
-        data["communication"] = {
-            op: {"calls": traffic.calls, "bytes": traffic.bytes}
-            for op, traffic in sorted(counts.communication.items())
-        }
-    return data
-
-
-def _traffic(data: object, where: str) -> Traffic:
-    obj = expect_mapping(data, where)
-    expect_keys(obj, {"calls", "bytes"}, where)
-    return Traffic(
-        calls=expect_count(obj["calls"], f"{where}.calls"),
-        bytes=expect_count(obj["bytes"], f"{where}.bytes"),
-    )
+_UNIT_ORDER = {"FLOP": 0, "bytes accessed": 1}  # then communication's bytes and calls
 
 
 def _summed_tokens(a: int | None, b: int | None) -> int | None:
@@ -402,11 +378,6 @@ def _summed(a: Mapping[str, Any], b: Mapping[str, Any], zero: Any) -> dict[str, 
     for key, value in b.items():
         summed[key] = summed.get(key, zero) + value
     return summed
-
-
-def _module_sort_key(item: tuple[str, ModuleFlops]) -> tuple[int, str]:
-    path = item[0]
-    return (0, "") if path == GLOBAL else (1, path)
 
 
 def module_order(path: str) -> tuple[bool, list[str | int]]:

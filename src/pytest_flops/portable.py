@@ -53,12 +53,33 @@ def portable_ops(by_op: Mapping[str, int]) -> dict[str, int]:
 
 
 def portable(measurement: Measurement) -> Measurement:
-    """The same counts with every row's backend kernels under their portable names."""
-    if not any(op in PORTABLE_NAMES for row in measurement.modules.values() for op in row.by_op):
+    """The same counts with every row's backend kernels under their portable names
+    (FLOPs, bytes accessed and FLOPs by precision alike)."""
+    if not any(
+        op in PORTABLE_NAMES
+        for row in measurement.modules.values()
+        for op in (*row.by_op, *row.bytes_by_op, *row.flops_by_precision)
+    ):
         return measurement
     # replace(): every other field (recompute, world, tokens...) stays as it was
     modules = {
-        path: replace(row, by_op=portable_ops(row.by_op))
+        path: replace(
+            row,
+            by_op=portable_ops(row.by_op),
+            bytes_by_op=portable_ops(row.bytes_by_op),
+            flops_by_precision=_portable_precisions(row.flops_by_precision),
+        )
         for path, row in measurement.modules.items()
     }
     return replace(measurement, modules=modules)
+
+
+def _portable_precisions(
+    by_op: Mapping[str, Mapping[str, int]],
+) -> dict[str, dict[str, int]]:
+    named: dict[str, dict[str, int]] = {}
+    for op, precisions in by_op.items():
+        counts = named.setdefault(PORTABLE_NAMES.get(op, op), {})
+        for precision, flops in precisions.items():
+            counts[precision] = counts.get(precision, 0) + flops
+    return named

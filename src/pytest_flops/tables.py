@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 
 def aligned(
@@ -24,3 +24,23 @@ def aligned(
         ).rstrip()
         for row in rows
     ]
+
+
+def flop_table(flop_counts: Mapping[str, Mapping[str, int]], depth: int) -> str:
+    """torch's counter's table: each module row ``depth`` deep at most (``Global`` is 0),
+    its FLOPs and share of the whole, and beneath it its ops, largest first."""
+    total = sum(flop_counts.get("Global", {}).values())
+    rows: list[tuple[str, str, str]] = [("Module", "FLOP", "% Total")]
+    for path, counts in flop_counts.items():
+        level = 0 if path == "Global" else path.count(".") + 1
+        if level > depth:
+            continue
+        flops = sum(counts.values())
+        rows.append((" " * level + path, f"{flops:,}", _percent(flops, total)))
+        for op, op_flops in sorted(counts.items(), key=lambda kv: -kv[1]):
+            rows.append((" " * (level + 2) + op, f"{op_flops:,}", _percent(op_flops, total)))
+    return "\n".join(aligned(rows, right=(False, True, True)))
+
+
+def _percent(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.2f}%" if whole else "0.00%"

@@ -82,8 +82,18 @@ def test_recompute_is_its_own_phase(
         "Global": (FORWARD, BACKWARD, recompute),
         "Sequential": (FORWARD, BACKWARD, recompute),
         "Sequential.0": (LINEAR, 2 * LINEAR, recompute and LINEAR),
+        "Sequential.1": (0, 0, 0),  # the ReLU: bytes accessed only
         "Sequential.2": (LINEAR, 2 * LINEAR, second),
     }
+    # Its (32, 256) fp32 activation is 32,768 bytes: relu reads and writes it (65,536),
+    # again where the checkpoint re-runs it; threshold_backward reads the gradient and
+    # the input and writes the gradient (98,304).
+    relu = measured.modules["Sequential.1"]
+    assert (relu.bytes_forward, relu.bytes_backward, relu.bytes_recompute) == (
+        65_536,
+        98_304,
+        65_536 if recompute else 0,
+    )
     # the op rows hold every phase: addmm forward and recomputed, mm backward
     assert measured.by_op == {"aten.addmm": FORWARD + recompute, "aten.mm": BACKWARD}
 

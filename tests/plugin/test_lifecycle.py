@@ -256,7 +256,7 @@ def test_train(flops, case):
         ("negative", lambda text: text.replace('"total": 1440', '"total": -1440')),
         ("missing key", lambda text: text.replace('"depth": 6,', "")),
         ("not an object", lambda text: f"[{text}]"),
-        ("newer version", lambda text: text.replace('"version": 3', '"version": 99')),
+        ("newer version", lambda text: text.replace('"version": 4', '"version": 99')),
     ]
     for name, damage in damages:
         path = next(folder.glob(f"test_train[[]{name.replace(' ', '_')}]*"))
@@ -280,7 +280,7 @@ def test_train(flops, case):
             "__flops__/test_model.py/test_train[[]not_an_object]~*.flops.json: "
             "expected an object, got list",
             "Cannot read the FLOP snapshot of test_model.py::test_train[[]newer version]: *"
-            "snapshot format version 99 is newer than this pytest-flops reads (version 3)*",
+            "snapshot format version 99 is newer than this pytest-flops reads (version 4)*",
             "Cannot read the FLOP snapshot of test_model.py::test_train[[]copied]: "
             "__flops__/test_model.py/test_train[[]copied].flops.json: holds the snapshot of test "
             "'test_train[[]fine]', not of 'test_train[[]copied]'",

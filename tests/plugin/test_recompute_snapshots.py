@@ -167,8 +167,8 @@ def test_a_version_2_file_passes_until_the_recompute_changes(pytester: pytest.Py
 
 def test_a_recompute_the_rows_do_not_add_up_to_is_an_error_naming_it() -> None:
     text = snapshot(mlp(recomputed_linears=1)).to_text()
-    # the measurement's own "recompute", just before its "modules"
-    top = f'"recompute": {LINEAR},\n      "modules"'
+    # the measurement's own "recompute", just before its bytes and "modules"
+    top = f'"recompute": {LINEAR},\n      "bytes_accessed"'
     assert text.count(top) == 1
     edited = text.replace(top, top.replace(str(LINEAR), "1"))
     with pytest.raises(

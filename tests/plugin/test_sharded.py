@@ -40,7 +40,7 @@ def test_communication_is_stored_and_gated_like_flops(pytester: pytest.Pytester)
     pytester.makepyfile(test_tp=TP_MLP.format(shard_second=True))
     pytester.runpytest("--flops-update").assert_outcomes(passed=1)
     document = stored(pytester, "test_tp.py")["test_tp_mlp"]
-    assert document["version"] == 3
+    assert document["version"] == 4
     default = document["measurements"]["default"]
     assert default["total"] == 327_680  # 4-way TP: a quarter of the MLP's 1,310,720
     assert default["world"] == {"rank": 0, "size": 4, "mesh": {"dim0": 4}}
@@ -97,7 +97,7 @@ def test_snapshots_from_before_communication_was_recorded_still_pass(
     result.assert_outcomes(passed=1)
     assert path.read_bytes() == version_1
     pytester.runpytest("--flops-update").assert_outcomes(passed=1)
-    assert json.loads(path.read_text())["version"] == 3  # rewritten with its communication
+    assert json.loads(path.read_text())["version"] == 4  # rewritten with its communication
 
 
 def test_a_communication_budget(pytester: pytest.Pytester) -> None:

@@ -1,9 +1,20 @@
 """The comparison's pure decision: what a test's counts against its snapshot and budget conclude."""
 
+from dataclasses import replace
+from typing import Any
+
 import pytest
 import torch
 
-from pytest_flops import FlopCounterMode, Measurement, ModuleFlops, SnapshotFormatError, Status
+from pytest_flops import (
+    FlopCounterMode,
+    Measurement,
+    ModuleFlops,
+    SnapshotFormatError,
+    Status,
+    Traffic,
+    World,
+)
 from pytest_flops.plugin.marks import Budget, limit_flops
 from pytest_flops.plugin.settings import DEFAULT_DEPTH
 from pytest_flops.plugin.verdict import Verdict, judge
@@ -362,11 +373,78 @@ def test_a_snapshot_of_the_old_default_depth_passes_and_is_deepened_by_update() 
     llama = hf_models(wide_layer=False)["llama"]
     current = forward_counts(llama)
     old = current.at_depth(3)  # as stored when the default was 3
-    assert old.depth == 3 and len(old.measurements["default"].modules) == 4
+    # 4 rows that count FLOPs, and 3 that only move bytes: embed_tokens, norm, rotary_emb
+    assert old.depth == 3 and len(old.measurements["default"].modules) == 4 + 3
     verdict = decide(current, old)
     assert verdict.failure is None and verdict.statuses == {"default": Status.PASSED}
     updated = decide(current, old, update=True)
     # every row is kept, the deeper ones added: 4 + 2 layers x 10 rows (the layer,
-    # self_attn and its 4 projections, mlp and its 3) = 24 module rows
-    assert updated.write == current and len(current.measurements["default"].modules) == 24
+    # self_attn and its 4 projections, mlp and its 3) = 24 rows that count FLOPs, and 11
+    # that only move bytes: the 3 above, and per layer its 2 norms, act_fn and the
+    # attention's autograd Function
+    assert updated.write == current and len(current.measurements["default"].modules) == 35
     assert set(old.measurements["default"].modules) < set(current.measurements["default"].modules)
+
+
+# -- what rtol loosens -------------------------------------------------------------------
+
+ROW = ModuleFlops(
+    forward=1_000,
+    by_op={"aten.mm": 1_000},
+    communication={"_c10d_functional.all_reduce": Traffic(calls=2, bytes=4_096)},
+)
+
+
+def loosely(current: Measurement, stored: Measurement) -> Verdict:
+    # rtol = 1: every FLOP count may double, or fall to 0
+    verdict = judge(
+        nodeid="test_models.py::test_a",
+        location=LOCATION,
+        current=snapshot(default=current),
+        stored=snapshot(default=stored),
+        rtol=1.0,
+        update=False,
+        budget=None,
+    )
+    assert verdict is not None
+    return verdict
+
+
+def test_rtol_loosens_flops() -> None:
+    doubled = replace(ROW, forward=2_000, by_op={"aten.mm": 2_000})
+    stored = Measurement(modules={"Global": ROW})
+    assert loosely(Measurement(modules={"Global": doubled}), stored).failure is None
+
+
+@pytest.mark.parametrize(
+    "moved",
+    [
+        # an op that ran no more: its 1,000 FLOPs fall to 0, within rtol = 1
+        {"modules": {"Global": replace(ROW, by_op={"aten.mm": 1_000, "aten.bmm": 0})}},
+        {"modules": {"Global": replace(ROW, by_op={})}},
+        # a collective called once more: as many bytes, one more call
+        {
+            "modules": {
+                "Global": replace(
+                    ROW,
+                    communication={"_c10d_functional.all_reduce": Traffic(calls=3, bytes=4_096)},
+                )
+            }
+        },
+        {"unsupported": {"aten.nonzero": 2}},  # the snapshot's ran once
+        {"world": World(rank=0, size=4)},  # the snapshot's ran on 2
+    ],
+    ids=[
+        "an op appears",
+        "an op vanishes",
+        "one more call",
+        "an uncounted op's calls",
+        "world size",
+    ],
+)
+def test_rtol_never_loosens_calls_the_world_or_which_ops_ran(moved: dict[str, Any]) -> None:
+    stored = Measurement(
+        modules={"Global": ROW}, unsupported={"aten.nonzero": 1}, world=World(rank=0, size=2)
+    )
+    verdict = loosely(replace(stored, **moved), stored)
+    assert verdict.statuses == {"default": Status.CHANGED}

@@ -179,7 +179,9 @@ def test_every_truncation_of_a_valid_file_is_reported() -> None:
 def test_every_single_mutation_of_a_count_is_caught() -> None:
     # Each count, replaced alone by a wrong value, gives the error naming its place.
     counts = [path for path in VALID_PATHS if type(parent_of(VALID_DATA, path)[path[-1]]) is int]
-    assert len(counts) == 1 + 1 + 2 * (3 + 2 * (2 + 2) + 1)  # version, depth, per measurement
+    # version, depth, per measurement: total, forward, backward, bytes_accessed, per row
+    # forward, backward, two ops and the bytes' forward and backward, and one unsupported op
+    assert len(counts) == 1 + 1 + 2 * (3 + 1 + 2 * (2 + 2 + 2) + 1)
     for path in counts:
         for wrong in (-1, "720", 720.0, True, None):
             data = copy.deepcopy(VALID_DATA)

@@ -331,25 +331,26 @@ class Format3Measurement(Measurement):
     """A measurement as a newer format may store it: counts beside total, forward, backward."""
 
     recompute: int = 0
-    bytes_accessed: Mapping[str, int] = field(default_factory=dict)
+    bytes_moved: Mapping[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             **super().to_dict(),
             "recompute": self.recompute,
-            "bytes": dict(self.bytes_accessed),
+            "bytes": dict(self.bytes_moved),
         }
 
 
 def test_counts_a_newer_format_stores_are_compared_and_shown() -> None:
     rows = linear_measurement(NET_ROWS).modules
-    before = Format3Measurement(modules=rows, recompute=50, bytes_accessed={"read": 4000})
-    after = Format3Measurement(modules=rows, recompute=100, bytes_accessed={"read": 6000})
+    before = Format3Measurement(modules=rows, recompute=50, bytes_moved={"read": 4000})
+    after = Format3Measurement(modules=rows, recompute=100, bytes_moved={"read": 6000})
     assert quantities(after) == {
         "total": 450,
         "forward": 150,
         "backward": 300,
         "recompute": 100,
+        "bytes_accessed": 0,  # built by hand: no bytes moved
         "bytes.read": 6000,
     }
     change = measurement_change("t.py::test_net", "default", before, after)
@@ -358,14 +359,16 @@ def test_counts_a_newer_format_stores_are_compared_and_shown() -> None:
         base=revision, head=revision, changed=(change,), added=(), removed=(), unchanged=0
     )
     # the same FLOPs, recompute 50 -> 100 (+100%), bytes read 4 kB -> 6 kB (+50%)
-    assert diff_lines(comparison)[3:10] == [
+    # (and this version's bytes accessed, 0 in measurements built by hand)
+    assert diff_lines(comparison)[3:11] == [
         "t.py::test_net: 450 FLOP -> 450 FLOP, 0 (0%)",
-        "                before     after    change  rel. change",
-        "  total       450 FLOP  450 FLOP         0           0%",
-        "  forward     150 FLOP  150 FLOP         0           0%",
-        "  backward    300 FLOP  300 FLOP         0           0%",
-        "  recompute    50 FLOP  100 FLOP  +50 FLOP     +100.00%",
-        "  bytes.read      4 kB      6 kB     +2 kB      +50.00%",
+        "                    before     after    change  rel. change",
+        "  total           450 FLOP  450 FLOP         0           0%",
+        "  forward         150 FLOP  150 FLOP         0           0%",
+        "  backward        300 FLOP  300 FLOP         0           0%",
+        "  recompute        50 FLOP  100 FLOP  +50 FLOP     +100.00%",
+        "  bytes_accessed       0 B       0 B         0           0%",
+        "  bytes.read          4 kB      6 kB     +2 kB      +50.00%",
     ]
 
 

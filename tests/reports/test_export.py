@@ -56,9 +56,16 @@ def test_json_report_numbers() -> None:
     assert grew["status"] == "changed"
     assert (grew["total"], grew["forward"], grew["backward"]) == (840, 280, 560)
     assert grew["by_op"] == {"aten.mm": 840}
+    # a measurement built by hand moves no bytes: recorded as 0
     assert grew["by_module"] == {
-        "Net.fc": {"forward": 280, "backward": 560, "by_op": {"aten.mm": 840}}
+        "Net.fc": {
+            "forward": 280,
+            "backward": 560,
+            "by_op": {"aten.mm": 840},
+            "bytes": {"forward": 0, "backward": 0, "by_op": {}},
+        }
     }
+    assert grew["bytes_accessed"] == 0
     assert grew["unsupported"] == {}
     assert grew["snapshot"]["total"] == 720
     assert grew["snapshot"]["by_module"]["Net.fc"]["by_op"] == {"aten.mm": 720}

@@ -154,11 +154,35 @@ def check_json_export(document: dict[str, Any]) -> None:
     assert linear["status"] == "changed"
     assert (linear["total"], linear["forward"], linear["backward"]) == (560, 280, 280)
     assert linear["by_op"] == {"aten.addmm": 280, "aten.mm": 280}
+    # bytes, fp32: addmm reads the bias (7*4 = 28), x (4*5*4 = 80) and W (5*7*4 = 140)
+    # and writes 4*7*4 = 112: 360. Backward, the sum's gradient is a scalar expanded
+    # (stride 0: 4 bytes): grad W = gradᵀ @ x reads 4 + 80 and writes 140 (224), grad
+    # bias sums it: reads 4, writes 28 (32)
     assert linear["by_module"] == {
-        "Linear": {"forward": 280, "backward": 280, "by_op": {"aten.addmm": 280, "aten.mm": 280}}
+        "Linear": {
+            "forward": 280,
+            "backward": 280,
+            "by_op": {"aten.addmm": 280, "aten.mm": 280},
+            "bytes": {
+                "forward": 360,
+                "backward": 256,
+                "by_op": {"aten.addmm": 360, "aten.mm": 224, "aten.sum": 32},
+            },
+            "flops_by_precision": {"aten.addmm": {"fp32": 280}, "aten.mm": {"fp32": 280}},
+        }
     }
     assert linear["unsupported"] == {}
-    assert linear["snapshot"] == {
+    snapshot = dict(linear["snapshot"])
+    # width 6: addmm 24 + 80 + 120 + 96 = 320; mm 4 + 80 + 120 = 204; sum 4 + 24 = 28
+    assert snapshot["by_module"]["Linear"].pop("bytes") == {
+        "forward": 320,
+        "backward": 232,
+        "by_op": {"aten.addmm": 320, "aten.mm": 204, "aten.sum": 28},
+    }
+    del snapshot["by_module"]["Linear"]["flops_by_precision"]
+    for key in ("bytes_accessed", "bytes", "flops_by_precision"):
+        del snapshot[key]
+    assert snapshot == {
         "total": 480,
         "forward": 240,
         "backward": 240,
@@ -175,7 +199,14 @@ def check_json_export(document: dict[str, Any]) -> None:
         "communication": {},  # a single process: no collectives
         "world": None,
     }
-    assert linear["delta"] == {
+    delta = dict(linear["delta"])
+    moved_bytes = [change for change in delta["changes"] if change["unit"] == "bytes accessed"]
+    assert {(change["module"], change["op"]) for change in moved_bytes} >= {
+        ("Linear", "aten.addmm"),
+        ("Linear", "aten.mm"),
+    }
+    delta["changes"] = [change for change in delta["changes"] if change not in moved_bytes]
+    assert delta == {
         "total": 80,
         "forward": 40,
         "backward": 40,

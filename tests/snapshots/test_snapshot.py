@@ -107,9 +107,9 @@ def test_text_round_trips_exact_integers() -> None:
     [
         ('{"version": 1, "test": "t", "dep', "not valid JSON"),
         ("[]", "expected an object, got list"),
-        ('{"version": 4, "test": "t", "depth": 3, "measurements": {}}', "version 4 is newer"),
-        ('{"version": "2", "test": "t", "depth": 3, "measurements": {}}', "version 3, got '2'"),
-        ('{"version": 0, "test": "t", "depth": 3, "measurements": {}}', "version 3, got 0"),
+        ('{"version": 5, "test": "t", "depth": 3, "measurements": {}}', "version 5 is newer"),
+        ('{"version": "2", "test": "t", "depth": 3, "measurements": {}}', "version 4, got '2'"),
+        ('{"version": 0, "test": "t", "depth": 3, "measurements": {}}', "version 4, got 0"),
         ('{"version": 1, "test": "t", "measurements": {}}', "missing key(s) depth"),
         ('{"version": 1, "test": 5, "depth": 3, "measurements": {}}', "test: expected a string"),
         ('{"version": 1, "test": "t", "depth": -1, "measurements": {}}', "depth: expected a non"),

@@ -203,6 +203,16 @@ class Flops:
         return self.measurement.by_module
 
     @property
+    def bytes_accessed(self) -> int:
+        """Bytes the measured ops read and wrote in memory, every phase."""
+        return self.measurement.bytes_accessed
+
+    @property
+    def bytes_by_op(self) -> dict[str, int]:
+        """``{"aten.mm": bytes, "aten.add": bytes, ...}``: every op that moved memory."""
+        return self.measurement.bytes_by_op
+
+    @property
     def unsupported(self) -> dict[str, int]:
         """Operators that ran with no FLOP formula, and how many times."""
         return dict(self.measurement.unsupported)

@@ -116,10 +116,13 @@ def _cpu_flash_attention_on_meta(
     if choice != SDPBackend.FLASH_ATTENTION.value:
         return None
     if attn_mask is not None and attn_mask.dtype == torch.bool:
-        # as SDPA does before calling a fused kernel: True keeps, False masks out
-        attn_mask = torch.zeros_like(attn_mask, dtype=query.dtype).masked_fill(
-            attn_mask.logical_not(), float("-inf")
+        # as SDPA does before calling a fused kernel, with the same ops (so the same
+        # bytes accessed): True keeps, False masks out
+        keep, drop = (
+            torch.scalar_tensor(value, dtype=query.dtype, device=query.device)
+            for value in (0.0, float("-inf"))
         )
+        attn_mask = torch.where(attn_mask, keep, drop)
     out, _logsumexp = aten._scaled_dot_product_flash_attention_for_cpu(
         query, key, value, dropout_p, is_causal, attn_mask=attn_mask, scale=scale
     )

@@ -93,12 +93,15 @@ def judge_attempt(
     ):
         # a measurement not taken this time keeps its baseline
         current, attempt.kept = _with_kept(current, stored)
+    bytes_rtol, compare_bytes = settings.bytes_comparison(plan.marks.comparison)
     verdict = judge(
         nodeid=nodeid,
         location=shown(baseline.found.location),
         current=current,
         stored=stored,
         rtol=baseline.rtol,
+        bytes_rtol=bytes_rtol,
+        compare_bytes=compare_bytes,
         # a test that stopped measuring is stale under --flops-prune, not a failure
         update=settings.update or (settings.prune and current is None),
         budget=plan.marks.budget,

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import pytest
 
 from pytest_flops.measurement import Measurement
+from pytest_flops.roofline import gpu as known_gpu
 from pytest_flops.units import (
     ByteSize,
     FlopAmount,
@@ -47,16 +48,18 @@ __all__ = [
 class BudgetExceeded:
     """The limits a measurement went over."""
 
-    overruns: tuple[tuple[str, int, int], ...]  # (what, used, limit)
+    overruns: tuple[tuple[str, float, float], ...]  # (what, used, limit)
 
     @property
     def long_repr(self) -> str:
         lines = []
         for what, used, limit in self.overruns:
-            if what == "communication":
+            if what in {"communication", "bytes accessed"}:
                 used_text, limit_text = f"{used:,} bytes", f"{limit:,} bytes"
+            elif what.startswith("roofline"):
+                used_text, limit_text = _format_seconds(used), _format_seconds(limit)
             else:
-                used_text, limit_text = format_pair(used, limit)
+                used_text, limit_text = format_pair(int(used), int(limit))
             label = "" if what == "total" else f"{what}: "
             lines.append(f"{label}used {used_text}, limit {limit_text}")
         return "\n".join(lines)
@@ -70,16 +73,24 @@ class Budget:
     forward: int | None
     backward: int | None
     communication: int | None = None  # bytes
+    bytes_accessed: int | None = None
+    roofline: float | None = None  # seconds on ``gpu``
+    gpu: str | None = None
 
     def check(self, measurement: Measurement) -> BudgetExceeded | None:
+        limits: list[tuple[str, float, float | None]] = [
+            ("total", measurement.total, self.total),
+            ("forward", measurement.forward, self.forward),
+            ("backward", measurement.backward, self.backward),
+            ("communication", measurement.communication_bytes, self.communication),
+            ("bytes accessed", measurement.bytes_accessed, self.bytes_accessed),
+        ]
+        if self.roofline is not None and self.gpu is not None:
+            seconds = measurement.roofline(self.gpu).seconds
+            limits.append((f"roofline on {self.gpu}", seconds, self.roofline))
         overruns = tuple(
             (what, used, limit)
-            for what, used, limit in (
-                ("total", measurement.total, self.total),
-                ("forward", measurement.forward, self.forward),
-                ("backward", measurement.backward, self.backward),
-                ("communication", measurement.communication_bytes, self.communication),
-            )
+            for what, used, limit in limits
             if limit is not None and used > limit
         )
         return BudgetExceeded(overruns=overruns) if overruns else None
@@ -98,6 +109,10 @@ class Budget:
         ]
         if self.communication is not None:
             parts.append(f"communication {format_bytes(self.communication)}")
+        if self.bytes_accessed is not None:
+            parts.append(f"bytes accessed {format_bytes(self.bytes_accessed)}")
+        if self.roofline is not None:
+            parts.append(f"roofline {_format_seconds(self.roofline)} on {self.gpu}")
         return ", ".join(parts)
 
 
@@ -107,6 +122,8 @@ class Comparison:
 
     rtol: float | None = None
     depth: int | None = None
+    bytes: bool | None = None  # False: bytes accessed are not compared
+    bytes_rtol: float | None = None
 
 
 def limit_flops(
@@ -115,26 +132,50 @@ def limit_flops(
     forward: FlopAmount | None = None,
     backward: FlopAmount | None = None,
     communication: ByteSize | None = None,
+    bytes_accessed: ByteSize | None = None,
+    roofline: str | float | None = None,
+    gpu: str | None = None,
 ) -> Budget:
     """``@pytest.mark.limit_flops("4 GFLOP", forward=..., backward=..., communication="64 MB")``.
 
-    ``communication`` limits the bytes of every collective the test ran.
+    ``communication`` limits the bytes of every collective the test ran,
+    ``bytes_accessed`` the bytes its ops read and wrote, and ``roofline`` (``"2 ms"``,
+    or seconds) its roofline time on ``gpu`` (``"h100-sxm"``...).
     """
-    if limit is None and forward is None and backward is None and communication is None:
+    limits = (limit, forward, backward, communication, bytes_accessed, roofline)
+    if all(value is None for value in limits):
         raise ValueError("limit_flops needs a limit, e.g. limit_flops('4 GFLOP')")
+    if (roofline is None) != (gpu is None):
+        raise ValueError("roofline and gpu go together, e.g. roofline='2 ms', gpu='h100-sxm'")
+    if gpu is not None:
+        known_gpu(gpu)  # an unknown name fails at collection, listing the known ones
     return Budget(
         total=_parsed("limit", limit, parse_flops),
         forward=_parsed("forward", forward, parse_flops),
         backward=_parsed("backward", backward, parse_flops),
         communication=_parsed("communication", communication, parse_bytes),
+        bytes_accessed=_parsed("bytes_accessed", bytes_accessed, parse_bytes),
+        roofline=None if roofline is None else _parse_seconds(roofline),
+        gpu=gpu,
     )
 
 
-def flops(*, rtol: float | None = None, depth: int | None = None) -> Comparison:
-    """``@pytest.mark.flops(rtol=0.01, depth=3)``: the test's tolerance and module depth."""
+def flops(
+    *,
+    rtol: float | None = None,
+    depth: int | None = None,
+    bytes: bool | None = None,
+    bytes_rtol: float | None = None,
+) -> Comparison:
+    """``@pytest.mark.flops(rtol=0.01, depth=3, bytes=False)``: the test's tolerances
+    (``bytes_rtol`` for bytes accessed), module depth and whether bytes are compared."""
+    if bytes is not None and not isinstance(bytes, bool):
+        raise ValueError(f"bytes: expected True or False, got {bytes!r}")
     return Comparison(
         rtol=None if rtol is None else parse_rtol(rtol, source="rtol"),
         depth=None if depth is None else parse_depth(depth, source="depth"),
+        bytes=bytes,
+        bytes_rtol=None if bytes_rtol is None else parse_rtol(bytes_rtol, source="bytes_rtol"),
     )
 
 
@@ -163,13 +204,14 @@ class Marker:
 MARKERS: tuple[Marker, ...] = (
     Marker(
         limit_flops,
-        "fail the test when it counts more FLOPs than the limit, e.g. limit_flops('4 GFLOP'). "
-        "Without the flops fixture the whole test call is counted.",
+        "fail the test when it counts more FLOPs than the limit, e.g. limit_flops('4 GFLOP'), "
+        "or more bytes, or a longer roofline time on a GPU. Without the flops fixture the "
+        "whole test call is counted.",
     ),
     Marker(
         flops,
-        "tolerance and module depth of this test's FLOP snapshot comparison; keywords of "
-        "closer markers win.",
+        "tolerances, module depth and bytes gate (bytes=False) of this test's FLOP "
+        "snapshot comparison; keywords of closer markers win.",
     ),
 )
 
@@ -256,6 +298,39 @@ def _parsed(
         return parse(value)
     except ValueError as error:
         raise ValueError(f"{what}: {error}") from None
+
+
+_TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+
+
+def _parse_seconds(value: str | float) -> float:
+    """``"2 ms"``, ``"150 us"`` or a number of seconds, > 0."""
+    problem = f"roofline: expected a time such as '2 ms' or 0.002, got {value!r}"
+    if isinstance(value, bool):
+        raise ValueError(problem)
+    if isinstance(value, str):
+        number, _, unit = value.strip().partition(" ")
+        if unit.strip() not in _TIME_UNITS:
+            raise ValueError(problem)
+        try:
+            seconds = float(number) * _TIME_UNITS[unit.strip()]
+        except ValueError:
+            raise ValueError(problem) from None
+    elif isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        raise ValueError(problem)
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(problem)
+    return seconds
+
+
+def _format_seconds(seconds: float) -> str:
+    """``0.0021`` as ``"2.1 ms"``."""
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds / 1e-9:.3g} ns"
 
 
 def _parameters(function: Callable[..., Any]) -> str:

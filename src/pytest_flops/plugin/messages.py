@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from pytest_flops.measurement import (
+    BYTES_ACCESSED,
     DEFAULT_NAME,
     GLOBAL,
     DiffRow,
@@ -122,13 +123,7 @@ def changes(
                 f"not in the snapshot"
             )
             continue
-        lines = [
-            f"FLOP count changed for {subject}{label}: total {_change(old.total, new.total)}",
-            f"  forward   {_change(old.forward, new.forward)}",
-            f"  backward  {_change(old.backward, new.backward)}",
-        ]
-        if old.recompute or new.recompute:
-            lines.append(f"  recompute {_change(old.recompute, new.recompute)}")
+        lines = _totals(f"{subject}{label}", old, new)
         if old.communication or new.communication:
             lines.append(
                 f"  comm      {_change(old.communication_bytes, new.communication_bytes, 'bytes')}"
@@ -140,6 +135,26 @@ def changes(
         lines += _diff_table(old, new)
         sections.append("\n".join(lines))
     return sections
+
+
+def _totals(subject: str, old: Measurement, new: Measurement) -> list[str]:
+    """The header of a change: FLOPs and their phases, or the bytes where the FLOPs held."""
+    moved_bytes = _change(old.bytes_accessed, new.bytes_accessed, "bytes")
+    if old.without_bytes() == new.without_bytes():
+        return [
+            f"Bytes accessed changed for {subject}: {moved_bytes}",
+            f"  FLOP      {_change(old.total, new.total)}",
+        ]
+    lines = [
+        f"FLOP count changed for {subject}: total {_change(old.total, new.total)}",
+        f"  forward   {_change(old.forward, new.forward)}",
+        f"  backward  {_change(old.backward, new.backward)}",
+    ]
+    if old.recompute or new.recompute:
+        lines.append(f"  recompute {_change(old.recompute, new.recompute)}")
+    if old.bytes_accessed or new.bytes_accessed:
+        lines.append(f"  bytes     {moved_bytes}")
+    return lines
 
 
 def summary_lines(
@@ -202,6 +217,9 @@ def _diff_table(before: Measurement, after: Measurement) -> list[str]:
     it is named in one line below the table instead of repeating their rows.
     """
     origins = _origin_rows(before, after)
+    if any(row.unit != BYTES_ACCESSED for row in origins):
+        # the FLOP rows point at the cause; the bytes' total is in the header
+        origins = [row for row in origins if row.unit != BYTES_ACCESSED]
     rows: list[tuple[str, ...]] = [
         (
             row.module,
@@ -229,7 +247,9 @@ def _diff_table(before: Measurement, after: Measurement) -> list[str]:
     lines = ["", "  the change starts in (each module without its submodules):"]
     lines += [f"  {line}" for line in table]
     starts = {row.module for row in origins}
-    summing = sorted({row.module for row in before.diff(after).rows} - starts, key=module_order)
+    units = {row.unit for row in origins}
+    moved = {row.module for row in before.diff(after).rows if row.unit in units}
+    summing = sorted(moved - starts, key=module_order)
     if summing:
         lines.append(f"  and the sums of these rows: {', '.join(summing)}")
     return lines
@@ -257,6 +277,7 @@ def _own_counts(measurement: Measurement) -> dict[str, dict[tuple[str, str], int
     counts: dict[str, dict[tuple[str, str], int]] = {}
     for path, row in measurement.modules.items():
         numbers = {(op, "FLOP"): flops for op, flops in row.by_op.items()}
+        numbers |= {(op, BYTES_ACCESSED): size for op, size in row.bytes_by_op.items()}
         for op, traffic in row.communication.items():
             numbers[op, "bytes"] = traffic.bytes
             numbers[op, "calls"] = traffic.calls

@@ -14,7 +14,7 @@ from typing import Literal, TypeVar
 
 import pytest
 
-from pytest_flops.plugin.marks import parse_depth, parse_rtol
+from pytest_flops.plugin.marks import Comparison, parse_depth, parse_rtol
 
 # GPT2LMHeadModel.transformer.h.0.mlp.c_fc and LlamaForCausalLM.model.layers.0.mlp.up_proj
 # are 6 deep: a change in one projection of a stock Hugging Face model names it
@@ -36,6 +36,8 @@ class Settings:
     report_json: Path | None = None
     report_md: Path | None = None
     report_html: Path | None = None
+    bytes_gate: bool = True  # compare bytes accessed
+    bytes_rtol: float | None = None  # None: rtol's
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
@@ -48,11 +50,26 @@ class Settings:
             report_json=_path(config, "flops_report_json"),
             report_md=_path(config, "flops_report_md"),
             report_html=_path(config, "flops_report_html"),
+            bytes_gate=_bytes_gate(config),
+            bytes_rtol=_value_or_ini(config, "flops_bytes_rtol", parse_rtol, None, kind="float"),
         )
+
+    def bytes_comparison(self, chosen: Comparison) -> tuple[float | None, bool]:
+        """The tolerance of bytes (None: the FLOPs') and whether bytes accessed are
+        compared, for a test whose ``@pytest.mark.flops`` chose ``chosen``."""
+        rtol = self.bytes_rtol if chosen.bytes_rtol is None else chosen.bytes_rtol
+        return rtol, self.bytes_gate if chosen.bytes is None else chosen.bytes
 
 
 def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("flops", "FLOP-count snapshots (pytest-flops)")
+    _add_gate_options(group)
+    _add_report_options(group)
+    _add_ini_keys(parser)
+
+
+def _add_gate_options(group: pytest.OptionGroup) -> None:
+    """What is written, removed, and compared how."""
     group.addoption(
         "--flops-update",
         action="store_true",
@@ -86,6 +103,24 @@ def add_options(parser: pytest.Parser) -> None:
         f"default {DEFAULT_DEPTH}).",
     )
     group.addoption(
+        "--flops-bytes",
+        choices=("on", "off"),
+        default=None,
+        help="Compare bytes accessed with the snapshot (on, the default) or not (off: "
+        "still stored) (ini: flops_bytes).",
+    )
+    group.addoption(
+        "--flops-bytes-rtol",
+        metavar="R",
+        type=_command_line(parse_rtol),
+        default=None,
+        help="Relative tolerance of bytes-accessed comparisons (ini: flops_bytes_rtol; "
+        "default: the FLOP tolerance).",
+    )
+
+
+def _add_report_options(group: pytest.OptionGroup) -> None:
+    group.addoption(
         "--flops-report",
         action="store_true",
         default=False,
@@ -109,6 +144,21 @@ def add_options(parser: pytest.Parser) -> None:
         default=None,
         help="Write the FLOPs report to PATH as one self-contained HTML page, with an "
         "icicle of each measured test's module tree.",
+    )
+
+
+def _add_ini_keys(parser: pytest.Parser) -> None:
+    parser.addini(
+        "flops_bytes",
+        "Compare bytes accessed with the snapshot (default true).",
+        type="bool",
+        default=None,
+    )
+    parser.addini(
+        "flops_bytes_rtol",
+        "Relative tolerance of bytes-accessed comparisons (default: flops_rtol's).",
+        type="float",
+        default=None,
     )
     parser.addini(
         "flops_rtol",
@@ -153,6 +203,20 @@ def _value_or_ini(
         return parse(raw, source=f"ini option {name}")
     except ValueError as error:
         raise pytest.UsageError(str(error)) from None
+
+
+def _bytes_gate(config: pytest.Config) -> bool:
+    """``--flops-bytes=on|off``, else the ini key ``flops_bytes``, else on."""
+    value = config.getoption("flops_bytes")
+    if value is not None:
+        return bool(value == "on")
+    try:
+        raw = config.getini("flops_bytes")
+    except (TypeError, ValueError, pytest.UsageError) as error:
+        raise pytest.UsageError(
+            f"ini option flops_bytes: expected true or false ({error})"
+        ) from None
+    return True if raw is None else bool(raw)
 
 
 def _command_line(parse: Callable[..., T]) -> Callable[[str], T]:

@@ -8,7 +8,7 @@ status, the failure (if any) and what ``--flops-update`` should store.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pytest_flops.measurement import DEFAULT_NAME, Measurement
 from pytest_flops.plugin import messages
@@ -44,15 +44,14 @@ def judge(
     update: bool,
     budget: Budget | None,
     must_write: bool = False,
+    bytes_rtol: float | None = None,
+    compare_bytes: bool = True,
 ) -> Verdict | None:
-    """Compare a test's counts with its stored snapshot; None if there is nothing to say.
-
-    ``current`` is None when the test measured nothing. ``location`` is the
-    snapshot's path as shown to the user. Under ``update`` a test passes and
-    its snapshot is (re)written when its text differs (or ``must_write``: it
-    moves to a new place), unless the test went over budget: then it fails and
-    nothing is written.
-    """
+    """Compare a test's counts (None: it measured nothing) with its stored snapshot (at
+    ``location``); None if there is nothing to say. ``rtol`` loosens FLOPs, ``bytes_rtol``
+    (else ``rtol``) bytes; calls, the world and which ops ran compare exactly, and
+    ``compare_bytes=False`` leaves bytes accessed out. Under ``update`` a snapshot whose
+    text differs (or ``must_write``: it moves) is rewritten, unless over budget."""
     # --flops-update rewrites a file with backend kernel names (from before they were
     # portable): it is compared, and reported, under the portable names
     as_stored = stored if isinstance(stored, FlopsSnapshot) else None
@@ -61,13 +60,12 @@ def judge(
         return _measured_nothing(nodeid, location, stored, update=update)
     budget_text = None if budget is None else budget.text
     exceeded = None if budget is None else budget.check(_sum(current))
-    # compared at the shallower of the two depths (a snapshot stored with another one)
-    compared = None if baseline is None else comparable(baseline, current)
-    changed, missing = (set(), set()) if compared is None else _changes(*compared, rtol)
-    measurements = {
-        **current.measurements,
-        **{name: Measurement() for name in missing},
-    }
+    compared = (
+        None if baseline is None else comparable(baseline, current, bytes_compared=compare_bytes)
+    )
+    tolerance = _Tolerance(flops=rtol, bytes=rtol if bytes_rtol is None else bytes_rtol)
+    changed, missing = (set(), set()) if compared is None else _changes(*compared, tolerance)
+    measurements = {**current.measurements, **dict.fromkeys(missing, Measurement())}
     if exceeded is not None:
         problems: list[str | None] = [messages.budget_exceeded(nodeid, exceeded)]
         if not update:
@@ -78,41 +76,62 @@ def judge(
             statuses=dict.fromkeys(measurements, Status.OVER_BUDGET),
             measurements=measurements,
             baseline=baseline,
-            failure="\n\n".join(problem for problem in problems if problem),
+            failure="\n\n".join(filter(None, problems)),
             budget=budget_text,
         )
     # a newer pytest-flops wrote it: rewriting it would drop what that version stores
     if update and not isinstance(stored, NewerSnapshotFormatError):
         written = must_write or as_stored is None or as_stored.to_text() != current.to_text()
-        return Verdict(
-            statuses={
-                **{name: _updated_status(name, baseline, current) for name in current.measurements},
-                **dict.fromkeys(missing, Status.REMOVED),
-            },
-            measurements=measurements,
-            baseline=baseline,
+        return replace(
+            _updated(baseline, current, measurements, missing),
             write=current if written else None,
             budget=budget_text,
         )
-    if baseline is None:
-        status = Status.NO_SNAPSHOT if stored is None else Status.INVALID_SNAPSHOT
-        statuses = dict.fromkeys(measurements, status)
-    else:
-        statuses = {
-            name: Status.MISSING
-            if name in missing
-            else Status.CHANGED
-            if name in changed
-            else Status.PASSED
-            for name in measurements
-        }
     return Verdict(
-        statuses=statuses,
+        statuses=_compared_statuses(stored, baseline, measurements, changed, missing),
         measurements=measurements,
         baseline=baseline,
         failure=_snapshot_problem(nodeid, location, current, stored, compared, changed | missing),
         budget=budget_text,
     )
+
+
+def _updated(
+    baseline: FlopsSnapshot | None,
+    current: FlopsSnapshot,
+    measurements: Mapping[str, Measurement],
+    missing: set[str],
+) -> Verdict:
+    """What --flops-update decides for a test within budget (what it writes apart)."""
+    return Verdict(
+        statuses={
+            **{name: _updated_status(name, baseline, current) for name in current.measurements},
+            **dict.fromkeys(missing, Status.REMOVED),
+        },
+        measurements=measurements,
+        baseline=baseline,
+    )
+
+
+def _compared_statuses(
+    stored: Stored,
+    baseline: FlopsSnapshot | None,
+    measurements: Mapping[str, Measurement],
+    changed: set[str],
+    missing: set[str],
+) -> dict[str, Status]:
+    """Each measurement's status, compared with the snapshot (no update, within budget)."""
+    if baseline is None:
+        status = Status.NO_SNAPSHOT if stored is None else Status.INVALID_SNAPSHOT
+        return dict.fromkeys(measurements, status)
+    return {
+        name: Status.MISSING
+        if name in missing
+        else Status.CHANGED
+        if name in changed
+        else Status.PASSED
+        for name in measurements
+    }
 
 
 def judge_budget(nodeid: str, measurement: Measurement, budget: Budget) -> Verdict:
@@ -163,17 +182,40 @@ def _updated_status(name: str, baseline: FlopsSnapshot | None, current: FlopsSna
     return Status.PASSED if before == current.measurements[name].to_dict() else Status.UPDATED
 
 
+@dataclass(frozen=True, kw_only=True)
+class _Tolerance:
+    """How far each kind of number may move, relative to the baseline's."""
+
+    flops: float
+    bytes: float
+
+    def of(self, kind: str) -> float:
+        if kind in _FLOP_KINDS:
+            return self.flops
+        return self.bytes if kind in _BYTE_KINDS else 0.0
+
+
+_FLOP_KINDS = frozenset({"module", "op"})
+_BYTE_KINDS = frozenset({"module bytes", "bytes accessed", "bytes"})
+_OP_KINDS = frozenset({"op", "bytes accessed", "bytes", "calls", "unsupported", "world"})
+"""Numbers that exist only where their op ran (or their world was): one that appears or
+goes missing is a change, whatever the tolerance."""
+
+
 def _changes(
-    before_all: FlopsSnapshot, after_all: FlopsSnapshot, rtol: float
+    before_all: FlopsSnapshot, after_all: FlopsSnapshot, tolerance: _Tolerance
 ) -> tuple[set[str], set[str]]:
-    """Names whose numbers moved beyond ``rtol`` or that are new, and names that went missing."""
+    """Names whose numbers moved beyond their tolerance or that are new, and names that
+    went missing."""
     changed = set(after_all.measurements) - set(before_all.measurements)
     missing = set(before_all.measurements) - set(after_all.measurements)
     for name in set(before_all.measurements) & set(after_all.measurements):
         before = _numbers(before_all.measurements[name])
         after = _numbers(after_all.measurements[name])
-        if any(
-            abs(after.get(key, 0) - before.get(key, 0)) > rtol * before.get(key, 0)
+        if {key for key in before if key[0] in _OP_KINDS} != {
+            key for key in after if key[0] in _OP_KINDS
+        } or any(
+            abs(after.get(key, 0) - before.get(key, 0)) > tolerance.of(key[0]) * before.get(key, 0)
             for key in before.keys() | after.keys()
         ):
             changed.add(name)
@@ -181,7 +223,7 @@ def _changes(
 
 
 def _numbers(measurement: Measurement) -> dict[tuple[str, str, str], int]:
-    """Every number of a measurement, keyed so two measurements line up."""
+    """Every number of a measurement, keyed (kind, where, what) so two measurements line up."""
     numbers: dict[tuple[str, str, str], int] = {}
     for path, counts in measurement.modules.items():
         numbers["module", path, "forward"] = counts.forward
@@ -189,6 +231,12 @@ def _numbers(measurement: Measurement) -> dict[tuple[str, str, str], int]:
         numbers["module", path, "recompute"] = counts.recompute
         for op, flops in counts.by_op.items():
             numbers["op", path, op] = flops
+        if measurement.bytes_recorded:
+            numbers["module bytes", path, "forward"] = counts.bytes_forward
+            numbers["module bytes", path, "backward"] = counts.bytes_backward
+            numbers["module bytes", path, "recompute"] = counts.bytes_recompute
+            for op, size in counts.bytes_by_op.items():
+                numbers["bytes accessed", path, op] = size
         for op, traffic in counts.communication.items():
             numbers["bytes", path, op] = traffic.bytes
             numbers["calls", path, op] = traffic.calls

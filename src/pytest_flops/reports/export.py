@@ -160,6 +160,8 @@ def _measurement_json(measurement: Measurement) -> dict[str, Any]:
         "communication": modules[GLOBAL].get("communication", {}),
         "world": data.get("world"),
         **_per_token_json(measurement),
+        **{key: data[key] for key in ("bytes_accessed",) if key in data},
+        **{key: modules[GLOBAL][key] for key in _GLOBAL_BYTE_KEYS if key in modules[GLOBAL]},
     }
 
 
@@ -294,9 +296,14 @@ _MEASUREMENT_KEYS = {
     "communication",
     "world",
 }
+# the Global row's bytes accessed and FLOPs by precision: in exports since snapshot format 4
+_GLOBAL_BYTE_KEYS = ("bytes", "flops_by_precision")
+
 _OPTIONAL_MEASUREMENT_KEYS = frozenset(
     {"recompute", "tokens", "parameters", "flops_per_token", "flops_per_token_6n"}
-)  # absent from exports written before recompute was a phase, or without tokens
+    | {"bytes_accessed", *_GLOBAL_BYTE_KEYS}
+)  # absent from exports written before recompute was a phase or bytes were counted,
+# or without tokens
 
 
 def _record_from_json(data: object, *, where: str) -> MeasurementRecord:
@@ -335,6 +342,7 @@ def _measurement_from_json(data: object, *, where: str) -> Measurement:
     top["by_op"] = obj["by_op"]
     if obj["communication"]:
         top["communication"] = obj["communication"]
+    top.update({key: obj[key] for key in _GLOBAL_BYTE_KEYS if key in obj})
     stored: dict[str, Any] = {
         "total": obj["total"],
         "forward": obj["forward"],
@@ -345,4 +353,6 @@ def _measurement_from_json(data: object, *, where: str) -> Measurement:
     }
     if obj["world"] is not None:
         stored["world"] = obj["world"]
+    if "bytes_accessed" in obj:
+        stored["bytes_accessed"] = obj["bytes_accessed"]
     return with_per_token_figures(Measurement.from_dict(stored, where=where), obj, where=where)

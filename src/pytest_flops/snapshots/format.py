@@ -3,7 +3,7 @@
 ::
 
     {
-      "version": 3,
+      "version": 4,
       "test": "TestModel::test_forward[cpu]",
       "depth": 3,
       "measurements": {
@@ -18,7 +18,7 @@ counts give identical bytes. Where the files live is :mod:`pytest_flops.snapshot
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -33,13 +33,15 @@ from pytest_flops.validation import (
     expect_string,
 )
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 """Written: version 2 added communication per module row and the world; version 3 made
-recompute (forward work re-run by activation checkpoints) a phase of its own. Version 1
-and 2 files are read too: their communication (1) is "not recorded", which is not a
-change, and their backward (1, 2) holds recompute."""
+recompute (forward work re-run by activation checkpoints) a phase of its own; version 4
+added the bytes accessed per module row (and each op's FLOPs by precision). Older files
+are read too: their communication (1) is "not recorded", which is not a change, their
+backward (1, 2) holds recompute, and their bytes (1, 2, 3) are not recorded: they
+compare on FLOPs until ``--flops-update`` rewrites them."""
 
-READ_VERSIONS = frozenset({1, 2, FORMAT_VERSION})
+READ_VERSIONS = frozenset({1, 2, 3, FORMAT_VERSION})
 
 __all__ = ["FORMAT_VERSION", "FlopsSnapshot"]
 
@@ -95,6 +97,16 @@ class FlopsSnapshot:
                 name: m.with_recompute_in_backward() for name, m in self.measurements.items()
             },
             version=self.version,
+        )
+
+    def without_bytes(self, names: Collection[str]) -> FlopsSnapshot:
+        """The same counts with the bytes of the measurements ``names`` not recorded."""
+        return replace(
+            self,
+            measurements={
+                name: m.without_bytes() if name in names else m
+                for name, m in self.measurements.items()
+            },
         )
 
     def to_text(self) -> str:
@@ -153,14 +165,25 @@ def read_document(
     }
 
 
-def comparable(before: FlopsSnapshot, after: FlopsSnapshot) -> tuple[FlopsSnapshot, FlopsSnapshot]:
+def comparable(
+    before: FlopsSnapshot, after: FlopsSnapshot, *, bytes_compared: bool = True
+) -> tuple[FlopsSnapshot, FlopsSnapshot]:
     """Both as one comparison sees them: at the shallower depth, without communication when
-    either file recorded none, and with recompute in backward when either file's backward
-    held it. The plugin's verdict and ``python -m pytest_flops diff`` compare through this."""
+    either file recorded none, with recompute in backward when either file's backward
+    held it, and without the bytes of a measurement whose bytes either side did not
+    record (or of every one, unless ``bytes_compared``). The plugin's verdict and
+    ``python -m pytest_flops diff`` compare through this."""
     depth = min(before.depth, after.depth)
     before, after = before.with_portable_names(), after.with_portable_names()
     if not (before.records_communication and after.records_communication):
         before, after = before.without_communication(), after.without_communication()
     if not (before.records_recompute and after.records_recompute):
         before, after = before.with_recompute_in_backward(), after.with_recompute_in_backward()
+    unrecorded = {
+        name
+        for snapshot in (before, after)
+        for name, measurement in snapshot.measurements.items()
+        if not (bytes_compared and measurement.bytes_recorded)
+    }
+    before, after = before.without_bytes(unrecorded), after.without_bytes(unrecorded)
     return before.at_depth(depth), after.at_depth(depth)

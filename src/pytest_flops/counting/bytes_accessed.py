@@ -1,0 +1,182 @@
+"""Bytes accessed: what one op reads from and writes to memory, from shapes and dtypes.
+
+The rules, for every op the counter runs (communication is counted apart):
+
+* An op reads each distinct input tensor once, and writes each output.
+* A tensor's bytes are its elements times its element size, where a
+  dimension of stride 0 (a broadcast, an ``expand``) counts once.
+* Views and metadata ops move nothing: an op whose every output aliases an
+  input (``t``, ``view``, ``expand``, ``detach``...) and the allocations
+  (``empty*``) whose memory nothing has touched yet.
+* An in-place op reads its inputs and writes ``self``; an ``out=`` tensor is
+  written, not read.
+
+Sizes come from shapes and dtypes only, so meta and fake tensors count what
+the device would move. It is eager, unfused traffic: each op goes to memory
+and back, as an uncompiled step does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import torch
+from torch._ops import OpOverload
+
+__all__ = ["GENERIC", "ByteRule", "byte_rule", "bytes_accessed", "tensor_bytes"]
+
+_aten = torch.ops.aten
+
+# Ops that move nothing though their schema does not say they alias: the
+# allocations, and the reshape of a contiguous tensor that autograd hides.
+_FREE_PACKETS = frozenset(
+    {
+        _aten.empty,
+        _aten.empty_like,
+        _aten.empty_strided,
+        _aten.empty_permuted,
+        _aten.new_empty,
+        _aten.new_empty_strided,
+        _aten._unsafe_view,
+        _aten.detach,
+        # in-place metadata: they change a tensor's shape or storage, not its data
+        _aten.detach_,
+        _aten.resize_,
+        _aten.resize_as_,
+        _aten.as_strided_,
+        _aten.t_,
+        _aten.transpose_,
+        _aten.squeeze_,
+        _aten.unsqueeze_,
+    }
+)
+
+# Metadata (prim.device...) and the wrappers around collectives, whose traffic is
+# communication, counted apart.
+_FREE_NAMESPACES = frozenset({"prim", "_c10d_functional", "_c10d_functional_autograd", "c10d"})
+
+# In-place ops that overwrite ``self`` without reading it.
+_OVERWRITE_PACKETS = frozenset({_aten.copy_, _aten.fill_, _aten.zero_})
+
+# Outputs whose size is the backend's choice, left out so that an op moves the same
+# bytes on every device (and on meta): a fused RNN kernel's training workspace (read
+# back by its backward, left empty by the meta kernel), and batch norm's saved
+# statistics (empty on CPU in eval, not on meta).
+_BACKEND_RETURNS = {
+    _aten.mkldnn_rnn_layer: frozenset({3}),
+    _aten._cudnn_rnn: frozenset({3}),
+    _aten.native_batch_norm: frozenset({1, 2}),
+}
+_WORKSPACE_ARGS = frozenset({"workspace", "reserve"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class ByteRule:
+    """What an op's schema says about its memory traffic, worked out once per op."""
+
+    free: bool = False  # a view, metadata or an allocation: no traffic
+    written_args: frozenset[int] = frozenset()  # positions of mutated arguments (read, written)
+    out_names: frozenset[str] = frozenset()  # out= arguments (written, not read)
+    reads_written: bool = True  # False: the mutated arguments are overwritten, not read
+    fresh_returns: tuple[bool, ...] | None = None  # per return: new memory (None: all are)
+    skipped_args: frozenset[int] = frozenset()  # positions of workspaces: not counted
+
+
+GENERIC = ByteRule()
+"""For an op with no schema (a higher-order operator): reads its inputs, writes its outputs."""
+
+
+@cache  # an op's schema never changes, and ops live as long as torch
+def byte_rule(op: OpOverload) -> ByteRule:
+    """The traffic rule of ``op``, read from its schema."""
+    if op._overloadpacket in _FREE_PACKETS or op.namespace in _FREE_NAMESPACES:
+        return ByteRule(free=True)
+    schema = op._schema
+    written = frozenset(
+        i
+        for i, arg in enumerate(schema.arguments)
+        if arg.alias_info is not None and arg.alias_info.is_write and not arg.kwarg_only
+    )
+    out_names = frozenset(
+        arg.name
+        for arg in schema.arguments
+        if arg.alias_info is not None and arg.alias_info.is_write and arg.kwarg_only
+    )
+    backend = _BACKEND_RETURNS.get(op._overloadpacket, frozenset())
+    fresh = tuple(
+        ret.alias_info is None and i not in backend for i, ret in enumerate(schema.returns)
+    )
+    if schema.returns and not any(fresh) and not written and not out_names:
+        return ByteRule(free=True)  # every output is a view of an input
+    return ByteRule(
+        written_args=written,
+        out_names=out_names,
+        reads_written=op._overloadpacket not in _OVERWRITE_PACKETS,
+        fresh_returns=fresh,
+        skipped_args=frozenset(
+            i for i, arg in enumerate(schema.arguments) if arg.name in _WORKSPACE_ARGS
+        ),
+    )
+
+
+def bytes_accessed(rule: ByteRule, args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> int:
+    """The bytes one call of an op with this ``rule`` reads and writes."""
+    if rule.free:
+        return 0
+    seen: set[int] = set()
+    total = 0
+    for i in rule.written_args:  # first, so that a tensor also passed as input counts once
+        for tensor in _tensors(args[i]) if i < len(args) else ():
+            seen.add(id(tensor))
+            total += (2 if rule.reads_written else 1) * tensor_bytes(tensor)
+    for i, arg in enumerate(args):
+        if i not in rule.written_args and i not in rule.skipped_args:
+            for tensor in _tensors(arg):
+                if id(tensor) not in seen:
+                    seen.add(id(tensor))
+                    total += tensor_bytes(tensor)
+    for name, arg in kwargs.items():
+        out_arg = name in rule.out_names
+        for tensor in _tensors(arg):
+            if out_arg:
+                total += tensor_bytes(tensor)  # written, even where it is also read
+            elif id(tensor) not in seen:
+                seen.add(id(tensor))
+                total += tensor_bytes(tensor)
+    outputs = out if isinstance(out, tuple) else (out,)
+    fresh = rule.fresh_returns
+    for j, output in enumerate(outputs):
+        if fresh is not None and (j >= len(fresh) or not fresh[j]):
+            continue  # aliases a written argument or is a view: counted there or free
+        for tensor in _tensors(output):
+            if id(tensor) not in seen:  # an op that hands an input back moves it once
+                seen.add(id(tensor))
+                total += tensor_bytes(tensor)
+    return total
+
+
+def tensor_bytes(tensor: torch.Tensor) -> int:
+    """Elements times element size, a dimension of stride 0 counted once."""
+    if tensor.is_contiguous() and not tensor.is_nested:  # the common case, fast
+        return tensor.numel() * tensor.element_size()
+    if tensor.is_nested:  # its packed values (jagged) or buffer (strided)
+        jagged = tensor.layout is torch.jagged
+        return tensor_bytes(tensor._values if jagged else tensor.values())  # type: ignore[arg-type]
+    if tensor.layout is not torch.strided:
+        return 0  # sparse and other layouts: no rule yet, so no guess
+    elements = 1
+    for size, stride in zip(tensor.shape, tensor.stride(), strict=True):
+        if stride != 0:
+            elements *= size
+    return int(elements) * tensor.element_size()
+
+
+def _tensors(value: Any) -> Sequence[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return (value,)
+    if isinstance(value, (list, tuple)):
+        return [item for item in value if isinstance(item, torch.Tensor)]
+    return ()

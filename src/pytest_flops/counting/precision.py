@@ -1,0 +1,78 @@
+"""The precision an op computes in, for the roofline's peak: its inputs' dtype and TF32.
+
+A float32 matmul runs on TF32 tensor cores when PyTorch allows it: the float32
+matmul precision is below ``"highest"`` (``torch.backends.cuda.matmul.allow_tf32
+= True`` sets it to ``"high"``); a float32 convolution when
+``torch.backends.cudnn.allow_tf32`` is True (its default). The settings are
+read when the op runs, as a GPU would read them. Other float32 ops run at the
+FP32 peak.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from pytest_flops.roofline import PRECISIONS
+
+__all__ = ["PRECISIONS", "flop_precision"]
+
+_NAMES = {
+    torch.float64: "fp64",
+    torch.float32: "fp32",
+    torch.bfloat16: "bf16",
+    torch.float16: "fp16",
+    torch.complex64: "fp32",
+    torch.complex128: "fp64",
+    **{
+        dtype: "fp8"
+        for dtype in (
+            torch.float8_e4m3fn,
+            torch.float8_e4m3fnuz,
+            torch.float8_e5m2,
+            torch.float8_e5m2fnuz,
+        )
+    },
+    torch.int8: "int8",
+    torch.uint8: "int8",
+}
+
+
+_aten = torch.ops.aten
+# cuBLAS's GEMMs (TF32 by the float32 matmul precision) and cuDNN's convolutions (by
+# torch.backends.cudnn.allow_tf32), as the counter names their ops
+_MATMULS = frozenset(
+    {
+        _aten.mm,
+        _aten.addmm,
+        _aten.addmm_,
+        _aten._addmm_activation,
+        _aten.bmm,
+        _aten.baddbmm,
+        _aten.baddbmm_,
+        _aten.addbmm,
+        _aten.addbmm_,
+        _aten.matmul,
+        _aten.matmul_backward,
+    }
+)
+_CONVOLUTIONS = frozenset({_aten.convolution, _aten._convolution, _aten.convolution_backward})
+
+
+def flop_precision(op: object, args: Sequence[Any]) -> str:
+    """The precision ``op`` computes in: that of its first floating (or 8-bit) tensor
+    argument, fp32 without one; a float32 matmul or convolution in TF32 where allowed."""
+    for arg in args:
+        tensor = arg[0] if isinstance(arg, (list, tuple)) and arg else arg
+        if isinstance(tensor, torch.Tensor) and tensor.dtype in _NAMES:
+            name = _NAMES[tensor.dtype]
+            return "tf32" if name == "fp32" and _tf32_allowed(op) else name
+    return "fp32"
+
+
+def _tf32_allowed(op: object) -> bool:
+    if op in _CONVOLUTIONS:
+        return bool(torch.backends.cudnn.allow_tf32)
+    return op in _MATMULS and torch.get_float32_matmul_precision() != "highest"

@@ -1,0 +1,230 @@
+"""Bytes accessed: each op reads its distinct inputs once and writes its outputs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._runtime_estimation import get_num_bytes
+
+from pytest_flops import FlopCounterMode, Measurement
+from pytest_flops.counting.bytes_accessed import byte_rule, bytes_accessed
+
+BF16 = torch.bfloat16
+
+
+def measure(step: Callable[[], Any]) -> Measurement:
+    with FlopCounterMode(display=False) as mode:
+        step()
+    return mode.to_measurement()
+
+
+def test_bf16_matmul_reads_both_operands_and_writes_the_product() -> None:
+    a, b = torch.randn(64, 128, dtype=BF16), torch.randn(128, 32, dtype=BF16)
+    measured = measure(lambda: a @ b)
+    # (64*128 + 128*32 + 64*32) * 2 bytes = (8,192 + 4,096 + 2,048) * 2
+    assert measured.bytes_by_op == {"aten.mm": 28_672}
+    assert measured.bytes_accessed == measured.modules["Global"].bytes_forward == 28_672
+
+
+def test_bf16_linear_reads_its_bias_once_and_its_transposed_weight_for_free() -> None:
+    linear = nn.Linear(128, 32).to(BF16)
+    x = torch.randn(64, 128, dtype=BF16)
+    measured = measure(lambda: linear(x))
+    # addmm(bias, x, t(W)): 28,672 as the matmul plus the bias, 32 * 2 = 64; t is a view
+    assert measured.bytes_by_op == {"aten.addmm": 28_736}
+    assert measured.modules["Linear"].bytes_by_op == {"aten.addmm": 28_736}
+
+
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_a_contiguous_copy_of_a_transpose_reads_and_writes_it(device: str) -> None:
+    x = torch.randn(256, 512, device=device)
+    # read 256*512*4 = 524,288, write as much; the transpose itself is free
+    assert measure(lambda: x.t().contiguous()).bytes_accessed == 1_048_576
+
+
+def test_views_detach_and_allocations_move_nothing() -> None:
+    x = torch.randn(64, 128)
+    measured = measure(
+        lambda: (
+            x.view(128, 64),
+            x.t(),
+            x[1:],
+            x.unsqueeze(0).expand(4, 64, 128),
+            x.detach(),
+            torch.empty(1024),
+            torch.empty_like(x),
+        )
+    )
+    assert measured.bytes_accessed == 0
+    assert measured.bytes_by_op == {}
+
+
+def test_a_broadcast_dimension_is_read_once() -> None:
+    a, row = torch.randn(64, 128), torch.randn(128)
+    measured = measure(lambda: a + row.expand(64, 128))
+    # a 64*128*4 = 32,768, the expanded row (stride 0 along 64) 128*4 = 512, the sum 32,768
+    assert measured.bytes_by_op == {"aten.add": 66_048}
+
+
+def test_one_tensor_passed_twice_is_read_once() -> None:
+    x = torch.randn(64, 128)
+    # read 32,768 once, write 32,768
+    assert measure(lambda: x * x).bytes_by_op == {"aten.mul": 65_536}
+
+
+def test_an_in_place_op_reads_its_inputs_and_writes_self() -> None:
+    a, b = torch.randn(64, 128), torch.randn(64, 128)
+    # read a and b, write a: 3 * 32,768
+    assert measure(lambda: a.add_(b)).bytes_by_op == {"aten.add_": 98_304}
+
+
+def test_an_out_tensor_is_written_not_read() -> None:
+    a, b, c = torch.randn(64, 128), torch.randn(64, 128), torch.empty(64, 128)
+    # read a and b, write c: 3 * 32,768
+    assert measure(lambda: torch.add(a, b, out=c)).bytes_by_op == {"aten.add": 98_304}
+
+
+def test_a_copy_overwrites_its_destination_without_reading_it() -> None:
+    a, b = torch.randn(64, 128), torch.randn(64, 128)
+    # read b, write a: 2 * 32,768
+    assert measure(lambda: a.copy_(b)).bytes_by_op == {"aten.copy_": 65_536}
+
+
+def test_an_upcast_moves_more_bytes_at_equal_flops() -> None:
+    a, b = torch.randn(64, 128, dtype=BF16), torch.randn(128, 32, dtype=BF16)
+    bf16 = measure(lambda: a @ b)
+    fp32 = measure(lambda: a.float() @ b.float())
+    assert fp32.total == bf16.total == 2 * 64 * 128 * 32
+    # each cast reads bf16 and writes fp32: 8,192*(2+4) = 49,152 and 4,096*(2+4) = 24,576;
+    # the fp32 matmul moves twice the bf16 one's 28,672
+    assert fp32.bytes_by_op == {"aten._to_copy": 49_152 + 24_576, "aten.mm": 57_344}
+
+
+def test_math_attention_materializes_the_score_matrix_fused_attention_does_not() -> None:
+    q, k, v = (torch.randn(1, 2, 64, 16) for _ in range(3))
+
+    def attend() -> None:
+        with torch.no_grad():
+            F.scaled_dot_product_attention(q, k, v)
+
+    fused = measure(attend)
+    with sdpa_kernel(SDPBackend.MATH):
+        math = measure(attend)
+
+    assert fused.total == math.total
+    # q, k, v and the output 2*64*16*4 = 8,192 each, the log-sum-exp 2*64*4 = 512
+    assert fused.bytes_accessed == 4 * 8_192 + 512
+    # q and k scaled (read and write 8,192 each); QKᵀ reads 2 * 8,192 and writes the
+    # 2*64*64*4 = 32,768 scores; softmax reads and writes them; PV reads them and v,
+    # writes 8,192
+    assert math.bytes_by_op == {
+        "aten.mul": 2 * 2 * 8_192,
+        "aten.bmm": (2 * 8_192 + 32_768) + (32_768 + 2 * 8_192),
+        "aten._safe_softmax": 2 * 32_768,
+    }
+
+
+def test_a_bf16_train_step_splits_bytes_into_forward_and_backward_per_row() -> None:
+    linear = nn.Linear(128, 32).to(BF16)
+    x = torch.randn(64, 128, dtype=BF16)
+    measured = measure(lambda: linear(x).sum().backward())
+    # forward: addmm 28,736; sum reads 64*32*2 = 4,096 and writes 2; backward() makes
+    # its seed with ones_like (reads and writes the 2-byte scalar) before the engine runs
+    assert measured.modules["Global"].bytes_forward == 28_736 + 4_098 + 4
+    # backward: the grad of the sum is the scalar expanded (stride 0: 2 bytes);
+    # grad W = gradᵀ @ x reads 2 + 16,384 and writes 32*128*2 = 8,192;
+    # grad bias = sum over the batch reads 2 and writes 32*2 = 64
+    assert measured.modules["Global"].bytes_backward == (2 + 16_384 + 8_192) + (2 + 64)
+    row = measured.modules["Linear"]
+    assert row.bytes_by_op == {"aten.addmm": 28_736, "aten.mm": 24_578, "aten.sum": 66}
+    assert (row.bytes_forward, row.bytes_backward) == (28_736, 24_644)
+
+
+class _Recorder(TorchDispatchMode):
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.calls: list[tuple[Any, tuple[Any, ...], dict[str, Any], Any]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        out = func(*args, **(kwargs or {}))
+        self.calls.append((func, args, kwargs or {}, out))
+        return out
+
+
+def test_bytes_equal_torch_runtime_estimation_where_the_rules_agree() -> None:
+    # torch's estimator reads every tensor argument and writes every output, a
+    # stride-0 dimension once: the same rules for ops with distinct inputs that
+    # mutate nothing and return no view.
+    a, b = torch.randn(64, 128, dtype=BF16), torch.randn(128, 32, dtype=BF16)
+    bias, row = torch.randn(32, dtype=BF16), torch.randn(128)
+    x = torch.randn(256, 512)
+    with _Recorder() as recorder:
+        torch.mm(a, b)
+        torch.addmm(bias, a, b)
+        torch.randn(64, 128) + row.expand(64, 128)
+        x.t().contiguous()
+        torch.relu(x)
+        a.float()
+        F.softmax(x, dim=-1)
+    compared = 0
+    for func, args, kwargs, out in recorder.calls:
+        rule = byte_rule(func)
+        if rule.free or rule.written_args or rule.out_names:
+            continue
+        inputs = [t for t in (*args, *kwargs.values()) if isinstance(t, torch.Tensor)]
+        outputs = out if isinstance(out, tuple) else (out,)
+        theirs = sum(map(get_num_bytes, inputs)) + sum(map(get_num_bytes, outputs))
+        assert bytes_accessed(rule, args, kwargs, out) == theirs, func
+        compared += 1
+    assert compared == 8  # mm, addmm, randn, add, clone, relu, _to_copy, _softmax
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_batch_norm_s_saved_statistics_are_the_backend_s_and_left_out(training: bool) -> None:
+    norm = nn.BatchNorm1d(32).train(training)
+    x = torch.randn(64, 32)
+    with torch.no_grad():
+        measured = measure(lambda: norm(x))
+    # reads x (64*32*4 = 8,192), weight, bias, running mean and variance (32*4 = 128
+    # each) and writes the output (8,192). Its saved mean and inverse std (empty on a
+    # CPU in eval, not on meta) count on neither side. Training updates the running
+    # statistics in place, which native_batch_norm's schema does not declare: they
+    # count as read only (a known gap of 2 * 128 bytes).
+    assert measured.bytes_by_op["aten.native_batch_norm"] == 8_192 + 4 * 128 + 8_192
+
+
+@pytest.mark.parametrize("allow_tf32", [False, True])
+def test_fp32_matmuls_count_at_tf32_where_torch_allows_it(allow_tf32: bool) -> None:
+    a, b = torch.randn(64, 128), torch.randn(128, 32)
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = allow_tf32
+    try:
+        measured = measure(lambda: (a @ b, a.to(BF16) @ b.to(BF16)))
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
+    # 2*64*128*32 = 524,288 FLOPs each; the bf16 one is bf16 whatever the setting
+    precision = "tf32" if allow_tf32 else "fp32"
+    assert measured.modules["Global"].flops_by_precision == {
+        "aten.mm": {precision: 524_288, "bf16": 524_288}
+    }
+
+
+def test_the_fixture_holds_the_bytes_of_its_blocks() -> None:
+    from pytest_flops.counting.fixture import Flops
+
+    a, b = torch.randn(64, 128, dtype=BF16), torch.randn(128, 32, dtype=BF16)
+    flops = Flops()
+    with flops():
+        a @ b
+    with flops():
+        a @ b
+    # two blocks accumulate: 2 * 28,672 as in the bf16 matmul above
+    assert flops.bytes_accessed == 2 * 28_672
+    assert flops.bytes_by_op == {"aten.mm": 2 * 28_672}
