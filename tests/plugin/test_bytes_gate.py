@@ -68,6 +68,29 @@ def test_an_upcast_at_equal_flops_fails_and_the_diagnosis_says_bytes() -> None:
     assert "aten.mm (bytes accessed)" in verdict.failure
 
 
+def at_precision(precision: str) -> Measurement:
+    row = replace(
+        matmul(FP32).modules["Global"], flops_by_precision={"aten.mm": {precision: 1_024}}
+    )
+    return Measurement(modules={"Global": row})
+
+
+def test_tf32_where_fp32_was_fails_at_equal_flops_and_bytes() -> None:
+    # torch.set_float32_matmul_precision("high"): the same 1,024 FLOP and 896 bytes,
+    # at TF32 peak (a roofline time 7x shorter on an H100): it passed and --flops-update
+    # rewrote it
+    verdict = decide(at_precision("tf32"), at_precision("fp32"), rtol=0.5)
+    assert verdict.statuses == {"default": Status.CHANGED}
+    assert verdict.failure is not None
+    assert verdict.failure.startswith(
+        "FLOP precision changed for test_m.py::test_a: the same FLOPs, at another precision\n"
+        "  FLOP      1,024 (unchanged)\n"
+        "  bytes     896 (unchanged)\n"
+    )
+    assert "aten.mm (tf32 FLOP)" in verdict.failure
+    assert "aten.mm (fp32 FLOP)" in verdict.failure
+
+
 def test_the_bytes_gate_off_compares_flops_only() -> None:
     assert decide(matmul(FP32), matmul(BF16), compare_bytes=False).failure is None
     # and the FLOPs still are
@@ -181,9 +204,10 @@ def test_an_upcast_fails_the_gate_unless_the_switch_turns_it_off(
     result.stdout.fnmatch_lines(["*Bytes accessed changed for test_m.py::test_a: 448 → 896 bytes*"])
 
     pytester.runpytest("-p", "no:hypothesispytest", "--flops-bytes=off").assert_outcomes(passed=1)
-    pytester.runpytest("-p", "no:hypothesispytest", "--flops-bytes-rtol=1").assert_outcomes(
-        passed=1
-    )
+    # a bytes tolerance lets the bytes double, not the matmul run in fp32 where it ran bf16
+    loose = pytester.runpytest("-p", "no:hypothesispytest", "--flops-bytes-rtol=1")
+    loose.assert_outcomes(failed=1)
+    loose.stdout.fnmatch_lines(["*aten.mm (bf16 FLOP)*1,024*", "*aten.mm (fp32 FLOP)*1,024*"])
     pytester.makeini("[pytest]\nflops_bytes = false\n")
     pytester.runpytest("-p", "no:hypothesispytest").assert_outcomes(passed=1)
     # the command line wins over the ini file

@@ -252,3 +252,18 @@ def test_an_unwritable_export_is_a_problem_not_a_crash(tmp_path: Path) -> None:
     assert len(problems) == 1
     assert problems[0].startswith(f"flops: cannot write the report {blocker / 'flops.json'}: ")
     assert (tmp_path / "flops.md").read_text().startswith("## FLOPs report")
+
+
+def test_a_baseline_from_before_bytes_shows_no_bytes_change(tmp_path: Path) -> None:
+    # Linear(5, 6) on (4, 5), fp32: (20 + 30 + 24) * 4 = 296 bytes; the baseline, read
+    # from a format-3 snapshot, recorded none: not 0, so no "0 -> 296" change
+    row = ModuleFlops(
+        forward=LINEAR_FWD,
+        by_op={"aten.mm": LINEAR_FWD},
+        bytes_forward=296,
+        bytes_by_op={"aten.mm": 296},
+    )
+    current = Measurement(modules={GLOBAL: row})
+    record = make_record("t.py::test_a", current, baseline=current.without_bytes())
+    document = export.json_report([record], export.RunMetadata.collect().to_dict())
+    assert document["measurements"][0]["delta"]["changes"] == []

@@ -141,6 +141,13 @@ def _totals(subject: str, old: Measurement, new: Measurement) -> list[str]:
     """The header of a change: FLOPs and their phases, or the bytes where the FLOPs held."""
     moved_bytes = _change(old.bytes_accessed, new.bytes_accessed, "bytes")
     if old.without_bytes() == new.without_bytes():
+        if old.bytes_by_op == new.bytes_by_op:
+            # the same FLOPs and bytes, run at another precision (TF32 where fp32 was)
+            return [
+                f"FLOP precision changed for {subject}: the same FLOPs, at another precision",
+                f"  FLOP      {_change(old.total, new.total)}",
+                f"  bytes     {moved_bytes}",
+            ]
         return [
             f"Bytes accessed changed for {subject}: {moved_bytes}",
             f"  FLOP      {_change(old.total, new.total)}",
@@ -217,9 +224,9 @@ def _diff_table(before: Measurement, after: Measurement) -> list[str]:
     it is named in one line below the table instead of repeating their rows.
     """
     origins = _origin_rows(before, after)
-    if any(row.unit != BYTES_ACCESSED for row in origins):
-        # the FLOP rows point at the cause; the bytes' total is in the header
-        origins = [row for row in origins if row.unit != BYTES_ACCESSED]
+    if any(_counted(row.unit) for row in origins):
+        # the FLOP rows point at the cause; bytes and precisions only split them
+        origins = [row for row in origins if _counted(row.unit)]
     rows: list[tuple[str, ...]] = [
         (
             row.module,
@@ -255,6 +262,12 @@ def _diff_table(before: Measurement, after: Measurement) -> list[str]:
     return lines
 
 
+def _counted(unit: str) -> bool:
+    """FLOPs per op and the bytes and calls of collectives, not bytes accessed nor the
+    FLOPs per precision (``"tf32 FLOP"``) that split them."""
+    return unit == "FLOP" or not (unit == BYTES_ACCESSED or unit.endswith(" FLOP"))
+
+
 def _origin_rows(before: Measurement, after: Measurement) -> list[DiffRow]:
     """The rows of :meth:`Measurement.diff` on each module's own counts, largest first."""
     own_before, own_after = _own_counts(before), _own_counts(after)
@@ -278,6 +291,11 @@ def _own_counts(measurement: Measurement) -> dict[str, dict[tuple[str, str], int
     for path, row in measurement.modules.items():
         numbers = {(op, "FLOP"): flops for op, flops in row.by_op.items()}
         numbers |= {(op, BYTES_ACCESSED): size for op, size in row.bytes_by_op.items()}
+        numbers |= {
+            (op, f"{precision} FLOP"): flops
+            for op, precisions in row.flops_by_precision.items()
+            for precision, flops in precisions.items()
+        }
         for op, traffic in row.communication.items():
             numbers[op, "bytes"] = traffic.bytes
             numbers[op, "calls"] = traffic.calls

@@ -195,9 +195,11 @@ class _Tolerance:
         return self.bytes if kind in _BYTE_KINDS else 0.0
 
 
-_FLOP_KINDS = frozenset({"module", "op"})
+_FLOP_KINDS = frozenset({"module", "op", "precision"})
 _BYTE_KINDS = frozenset({"module bytes", "bytes accessed", "bytes"})
-_OP_KINDS = frozenset({"op", "bytes accessed", "bytes", "calls", "unsupported", "world"})
+_OP_KINDS = frozenset(
+    {"op", "precision", "bytes accessed", "bytes", "calls", "unsupported", "world"}
+)
 """Numbers that exist only where their op ran (or their world was): one that appears or
 goes missing is a change, whatever the tolerance."""
 
@@ -237,6 +239,10 @@ def _numbers(measurement: Measurement) -> dict[tuple[str, str, str], int]:
             numbers["module bytes", path, "recompute"] = counts.bytes_recompute
             for op, size in counts.bytes_by_op.items():
                 numbers["bytes accessed", path, op] = size
+            # stored beside the bytes: TF32 where fp32 was is a change at equal FLOPs
+            for op, precisions in counts.flops_by_precision.items():
+                for precision, flops in precisions.items():
+                    numbers["precision", path, f"{op} {precision}"] = flops
         for op, traffic in counts.communication.items():
             numbers["bytes", path, op] = traffic.bytes
             numbers["calls", path, op] = traffic.calls
