@@ -43,18 +43,6 @@ function short(n, unit = "FLOP") {
   return `${amount < 0n ? "-" : ""}${text} ${name}`;
 }
 
-// pytest_flops.reports.times.format_seconds: three significant digits, 8.58 ns
-const SECOND_SCALES = [["s", 1], ["ms", 1e-3], ["µs", 1e-6], ["ns", 1e-9], ["ps", 1e-12]];
-function seconds(s) {
-  if (!s) return "0 s";
-  let value, name;
-  for (const [unit, scale] of SECOND_SCALES) {
-    [value, name] = [Number((s / scale).toPrecision(3)), unit];
-    if (value >= 1) break;
-  }
-  return `${value} ${name}`;
-}
-
 function element(tag, attributes = {}, text) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, value);

@@ -203,6 +203,18 @@ function kindOf(node, hasBaseline, compared) {
   return change > 0 ? "grown" : change < 0 ? "shrunk" : "same";
 }
 
+// pytest_flops.reports.times.format_seconds: three significant digits, 8.58 ns
+const SECOND_SCALES = [["s", 1], ["ms", 1e-3], ["µs", 1e-6], ["ns", 1e-9], ["ps", 1e-12]];
+function seconds(s) {
+  if (!s) return "0 s";
+  let value, name;
+  for (const [unit, scale] of SECOND_SCALES) {
+    [value, name] = [Number((s / scale).toPrecision(3)), unit];
+    if (value >= 1) break;
+  }
+  return `${value} ${name}`;
+}
+
 // the roofline time on --flops-gpu of a measurement or module row, with its memory-bound share
 const timeOf = (estimate) => `${seconds(estimate.seconds)} on ${data.measurements[0].roofline.gpu}` +
   ` (${Math.round(100 * estimate.memory_bound_share)}% memory-bound)`;
