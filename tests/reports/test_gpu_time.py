@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from pytest_flops import FlopCounterMode, Measurement
+from pytest_flops.__main__ import main
 from pytest_flops.reports.export import Export, RunMetadata, json_report, read_export, write_exports
 from pytest_flops.reports.merge import MergeError, merge_exports
 from pytest_flops.reports.records import MeasurementRecord, Status
@@ -197,6 +198,12 @@ def test_the_page_has_a_time_column_and_times_in_the_icicle(
     heads = [th.text for th in browser.find_elements("css selector", "#suite thead th")]
     assert heads[4] == "h100-sxm time"
     assert [row[4] for row in suite_rows(browser)] == ["32.1 µs", "8.58 ns"]
+    cell = browser.find_element("css selector", "#suite tbody tr td:nth-child(5)")
+    assert cell.get_attribute("title") == "32.1 µs on h100-sxm (0% memory-bound)"
+    heading = browser.find_element("css selector", '#suite th[data-key="time"]')
+    heading.click()
+    heading.click()  # the shortest time first
+    assert [row[4] for row in suite_rows(browser)] == ["8.58 ns", "32.1 µs"]
     browser.find_element("link text", "t.py::test_linear").click()
     icicle = browser.find_elements("css selector", "svg.icicle")[0]
     box = next(
@@ -217,6 +224,17 @@ def test_linear(flops):
     with flops(model):
         model(x)
 """
+
+
+def test_merge_prints_the_time_of_shards_run_with_a_gpu(
+    records: list[MeasurementRecord], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    paths = [shard(tmp_path / f"{i}.json", [r], "h100-sxm") for i, r in enumerate(records)]
+    assert main(["merge", *map(str, paths)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    header = "test total forward backward h100-sxm time change rel. change status"
+    assert out[0].split() == header.split()
+    assert "  t.py::test_linear  (all)         8.58 ns          100%" in out
 
 
 @pytest.mark.slow
@@ -243,3 +261,12 @@ def test_the_command_line_gpu_wins_over_the_ini_key(pytester: pytest.Pytester) -
     assert from_cli.ret == pytest.ExitCode.OK
     from_cli.stdout.fnmatch_lines(["*h100-sxm time*", "test_a.py::test_linear *8.58 ns*"])
     assert "a100-sxm" not in from_cli.stdout.str()
+
+
+@pytest.mark.slow
+def test_an_unknown_gpu_in_the_ini_file_names_the_key(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_a=LINEAR_TEST)
+    pytester.makeini("[pytest]\nflops_gpu = h100\n")
+    result = pytester.runpytest_subprocess()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*ini option flops_gpu: unknown GPU 'h100': expected one of*"])

@@ -236,11 +236,12 @@ def _bytes_gate(config: pytest.Config) -> bool:
 
 def _gpu(config: pytest.Config) -> str | None:
     """``--flops-gpu``, else the ini key ``flops_gpu``; an unknown name is a usage error."""
-    name = config.getoption("flops_gpu") or config.getini("flops_gpu") or None
+    name, source = config.getoption("flops_gpu"), "--flops-gpu"
+    if name is None:
+        name, source = config.getini("flops_gpu") or None, "ini option flops_gpu"
     if name is not None and name not in GPUS:
-        raise pytest.UsageError(
-            f"--flops-gpu: unknown GPU {name!r}: expected one of {', '.join(GPUS)}"
-        )
+        known = ", ".join(GPUS)
+        raise pytest.UsageError(f"{source}: unknown GPU {name!r}: expected one of {known}")
     return name
 
 
