@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -270,3 +271,23 @@ def test_an_unknown_gpu_in_the_ini_file_names_the_key(pytester: pytest.Pytester)
     result = pytester.runpytest_subprocess()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*ini option flops_gpu: unknown GPU 'h100': expected one of*"])
+
+
+@pytest.mark.slow
+def test_under_xdist_the_export_equals_the_serial_one(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_a=LINEAR_TEST,
+        test_b=LINEAR_TEST.replace("Linear(128, 32)", "Linear(128, 64)"),
+    )
+    pytester.runpytest_subprocess("--flops-update").assert_outcomes(passed=2)
+    exports = {}
+    for name, args in (("serial", ()), ("parallel", ("-n", "2"))):
+        result = pytester.runpytest_subprocess(
+            "--flops-gpu=h100-sxm", f"--flops-report-json={name}.json", *args
+        )
+        result.assert_outcomes(passed=2)
+        document = json.loads((pytester.path / f"{name}.json").read_text())
+        exports[name] = [m["roofline"] for m in document["measurements"]]
+    # Linear(128, 64): (64*128 + 128*64 + 64 + 64*64) * 2 = 2 * 20,544 = 41,088 bytes / 3.35e12
+    assert [m["seconds"] for m in exports["serial"]] == [28_736 / 3.35e12, 41_088 / 3.35e12]
+    assert exports["parallel"] == exports["serial"]
