@@ -19,7 +19,7 @@ from pytest_flops.reports.records import MeasurementRecord, Status
 from pytest_flops.reports.times import (
     TIME_HEADER,
     TIME_RIGHT_ALIGNED,
-    format_seconds,
+    time_cell,
     time_header,
     time_rows,
 )
@@ -180,19 +180,16 @@ def _table(
     column when some measurement recomputed (activation checkpointing), a "comm"
     column (the bytes of every collective) when some measurement communicated, and
     the estimated time on ``gpu`` when one is named."""
-
-    def time(record: MeasurementRecord) -> str:
-        return format_seconds(record.measurement.roofline(str(gpu)).seconds)
-
-    optional = [
+    optional: list[tuple[str, Callable[[MeasurementRecord], str]]] = [
         (name, cell)
         for name, cell, shown in (
             ("recompute", _recompute, any(r.measurement.recompute for r in records)),
             ("comm", _communication, any(r.measurement.communication for r in records)),
-            (time_header(str(gpu)), time, gpu is not None),
         )
         if shown
     ]
+    if gpu is not None:
+        optional.append((time_header(gpu), time_cell(gpu)))
     at = _OPTIONAL_COLUMN
     return (
         (*_HEADER[:at], *(name for name, _ in optional), *_HEADER[at:]),

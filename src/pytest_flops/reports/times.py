@@ -22,6 +22,7 @@ __all__ = [
     "format_seconds",
     "gpu_from_json",
     "roofline_json",
+    "time_cell",
     "time_header",
     "time_rows",
 ]
@@ -39,16 +40,20 @@ def format_seconds(seconds: float) -> str:
     """Three significant digits in the largest unit that keeps the value >= 1: ``8.58 ns``."""
     if not seconds:
         return "0 s"
-    for unit, scale in _UNITS:
-        value = float(f"{seconds / scale:.3g}")  # 999.7 ns rounds to 1 µs, not "1e+03 ns"
-        if value >= 1:
-            break
+    # rounded before the unit is chosen: 999.7 ns is 1 µs, not "1e+03 ns"
+    rounded = [(float(f"{seconds / scale:.3g}"), unit) for unit, scale in _UNITS]
+    value, unit = next((pair for pair in rounded if pair[0] >= 1), rounded[-1])
     return f"{value:g} {unit}"
 
 
 def time_header(gpu: str) -> str:
     """The suite table's column: ``h100-sxm time``."""
     return f"{gpu} time"
+
+
+def time_cell(gpu: str) -> Callable[[MeasurementRecord], str]:
+    """The suite table's cell of a measurement: its estimated time on ``gpu``."""
+    return lambda record: format_seconds(record.measurement.roofline(gpu).seconds)
 
 
 def _share(estimate: Roofline) -> str:
