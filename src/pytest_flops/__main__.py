@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SnapshotFormatError, MergeError) as error:
         print(f"pytest-flops merge: error: {error}", file=sys.stderr)
         return BAD_INPUT
-    for line in terminal_lines(merged.records):
+    for line in terminal_lines(merged.records, gpu=merged.gpu):
         print(line)
     stale = merged.snapshots.stale_entries()
     if stale:

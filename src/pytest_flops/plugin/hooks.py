@@ -121,7 +121,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         from pytest_flops.reports.terminal import terminal_lines
 
         terminalreporter.write_sep("=", "flops report")
-        for line in terminal_lines(flops_session.records):
+        for line in terminal_lines(flops_session.records, gpu=flops_session.settings.gpu):
             terminalreporter.write_line(line)
     for line in flops_session.summary_lines():
         terminalreporter.write_line(line)

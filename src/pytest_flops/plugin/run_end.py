@@ -126,6 +126,7 @@ def write_exports(
         records=tuple(records),
         metadata=RunMetadata.collect(devices).to_dict(),
         snapshots=evidence(run, stale=end.stale, shown=shown),
+        gpu=settings.gpu,
     )
     return write(
         export,

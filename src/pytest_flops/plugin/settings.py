@@ -15,6 +15,7 @@ from typing import Literal, TypeVar
 import pytest
 
 from pytest_flops.plugin.marks import Comparison, parse_depth, parse_rtol
+from pytest_flops.roofline import GPUS
 
 # GPT2LMHeadModel.transformer.h.0.mlp.c_fc and LlamaForCausalLM.model.layers.0.mlp.up_proj
 # are 6 deep: a change in one projection of a stock Hugging Face model names it
@@ -38,6 +39,7 @@ class Settings:
     report_html: Path | None = None
     bytes_gate: bool = True  # compare bytes accessed
     bytes_rtol: float | None = None  # None: rtol's
+    gpu: str | None = None  # --flops-gpu: the reports estimate the time on it
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
@@ -52,6 +54,7 @@ class Settings:
             report_html=_path(config, "flops_report_html"),
             bytes_gate=_bytes_gate(config),
             bytes_rtol=_value_or_ini(config, "flops_bytes_rtol", parse_rtol, None, kind="float"),
+            gpu=_gpu(config),
         )
 
     def bytes_comparison(self, chosen: Comparison) -> tuple[float | None, bool]:
@@ -145,6 +148,13 @@ def _add_report_options(group: pytest.OptionGroup) -> None:
         help="Write the FLOPs report to PATH as one self-contained HTML page, with an "
         "icicle of each measured test's module tree.",
     )
+    group.addoption(
+        "--flops-gpu",
+        metavar="NAME",
+        default=None,
+        help=f"Add each test's and module's roofline time on the GPU NAME to the report and "
+        f"exports (ini: flops_gpu; one of {', '.join(GPUS)}).",
+    )
 
 
 def _add_ini_keys(parser: pytest.Parser) -> None:
@@ -158,6 +168,11 @@ def _add_ini_keys(parser: pytest.Parser) -> None:
         "flops_bytes_rtol",
         "Relative tolerance of bytes-accessed comparisons (default: flops_rtol's).",
         type="float",
+        default=None,
+    )
+    parser.addini(
+        "flops_gpu",
+        "The GPU the reports estimate each test's roofline time on (default: none).",
         default=None,
     )
     parser.addini(
@@ -217,6 +232,17 @@ def _bytes_gate(config: pytest.Config) -> bool:
             f"ini option flops_bytes: expected true or false ({error})"
         ) from None
     return True if raw is None else bool(raw)
+
+
+def _gpu(config: pytest.Config) -> str | None:
+    """``--flops-gpu``, else the ini key ``flops_gpu``; an unknown name is a usage error."""
+    name, source = config.getoption("flops_gpu"), "--flops-gpu"
+    if name is None:
+        name, source = config.getini("flops_gpu") or None, "ini option flops_gpu"
+    if name is not None and name not in GPUS:
+        known = ", ".join(GPUS)
+        raise pytest.UsageError(f"{source}: unknown GPU {name!r}: expected one of {known}")
+    return name
 
 
 def _command_line(parse: Callable[..., T]) -> Callable[[str], T]:

@@ -26,6 +26,7 @@ from pytest_flops.reports.records import (
     with_per_token_figures,
 )
 from pytest_flops.reports.terminal import markdown, suite_sums, suite_unsupported
+from pytest_flops.reports.times import gpu_from_json, roofline_json
 from pytest_flops.snapshots.stale import SnapshotEvidence
 from pytest_flops.validation import (
     SnapshotFormatError,
@@ -89,6 +90,7 @@ class Export:
     records: tuple[MeasurementRecord, ...]
     metadata: Mapping[str, Any]
     snapshots: SnapshotEvidence = field(default_factory=SnapshotEvidence)
+    gpu: str | None = None  # --flops-gpu: each measurement's roofline time on it
 
 
 # -- writing ----------------------------------------------------------------------
@@ -99,8 +101,10 @@ def json_report(
     metadata: Mapping[str, Any],
     *,
     snapshots: SnapshotEvidence | None = None,
+    gpu: str | None = None,
 ) -> dict[str, Any]:
-    """The ``--flops-report-json`` document (its schema is in the documentation).
+    """The ``--flops-report-json`` document (its schema is in the documentation);
+    each measurement has its ``roofline`` on ``gpu`` when one is named.
 
     Apart from ``metadata`` it depends only on the records and the evidence,
     never on the order in which they were gathered.
@@ -128,13 +132,15 @@ def json_report(
         },
         "snapshots": (snapshots or SnapshotEvidence()).to_dict(),
         "measurements": [
-            _record_json(record) for record in sorted(records, key=lambda r: (r.nodeid, r.name))
+            _record_json(record, gpu)
+            for record in sorted(records, key=lambda r: (r.nodeid, r.name))
         ],
     }
 
 
-def _record_json(record: MeasurementRecord) -> dict[str, Any]:
+def _record_json(record: MeasurementRecord, gpu: str | None) -> dict[str, Any]:
     baseline = record.baseline
+    roofline = {} if gpu is None else {"roofline": roofline_json(record.measurement, gpu)}
     return {
         "nodeid": record.nodeid,
         "name": record.name,
@@ -143,6 +149,7 @@ def _record_json(record: MeasurementRecord) -> dict[str, Any]:
         **_measurement_json(record.measurement),
         "snapshot": None if baseline is None else _measurement_json(baseline),
         "delta": None if baseline is None else _delta_json(baseline, record.measurement),
+        **roofline,
     }
 
 
@@ -214,14 +221,16 @@ def write_exports(
     path of each file written.
     """
     problems = []
-    document = json_report(export.records, export.metadata, snapshots=export.snapshots)
+    document = json_report(
+        export.records, export.metadata, snapshots=export.snapshots, gpu=export.gpu
+    )
     if json_path is not None:
         text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
         problems += _write(json_path, text, saved)
     if markdown_path is not None:
         evidence = export.snapshots
         stale = sorted((*evidence.stale, *evidence.stale_measurements))
-        text = markdown(export.records, stale=stale, reasons=evidence.reasons)
+        text = markdown(export.records, stale=stale, reasons=evidence.reasons, gpu=export.gpu)
         problems += _write(markdown_path, text, saved)
     if html_path is not None:
         from pytest_flops.reports.html import html_report
@@ -280,6 +289,7 @@ def read_export(path: Path) -> Export:
             _record_from_json(entry, where=f"{where}: measurements[{index}]")
             for index, entry in enumerate(measurements)
         ),
+        gpu=gpu_from_json(measurements, where=where),
         metadata=expect_mapping(document["metadata"], f"{where}: metadata"),
         snapshots=SnapshotEvidence()
         if snapshots is None
@@ -288,6 +298,7 @@ def read_export(path: Path) -> Export:
 
 
 _RECORD_KEYS = {"nodeid", "name", "status", "budget", "snapshot", "delta"}
+_OPTIONAL_RECORD_KEYS = frozenset({"roofline"})  # written under --flops-gpu only
 _MEASUREMENT_KEYS = {
     "total",
     "forward",
@@ -310,7 +321,12 @@ _OPTIONAL_MEASUREMENT_KEYS = frozenset(
 
 def _record_from_json(data: object, *, where: str) -> MeasurementRecord:
     entry = expect_mapping(data, where)
-    expect_keys(entry, _RECORD_KEYS | _MEASUREMENT_KEYS, where, optional=_OPTIONAL_MEASUREMENT_KEYS)
+    expect_keys(
+        entry,
+        _RECORD_KEYS | _MEASUREMENT_KEYS,
+        where,
+        optional=_OPTIONAL_MEASUREMENT_KEYS | _OPTIONAL_RECORD_KEYS,
+    )
     nodeid = expect_string(entry["nodeid"], f"{where}: nodeid")
     at = f"{where} ({nodeid})"
     try:

@@ -77,7 +77,17 @@ def merge_exports(paths: Sequence[Path]) -> Export:
         records=tuple(record for shard in shards for record in shard.export.records),
         metadata=_metadata(shards),
         snapshots=evidence,
+        gpu=_gpu(shards),
     )
+
+
+def _gpu(shards: Sequence[_Shard]) -> str | None:
+    """The ``--flops-gpu`` of the shards, which must agree: a merged export is one run's."""
+    gpus = {str(shard.path): shard.export.gpu for shard in shards}
+    if len(set(gpus.values())) > 1:
+        shown = ", ".join(f"{path}: {gpu or 'none'}" for path, gpu in gpus.items())
+        raise MergeError(f"the shards were run with different --flops-gpu ({shown})")
+    return next(iter(gpus.values()))
 
 
 def _metadata(shards: Sequence[_Shard]) -> dict[str, Any]:

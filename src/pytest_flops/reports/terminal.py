@@ -16,6 +16,13 @@ from itertools import groupby
 
 from pytest_flops.measurement import DEFAULT_NAME, relative_text
 from pytest_flops.reports.records import MeasurementRecord, Status
+from pytest_flops.reports.times import (
+    TIME_HEADER,
+    TIME_RIGHT_ALIGNED,
+    time_cell,
+    time_header,
+    time_rows,
+)
 from pytest_flops.tables import aligned
 from pytest_flops.units import format_bytes, format_flops
 
@@ -42,6 +49,10 @@ _PER_TOKEN_HEADER = ("test", "tokens", "FLOP/token", "6·N", "ratio")
 _PER_TOKEN_RIGHT_ALIGNED = (False, True, True, True, True)
 _UNSUPPORTED_HEADER = ("op", "calls", "tests", "seen in")
 _UNSUPPORTED_RIGHT_ALIGNED = (False, True, True, False)
+_TIME_SENTENCE = (
+    "Estimated time on {gpu} (roofline of eager, unfused traffic at datasheet peaks: "
+    "for comparing versions, not for predicting wall time), with the share in memory-bound ops"
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -163,12 +174,13 @@ def _cells(record: MeasurementRecord) -> tuple[str, ...]:
 
 
 def _table(
-    records: Sequence[MeasurementRecord],
+    records: Sequence[MeasurementRecord], gpu: str | None
 ) -> tuple[tuple[str, ...], tuple[bool, ...], list[tuple[str, ...]]]:
     """The header, alignment and rows of the measurement table; with a "recompute"
-    column when some measurement recomputed (activation checkpointing) and a "comm"
-    column (the bytes of every collective) when some measurement communicated."""
-    optional = [
+    column when some measurement recomputed (activation checkpointing), a "comm"
+    column (the bytes of every collective) when some measurement communicated, and
+    the estimated time on ``gpu`` when one is named."""
+    optional: list[tuple[str, Callable[[MeasurementRecord], str]]] = [
         (name, cell)
         for name, cell, shown in (
             ("recompute", _recompute, any(r.measurement.recompute for r in records)),
@@ -176,6 +188,8 @@ def _table(
         )
         if shown
     ]
+    if gpu is not None:
+        optional.append((time_header(gpu), time_cell(gpu)))
     at = _OPTIONAL_COLUMN
     return (
         (*_HEADER[:at], *(name for name, _ in optional), *_HEADER[at:]),
@@ -246,12 +260,13 @@ def _unsupported_rows(
 # -- terminal ---------------------------------------------------------------------
 
 
-def terminal_lines(records: Sequence[MeasurementRecord]) -> list[str]:
-    """The ``--flops-report`` section, without its ``=== flops report ===`` title."""
+def terminal_lines(records: Sequence[MeasurementRecord], *, gpu: str | None = None) -> list[str]:
+    """The ``--flops-report`` section, without its ``=== flops report ===`` title;
+    with each measurement's estimated time on ``gpu`` when one is named."""
     if not records:
         return ["no test measured any FLOPs"]
     shown = ordered(records)
-    header, right, rows = _table(shown[:MAX_ROWS])
+    header, right, rows = _table(shown[:MAX_ROWS], gpu)
     lines = aligned([header, *rows], right=right)
     if len(shown) > MAX_ROWS:
         lines.append(f"... {_left_out_sentence(shown[MAX_ROWS:])}")
@@ -260,6 +275,12 @@ def terminal_lines(records: Sequence[MeasurementRecord]) -> list[str]:
     if per_token:
         lines += ["", f"{_PER_TOKEN_SENTENCE}:"]
         table = aligned([_PER_TOKEN_HEADER, *per_token], right=_PER_TOKEN_RIGHT_ALIGNED)
+        lines += ["  " + line for line in table]
+    if gpu is not None:
+        lines += ["", f"{_TIME_SENTENCE.format(gpu=gpu)}:"]
+        table = aligned(
+            [TIME_HEADER, *time_rows(shown[:MAX_ROWS], gpu, str)], right=TIME_RIGHT_ALIGNED
+        )
         lines += ["  " + line for line in table]
     unsupported, cut = _unsupported_rows(records, str)
     if unsupported:
@@ -279,10 +300,12 @@ def markdown(
     *,
     stale: Sequence[str] = (),
     reasons: Mapping[str, str] | None = None,
+    gpu: str | None = None,
 ) -> str:
     """The same summary as the terminal section, as GitHub-flavoured Markdown.
 
-    ``stale`` are the stale snapshots found (paths as shown), ``reasons`` why.
+    ``stale`` are the stale snapshots found (paths as shown), ``reasons`` why;
+    ``gpu`` adds each measurement's estimated time on it.
     """
     lines = ["## FLOPs report", ""]
     why = reasons or {}
@@ -299,7 +322,7 @@ def markdown(
     if not records:
         return "\n".join([*lines, "No test measured any FLOPs.", *stale_lines, ""])
     shown = ordered(records)
-    header, right, rows = _table(shown[:MAX_ROWS])
+    header, right, rows = _table(shown[:MAX_ROWS], gpu)
     lines += _markdown_table(header, right, [(_code(row[0]), *row[1:]) for row in rows])
     if len(shown) > MAX_ROWS:
         lines += ["", f"_{_sentence(_left_out_sentence(shown[MAX_ROWS:]))}_"]
@@ -308,6 +331,10 @@ def markdown(
     if per_token:
         lines += ["", f"{_PER_TOKEN_SENTENCE}:", ""]
         lines += _markdown_table(_PER_TOKEN_HEADER, _PER_TOKEN_RIGHT_ALIGNED, per_token)
+    if gpu is not None:
+        lines += ["", f"{_TIME_SENTENCE.format(gpu=gpu)}:", ""]
+        times = time_rows(shown[:MAX_ROWS], gpu, _code)
+        lines += _markdown_table(TIME_HEADER, TIME_RIGHT_ALIGNED, times)
     unsupported, cut = _unsupported_rows(records, _code)
     if unsupported:
         lines += ["", "Unsupported ops (ran with no formula; their FLOPs are not counted):", ""]

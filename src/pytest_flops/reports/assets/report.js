@@ -34,9 +34,11 @@ function suiteTable() {
   const table = document.getElementById("suite");
   const communicates = data.measurements.some((m) => bytesOf(m));
   const recomputes = data.measurements.some((m) => m.recompute);
+  const roofline = data.measurements.length ? data.measurements[0].roofline : undefined;
   const phases = ["total", "forward", "backward", ...(recomputes ? ["recompute"] : [])];
   const columns = [["test"], ...phases.map((key) => [key, key]),
                    ...(communicates ? [["comm", "comm"]] : []),
+                   ...(roofline ? [[`${roofline.gpu} time`, "time"]] : []),
                    ["change", "change"], ["rel. change", "relative"], ["status", "status"]];
   const head = table.createTHead().insertRow();
   for (const [name, key] of columns) head.append(element("th", key ? {"data-key": key} : {}, name));
@@ -54,6 +56,7 @@ function suiteTable() {
       cells.push(element("td", {title: `${exact(bytesOf(m))} bytes`},
                          bytesOf(m) ? short(bytesOf(m), "B") : ""));
     }
+    if (roofline) cells.push(element("td", {title: timeOf(m.roofline)}, seconds(m.roofline.seconds)));
     // as in the terminal report: "0" and "0%" when unchanged, "from 0" when it was 0
     cells.push(change === null ? element("td")
       : element("td", {title: `${signed(change, exact(Math.abs(change)))} FLOP`},
@@ -67,7 +70,7 @@ function suiteTable() {
     const tr = row(body, cells);
     Object.assign(tr.dataset, {
       total: m.total, forward: m.forward, backward: m.backward, recompute: m.recompute || 0,
-      comm: bytesOf(m),
+      comm: bytesOf(m), time: m.roofline ? m.roofline.seconds : 0,
       change: change === null ? -1 : Math.abs(change),
       relative: !m.delta ? -1 : m.delta.relative === null ? Infinity : Math.abs(m.delta.relative),
       status: `${FAILING.has(m.status) ? 0 : 1} ${m.status}`,
@@ -200,7 +203,23 @@ function kindOf(node, hasBaseline, compared) {
   return change > 0 ? "grown" : change < 0 ? "shrunk" : "same";
 }
 
-function titleOf(node, parent, hasBaseline, compared) {
+// pytest_flops.reports.times.format_seconds: three significant digits, 8.58 ns
+const SECOND_SCALES = [["s", 1], ["ms", 1e-3], ["µs", 1e-6], ["ns", 1e-9], ["ps", 1e-12]];
+function seconds(s) {
+  if (!s) return "0 s";
+  let value, name;
+  for (const [unit, scale] of SECOND_SCALES) {
+    [value, name] = [Number((s / scale).toPrecision(3)), unit];
+    if (value >= 1) break;
+  }
+  return `${value} ${name}`;
+}
+
+// the roofline time on --flops-gpu of a measurement or module row, with its memory-bound share
+const timeOf = (estimate) => `${seconds(estimate.seconds)} on ${data.measurements[0].roofline.gpu}` +
+  ` (${Math.round(100 * estimate.memory_bound_share)}% memory-bound)`;
+
+function titleOf(node, parent, hasBaseline, compared, roofline) {
   const lines = [node.path];
   if (node.now) {
     const whole = parent ? flopsOf(parent.now) : 0;
@@ -208,6 +227,9 @@ function titleOf(node, parent, hasBaseline, compared) {
     lines.push(`${exact(flopsOf(node.now))} FLOP${share}`);
     lines.push(`forward ${exact(node.now.forward)} FLOP, backward ${exact(node.now.backward)} FLOP` +
                (node.now.recompute ? `, recompute ${exact(node.now.recompute)} FLOP` : ""));
+    const estimate = !roofline ? null
+      : node.path === "Global" ? roofline : roofline.by_module[node.path];
+    if (estimate) lines.push(timeOf(estimate));
   } else {
     lines.push("gone: not measured this time");
   }
@@ -237,7 +259,7 @@ function drawIcicle(section, m, index) {
       "data-path": node.path, "data-kind": kind, "data-flops": flopsOf(node.now),
     });
     box.append(svgElement("title"));
-    box.firstChild.textContent = titleOf(node, parent, hasBaseline, compared);
+    box.firstChild.textContent = titleOf(node, parent, hasBaseline, compared, m.roofline);
     box.addEventListener("click", () => showOperators(panel, svg, box, node));
     group.append(box);
     if (node.now && flopsOf(node.now)) {
