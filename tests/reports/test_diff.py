@@ -56,15 +56,20 @@ def test_a_commit_s_change_is_shown_with_where_it_starts(sessions_repo: Repo) ->
     # Own FLOPs: Net.new 0 -> 528 (176 forward addmm + 352 backward mm: input and weight
     # gradients); Net.old 480 -> 0 (160 + 320); Net.fc 1,440 -> 1,584 (720 -> 792 each
     # way); Net itself (2,112 minus its children's) and Global stay 0: no row.
+    # bytes (fp32, the rules of docs/roofline.md): addmm fc (10 + 36 + 90 + 40) * 4 = 704
+    # and old (2 + 40 + 20 + 8) * 4 = 280, 984 in all -> fc (11 + 36 + 99 + 44) * 4 = 760
+    # and new (2 + 44 + 22 + 8) * 4 = 304, 1,064; the gradients' mm 1,152 -> 1,252 and
+    # the bias gradients' sum 248 -> 268 by the same rules: 2,536 -> 2,736 (+200, +7.89%)
     assert result.stdout.splitlines() == [
         f"FLOPs: HEAD~2 ({base}) -> HEAD~1 ({head})",
         "1 measurement(s) changed, 1 unchanged",
         "",
         "tests/test_m.py::test_changed: 1.92 KFLOP -> 2.11 KFLOP, +192 FLOP (+10.00%)",
-        "                before       after     change  rel. change",
-        "  total     1.92 KFLOP  2.11 KFLOP  +192 FLOP      +10.00%",
-        "  forward     880 FLOP    968 FLOP   +88 FLOP      +10.00%",
-        "  backward  1.04 KFLOP  1.14 KFLOP  +104 FLOP      +10.00%",
+        "                      before       after     change  rel. change",
+        "  total           1.92 KFLOP  2.11 KFLOP  +192 FLOP      +10.00%",
+        "  forward           880 FLOP    968 FLOP   +88 FLOP      +10.00%",
+        "  backward        1.04 KFLOP  1.14 KFLOP  +104 FLOP      +10.00%",
+        "  bytes_accessed     2.54 kB     2.74 kB     +200 B       +7.89%",
         "  where it starts (own FLOPs: a module's minus its children's):",
         "    module       before       after     change  operators",
         "    Net.new      0 FLOP    528 FLOP  +528 FLOP  aten.mm +352 FLOP, aten.addmm +176 FLOP",
@@ -95,6 +100,7 @@ def test_the_json_has_the_exact_numbers_and_fail_on_change_exits_1(
         "total": {"before": 1920, "after": 2112},
         "forward": {"before": 880, "after": 968},
         "backward": {"before": 1040, "after": 1144},
+        "bytes_accessed": {"before": 2536, "after": 2736},  # see the test above
     }
     assert change["relative_change"] == pytest.approx(0.1)
     assert [(o["module"], o["before"], o["after"], o["operators"]) for o in change["origins"]] == [
@@ -106,6 +112,9 @@ def test_the_json_has_the_exact_numbers_and_fail_on_change_exits_1(
     assert change["operators"] == [
         {"op": "aten.mm", "unit": "FLOP", "before": 1040, "after": 1144},
         {"op": "aten.addmm", "unit": "FLOP", "before": 880, "after": 968},
+        {"op": "aten.mm", "unit": "bytes accessed", "before": 1152, "after": 1252},
+        {"op": "aten.addmm", "unit": "bytes accessed", "before": 984, "after": 1064},
+        {"op": "aten.sum", "unit": "bytes accessed", "before": 248, "after": 268},
     ]
     assert document["added"] == document["removed"] == []
     assert document["unchanged"] == 1
@@ -527,6 +536,7 @@ def test_the_ci_recipe_posts_the_pull_request_s_flop_changes(
             "| total | 1.92 KFLOP | 2.11 KFLOP | +192 FLOP | +10.00% |",
             "| forward | 880 FLOP | 968 FLOP | +88 FLOP | +10.00% |",
             "| backward | 1.04 KFLOP | 1.14 KFLOP | +104 FLOP | +10.00% |",
+            "| bytes_accessed | 2.54 kB | 2.74 kB | +200 B | +7.89% |",
             "",
             "Where it starts (own FLOPs: a module's minus its children's):",
             "",
