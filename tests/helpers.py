@@ -6,18 +6,21 @@ the way a user would look at them, as bytes or as parsed JSON.
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 __all__ = [
     "BEFORE_PYTEST_9",
     "CHANGING_SUITE",
     "NET",
     "OUTER",
+    "Net",
     "flops_line",
     "recorded",
     "snapshot_bytes",
@@ -29,21 +32,21 @@ __all__ = [
 BEFORE_PYTEST_9 = pytest.version_tuple < (9,)
 """pytest 9 brought the ``subtests`` fixture and ``[tool.pytest]`` with native TOML types."""
 
-NET = """
-import pytest
-import torch
-
 
 class Net(torch.nn.Module):
-    def __init__(self, out=10):
+    """A model whose train step on a (4, 9) batch counts 2*4*9*out forward and as much for the
+    weight gradient (its input needs no grad): 1,440 FLOP with ``out=10``."""
+
+    def __init__(self, out: int = 10) -> None:
         super().__init__()
         self.fc = torch.nn.Linear(9, out)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(x)
-"""
-"""A model whose train step on a (4, 9) batch counts 2*4*9*out forward and as much for the
-weight gradient (its input needs no grad): 1,440 FLOP with ``out=10``."""
+
+
+NET = "import pytest\nimport torch\n\n\n" + inspect.getsource(Net)
+""":class:`Net`'s source, for the test files of real pytest sessions."""
 
 OUTER = """
 class Outer(torch.nn.Module):

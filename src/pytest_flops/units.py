@@ -1,5 +1,5 @@
-"""FLOP amounts and byte sizes as people write them: ``"4 GFLOP"`` and ``"64 MB"`` in,
-``"4.37 GFLOP"`` and ``"65.5 MB"`` out."""
+"""Amounts as people write them: FLOPs (``"4 GFLOP"``), byte sizes (``"64 MB"``) and
+times (``"2 ms"``) in and out, and the tolerances and depths options and markers take."""
 
 from __future__ import annotations
 
@@ -140,3 +140,73 @@ def format_pair(used: int, limit: int) -> tuple[str, str]:
         if texts[0] != texts[1]:
             return texts
     return texts
+
+
+_TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9, "ps": 1e-12}
+_SHOWN_TIME_UNITS = (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9), ("ps", 1e-12))
+
+
+def parse_seconds(value: str | float, *, source: str) -> float:
+    """``"2 ms"``, ``"150 us"`` or a number of seconds, > 0."""
+    problem = _problem("expected a time such as '2 ms' or 0.002", value, source)
+    if isinstance(value, bool):
+        raise ValueError(problem)
+    if isinstance(value, str):
+        number, _, unit = value.strip().partition(" ")
+        if unit.strip() not in _TIME_UNITS:
+            raise ValueError(problem)
+        try:
+            seconds = float(number) * _TIME_UNITS[unit.strip()]
+        except ValueError:
+            raise ValueError(problem) from None
+    elif isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        raise ValueError(problem)
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(problem)
+    return seconds
+
+
+def format_seconds(seconds: float) -> str:
+    """Three significant digits in the largest unit that keeps the value >= 1: ``8.58 ns``."""
+    if not seconds:
+        return "0 s"
+    # rounded before the unit is chosen: 999.7 ns is 1 µs, not "1e+03 ns"
+    rounded = [(float(f"{seconds / scale:.3g}"), unit) for unit, scale in _SHOWN_TIME_UNITS]
+    value, unit = next((pair for pair in rounded if pair[0] >= 1), rounded[-1])
+    return f"{value:g} {unit}"
+
+
+def parse_rtol(value: object, *, source: str | None = None) -> float:
+    """A relative tolerance: a finite number >= 0 (0 means exact)."""
+    problem = _problem("expected a number >= 0", value, source)
+    if isinstance(value, bool):
+        raise ValueError(problem)
+    try:
+        rtol = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(problem) from None
+    if not math.isfinite(rtol) or rtol < 0:
+        raise ValueError(problem)
+    return rtol
+
+
+def parse_depth(value: object, *, source: str | None = None) -> int:
+    """A module depth: an integer >= 0 (0 keeps only the "Global" row)."""
+    problem = _problem("expected an integer >= 0", value, source)
+    if isinstance(value, bool):
+        raise ValueError(problem)
+    try:
+        depth = int(value) if isinstance(value, (int, str)) else None
+    except ValueError:
+        depth = None
+    if depth is None or depth < 0:
+        raise ValueError(problem)
+    return depth
+
+
+def _problem(expected: str, value: object, source: str | None) -> str:
+    """``rtol: expected ...``; without ``source`` (argparse names the option itself) no label."""
+    text = f"{expected}, got {value!r}"
+    return text if source is None else f"{source}: {text}"

@@ -8,15 +8,7 @@ import torch
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from pytest_flops import Flops
-
-
-class Net(torch.nn.Module):
-    def __init__(self, out_features: int = 10) -> None:
-        super().__init__()
-        self.fc = torch.nn.Linear(9, out_features)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(x)
+from tests.helpers import Net
 
 
 @torch.library.custom_op("pytest_flops_tests::halve", mutates_args=())

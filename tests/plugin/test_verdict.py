@@ -15,7 +15,8 @@ from pytest_flops import (
     Traffic,
     World,
 )
-from pytest_flops.plugin.marks import Budget, limit_flops
+from pytest_flops.plugin.budget import Budget
+from pytest_flops.plugin.marks import limit_flops
 from pytest_flops.plugin.settings import DEFAULT_DEPTH
 from pytest_flops.plugin.verdict import Verdict, judge
 from pytest_flops.snapshots.format import FlopsSnapshot

@@ -14,7 +14,7 @@ from pytest_flops.reports.export import Export, RunMetadata, json_report, read_e
 from pytest_flops.reports.merge import MergeError, merge_exports
 from pytest_flops.reports.records import MeasurementRecord, Status
 from pytest_flops.reports.terminal import markdown, terminal_lines
-from pytest_flops.reports.times import format_seconds
+from pytest_flops.units import format_seconds
 from tests.reports.test_html_report import Browser, browser, suite_rows  # noqa: F401  (the fixture)
 
 # Linear(128, 32) in bf16 on (64, 128), in a Sequential: one addmm of

@@ -1,7 +1,8 @@
 """The markers: one plain function per marker, and the registry that registers them.
 
 Each function takes a marker's own arguments and returns what it means
-(``limit_flops`` a :class:`Budget`, ``flops`` a :class:`Comparison`); a
+(``limit_flops`` a :class:`~pytest_flops.plugin.budget.Budget`, ``flops`` a
+:class:`~pytest_flops.plugin.budget.Comparison`); a
 wrong argument raises :class:`TypeError` or :class:`ValueError`. :func:`read`
 parses a test's markers once, at collection: the plugin turns an error into a
 usage error that names the test.
@@ -10,120 +11,32 @@ usage error that names the test.
 from __future__ import annotations
 
 import inspect
-import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import pytest
 
-from pytest_flops.measurement import Measurement
+from pytest_flops.plugin.budget import Budget, Comparison
 from pytest_flops.roofline import gpu as known_gpu
 from pytest_flops.units import (
     ByteSize,
     FlopAmount,
-    format_bytes,
-    format_flops,
-    format_pair,
     parse_bytes,
+    parse_depth,
     parse_flops,
+    parse_rtol,
+    parse_seconds,
 )
 
 __all__ = [
     "MARKERS",
-    "Budget",
-    "BudgetExceeded",
-    "Comparison",
     "ItemMarks",
     "MarkerError",
     "flops",
     "limit_flops",
-    "parse_depth",
-    "parse_rtol",
     "read",
 ]
-
-
-@dataclass(frozen=True, kw_only=True)
-class BudgetExceeded:
-    """The limits a measurement went over."""
-
-    overruns: tuple[tuple[str, float, float], ...]  # (what, used, limit)
-
-    @property
-    def long_repr(self) -> str:
-        lines = []
-        for what, used, limit in self.overruns:
-            if what in {"communication", "bytes accessed"}:
-                used_text, limit_text = f"{used:,} bytes", f"{limit:,} bytes"
-            elif what.startswith("roofline"):
-                used_text, limit_text = _format_seconds(used), _format_seconds(limit)
-            else:
-                used_text, limit_text = format_pair(int(used), int(limit))
-            label = "" if what == "total" else f"{what}: "
-            lines.append(f"{label}used {used_text}, limit {limit_text}")
-        return "\n".join(lines)
-
-
-@dataclass(frozen=True, kw_only=True)
-class Budget:
-    """FLOP limits read from ``@pytest.mark.limit_flops``; None means no limit."""
-
-    total: int | None
-    forward: int | None
-    backward: int | None
-    communication: int | None = None  # bytes
-    bytes_accessed: int | None = None
-    roofline: float | None = None  # seconds on ``gpu``
-    gpu: str | None = None
-
-    def check(self, measurement: Measurement) -> BudgetExceeded | None:
-        limits: list[tuple[str, float, float | None]] = [
-            ("total", measurement.total, self.total),
-            ("forward", measurement.forward, self.forward),
-            ("backward", measurement.backward, self.backward),
-            ("communication", measurement.communication_bytes, self.communication),
-            ("bytes accessed", measurement.bytes_accessed, self.bytes_accessed),
-        ]
-        if self.roofline is not None and self.gpu is not None:
-            seconds = measurement.roofline(self.gpu).seconds
-            limits.append((f"roofline on {self.gpu}", seconds, self.roofline))
-        overruns = tuple(
-            (what, used, limit)
-            for what, used, limit in limits
-            if limit is not None and used > limit
-        )
-        return BudgetExceeded(overruns=overruns) if overruns else None
-
-    @property
-    def text(self) -> str:
-        """The limits as the report shows them: ``3 MFLOP, forward 1 MFLOP``."""
-        parts = [
-            f"{label}{format_flops(limit)}"
-            for label, limit in (
-                ("", self.total),
-                ("forward ", self.forward),
-                ("backward ", self.backward),
-            )
-            if limit is not None
-        ]
-        if self.communication is not None:
-            parts.append(f"communication {format_bytes(self.communication)}")
-        if self.bytes_accessed is not None:
-            parts.append(f"bytes accessed {format_bytes(self.bytes_accessed)}")
-        if self.roofline is not None:
-            parts.append(f"roofline {_format_seconds(self.roofline)} on {self.gpu}")
-        return ", ".join(parts)
-
-
-@dataclass(frozen=True, kw_only=True)
-class Comparison:
-    """How ``@pytest.mark.flops`` asks a test's snapshot to be compared; None: the session's."""
-
-    rtol: float | None = None
-    depth: int | None = None
-    bytes: bool | None = None  # False: bytes accessed are not compared
-    bytes_rtol: float | None = None
 
 
 def limit_flops(
@@ -155,7 +68,7 @@ def limit_flops(
         backward=_parsed("backward", backward, parse_flops),
         communication=_parsed("communication", communication, parse_bytes),
         bytes_accessed=_parsed("bytes_accessed", bytes_accessed, parse_bytes),
-        roofline=None if roofline is None else _parse_seconds(roofline),
+        roofline=None if roofline is None else parse_seconds(roofline, source="roofline"),
         gpu=gpu,
     )
 
@@ -225,7 +138,7 @@ class ItemMarks:
     """What a test's markers ask for, parsed once at collection."""
 
     budget: Budget | None = None
-    comparison: Comparison = Comparison()
+    comparison: Comparison = field(default_factory=Comparison)
 
 
 def read(item: pytest.Item) -> ItemMarks:
@@ -254,40 +167,6 @@ def read(item: pytest.Item) -> ItemMarks:
     return ItemMarks(budget=parsed.get("limit_flops"), comparison=parsed.get("flops", Comparison()))
 
 
-def parse_rtol(value: object, *, source: str | None = None) -> float:
-    """A relative tolerance: a finite number >= 0 (0 means exact)."""
-    problem = _problem("expected a number >= 0", value, source)
-    if isinstance(value, bool):
-        raise ValueError(problem)
-    try:
-        rtol = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ValueError(problem) from None
-    if not math.isfinite(rtol) or rtol < 0:
-        raise ValueError(problem)
-    return rtol
-
-
-def parse_depth(value: object, *, source: str | None = None) -> int:
-    """A module depth: an integer >= 0 (0 keeps only the "Global" row)."""
-    problem = _problem("expected an integer >= 0", value, source)
-    if isinstance(value, bool):
-        raise ValueError(problem)
-    try:
-        depth = int(value) if isinstance(value, (int, str)) else None
-    except ValueError:
-        depth = None
-    if depth is None or depth < 0:
-        raise ValueError(problem)
-    return depth
-
-
-def _problem(expected: str, value: object, source: str | None) -> str:
-    """``rtol: expected ...``; without ``source`` (argparse names the option itself) no label."""
-    text = f"{expected}, got {value!r}"
-    return text if source is None else f"{source}: {text}"
-
-
 def _parsed(
     what: str, value: FlopAmount | ByteSize | None, parse: Callable[[FlopAmount | ByteSize], int]
 ) -> int | None:
@@ -298,39 +177,6 @@ def _parsed(
         return parse(value)
     except ValueError as error:
         raise ValueError(f"{what}: {error}") from None
-
-
-_TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
-
-
-def _parse_seconds(value: str | float) -> float:
-    """``"2 ms"``, ``"150 us"`` or a number of seconds, > 0."""
-    problem = f"roofline: expected a time such as '2 ms' or 0.002, got {value!r}"
-    if isinstance(value, bool):
-        raise ValueError(problem)
-    if isinstance(value, str):
-        number, _, unit = value.strip().partition(" ")
-        if unit.strip() not in _TIME_UNITS:
-            raise ValueError(problem)
-        try:
-            seconds = float(number) * _TIME_UNITS[unit.strip()]
-        except ValueError:
-            raise ValueError(problem) from None
-    elif isinstance(value, (int, float)):
-        seconds = float(value)
-    else:
-        raise ValueError(problem)
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ValueError(problem)
-    return seconds
-
-
-def _format_seconds(seconds: float) -> str:
-    """``0.0021`` as ``"2.1 ms"``."""
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
-        if seconds >= scale:
-            return f"{seconds / scale:.3g} {unit}"
-    return f"{seconds / 1e-9:.3g} ns"
 
 
 def _parameters(function: Callable[..., Any]) -> str:

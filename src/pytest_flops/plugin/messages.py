@@ -14,7 +14,7 @@ from pytest_flops.measurement import (
     module_order,
     relative_text,
 )
-from pytest_flops.plugin.marks import BudgetExceeded
+from pytest_flops.plugin.budget import BudgetExceeded
 from pytest_flops.reports.terminal import STALE_SENTENCE
 from pytest_flops.snapshots.format import FlopsSnapshot
 from pytest_flops.tables import aligned

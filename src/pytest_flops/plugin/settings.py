@@ -14,8 +14,9 @@ from typing import Literal, TypeVar
 
 import pytest
 
-from pytest_flops.plugin.marks import Comparison, parse_depth, parse_rtol
+from pytest_flops.plugin.budget import Comparison
 from pytest_flops.roofline import GPUS
+from pytest_flops.units import parse_depth, parse_rtol
 
 # GPT2LMHeadModel.transformer.h.0.mlp.c_fc and LlamaForCausalLM.model.layers.0.mlp.up_proj
 # are 6 deep: a change in one projection of a stock Hugging Face model names it

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 from pytest_flops.measurement import DEFAULT_NAME, Measurement
 from pytest_flops.plugin import messages
-from pytest_flops.plugin.marks import Budget
+from pytest_flops.plugin.budget import Budget
 from pytest_flops.reports.records import Status
 from pytest_flops.snapshots.format import FlopsSnapshot, comparable
 from pytest_flops.validation import NewerSnapshotFormatError, SnapshotFormatError

@@ -13,13 +13,13 @@ from typing import Any
 from pytest_flops.measurement import GLOBAL, Measurement, module_order
 from pytest_flops.reports.records import MeasurementRecord
 from pytest_flops.roofline import GPUS, Roofline
+from pytest_flops.units import format_seconds
 from pytest_flops.validation import SnapshotFormatError
 
 __all__ = [
     "MAX_MODULES",
     "TIME_HEADER",
     "TIME_RIGHT_ALIGNED",
-    "format_seconds",
     "gpu_from_json",
     "roofline_json",
     "time_cell",
@@ -32,18 +32,6 @@ MAX_MODULES = 3
 
 TIME_HEADER = ("test", "module", "time", "memory-bound")
 TIME_RIGHT_ALIGNED = (False, False, True, True)
-
-_UNITS = (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9), ("ps", 1e-12))
-
-
-def format_seconds(seconds: float) -> str:
-    """Three significant digits in the largest unit that keeps the value >= 1: ``8.58 ns``."""
-    if not seconds:
-        return "0 s"
-    # rounded before the unit is chosen: 999.7 ns is 1 µs, not "1e+03 ns"
-    rounded = [(float(f"{seconds / scale:.3g}"), unit) for unit, scale in _UNITS]
-    value, unit = next((pair for pair in rounded if pair[0] >= 1), rounded[-1])
-    return f"{value:g} {unit}"
 
 
 def time_header(gpu: str) -> str:
