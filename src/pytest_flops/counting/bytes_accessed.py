@@ -71,6 +71,14 @@ _BACKEND_RETURNS = {
     _aten.native_batch_norm: frozenset({1, 2}),
 }
 _WORKSPACE_ARGS = frozenset({"workspace", "reserve"})
+# Arguments left out for the same reason: batch norm's saved statistics, read back by
+# its backward (empty on CPU in eval, not on meta), as positions.
+_BACKEND_ARGS = {_aten.native_batch_norm_backward: frozenset({5, 6})}
+
+# Arguments a schema does not mark as written, though the op writes them when a bool
+# argument is true: batch norm's running statistics, in training. Op -> (positions of
+# the arguments, position of the bool).
+_WRITTEN_WHEN = {_aten.native_batch_norm: (frozenset({3, 4}), 5)}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,6 +91,7 @@ class ByteRule:
     reads_written: bool = True  # False: the mutated arguments are overwritten, not read
     fresh_returns: tuple[bool, ...] | None = None  # per return: new memory (None: all are)
     skipped_args: frozenset[int] = frozenset()  # positions of workspaces: not counted
+    written_when: int | None = None  # position of a bool: False, written_args are only read
 
 
 GENERIC = ByteRule()
@@ -105,6 +114,8 @@ def byte_rule(op: OpOverload) -> ByteRule:
         for arg in schema.arguments
         if arg.alias_info is not None and arg.alias_info.is_write and arg.kwarg_only
     )
+    flagged, flag = _WRITTEN_WHEN.get(op._overloadpacket, (frozenset(), None))
+    written |= flagged
     backend = _BACKEND_RETURNS.get(op._overloadpacket, frozenset())
     fresh = tuple(
         ret.alias_info is None and i not in backend for i, ret in enumerate(schema.returns)
@@ -118,7 +129,9 @@ def byte_rule(op: OpOverload) -> ByteRule:
         fresh_returns=fresh,
         skipped_args=frozenset(
             i for i, arg in enumerate(schema.arguments) if arg.name in _WORKSPACE_ARGS
-        ),
+        )
+        | _BACKEND_ARGS.get(op._overloadpacket, frozenset()),
+        written_when=flag,
     )
 
 
@@ -128,12 +141,15 @@ def bytes_accessed(rule: ByteRule, args: Sequence[Any], kwargs: dict[str, Any], 
         return 0
     seen: set[int] = set()
     total = 0
-    for i in rule.written_args:  # first, so that a tensor also passed as input counts once
+    written = rule.written_args
+    if rule.written_when is not None and not args[rule.written_when]:
+        written = frozenset()
+    for i in written:  # first, so that a tensor also passed as input counts once
         for tensor in _tensors(args[i]) if i < len(args) else ():
             seen.add(id(tensor))
             total += (2 if rule.reads_written else 1) * tensor_bytes(tensor)
     for i, arg in enumerate(args):
-        if i not in rule.written_args and i not in rule.skipped_args:
+        if i not in written and i not in rule.skipped_args:
             for tensor in _tensors(arg):
                 if id(tensor) not in seen:
                     seen.add(id(tensor))
