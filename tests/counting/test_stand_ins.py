@@ -513,6 +513,52 @@ def test_meta_depthwise_convolution_keeps_the_cpus_layout_and_op_rows() -> None:
         assert pytest_flops.count(model, pixels, device=device) == expected
 
 
+def layer_norm_step(norm: nn.Module, x: torch.Tensor) -> None:
+    weights = torch.arange(48.0).view(6, 8)
+    (norm(x).transpose(1, 2).contiguous() * weights).sum().backward()
+
+
+def test_a_layer_norm_gradient_takes_the_cpus_layout_on_meta_and_fake() -> None:
+    # The output's gradient reaches the layer norm transposed. The CPU kernel writes
+    # x's gradient contiguous; torch's meta kernel gave it the transposed layout, so
+    # autograd copied it into x.grad's layout: an aten.copy_ of 2*8*6 floats read and
+    # written (768 bytes) on meta and fake only (SegFormer's train step, in clones).
+    norm = nn.LayerNorm(6)
+    x = torch.randn(2, 8, 6, requires_grad=True)
+    expected = on_cpu(layer_norm_step, norm, x)
+    assert "aten.copy_" not in expected.bytes_by_op
+    for device in DEVICES:
+        assert pytest_flops.count(layer_norm_step, norm, x, device=device) == expected
+
+
+class MovesItsMask(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        device = self.linear.weight.device
+        mask = mask.to(device)  # already there on the CPU: .to returns it
+        copied = mask.to(device, copy=True)
+        keep = mask.to(device, torch.bool)  # a cast copies
+        return self.linear(x) * keep[..., None] + copied[..., None]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_kept_mask_moved_to_the_parameters_device_moves_nothing(
+    device: Literal["meta", "fake"],
+) -> None:
+    # A kept mask stays a real CPU tensor while the parameters' stand-ins are on meta:
+    # .to(meta) used to copy it (a _to_copy of 2*4 int64, 128 bytes) where the CPU run
+    # moves nothing. The copy asked for reads and writes 64 bytes each (128), and the
+    # cast reads 64 and writes 2*4 bools (72).
+    model, x = MovesItsMask(), torch.randn(2, 4, 8)
+    mask = torch.ones(2, 4, dtype=torch.long)
+    expected = on_cpu(model, x, mask)
+    assert expected.bytes_by_op["aten._to_copy"] == 128 + 72
+    assert pytest_flops.count(model, x, mask, device=device) == expected
+
+
 # -- ops that cost nothing, on a real model ---------------------------------------------
 
 
