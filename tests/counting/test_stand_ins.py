@@ -556,7 +556,19 @@ def test_a_kept_mask_moved_to_the_parameters_device_moves_nothing(
     mask = torch.ones(2, 4, dtype=torch.long)
     expected = on_cpu(model, x, mask)
     assert expected.bytes_by_op["aten._to_copy"] == 128 + 72
+    to = torch.Tensor.to
     assert pytest_flops.count(model, x, mask, device=device) == expected
+    assert torch.Tensor.to is to  # .to is torch's own again after the count
+
+
+def test_a_mask_moved_to_parameters_on_another_device_is_copied() -> None:
+    # Parameters on the meta device itself: the real run copies the CPU mask to them
+    # (another 128 bytes), and so does the count, whose meta stands for that device.
+    model, x = MovesItsMask().to("meta"), torch.randn(2, 4, 8, device="meta")
+    mask = torch.ones(2, 4, dtype=torch.long)
+    expected = on_cpu(model, x, mask)
+    assert expected.bytes_by_op["aten._to_copy"] == 128 + 128 + 72
+    assert pytest_flops.count(model, x, mask, device="meta") == expected
 
 
 # -- ops that cost nothing, on a real model ---------------------------------------------
