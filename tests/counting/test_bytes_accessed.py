@@ -230,6 +230,62 @@ def test_a_batch_norm_step_moves_the_same_bytes_on_cpu_meta_and_fake(training: b
         assert pytest_flops.count(batch_norm_step, norm, x, device=device) == expected
 
 
+def _batch_norm_calls(training: bool) -> dict[str, tuple[Any, ...]]:
+    """Each batch norm kernel's forward and backward calls on a (2, 3, 4, 4) input, with
+    the outputs its device returns (saved statistics of 3 channels; cuDNN's reserve)."""
+    x, grad, y = (torch.randn(2, 3, 4, 4) for _ in range(3))
+    weight, bias, mean, var, saved, saved_too, *grads = (torch.randn(3) for _ in range(8))
+    reserve, grad_x = torch.empty(64), torch.randn(2, 3, 4, 4)
+    forward = (x, weight, bias, mean, var, training, 0.1, 1e-5)
+    stats = (mean, var, saved, saved_too)
+    return {
+        "native": (
+            (torch.ops.aten.native_batch_norm.default, forward, (y, saved, saved_too)),
+            (
+                torch.ops.aten.native_batch_norm_backward.default,
+                (grad, x, weight, *stats, training, 1e-5, [True] * 3),
+                (grad_x, *grads),
+            ),
+        ),
+        "cudnn": (
+            (torch.ops.aten.cudnn_batch_norm.default, forward, (y, saved, saved_too, reserve)),
+            (
+                torch.ops.aten.cudnn_batch_norm_backward.default,
+                (x, grad, weight, *stats, 1e-5, reserve),
+                (grad_x, *grads),
+            ),
+        ),
+        "miopen": (
+            (torch.ops.aten.miopen_batch_norm.default, forward, (y, saved, saved_too)),
+            (
+                torch.ops.aten.miopen_batch_norm_backward.default,
+                (x, grad, weight, *stats, 1e-5),
+                (grad_x, *grads),
+            ),
+        ),
+        "legit": (
+            (torch.ops.aten._native_batch_norm_legit.default, forward, (y, saved, saved_too)),
+            None,
+        ),
+    }
+
+
+@pytest.mark.parametrize("kernel", ["native", "cudnn", "miopen", "legit"])
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_every_batch_norm_kernel_moves_the_same_bytes(kernel: str, training: bool) -> None:
+    # 2*3*4*4 = 96 floats (384 bytes) per activation, 3 channels (12 bytes) per statistic.
+    # Forward: x, weight, bias, running mean and var read, the output written; in training
+    # the running statistics written too. Backward: the output's gradient, x, weight and
+    # the running statistics read, three gradients written. The saved statistics and
+    # cuDNN's reserve are the backend's: left out on every device.
+    forward, backward = _batch_norm_calls(training)[kernel]
+    op, args, out = forward
+    assert bytes_accessed(byte_rule(op), args, {}, out) == 816 + (24 if training else 0)
+    if backward is not None:
+        op, args, out = backward
+        assert bytes_accessed(byte_rule(op), args, {}, out) == 384 + 384 + 3 * 12 + 408
+
+
 @pytest.mark.parametrize("allow_tf32", [False, True])
 def test_fp32_matmuls_count_at_tf32_where_torch_allows_it(allow_tf32: bool) -> None:
     a, b = torch.randn(64, 128), torch.randn(128, 32)

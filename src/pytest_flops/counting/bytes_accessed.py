@@ -64,21 +64,35 @@ _OVERWRITE_PACKETS = frozenset({_aten.copy_, _aten.fill_, _aten.zero_})
 # Outputs whose size is the backend's choice, left out so that an op moves the same
 # bytes on every device (and on meta): a fused RNN kernel's training workspace (read
 # back by its backward, left empty by the meta kernel), and batch norm's saved
-# statistics (empty on CPU in eval, not on meta).
+# statistics (empty on CPU in eval, not on meta; cuDNN's come with a reserve).
 _BACKEND_RETURNS = {
     _aten.mkldnn_rnn_layer: frozenset({3}),
     _aten._cudnn_rnn: frozenset({3}),
     _aten.native_batch_norm: frozenset({1, 2}),
+    _aten._native_batch_norm_legit: frozenset({1, 2}),
+    _aten._native_batch_norm_legit_no_training: frozenset({1, 2}),
+    _aten.cudnn_batch_norm: frozenset({1, 2, 3}),
+    _aten.miopen_batch_norm: frozenset({1, 2}),
 }
 _WORKSPACE_ARGS = frozenset({"workspace", "reserve"})
-# Arguments left out for the same reason: batch norm's saved statistics, read back by
-# its backward (empty on CPU in eval, not on meta), as positions.
-_BACKEND_ARGS = {_aten.native_batch_norm_backward: frozenset({5, 6})}
+# Arguments left out for the same reason, by position in an overload's schema: batch
+# norm's saved statistics (and cuDNN's reserve), read back by its backward.
+_BACKEND_ARGS = {
+    _aten.native_batch_norm_backward.default: frozenset({5, 6}),
+    _aten.cudnn_batch_norm_backward.default: frozenset({5, 6, 8}),
+    _aten.miopen_batch_norm_backward.default: frozenset({5, 6}),
+}
 
-# Arguments a schema does not mark as written, though the op writes them when a bool
-# argument is true: batch norm's running statistics, in training. Op -> (positions of
-# the arguments, position of the bool).
-_WRITTEN_WHEN = {_aten.native_batch_norm: (frozenset({3, 4}), 5)}
+# Arguments that an op writes when a bool argument is true, and only reads when it is
+# false, whatever its schema says: batch norm's running statistics, written in
+# training. Overload -> (positions of the arguments, position of the bool).
+_BATCH_NORM_RUNNING_STATS = (frozenset({3, 4}), 5)
+_WRITTEN_WHEN = {
+    _aten.native_batch_norm.default: _BATCH_NORM_RUNNING_STATS,
+    _aten._native_batch_norm_legit.default: _BATCH_NORM_RUNNING_STATS,
+    _aten.cudnn_batch_norm.default: _BATCH_NORM_RUNNING_STATS,
+    _aten.miopen_batch_norm.default: _BATCH_NORM_RUNNING_STATS,
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -114,7 +128,7 @@ def byte_rule(op: OpOverload) -> ByteRule:
         for arg in schema.arguments
         if arg.alias_info is not None and arg.alias_info.is_write and arg.kwarg_only
     )
-    flagged, flag = _WRITTEN_WHEN.get(op._overloadpacket, (frozenset(), None))
+    flagged, flag = _WRITTEN_WHEN.get(op, (frozenset(), None))
     written |= flagged
     backend = _BACKEND_RETURNS.get(op._overloadpacket, frozenset())
     fresh = tuple(
@@ -130,7 +144,7 @@ def byte_rule(op: OpOverload) -> ByteRule:
         skipped_args=frozenset(
             i for i, arg in enumerate(schema.arguments) if arg.name in _WORKSPACE_ARGS
         )
-        | _BACKEND_ARGS.get(op._overloadpacket, frozenset()),
+        | _BACKEND_ARGS.get(op, frozenset()),
         written_when=flag,
     )
 
