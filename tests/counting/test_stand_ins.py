@@ -9,6 +9,7 @@ models built from small configs, counted against their CPU runs.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -559,6 +560,34 @@ def test_a_kept_mask_moved_to_the_parameters_device_moves_nothing(
     to = torch.Tensor.to
     assert pytest_flops.count(model, x, mask, device=device) == expected
     assert torch.Tensor.to is to  # .to is torch's own again after the count
+
+
+def test_counts_in_two_threads_keep_their_masks_and_leave_to_as_it_was() -> None:
+    model, x = MovesItsMask(), torch.randn(2, 4, 8)
+    mask = torch.ones(2, 4, dtype=torch.long)
+    expected = on_cpu(model, x, mask)
+    to = torch.Tensor.to
+    started, go = threading.Event(), threading.Event()
+    counted: list[Measurement] = []
+
+    def waits_then_runs(model: nn.Module, x: torch.Tensor, mask: torch.Tensor) -> object:
+        started.set()
+        go.wait(timeout=60)
+        return model(x, mask)
+
+    thread = threading.Thread(
+        target=lambda: counted.append(pytest_flops.count(waits_then_runs, model, x, mask))
+    )
+    thread.start()
+    try:
+        assert started.wait(timeout=60)
+        assert torch.ones(2).to("meta").is_meta  # this thread is not counting
+        assert pytest_flops.count(model, x, mask) == expected  # a count that closes first
+    finally:
+        go.set()
+        thread.join(timeout=60)
+    assert counted == [expected]  # the other count still kept its mask on the CPU
+    assert torch.Tensor.to is to
 
 
 def test_a_mask_moved_to_parameters_on_another_device_is_copied() -> None:

@@ -8,16 +8,17 @@ integer or bool tensor is *kept*: copied, and real.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import weakref
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from typing import Any, Literal
 
 import torch
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode, unset_fake_temporarily
 
 from pytest_flops.counting.meta_as_cpu import layer_norm_backward_as_cpu
-from pytest_flops.counting.patching import swapped
+from pytest_flops.counting.patching import WhileCounting, swapped
 
 StandIn = Literal["meta", "fake"]
 
@@ -80,8 +81,9 @@ def convertible_fake_parameters() -> Iterator[None]:
 
 @contextmanager
 def kept_tensors_stay_on_the_cpu() -> Iterator[None]:
-    """While active, ``tensor.to(device)`` of a CPU tensor to the meta device goes to the
-    CPU instead: for meta stand-ins of a call whose tensors were all on the CPU.
+    """While active on this thread, ``tensor.to(device)`` of a CPU tensor to the meta
+    device goes to the CPU instead: for meta stand-ins of a call whose tensors were all
+    on the CPU.
 
     There the meta device stands for the CPU, and kept tensors are real CPU tensors. A
     call that moves its mask to its parameters' device (``mask.to(weight.device)``)
@@ -89,10 +91,18 @@ def kept_tensors_stay_on_the_cpu() -> Iterator[None]:
     it copied, and counted that copy's bytes (Bloom, Gemma 3, Mamba). A cast still
     copies, on the CPU, as the real run does; so does a copy asked for (``copy=True``).
     """
+    with _TO_REDIRECTABLE.held(), swapped(_kept_on_cpu, "on", True):
+        yield
+
+
+_kept_on_cpu = threading.local()  # .on: this thread's .to(meta) of CPU tensors stays
+
+
+def _redirectable_to(undo: ExitStack) -> None:
     original = torch.Tensor.to
 
     def to(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-        if tensor.device.type == "cpu":
+        if getattr(_kept_on_cpu, "on", False) and tensor.device.type == "cpu":
             try:
                 device, dtype, non_blocking, memory_format = torch._C._nn._parse_to(*args, **kwargs)
             except (RuntimeError, TypeError):  # copy= given (or bad arguments): as asked
@@ -107,8 +117,11 @@ def kept_tensors_stay_on_the_cpu() -> Iterator[None]:
                 )
         return original(tensor, *args, **kwargs)
 
-    with swapped(torch.Tensor, "to", to):
-        yield
+    undo.enter_context(swapped(torch.Tensor, "to", to))
+
+
+# Tensor.to is one for all threads: patched while any thread's meta count needs it
+_TO_REDIRECTABLE = WhileCounting(_redirectable_to)
 
 
 def _forget(tensor: torch.Tensor) -> None:
