@@ -321,6 +321,35 @@ def test_a_module_converted_in_the_call_counts(device: Literal["meta", "fake"]) 
     assert model.router.weight.dtype == torch.float32  # the original, not converted
 
 
+def test_a_fake_count_converts_modules_after_another_thread_s_count_ended() -> None:
+    model, x = CastsItsRouter(), torch.randn(6, 8)
+    swap_tensors = torch.utils.swap_tensors
+    started, go = threading.Event(), threading.Event()
+
+    def waits(model: nn.Module, x: torch.Tensor) -> None:
+        started.set()
+        go.wait(timeout=60)
+
+    thread = threading.Thread(
+        target=pytest_flops.count, args=(waits, model, x), kwargs={"device": "fake"}
+    )
+    thread.start()
+
+    def after_the_other_count(model: nn.Module, x: torch.Tensor) -> object:
+        go.set()
+        thread.join(timeout=60)  # the first count to start ends, this one goes on
+        return model(x)  # its router converts itself: the swap must still forget
+
+    try:
+        assert started.wait(timeout=60)
+        measured = pytest_flops.count(after_the_other_count, model, x, device="fake")
+    finally:
+        go.set()
+        thread.join(timeout=60)
+    assert measured.by_op == {"aten.addmm": 384}  # (6, 8) @ (8, 4): 2*6*8*4
+    assert torch.utils.swap_tensors is swap_tensors
+
+
 def small_switch_transformers() -> tuple[nn.Module, dict[str, torch.Tensor]]:
     config = transformers.SwitchTransformersConfig(
         vocab_size=64, d_model=16, d_kv=4, d_ff=32, num_layers=1, num_decoder_layers=1,

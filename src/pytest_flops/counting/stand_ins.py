@@ -11,7 +11,7 @@ import dataclasses
 import threading
 import weakref
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from typing import Any, Literal
 
 import torch
@@ -53,8 +53,7 @@ class CountFakeMode(FakeTensorMode):
         return out
 
 
-@contextmanager
-def convertible_fake_parameters() -> Iterator[None]:
+def convertible_fake_parameters() -> AbstractContextManager[None]:
     """While active, ``module.to()`` converts the fake parameters of a count.
 
     ``nn.Module._apply`` swaps a fake parameter for its converted copy with
@@ -65,6 +64,10 @@ def convertible_fake_parameters() -> Iterator[None]:
     for the two tensors: the memo only spares converting one tensor twice (a
     view's base), and without them a later conversion makes a new fake.
     """
+    return _SWAP_FORGETS.held()
+
+
+def _swap_forgets(undo: ExitStack) -> None:
     original: Callable[[torch.Tensor, torch.Tensor], None] = torch.utils.swap_tensors
 
     def swap_tensors(t1: torch.Tensor, t2: torch.Tensor) -> None:
@@ -72,11 +75,11 @@ def convertible_fake_parameters() -> Iterator[None]:
         _forget(t2)
         original(t1, t2)
 
-    torch.utils.swap_tensors = swap_tensors
-    try:
-        yield
-    finally:
-        torch.utils.swap_tensors = original
+    undo.enter_context(swapped(torch.utils, "swap_tensors", swap_tensors))
+
+
+# torch.utils.swap_tensors is one for all threads: patched while any fake count runs
+_SWAP_FORGETS = WhileCounting(_swap_forgets)
 
 
 @contextmanager
