@@ -187,17 +187,103 @@ def test_bytes_equal_torch_runtime_estimation_where_the_rules_agree() -> None:
 
 
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
-def test_batch_norm_s_saved_statistics_are_the_backend_s_and_left_out(training: bool) -> None:
+def test_batch_norm_writes_its_running_statistics_in_training_only(training: bool) -> None:
     norm = nn.BatchNorm1d(32).train(training)
     x = torch.randn(64, 32)
     with torch.no_grad():
         measured = measure(lambda: norm(x))
     # reads x (64*32*4 = 8,192), weight, bias, running mean and variance (32*4 = 128
-    # each) and writes the output (8,192). Its saved mean and inverse std (empty on a
-    # CPU in eval, not on meta) count on neither side. Training updates the running
-    # statistics in place, which native_batch_norm's schema does not declare: they
-    # count as read only (a known gap of 2 * 128 bytes).
-    assert measured.bytes_by_op["aten.native_batch_norm"] == 8_192 + 4 * 128 + 8_192
+    # each) and writes the output (8,192). Training also writes the running statistics
+    # in place (2 * 128), which native_batch_norm's schema does not declare. Its saved
+    # mean and inverse std (empty on a CPU in eval, not on meta) count on neither side.
+    written = 2 * 128 if training else 0
+    assert measured.bytes_by_op["aten.native_batch_norm"] == 8_192 + 4 * 128 + 8_192 + written
+    # without running statistics there is nothing to update
+    plain = nn.BatchNorm1d(32, track_running_stats=False).train(training)
+    with torch.no_grad():
+        assert measure(lambda: plain(x)).bytes_by_op["aten.native_batch_norm"] == (
+            8_192 + 2 * 128 + 8_192
+        )
+
+
+def batch_norm_step(norm: nn.Module, x: torch.Tensor) -> None:
+    norm(x).sum().backward()
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_a_batch_norm_step_moves_the_same_bytes_on_cpu_meta_and_fake(training: bool) -> None:
+    import pytest_flops
+
+    norm = nn.BatchNorm2d(3).train(training)
+    x = torch.randn(2, 3, 4, 4, requires_grad=True)
+    expected = measure(lambda: batch_norm_step(norm, x))
+    # 2*3*4*4 = 96 floats: x and the output 384 bytes each; 3 channels: 12 bytes.
+    # forward: x, weight, bias, running mean, running var read (384 + 4*12), the output
+    # written (384), and in training the running mean and var written (2*12).
+    assert expected.bytes_by_op["aten.native_batch_norm"] == 816 + (24 if training else 0)
+    # backward: the output's gradient (the expanded ones of sum's backward, stride 0:
+    # 4 bytes), x, weight, running mean and var read (4 + 384 + 3*12); the gradients of
+    # x, weight and bias written (384 + 2*12). The saved mean and inverse std are left
+    # out as in the forward: on a CPU in eval they are empty, on meta they are not.
+    assert expected.bytes_by_op["aten.native_batch_norm_backward"] == 424 + 408
+    for device in ("meta", "fake"):
+        assert pytest_flops.count(batch_norm_step, norm, x, device=device) == expected
+
+
+def _batch_norm_calls(training: bool) -> dict[str, tuple[Any, ...]]:
+    """Each batch norm kernel's forward and backward calls on a (2, 3, 4, 4) input, with
+    the outputs its device returns (saved statistics of 3 channels; cuDNN's reserve)."""
+    x, grad, y = (torch.randn(2, 3, 4, 4) for _ in range(3))
+    weight, bias, mean, var, saved, saved_too, *grads = (torch.randn(3) for _ in range(8))
+    reserve, grad_x = torch.empty(64), torch.randn(2, 3, 4, 4)
+    forward = (x, weight, bias, mean, var, training, 0.1, 1e-5)
+    stats = (mean, var, saved, saved_too)
+    return {
+        "native": (
+            (torch.ops.aten.native_batch_norm.default, forward, (y, saved, saved_too)),
+            (
+                torch.ops.aten.native_batch_norm_backward.default,
+                (grad, x, weight, *stats, training, 1e-5, [True] * 3),
+                (grad_x, *grads),
+            ),
+        ),
+        "cudnn": (
+            (torch.ops.aten.cudnn_batch_norm.default, forward, (y, saved, saved_too, reserve)),
+            (
+                torch.ops.aten.cudnn_batch_norm_backward.default,
+                (x, grad, weight, *stats, 1e-5, reserve),
+                (grad_x, *grads),
+            ),
+        ),
+        "miopen": (
+            (torch.ops.aten.miopen_batch_norm.default, forward, (y, saved, saved_too)),
+            (
+                torch.ops.aten.miopen_batch_norm_backward.default,
+                (x, grad, weight, *stats, 1e-5),
+                (grad_x, *grads),
+            ),
+        ),
+        "legit": (
+            (torch.ops.aten._native_batch_norm_legit.default, forward, (y, saved, saved_too)),
+            None,
+        ),
+    }
+
+
+@pytest.mark.parametrize("kernel", ["native", "cudnn", "miopen", "legit"])
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_every_batch_norm_kernel_moves_the_same_bytes(kernel: str, training: bool) -> None:
+    # 2*3*4*4 = 96 floats (384 bytes) per activation, 3 channels (12 bytes) per statistic.
+    # Forward: x, weight, bias, running mean and var read, the output written; in training
+    # the running statistics written too. Backward: the output's gradient, x, weight and
+    # the running statistics read, three gradients written. The saved statistics and
+    # cuDNN's reserve are the backend's: left out on every device.
+    forward, backward = _batch_norm_calls(training)[kernel]
+    op, args, out = forward
+    assert bytes_accessed(byte_rule(op), args, {}, out) == 816 + (24 if training else 0)
+    if backward is not None:
+        op, args, out = backward
+        assert bytes_accessed(byte_rule(op), args, {}, out) == 384 + 384 + 3 * 12 + 408
 
 
 @pytest.mark.parametrize("allow_tf32", [False, True])

@@ -55,6 +55,40 @@ def test_tensor_parallel_matmuls_count_a_rank_s_share() -> None:
     assert again == first  # DTensor's shape propagation is never counted, cached or not
 
 
+def test_a_tensor_parallel_step_accesses_a_rank_s_shards_and_keeps_communication_apart() -> None:
+    from torch.distributed.tensor.parallel import (
+        ColwiseParallel,
+        RowwiseParallel,
+        parallelize_module,
+    )
+
+    with fake_world(4) as mesh:
+        model = mlp()
+        parallelize_module(model, mesh, {"0": ColwiseParallel(), "1": RowwiseParallel()})
+        measured = measure(lambda: model(X).sum().backward())
+    # One rank's fp32 shards: X (8, 64) 2,048 bytes, each weight's quarter (64, 64)
+    # 16,384, each activation (8, 64) 2,048. Forward: layer 0 mm(X, W0ᵀ) reads 2,048 +
+    # 16,384 and writes 2,048 (20,480); layer 1 mm(h, W1ᵀ) the same (20,480). Its
+    # all-reduce of (8, 64) is communication (2,048 bytes), apart: no bytes accessed.
+    # sum reads 2,048 and writes 4; ones_like, its gradient seed, reads 4 and writes 4.
+    assert measured.modules["Global"].bytes_forward == 20_480 + 20_480 + 2_052 + 8
+    # Backward, from the seed expanded to (8, 64) with stride 0 (4 bytes): layer 1's
+    # weight gradient mm(gᵀ, h) reads 4 + 2,048 and writes 16,384 (18,436), its input
+    # gradient mm(g, W1) reads 4 + 16,384 and writes 2,048 (18,436); layer 0's weight
+    # gradient mm(g0ᵀ, X) reads 2,048 + 2,048 and writes 16,384 (20,480), and X needs
+    # no gradient.
+    assert measured.modules["Sequential.1"].bytes_backward == 2 * 18_436
+    assert measured.modules["Sequential.0"].bytes_backward == 20_480
+    assert measured.modules["Global"].bytes_backward == 2 * 18_436 + 20_480
+    assert measured.bytes_by_op == {
+        "aten.mm": 3 * 20_480 + 2 * 18_436,  # the 2 forward mms, the 3 backward
+        "aten.sum": 2_052,
+        "aten.ones_like": 8,
+    }
+    assert measured.bytes_accessed == 100_372
+    assert measured.communication_bytes == 2_048  # counted apart from bytes accessed
+
+
 def test_a_layer_left_replicated_counts_in_full_on_every_rank() -> None:
     with fake_world(4):
         model = mlp()  # no plan: each rank runs the whole model

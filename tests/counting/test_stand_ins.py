@@ -9,6 +9,7 @@ models built from small configs, counted against their CPU runs.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -320,6 +321,35 @@ def test_a_module_converted_in_the_call_counts(device: Literal["meta", "fake"]) 
     assert model.router.weight.dtype == torch.float32  # the original, not converted
 
 
+def test_a_fake_count_converts_modules_after_another_thread_s_count_ended() -> None:
+    model, x = CastsItsRouter(), torch.randn(6, 8)
+    swap_tensors = torch.utils.swap_tensors
+    started, go = threading.Event(), threading.Event()
+
+    def waits(model: nn.Module, x: torch.Tensor) -> None:
+        started.set()
+        go.wait(timeout=60)
+
+    thread = threading.Thread(
+        target=pytest_flops.count, args=(waits, model, x), kwargs={"device": "fake"}
+    )
+    thread.start()
+
+    def after_the_other_count(model: nn.Module, x: torch.Tensor) -> object:
+        go.set()
+        thread.join(timeout=60)  # the first count to start ends, this one goes on
+        return model(x)  # its router converts itself: the swap must still forget
+
+    try:
+        assert started.wait(timeout=60)
+        measured = pytest_flops.count(after_the_other_count, model, x, device="fake")
+    finally:
+        go.set()
+        thread.join(timeout=60)
+    assert measured.by_op == {"aten.addmm": 384}  # (6, 8) @ (8, 4): 2*6*8*4
+    assert torch.utils.swap_tensors is swap_tensors
+
+
 def small_switch_transformers() -> tuple[nn.Module, dict[str, torch.Tensor]]:
     config = transformers.SwitchTransformersConfig(
         vocab_size=64, d_model=16, d_kv=4, d_ff=32, num_layers=1, num_decoder_layers=1,
@@ -511,6 +541,92 @@ def test_meta_depthwise_convolution_keeps_the_cpus_layout_and_op_rows() -> None:
         assert fc2.by_op == {"aten.addmm": 131_072}
     for device in DEVICES:
         assert pytest_flops.count(model, pixels, device=device) == expected
+
+
+def layer_norm_step(norm: nn.Module, x: torch.Tensor) -> None:
+    weights = torch.arange(48.0).view(6, 8)
+    (norm(x).transpose(1, 2).contiguous() * weights).sum().backward()
+
+
+def test_a_layer_norm_gradient_takes_the_cpus_layout_on_meta_and_fake() -> None:
+    # The output's gradient reaches the layer norm transposed. The CPU kernel writes
+    # x's gradient contiguous; torch's meta kernel gave it the transposed layout, so
+    # autograd copied it into x.grad's layout: an aten.copy_ of 2*8*6 floats read and
+    # written (768 bytes) on meta and fake only (SegFormer's train step, in clones).
+    norm = nn.LayerNorm(6)
+    x = torch.randn(2, 8, 6, requires_grad=True)
+    expected = on_cpu(layer_norm_step, norm, x)
+    assert "aten.copy_" not in expected.bytes_by_op
+    for device in DEVICES:
+        assert pytest_flops.count(layer_norm_step, norm, x, device=device) == expected
+
+
+class MovesItsMask(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        device = self.linear.weight.device
+        mask = mask.to(device)  # already there on the CPU: .to returns it
+        copied = mask.to(device, copy=True)
+        keep = mask.to(device, torch.bool)  # a cast copies
+        return self.linear(x) * keep[..., None] + copied[..., None]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_kept_mask_moved_to_the_parameters_device_moves_nothing(
+    device: Literal["meta", "fake"],
+) -> None:
+    # A kept mask stays a real CPU tensor while the parameters' stand-ins are on meta:
+    # .to(meta) used to copy it (a _to_copy of 2*4 int64, 128 bytes) where the CPU run
+    # moves nothing. The copy asked for reads and writes 64 bytes each (128), and the
+    # cast reads 64 and writes 2*4 bools (72).
+    model, x = MovesItsMask(), torch.randn(2, 4, 8)
+    mask = torch.ones(2, 4, dtype=torch.long)
+    expected = on_cpu(model, x, mask)
+    assert expected.bytes_by_op["aten._to_copy"] == 128 + 72
+    to = torch.Tensor.to
+    assert pytest_flops.count(model, x, mask, device=device) == expected
+    assert torch.Tensor.to is to  # .to is torch's own again after the count
+
+
+def test_counts_in_two_threads_keep_their_masks_and_leave_to_as_it_was() -> None:
+    model, x = MovesItsMask(), torch.randn(2, 4, 8)
+    mask = torch.ones(2, 4, dtype=torch.long)
+    expected = on_cpu(model, x, mask)
+    to = torch.Tensor.to
+    started, go = threading.Event(), threading.Event()
+    counted: list[Measurement] = []
+
+    def waits_then_runs(model: nn.Module, x: torch.Tensor, mask: torch.Tensor) -> object:
+        started.set()
+        go.wait(timeout=60)
+        return model(x, mask)
+
+    thread = threading.Thread(
+        target=lambda: counted.append(pytest_flops.count(waits_then_runs, model, x, mask))
+    )
+    thread.start()
+    try:
+        assert started.wait(timeout=60)
+        assert torch.ones(2).to("meta").is_meta  # this thread is not counting
+        assert pytest_flops.count(model, x, mask) == expected  # a count that closes first
+    finally:
+        go.set()
+        thread.join(timeout=60)
+    assert counted == [expected]  # the other count still kept its mask on the CPU
+    assert torch.Tensor.to is to
+
+
+def test_a_mask_moved_to_parameters_on_another_device_is_copied() -> None:
+    # Parameters on the meta device itself: the real run copies the CPU mask to them
+    # (another 128 bytes), and so does the count, whose meta stands for that device.
+    model, x = MovesItsMask().to("meta"), torch.randn(2, 4, 8, device="meta")
+    mask = torch.ones(2, 4, dtype=torch.long)
+    expected = on_cpu(model, x, mask)
+    assert expected.bytes_by_op["aten._to_copy"] == 128 + 128 + 72
+    assert pytest_flops.count(model, x, mask, device="meta") == expected
 
 
 # -- ops that cost nothing, on a real model ---------------------------------------------

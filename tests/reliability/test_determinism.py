@@ -185,11 +185,6 @@ def first(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> dict[st
     return files
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bytes accessed of oneDNN's LSTM backward differ on meta (its bias gradients "
-    "alias): the Small model's snapshot written on CPU changes on meta",
-)
 def test_seeds_threads_and_meta_write_the_same_bytes(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, first: dict[str, bytes]
 ) -> None:

@@ -64,13 +64,35 @@ _OVERWRITE_PACKETS = frozenset({_aten.copy_, _aten.fill_, _aten.zero_})
 # Outputs whose size is the backend's choice, left out so that an op moves the same
 # bytes on every device (and on meta): a fused RNN kernel's training workspace (read
 # back by its backward, left empty by the meta kernel), and batch norm's saved
-# statistics (empty on CPU in eval, not on meta).
+# statistics (empty on CPU in eval, not on meta; cuDNN's come with a reserve).
 _BACKEND_RETURNS = {
     _aten.mkldnn_rnn_layer: frozenset({3}),
     _aten._cudnn_rnn: frozenset({3}),
     _aten.native_batch_norm: frozenset({1, 2}),
+    _aten._native_batch_norm_legit: frozenset({1, 2}),
+    _aten._native_batch_norm_legit_no_training: frozenset({1, 2}),
+    _aten.cudnn_batch_norm: frozenset({1, 2, 3}),
+    _aten.miopen_batch_norm: frozenset({1, 2}),
 }
 _WORKSPACE_ARGS = frozenset({"workspace", "reserve"})
+# Arguments left out for the same reason, by position in an overload's schema: batch
+# norm's saved statistics (and cuDNN's reserve), read back by its backward.
+_BACKEND_ARGS = {
+    _aten.native_batch_norm_backward.default: frozenset({5, 6}),
+    _aten.cudnn_batch_norm_backward.default: frozenset({5, 6, 8}),
+    _aten.miopen_batch_norm_backward.default: frozenset({5, 6}),
+}
+
+# Arguments that an op writes when a bool argument is true, and only reads when it is
+# false, whatever its schema says: batch norm's running statistics, written in
+# training. Overload -> (positions of the arguments, position of the bool).
+_BATCH_NORM_RUNNING_STATS = (frozenset({3, 4}), 5)
+_WRITTEN_WHEN = {
+    _aten.native_batch_norm.default: _BATCH_NORM_RUNNING_STATS,
+    _aten._native_batch_norm_legit.default: _BATCH_NORM_RUNNING_STATS,
+    _aten.cudnn_batch_norm.default: _BATCH_NORM_RUNNING_STATS,
+    _aten.miopen_batch_norm.default: _BATCH_NORM_RUNNING_STATS,
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,6 +105,7 @@ class ByteRule:
     reads_written: bool = True  # False: the mutated arguments are overwritten, not read
     fresh_returns: tuple[bool, ...] | None = None  # per return: new memory (None: all are)
     skipped_args: frozenset[int] = frozenset()  # positions of workspaces: not counted
+    written_when: int | None = None  # position of a bool: False, written_args are only read
 
 
 GENERIC = ByteRule()
@@ -105,6 +128,8 @@ def byte_rule(op: OpOverload) -> ByteRule:
         for arg in schema.arguments
         if arg.alias_info is not None and arg.alias_info.is_write and arg.kwarg_only
     )
+    flagged, flag = _WRITTEN_WHEN.get(op, (frozenset(), None))
+    written |= flagged
     backend = _BACKEND_RETURNS.get(op._overloadpacket, frozenset())
     fresh = tuple(
         ret.alias_info is None and i not in backend for i, ret in enumerate(schema.returns)
@@ -118,7 +143,9 @@ def byte_rule(op: OpOverload) -> ByteRule:
         fresh_returns=fresh,
         skipped_args=frozenset(
             i for i, arg in enumerate(schema.arguments) if arg.name in _WORKSPACE_ARGS
-        ),
+        )
+        | _BACKEND_ARGS.get(op, frozenset()),
+        written_when=flag,
     )
 
 
@@ -128,12 +155,15 @@ def bytes_accessed(rule: ByteRule, args: Sequence[Any], kwargs: dict[str, Any], 
         return 0
     seen: set[int] = set()
     total = 0
-    for i in rule.written_args:  # first, so that a tensor also passed as input counts once
+    written = rule.written_args
+    if rule.written_when is not None and not args[rule.written_when]:
+        written = frozenset()
+    for i in written:  # first, so that a tensor also passed as input counts once
         for tensor in _tensors(args[i]) if i < len(args) else ():
             seen.add(id(tensor))
             total += (2 if rule.reads_written else 1) * tensor_bytes(tensor)
     for i, arg in enumerate(args):
-        if i not in rule.written_args and i not in rule.skipped_args:
+        if i not in written and i not in rule.skipped_args:
             for tensor in _tensors(arg):
                 if id(tensor) not in seen:
                     seen.add(id(tensor))

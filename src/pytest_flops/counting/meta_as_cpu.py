@@ -15,6 +15,14 @@ from a CPU run of the same call (or not at all):
   convolution of a transposed sequence). A ``flatten(2).transpose(1, 2)``
   after it then feeds the next ``nn.Linear`` a different layout, which takes
   ``mm`` instead of ``addmm``: equal totals, different per-op rows.
+* Layer norm's backward: the meta kernel gives the input's gradient the layout
+  of the output's gradient, where the CPU (and CUDA) kernels allocate it
+  contiguous. SegFormer's layer norms after a transposed sequence then got a
+  transposed gradient, which the ``nn.Linear`` backward before them copied to
+  contiguous (``clone``): more bytes accessed on meta and fake tensors.
+* The oneDNN LSTM layer's backward: the meta kernel returns one tensor for
+  both bias gradients, where the CPU returns two; autograd then copied it
+  before accumulating it (an ``aten.copy_`` per layer and direction).
 * ``torch._grouped_mm`` (mixture-of-experts layers) has a meta kernel that
   checks the CUDA kernel's dtypes, refusing the float32 the CPU kernel takes,
   so an fp32 MoE model could not be counted on meta or fake tensors.
@@ -22,9 +30,10 @@ from a CPU run of the same call (or not at all):
 While a :class:`~pytest_flops.FlopCounterMode` counts (inside
 :func:`cpu_kernels_on_meta`), such calls on meta tensors go to the fused CPU
 kernels' meta implementations, exactly where a CPU would take them: shapes,
-strides and counts then match a CPU run; a float32 grouped GEMM gets the CPU
-kernel's (contiguous) output on meta and fake tensors. Outside, and for any
-other tensors, nothing changes.
+strides and counts then match a CPU run; a float32 grouped GEMM and a layer
+norm's input gradient get the CPU kernel's (contiguous) output, and an LSTM
+layer's backward two bias gradients, on meta and fake tensors. Outside, and for
+any other tensors, nothing changes.
 """
 
 from __future__ import annotations
@@ -58,8 +67,8 @@ _ROUTING = WhileCounting(_routing_on, per_thread=True)
 
 
 def cpu_kernels_on_meta() -> AbstractContextManager[None]:
-    """While active on this thread, meta SDPA, LSTM, convolution and grouped GEMM calls
-    take the CPU's kernels (or their output layouts)."""
+    """While active on this thread, meta SDPA, LSTM, convolution, grouped GEMM and layer
+    norm backward calls take the CPU's kernels (or their outputs' layouts)."""
     _register_routing_kernels()
     return _ROUTING.held()
 
@@ -291,6 +300,43 @@ def _cpu_conv_memory_format(input: torch.Tensor, weight: torch.Tensor, *conv: An
         return torch._C._conv_determine_backend_memory_format(fake_input, fake_weight, backend)
 
 
+def _layer_norm_backward_on_meta(
+    grad_out: torch.Tensor, input: torch.Tensor, *rest: Any
+) -> tuple[torch.Tensor | None, ...]:
+    """The meta kernel of ``native_layer_norm_backward``: while routing, in the CPU's
+    layout; else torch's own (the input's gradient in the layout of ``grad_out``)."""
+    # Imported here: torch registers it as the meta kernel when it imports its decompositions.
+    from torch._decomp.decompositions import native_layer_norm_backward
+
+    grads = native_layer_norm_backward(grad_out, input, *rest)
+    return layer_norm_backward_as_cpu(grads) if _routes() else grads
+
+
+def _lstm_layer_backward_on_meta(*args: Any) -> tuple[torch.Tensor, ...]:
+    """The meta kernel of ``mkldnn_rnn_layer_backward`` (meta and fake tensors): while
+    routing, a bias gradient each for ``bias_ih`` and ``bias_hh``, as the CPU returns
+    them; else torch's own (one tensor for both)."""
+    from torch._meta_registrations import mkldnn_rnn_layer_backward
+
+    grads: tuple[torch.Tensor, ...] = mkldnn_rnn_layer_backward(*args)
+    if not _routes():
+        return grads
+    d_input, d_weight_ih, d_weight_hh, d_bias, _same, *d_states = grads
+    return (d_input, d_weight_ih, d_weight_hh, d_bias, torch.empty_like(d_bias), *d_states)
+
+
+def layer_norm_backward_as_cpu(
+    grads: tuple[torch.Tensor | None, ...],
+) -> tuple[torch.Tensor | None, ...]:
+    """Layer norm's gradients (meta or fake) with the input's contiguous, as the CPU
+    and CUDA kernels allocate it. Fake tensors run torch's decomposition, not the meta
+    kernel: their mode calls this (``stand_ins``)."""
+    grad_input, *rest = grads
+    if grad_input is not None and not grad_input.is_contiguous():
+        grad_input = grad_input.new_empty(grad_input.shape)
+    return (grad_input, *rest)
+
+
 @functools.cache
 def _cpu_layout_oracle() -> FakeTensorMode:
     return FakeTensorMode()
@@ -317,4 +363,6 @@ def _register_routing_kernels() -> torch.library.Library:
     # Fake tensors pick a convolution's layout before its meta kernel (from their
     # device): only meta tensors reach this one.
     library.impl("convolution", _convolution_on_meta, "Meta")
+    library.impl("native_layer_norm_backward", _layer_norm_backward_on_meta, "Meta")
+    library.impl("mkldnn_rnn_layer_backward", _lstm_layer_backward_on_meta, "Meta")
     return library

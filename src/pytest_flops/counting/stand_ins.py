@@ -8,13 +8,17 @@ integer or bool tensor is *kept*: copied, and real.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import weakref
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from typing import Any, Literal
 
 import torch
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode, unset_fake_temporarily
+
+from pytest_flops.counting.meta_as_cpu import layer_norm_backward_as_cpu
+from pytest_flops.counting.patching import WhileCounting, swapped
 
 StandIn = Literal["meta", "fake"]
 
@@ -27,8 +31,9 @@ class StandInLeakError(RuntimeError):
 
 
 class CountFakeMode(FakeTensorMode):
-    """The fake mode of one count: it refuses work once its count is over, with an error
-    that says why."""
+    """The fake mode of one count: its layer norm gradients take the CPU's layout (as
+    meta ones do, ``meta_as_cpu``), and it refuses work once its count is over, with an
+    error that says why."""
 
     counting = True
 
@@ -41,11 +46,14 @@ class CountFakeMode(FakeTensorMode):
     ) -> Any:
         if not self.counting:
             raise StandInLeakError(leak_message(func))
-        return super().__torch_dispatch__(func, types, args, kwargs or {})
+        out: Any = super().__torch_dispatch__(func, types, args, kwargs or {})
+        if func is torch.ops.aten.native_layer_norm_backward.default:
+            with self:
+                return layer_norm_backward_as_cpu(out)
+        return out
 
 
-@contextmanager
-def convertible_fake_parameters() -> Iterator[None]:
+def convertible_fake_parameters() -> AbstractContextManager[None]:
     """While active, ``module.to()`` converts the fake parameters of a count.
 
     ``nn.Module._apply`` swaps a fake parameter for its converted copy with
@@ -56,6 +64,10 @@ def convertible_fake_parameters() -> Iterator[None]:
     for the two tensors: the memo only spares converting one tensor twice (a
     view's base), and without them a later conversion makes a new fake.
     """
+    return _SWAP_FORGETS.held()
+
+
+def _swap_forgets(undo: ExitStack) -> None:
     original: Callable[[torch.Tensor, torch.Tensor], None] = torch.utils.swap_tensors
 
     def swap_tensors(t1: torch.Tensor, t2: torch.Tensor) -> None:
@@ -63,11 +75,56 @@ def convertible_fake_parameters() -> Iterator[None]:
         _forget(t2)
         original(t1, t2)
 
-    torch.utils.swap_tensors = swap_tensors
-    try:
+    undo.enter_context(swapped(torch.utils, "swap_tensors", swap_tensors))
+
+
+# torch.utils.swap_tensors is one for all threads: patched while any fake count runs
+_SWAP_FORGETS = WhileCounting(_swap_forgets)
+
+
+@contextmanager
+def kept_tensors_stay_on_the_cpu() -> Iterator[None]:
+    """While active on this thread, ``tensor.to(device)`` of a CPU tensor to the meta
+    device goes to the CPU instead: for meta stand-ins of a call whose tensors were all
+    on the CPU.
+
+    There the meta device stands for the CPU, and kept tensors are real CPU tensors. A
+    call that moves its mask to its parameters' device (``mask.to(weight.device)``)
+    moves nothing in the real run, where ``.to`` returns a tensor already there; on meta
+    it copied, and counted that copy's bytes (Bloom, Gemma 3, Mamba). A cast still
+    copies, on the CPU, as the real run does; so does a copy asked for (``copy=True``).
+    """
+    with _TO_REDIRECTABLE.held(), swapped(_kept_on_cpu, "on", True):
         yield
-    finally:
-        torch.utils.swap_tensors = original
+
+
+_kept_on_cpu = threading.local()  # .on: this thread's .to(meta) of CPU tensors stays
+
+
+def _redirectable_to(undo: ExitStack) -> None:
+    original = torch.Tensor.to
+
+    def to(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        if getattr(_kept_on_cpu, "on", False) and tensor.device.type == "cpu":
+            try:
+                device, dtype, non_blocking, memory_format = torch._C._nn._parse_to(*args, **kwargs)
+            except (RuntimeError, TypeError):  # copy= given (or bad arguments): as asked
+                return original(tensor, *args, **kwargs)
+            if device is not None and device.type == "meta":
+                return original(
+                    tensor,
+                    device=torch.device("cpu"),
+                    dtype=dtype,
+                    non_blocking=non_blocking,
+                    memory_format=memory_format or torch.preserve_format,
+                )
+        return original(tensor, *args, **kwargs)
+
+    undo.enter_context(swapped(torch.Tensor, "to", to))
+
+
+# Tensor.to is one for all threads: patched while any thread's meta count needs it
+_TO_REDIRECTABLE = WhileCounting(_redirectable_to)
 
 
 def _forget(tensor: torch.Tensor) -> None:
@@ -94,12 +151,14 @@ def leak_message(func: object) -> str:
 class StandIns:
     """What replaces each tensor in one count, and how to tell stand-ins from kept tensors.
 
-    ``notes`` collects the conventions the count used, for its measurement.
+    ``notes`` collects the conventions the count used, for its measurement, and
+    ``origins`` the device types of the tensors that stand-ins replace.
     """
 
     device: StandIn
     fake_mode: CountFakeMode | None = None
     notes: set[str] = dataclasses.field(default_factory=set)
+    origins: set[str] = dataclasses.field(default_factory=set)
 
     def __post_init__(self) -> None:
         if self.device == "fake":
@@ -107,9 +166,11 @@ class StandIns:
 
     @contextmanager
     def active(self) -> Iterator[None]:
-        """While counting: fake stand-ins' mode, with ``module.to()`` converting them."""
+        """While counting: fake stand-ins' mode, with ``module.to()`` converting them; on
+        meta stand-ins of CPU tensors, kept tensors stay on the CPU."""
         if self.fake_mode is None:
-            yield
+            with kept_tensors_stay_on_the_cpu() if self.origins <= {"cpu"} else nullcontext():
+                yield
             return
         with self.fake_mode, convertible_fake_parameters():
             yield
@@ -125,7 +186,11 @@ class StandIns:
     def replacement(self, tensor: torch.Tensor) -> torch.Tensor:
         """A copy that stays real for a small integer or bool tensor, else a stand-in;
         a parameter's replacement is a parameter."""
-        replaced = tensor.detach().clone() if _keepable(tensor) else self.stand_in(tensor)
+        if _keepable(tensor):
+            replaced = tensor.detach().clone()
+        else:
+            self.origins.add(tensor.device.type)
+            replaced = self.stand_in(tensor)
         if isinstance(tensor, torch.nn.Parameter) and not isinstance(replaced, torch.nn.Parameter):
             return torch.nn.Parameter(replaced, requires_grad=tensor.requires_grad)
         return replaced
