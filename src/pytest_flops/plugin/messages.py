@@ -5,12 +5,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from pytest_flops.codec import Tolerance, moved_numbers, numbers, own_numbers
 from pytest_flops.measurement import (
     BYTES_ACCESSED,
+    BYTES_PER_PHASE,
+    CALLS,
+    COMMUNICATED,
     DEFAULT_NAME,
-    GLOBAL,
+    FLOP,
+    OPERATOR_UNITS,
     DiffRow,
     Measurement,
+    is_precision,
     module_order,
     relative_text,
 )
@@ -140,8 +146,9 @@ def changes(
 def _totals(subject: str, old: Measurement, new: Measurement) -> list[str]:
     """The header of a change: FLOPs and their phases, or the bytes where the FLOPs held."""
     moved_bytes = _change(old.bytes_accessed, new.bytes_accessed, "bytes")
-    if old.without_bytes() == new.without_bytes():
-        if old.bytes_by_op == new.bytes_by_op:
+    units = {row.unit for row in old.diff(new).moved}
+    if all(unit in _BYTE_UNITS or is_precision(unit) for unit in units):
+        if not units & _BYTE_UNITS:
             # the same FLOPs and bytes, run at another precision (TF32 where fp32 was)
             return [
                 f"FLOP precision changed for {subject}: the same FLOPs, at another precision",
@@ -255,63 +262,35 @@ def _diff_table(before: Measurement, after: Measurement) -> list[str]:
     lines += [f"  {line}" for line in table]
     starts = {row.module for row in origins}
     units = {row.unit for row in origins}
-    moved = {row.module for row in before.diff(after).rows if row.unit in units}
+    moved = {row.module for row in before.diff(after).moved if row.unit in units}
     summing = sorted(moved - starts, key=module_order)
     if summing:
         lines.append(f"  and the sums of these rows: {', '.join(summing)}")
     return lines
 
 
+_BYTE_UNITS = frozenset({BYTES_ACCESSED, BYTES_PER_PHASE})
+
+
 def _counted(unit: str) -> bool:
     """FLOPs per op and the bytes and calls of collectives, not bytes accessed nor the
     FLOPs per precision (``"tf32 FLOP"``) that split them."""
-    return unit == "FLOP" or not (unit == BYTES_ACCESSED or unit.endswith(" FLOP"))
+    return unit in (FLOP, COMMUNICATED, CALLS)
 
 
 def _origin_rows(before: Measurement, after: Measurement) -> list[DiffRow]:
-    """The rows of :meth:`Measurement.diff` on each module's own counts, largest first."""
-    own_before, own_after = _own_counts(before), _own_counts(after)
-    rows = [
-        DiffRow(module=path, op=op, unit=unit, before=old, after=new)
-        for path in dict.fromkeys([*own_before, *own_after])
-        for (op, unit) in dict.fromkeys([*own_before.get(path, {}), *own_after.get(path, {})])
-        if (old := own_before.get(path, {}).get((op, unit), 0))
-        != (new := own_after.get(path, {}).get((op, unit), 0))
-    ]
-    rows.sort(
-        key=lambda row: (row.unit != "FLOP", -abs(row.delta), module_order(row.module), row.op)
+    """The numbers of each module row without the rows under it that moved, per op."""
+    with_bytes = before.bytes_recorded and after.bytes_recorded
+    own_before, own_after = (
+        own_numbers(numbers(measurement, with_bytes=with_bytes)) for measurement in (before, after)
     )
+    rows = [
+        row
+        for row in moved_numbers(own_before, own_after, tolerance=Tolerance()).moved
+        if row.unit in OPERATOR_UNITS or is_precision(row.unit)
+    ]
+    rows.sort(key=lambda row: (row.unit != FLOP, -abs(row.delta), module_order(row.module), row.op))
     return rows
-
-
-def _own_counts(measurement: Measurement) -> dict[str, dict[tuple[str, str], int]]:
-    """Per module row, its counts (FLOPs per op, bytes and calls per collective) minus
-    those of the rows right under it: a row's parent is its longest prefix that is a row."""
-    counts: dict[str, dict[tuple[str, str], int]] = {}
-    for path, row in measurement.modules.items():
-        numbers = {(op, "FLOP"): flops for op, flops in row.by_op.items()}
-        numbers |= {(op, BYTES_ACCESSED): size for op, size in row.bytes_by_op.items()}
-        numbers |= {
-            (op, f"{precision} FLOP"): flops
-            for op, precisions in row.flops_by_precision.items()
-            for precision, flops in precisions.items()
-        }
-        for op, traffic in row.communication.items():
-            numbers[op, "bytes"] = traffic.bytes
-            numbers[op, "calls"] = traffic.calls
-        counts[path] = numbers
-    own = {path: dict(numbers) for path, numbers in counts.items()}
-    for path, numbers in counts.items():
-        if path == GLOBAL:
-            continue
-        parent = path
-        while parent != GLOBAL:
-            parent = parent.rpartition(".")[0] or GLOBAL
-            if parent in counts:
-                break
-        for key, number in numbers.items():
-            own[parent][key] = own[parent].get(key, 0) - number
-    return own
 
 
 def _change(before: int, after: int, unit: str = "FLOP") -> str:
