@@ -179,6 +179,7 @@ def summary_lines(
     legacy: int,
     moved: bool,
     problems: Sequence[str],
+    flops_only: Sequence[str] = (),
 ) -> list[str]:
     """``flops: 12 tests passed, 1 failed, 2 written, 1 removed`` and what goes with it.
 
@@ -186,7 +187,8 @@ def summary_lines(
     ``stale`` the stale snapshots kept, as (shown path, why) pairs; ``held_back``
     why no stale snapshot was judged under ``--flops-update`` or ``--flops-prune``;
     ``legacy`` how many snapshots were read from the layout before 0.2 (and
-    ``moved``: copied to the current one, under ``--flops-update``).
+    ``moved``: copied to the current one, under ``--flops-update``); ``flops_only`` the
+    measurements compared on FLOPs alone, as their snapshots record no bytes accessed.
     """
     counts = list(counts)
     if not any(number for _, number in counts) and not (stale or held_back or problems):
@@ -220,8 +222,19 @@ def summary_lines(
             "(__flops__/<file stem>/); `pytest --flops-update` copies them to "
             "__flops__/<file name>/"
         )
+    if flops_only:
+        lines.append(
+            f"flops: {len(flops_only)} measurement(s) compared on FLOPs alone: their "
+            "snapshots record no bytes accessed; `pytest --flops-update` records them:"
+        )
+        lines += [f"  {label}" for label in flops_only]
     lines += problems
     return lines
+
+
+def measurement_label(nodeid: str, name: str) -> str:
+    """``test_m.py::test_a``, or ``test_m.py::test_a [prefill]`` for a named measurement."""
+    return nodeid if name == DEFAULT_NAME else f"{nodeid} [{name}]"
 
 
 def _diff_table(before: Measurement, after: Measurement) -> list[str]:

@@ -33,6 +33,8 @@ class Verdict:
     write: FlopsSnapshot | None = None  # what --flops-update stores once the test passed
     remove: bool = False  # --flops-update: the test measures nothing now, its snapshot goes
     budget: str | None = None  # the limits, for the report
+    # compared on FLOPs alone, bytes asked for: their snapshot records no bytes accessed
+    flops_only: frozenset[str] = frozenset()
 
 
 def judge(
@@ -77,6 +79,7 @@ def judge(
             baseline=baseline,
             failure="\n\n".join(filter(None, problems)),
             budget=budget_text,
+            flops_only=_bytes_unrecorded(baseline, current, noted=compare_bytes and not update),
         )
     # a newer pytest-flops wrote it: rewriting it would drop what that version stores
     if update and not isinstance(stored, NewerSnapshotFormatError):
@@ -92,6 +95,7 @@ def judge(
         baseline=baseline,
         failure=_snapshot_problem(nodeid, location, current, stored, compared, changed | missing),
         budget=budget_text,
+        flops_only=_bytes_unrecorded(baseline, current, noted=compare_bytes),
     )
 
 
@@ -179,6 +183,24 @@ def _updated_status(name: str, baseline: FlopsSnapshot | None, current: FlopsSna
         return Status.NEW
     before = baseline.measurements[name].to_dict()
     return Status.PASSED if before == current.measurements[name].to_dict() else Status.UPDATED
+
+
+def _bytes_unrecorded(
+    baseline: FlopsSnapshot | None, current: FlopsSnapshot, *, noted: bool
+) -> frozenset[str]:
+    """The measurements whose bytes this run counted and their snapshot does not hold:
+    written before bytes were stored (format 3 or older, or kept from such a file), or
+    with the bytes keys deleted from the file. They compare on FLOPs alone, which is
+    ``noted`` when bytes are compared and the snapshot is not being rewritten."""
+    if baseline is None or not noted:
+        return frozenset()
+    return frozenset(
+        name
+        for name, measurement in current.measurements.items()
+        if name in baseline.measurements
+        and measurement.bytes_recorded
+        and not baseline.measurements[name].bytes_recorded
+    )
 
 
 def _changes(
