@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from pytest_flops import Measurement, ModuleFlops, Traffic, World
 from pytest_flops.codec import Number, Tolerance, numbers, own_numbers
 from pytest_flops.measurement import BYTES_ACCESSED, FLOP, DiffRow
@@ -152,3 +156,54 @@ def test_a_precision_change_deep_in_a_model_names_the_rows_that_only_sum_it() ->
 
 def snapshot(measurement: Measurement) -> FlopsSnapshot:
     return FlopsSnapshot(test="test_net", depth=6, measurements={"default": measurement})
+
+
+# -- every number the snapshot stores is compared ----------------------------------------
+
+counts = st.integers(min_value=0, max_value=3)
+by_op = st.dictionaries(st.sampled_from(["aten.mm", "aten.add"]), counts)
+
+
+@st.composite
+def rows(draw: st.DrawFn) -> ModuleFlops:
+    return ModuleFlops(
+        forward=draw(counts),
+        backward=draw(counts),
+        recompute=draw(counts),
+        by_op=draw(by_op),
+        communication=draw(
+            st.dictionaries(
+                st.just("_c10d_functional.all_reduce"),
+                st.builds(Traffic, calls=counts, bytes=counts),
+            )
+        ),
+        bytes_forward=draw(counts),
+        bytes_backward=draw(counts),
+        bytes_recompute=draw(counts),
+        bytes_by_op=draw(by_op),
+        flops_by_precision=draw(
+            st.dictionaries(
+                st.just("aten.mm"),
+                st.dictionaries(st.sampled_from(["fp32", "tf32"]), counts, min_size=1),
+            )
+        ),
+    )
+
+
+measurements = st.builds(
+    Measurement,
+    modules=st.fixed_dictionaries({"Global": rows(), "A": rows(), "A.b": rows()}),
+    unsupported=st.dictionaries(st.just("aten.nonzero"), counts),
+    world=st.none() | st.builds(World, rank=counts, size=counts, mesh=st.just({"dp": 2})),
+)
+
+
+@pytest.mark.slow  # a few seconds: 150 pairs, each diffed and serialized
+@settings(max_examples=150, deadline=None)
+@given(before=measurements, after=measurements)
+def test_two_measurements_differ_exactly_where_their_stored_forms_do(
+    before: Measurement, after: Measurement
+) -> None:
+    # a number the file stores but the diff left out would pass the gate unseen
+    assert (before.to_dict() == after.to_dict()) == (before.diff(after).moved == ())
+    assert before.diff(before).moved == ()

@@ -179,6 +179,8 @@ def _measured_nothing(
 
 
 def _updated_status(name: str, baseline: FlopsSnapshot | None, current: FlopsSnapshot) -> Status:
+    """UPDATED when what --flops-update stores for ``name`` differs from the stored form,
+    not only when a count moved: bytes recorded for the first time are an update."""
     if baseline is None or name not in baseline.measurements:
         return Status.NEW
     before = baseline.measurements[name].to_dict()
