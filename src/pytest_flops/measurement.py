@@ -46,6 +46,7 @@ def precision_unit(precision: str) -> str:
 
 
 def is_precision(unit: str) -> bool:
+    """Whether ``unit`` is an op's FLOPs at one precision (which split its FLOPs)."""
     return unit.endswith(f" {FLOP}")
 
 

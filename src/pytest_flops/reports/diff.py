@@ -260,23 +260,34 @@ def _origins(before: Measurement, after: Measurement) -> tuple[Origin, ...]:
     own_before, own_after = (
         own_numbers(numbers(measurement, with_bytes=False)) for measurement in (before, after)
     )
-    moved = moved_numbers(own_before, own_after, tolerance=Tolerance()).moved
-    origins = []
-    for module in dict.fromkeys(key.module for key in [*own_before, *own_after] if key.module):
-        operators = sorted(
-            ((row.op, row.delta) for row in moved if row.module == module and row.unit == FLOP),
-            key=lambda item: (-abs(item[1]), item[0]),
+    operators: dict[str, list[tuple[str, int]]] = {}
+    for row in moved_numbers(own_before, own_after, tolerance=Tolerance()).moved:
+        if row.unit == FLOP:
+            operators.setdefault(row.module, []).append((row.op, row.delta))
+    was, now = _own_totals(own_before), _own_totals(own_after)
+    origins = [
+        Origin(
+            module=module,
+            before=was.get(module, 0),
+            after=now.get(module, 0),
+            operators=tuple(sorted(operators.get(module, ()), key=lambda o: (-abs(o[1]), o[0]))),
         )
-        was, now = _own_total(own_before, module), _own_total(own_after, module)
-        if operators or was != now:
-            origins.append(Origin(module=module, before=was, after=now, operators=tuple(operators)))
+        for module in dict.fromkeys([*was, *now])
+        if module in operators or was.get(module, 0) != now.get(module, 0)
+    ]
     origins.sort(key=lambda o: (-abs(o.after - o.before), module_order(o.module)))
     return tuple(origins)
 
 
-def _own_total(own: Mapping[Number, int], module: str) -> int:
-    """A row's own FLOPs, every phase: its total without its children's."""
-    return sum(n for key, n in own.items() if key.module == module and key.unit == FLOP_PER_PHASE)
+def _own_totals(own: Mapping[Number, int]) -> dict[str, int]:
+    """Each row's own FLOPs, every phase: its total without its children's."""
+    totals: dict[str, int] = {}
+    for key, number in own.items():
+        if key.module:
+            totals[key.module] = totals.get(key.module, 0) + (
+                number if key.unit == FLOP_PER_PHASE else 0
+            )
+    return totals
 
 
 def _moves(
