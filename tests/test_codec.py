@@ -207,3 +207,19 @@ def test_two_measurements_differ_exactly_where_their_stored_forms_do(
     # a number the file stores but the diff left out would pass the gate unseen
     assert (before.to_dict() == after.to_dict()) == (before.diff(after).moved == ())
     assert before.diff(before).moved == ()
+
+
+def test_the_failure_lists_calls_with_no_formula_that_moved_those_still_running_first() -> None:
+    fc = ModuleFlops(forward=100, by_op={"aten.mm": 100})
+    before = Measurement(modules={"Global": fc}, unsupported={"aten.nonzero": 1, "aten.unique": 2})
+    after = Measurement(modules={"Global": fc}, unsupported={"aten.nonzero": 3, "aten.bincount": 1})
+    failure = messages.mismatch(
+        "t.py::test_net", "loc", snapshot(before), snapshot(after), {"default"}
+    )
+    assert failure.splitlines()[4:9] == [
+        "  the change starts in (each module without its submodules):",
+        "  module        operator             before  after  Δ",
+        "  (no formula)  aten.bincount calls       0      1",
+        "  (no formula)  aten.nonzero calls        1      3",
+        "  (no formula)  aten.unique calls         2      0",
+    ]

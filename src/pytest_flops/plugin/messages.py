@@ -14,6 +14,7 @@ from pytest_flops.measurement import (
     DEFAULT_NAME,
     FLOP,
     OPERATOR_UNITS,
+    UNSUPPORTED_CALLS,
     DiffRow,
     Measurement,
     is_precision,
@@ -243,6 +244,7 @@ def _diff_table(before: Measurement, after: Measurement) -> list[str]:
     A parent whose own counts did not move only adds up its submodules' changes:
     it is named in one line below the table instead of repeating their rows.
     """
+    moved = before.diff(after).moved
     origins = _origin_rows(before, after)
     if any(_counted(row.unit) for row in origins):
         # the FLOP rows point at the cause; bytes and precisions only split them
@@ -257,15 +259,14 @@ def _diff_table(before: Measurement, after: Measurement) -> list[str]:
         )
         for row in origins
     ]
+    # the ops that still run first, then those gone (a count with no formula is never 0)
+    unsupported = sorted(
+        (row for row in moved if row.unit == UNSUPPORTED_CALLS),
+        key=lambda row: (row.after == 0, row.op),
+    )
     rows += [
-        ("(no formula)", f"{op} calls", f"{before.unsupported.get(op, 0):,}", f"{calls:,}", "")
-        for op, calls in sorted(after.unsupported.items())
-        if before.unsupported.get(op, 0) != calls
-    ]
-    rows += [
-        ("(no formula)", f"{op} calls", f"{calls:,}", "0", "")
-        for op, calls in sorted(before.unsupported.items())
-        if op not in after.unsupported
+        ("(no formula)", f"{row.op} calls", f"{row.before:,}", f"{row.after:,}", "")
+        for row in unsupported
     ]
     if not rows:
         return []
@@ -275,8 +276,7 @@ def _diff_table(before: Measurement, after: Measurement) -> list[str]:
     lines += [f"  {line}" for line in table]
     starts = {row.module for row in origins}
     units = {row.unit for row in origins}
-    moved = {row.module for row in before.diff(after).moved if row.unit in units}
-    summing = sorted(moved - starts, key=module_order)
+    summing = sorted({row.module for row in moved if row.unit in units} - starts, key=module_order)
     if summing:
         lines.append(f"  and the sums of these rows: {', '.join(summing)}")
     return lines
