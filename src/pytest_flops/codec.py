@@ -1,4 +1,9 @@
-"""A :class:`~pytest_flops.Measurement`'s dict form: JSON-ready, byte-stable, checked on read.
+"""A :class:`~pytest_flops.Measurement`'s two flat forms: its dict and its numbers.
+
+The dict is JSON-ready, byte-stable and checked on read. The numbers are every
+count keyed by module row, operator and unit, so that two measurements line up:
+:meth:`~pytest_flops.Measurement.diff`, the gate, the failures and every report
+compare them, and nothing else.
 
 Snapshots, records and exports all store a measurement through these two
 functions. Communication (per module row), recompute (at the top and per
@@ -11,12 +16,36 @@ older) reads as a measurement whose bytes are not known.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
-from pytest_flops.measurement import GLOBAL, Measurement, ModuleFlops, Traffic, World
+from pytest_flops.measurement import (
+    BYTES_ACCESSED,
+    BYTES_PER_PHASE,
+    CALLS,
+    COMMUNICATED,
+    FLOP,
+    FLOP_PER_PHASE,
+    GLOBAL,
+    UNSUPPORTED_CALLS,
+    WORLD,
+    DiffRow,
+    Measurement,
+    MeasurementDiff,
+    ModuleFlops,
+    Traffic,
+    World,
+    is_precision,
+    module_order,
+    precision_unit,
+)
 from pytest_flops.validation import SnapshotFormatError, expect_count, expect_keys, expect_mapping
 
-__all__ = ["measurement_dict", "measurement_from_dict", "world_from_dict"]
+__all__ = [
+    "Number", "Tolerance", "measurement_dict", "measurement_from_dict", "moved_numbers",
+    "numbers", "own_numbers", "world_from_dict",
+]  # fmt: skip
 
 _TOP_KEYS = frozenset({"total", "forward", "backward", "modules", "unsupported"})
 _TOP_OPTIONAL = frozenset({"world", "recompute", "bytes_accessed"})
@@ -176,3 +205,123 @@ def _traffic(data: object, where: str) -> Traffic:
 def _module_sort_key(item: tuple[str, ModuleFlops]) -> tuple[int, str]:
     path = item[0]
     return (0, "") if path == GLOBAL else (1, path)
+
+
+# -- the numbers --------------------------------------------------------------------------
+
+
+class Number(NamedTuple):
+    """Where one number of a measurement is: its module row ("" for the calls with no
+    formula and the world), its operator (or phase, or part of the world) and its unit."""
+
+    module: str
+    op: str
+    unit: str
+
+
+def numbers(measurement: Measurement, *, with_bytes: bool = True) -> dict[Number, int]:
+    """Every number of ``measurement``: per module row its FLOPs per phase and per op and
+    its collectives' bytes and calls, and (``with_bytes``, where recorded) its bytes
+    accessed per phase and per op and its ops' FLOPs per precision, which are stored with
+    the bytes; then the calls with no formula and the world."""
+    found: dict[Number, int] = {}
+    for path, row in measurement.modules.items():
+        phases = {"forward": row.forward, "backward": row.backward, "recompute": row.recompute}
+        found |= {Number(path, phase, FLOP_PER_PHASE): n for phase, n in phases.items()}
+        found |= {Number(path, op, FLOP): flops for op, flops in row.by_op.items()}
+        for op, traffic in row.communication.items():
+            found[Number(path, op, COMMUNICATED)] = traffic.bytes
+            found[Number(path, op, CALLS)] = traffic.calls
+        if with_bytes and measurement.bytes_recorded:
+            phases = {
+                "forward": row.bytes_forward,
+                "backward": row.bytes_backward,
+                "recompute": row.bytes_recompute,
+            }
+            found |= {Number(path, phase, BYTES_PER_PHASE): n for phase, n in phases.items()}
+            found |= {Number(path, op, BYTES_ACCESSED): n for op, n in row.bytes_by_op.items()}
+            found |= {
+                Number(path, op, precision_unit(precision)): flops
+                for op, precisions in row.flops_by_precision.items()
+                for precision, flops in precisions.items()
+            }
+    found |= {Number("", op, UNSUPPORTED_CALLS): n for op, n in measurement.unsupported.items()}
+    world = measurement.world
+    if world is not None:
+        found[Number("", "rank", WORLD)] = world.rank
+        found[Number("", "size", WORLD)] = world.size
+        found |= {Number("", f"mesh {dim}", WORLD): size for dim, size in world.mesh.items()}
+    return found
+
+
+def own_numbers(found: Mapping[Number, int]) -> dict[Number, int]:
+    """Each module row's numbers minus those of the rows right under it, where a change
+    starts (a row's parent is its longest prefix that is a row, the top rows' Global).
+    An own count of 0 is left out where the rows under it hold the number: they ran it."""
+    rows = {key.module for key in found if key.module}
+    under: dict[Number, int] = {}
+    for key, number in found.items():
+        if key.module and key.module != GLOBAL:
+            above = key._replace(module=_parent(key.module, rows))
+            under[above] = under.get(above, 0) + number
+    own: dict[Number, int] = {}
+    for key in dict.fromkeys([*found, *under]):
+        number = found.get(key, 0) - under.get(key, 0)
+        if number or key not in under:
+            own[key] = number
+    return own
+
+
+@dataclass(frozen=True, kw_only=True)
+class Tolerance:
+    """How far a number may move relative to the baseline's: FLOPs (per op, phase and
+    precision) by ``flops``, bytes (accessed and communicated) by ``bytes``; calls and
+    the world not at all. A number only one side has (an op that ran, a rank) is a
+    change whatever the tolerance (a row's phases are on both sides, if 0)."""
+
+    flops: float = 0.0
+    bytes: float = 0.0
+
+    def allows(self, unit: str, before: int, after: int) -> bool:
+        if unit in _FLOP_UNITS or is_precision(unit):
+            rtol = self.flops
+        else:
+            rtol = self.bytes if unit in _BYTE_UNITS else 0.0
+        return abs(after - before) <= rtol * before
+
+
+def moved_numbers(
+    before: Mapping[Number, int], after: Mapping[Number, int], *, tolerance: Tolerance
+) -> MeasurementDiff:
+    """The numbers that moved (beyond ``tolerance``) from ``before`` to ``after``."""
+    rows = [
+        DiffRow(module=key.module, op=key.op, unit=key.unit, before=old, after=new)
+        for key in dict.fromkeys([*before, *after])
+        if not tolerance.allows(key.unit, old := before.get(key, 0), new := after.get(key, 0))
+        or ((key in before) != (key in after) and key.unit not in _PHASE_UNITS)
+    ]
+    rows.sort(
+        key=lambda row: (
+            _UNIT_ORDER.get(row.unit, len(_UNIT_ORDER)),
+            -abs(row.delta),
+            module_order(row.module),
+            row.op,
+            row.unit,
+        )
+    )
+    return MeasurementDiff(moved=tuple(rows))
+
+
+_UNIT_ORDER = {FLOP: 0, BYTES_ACCESSED: 1}  # then the others
+_FLOP_UNITS = frozenset({FLOP, FLOP_PER_PHASE})  # and the FLOPs at a precision
+_BYTE_UNITS = frozenset({BYTES_ACCESSED, BYTES_PER_PHASE, COMMUNICATED})
+_PHASE_UNITS = frozenset({FLOP_PER_PHASE, BYTES_PER_PHASE})
+
+
+def _parent(path: str, rows: set[str]) -> str:
+    """The nearest row above ``path``: ``"A.b"`` for ``"A.b.c"``, Global for a top row."""
+    while "." in path:
+        path = path.rpartition(".")[0]
+        if path in rows:
+            return path
+    return GLOBAL

@@ -10,12 +10,15 @@ with no formula. Immutable plain data: compared, stored, shipped between workers
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pytest_flops.roofline import Gpu, Roofline, row_roofline
 from pytest_flops.validation import SnapshotFormatError
+
+if TYPE_CHECKING:
+    from pytest_flops.codec import Tolerance
 
 GLOBAL = "Global"
 """The row that holds everything a measurement counted, whatever module ran it."""
@@ -23,13 +26,36 @@ GLOBAL = "Global"
 DEFAULT_NAME = "default"
 """The name of a measurement whose ``with flops(...)`` block gave none."""
 
-BYTES_ACCESSED = "bytes accessed"
-"""The unit of a :class:`DiffRow` of an op's memory traffic (communication's is "bytes")."""
+# The units of a measurement's numbers (:func:`pytest_flops.codec.numbers`), as a
+# :class:`DiffRow` names them; an op's FLOPs at one precision are "<precision> FLOP"
+FLOP = "FLOP"  # an op's FLOPs in a module row
+BYTES_ACCESSED = "bytes accessed"  # the bytes an op read and wrote in memory
+COMMUNICATED = "bytes"  # the bytes a collective moved between ranks
+CALLS = "calls"  # how many times a collective ran
+FLOP_PER_PHASE = "FLOP per phase"  # a module row's forward, backward and recompute
+BYTES_PER_PHASE = "bytes accessed per phase"
+UNSUPPORTED_CALLS = "calls with no formula"
+WORLD = "world"  # its rank, size and mesh dimensions
+OPERATOR_UNITS = frozenset({FLOP, BYTES_ACCESSED, COMMUNICATED, CALLS})
+"""What :attr:`MeasurementDiff.rows` shows per operator (FLOPs by precision split FLOPs)."""
+
+
+def precision_unit(precision: str) -> str:
+    """The unit of an op's FLOPs at ``precision``: ``"tf32 FLOP"``."""
+    return f"{precision} {FLOP}"
+
+
+def is_precision(unit: str) -> bool:
+    """Whether ``unit`` is an op's FLOPs at one precision (which split its FLOPs)."""
+    return unit.endswith(f" {FLOP}")
+
 
 __all__ = [
-    "BYTES_ACCESSED", "DEFAULT_NAME", "GLOBAL", "DiffRow", "Measurement", "MeasurementDiff",
-    "ModuleFlops", "SnapshotFormatError", "Traffic", "World", "module_order",
-    "relative_change", "relative_text",
+    "BYTES_ACCESSED", "BYTES_PER_PHASE", "CALLS", "COMMUNICATED", "DEFAULT_NAME", "FLOP",
+    "FLOP_PER_PHASE", "GLOBAL", "OPERATOR_UNITS", "UNSUPPORTED_CALLS", "WORLD",
+    "DiffRow", "Measurement", "MeasurementDiff", "ModuleFlops", "SnapshotFormatError",
+    "Traffic", "World", "is_precision", "module_order", "precision_unit", "relative_change",
+    "relative_text",
 ]  # fmt: skip
 
 
@@ -270,24 +296,18 @@ class Measurement:
             parameters=_same_parameters(self.parameters, other.parameters),
         )
 
-    def diff(self, after: Measurement) -> MeasurementDiff:
-        """What changed going from ``self`` (the stored baseline) to ``after``."""
-        rows = [
-            row
-            for path in _ordered_union(self.modules, after.modules)
-            for row in _row_changes(
-                path, self.modules.get(path, ModuleFlops()), after.modules.get(path, ModuleFlops())
-            )
-        ]
-        rows.sort(
-            key=lambda row: (
-                _UNIT_ORDER.get(row.unit, len(_UNIT_ORDER)),
-                -abs(row.delta),
-                module_order(row.module),
-                row.op,
-            )
+    def diff(self, after: Measurement, *, tolerance: Tolerance | None = None) -> MeasurementDiff:
+        """What changed going from ``self`` (the stored baseline) to ``after``: each number
+        of :func:`~pytest_flops.codec.numbers` that moved (beyond its ``tolerance``), bytes
+        and precisions only where both sides recorded them."""
+        from pytest_flops.codec import Tolerance, moved_numbers, numbers
+
+        with_bytes = self.bytes_recorded and after.bytes_recorded
+        return moved_numbers(
+            numbers(self, with_bytes=with_bytes),
+            numbers(after, with_bytes=with_bytes),
+            tolerance=tolerance or Tolerance(),
         )
-        return MeasurementDiff(rows=tuple(rows))
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict with deterministic key order and exact integers
@@ -306,11 +326,11 @@ class Measurement:
 
 @dataclass(frozen=True, kw_only=True)
 class DiffRow:
-    module: str
-    op: str
+    module: str  # a module row; "" for the unsupported calls and the world
+    op: str  # an operator; a phase for the units "per phase"; rank, size or a mesh dimension
     before: int
     after: int
-    unit: str = "FLOP"  # or BYTES_ACCESSED; for a communication op, "bytes" or "calls"
+    unit: str = FLOP  # one of the units above, or an op's FLOPs at a precision ("tf32 FLOP")
 
     @property
     def delta(self) -> int:
@@ -319,28 +339,16 @@ class DiffRow:
 
 @dataclass(frozen=True, kw_only=True)
 class MeasurementDiff:
-    """Each (module, operator) count that moved, largest change first."""
+    """Every number that moved: FLOPs per op, bytes accessed per op, then the others, each
+    largest change first."""
 
-    rows: tuple[DiffRow, ...]
+    moved: tuple[DiffRow, ...]
 
-
-def _row_changes(path: str, before: ModuleFlops, after: ModuleFlops) -> Iterator[DiffRow]:
-    """Each count of one module row that moved: FLOPs, bytes accessed, communication."""
-    for op in _ordered_union(before.by_op, after.by_op):
-        old, new = before.by_op.get(op, 0), after.by_op.get(op, 0)
-        if old != new:
-            yield DiffRow(module=path, op=op, before=old, after=new)
-    for op in _ordered_union(before.bytes_by_op, after.bytes_by_op):
-        old, new = before.bytes_by_op.get(op, 0), after.bytes_by_op.get(op, 0)
-        if old != new:
-            yield DiffRow(module=path, op=op, before=old, after=new, unit=BYTES_ACCESSED)
-    for op in _ordered_union(before.communication, after.communication):
-        old_traffic = before.communication.get(op, Traffic())
-        new_traffic = after.communication.get(op, Traffic())
-        for unit in ("bytes", "calls"):
-            old, new = getattr(old_traffic, unit), getattr(new_traffic, unit)
-            if old != new:
-                yield DiffRow(module=path, op=op, before=old, after=new, unit=unit)
+    @property
+    def rows(self) -> tuple[DiffRow, ...]:
+        """Each (module, operator) count that moved: FLOPs, bytes accessed, and a
+        collective's bytes and calls (:data:`OPERATOR_UNITS`)."""
+        return tuple(row for row in self.moved if row.unit in OPERATOR_UNITS)
 
 
 def relative_change(before: int, after: int) -> float:
@@ -356,9 +364,6 @@ def relative_text(before: int, after: int) -> str:
         return "0%"
     ratio = relative_change(before, after)
     return "from 0" if ratio == float("inf") else f"{ratio:+.2%}"
-
-
-_UNIT_ORDER = {"FLOP": 0, "bytes accessed": 1}  # then communication's bytes and calls
 
 
 def _summed_tokens(a: int | None, b: int | None) -> int | None:

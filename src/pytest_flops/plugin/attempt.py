@@ -96,6 +96,7 @@ class TestResult:
     devices: tuple[str, ...] = ()
     legacy: bool = False  # its snapshot was read from the layout before 0.2
     location: Path | None = None  # its snapshot file in the current layout
+    flops_only: tuple[str, ...] = ()  # measurements compared on FLOPs alone (Verdict's)
 
     def pruned(self, names: frozenset[str] | None) -> TestResult:
         """This result once ``--flops-prune`` removed its file (None) or ``names`` from it."""
@@ -116,6 +117,7 @@ class TestResult:
             "devices": list(self.devices),
             "legacy": self.legacy,
             "location": None if self.location is None else str(self.location),
+            "flops_only": list(self.flops_only),
         }
 
     @classmethod
@@ -129,6 +131,7 @@ class TestResult:
             devices=tuple(data["devices"]),
             legacy=data["legacy"],
             location=None if data["location"] is None else Path(data["location"]),
+            flops_only=tuple(data["flops_only"]),
         )
 
 

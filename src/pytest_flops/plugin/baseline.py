@@ -1,10 +1,11 @@
 """What one measured test is compared with, and its counts judged against it.
 
 A test's :class:`Baseline` is its snapshot, looked up in the store (in the
-layout before 0.2 when the current one has no file for it), with the rtol and
-depth it is compared at. It is read and parsed once per attempt and kept on
-the :class:`~pytest_flops.plugin.attempt.Attempt`: the judgement at the end of
-the call and the record of a test that failed by itself read the same one.
+layout before 0.2 when the current one has no file for it), with the tolerances,
+bytes switch and depth it is compared at. It is read, parsed and resolved once
+per attempt and kept on the :class:`~pytest_flops.plugin.attempt.Attempt`: the
+judgement at the end of the call and the record of a test that failed by itself
+read the same one.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ class Baseline:
     """A test's snapshot as read this attempt, and how its counts are compared with it."""
 
     found: SnapshotLookup
-    rtol: float
+    rtol: float  # of FLOPs
+    bytes_rtol: float  # of bytes accessed and communicated
+    compare_bytes: bool  # bytes accessed (and FLOPs by precision) compared at all
     depth: int
 
     def current(self, plan: ItemPlan, fixture: Flops) -> FlopsSnapshot:
@@ -53,14 +56,18 @@ def baseline_of(
 ) -> Baseline:
     """The attempt's baseline, read from the store the first time it is asked for.
 
-    rtol and depth are the test's ``@pytest.mark.flops``, else the session's.
-    ``shown`` turns a path into what error messages name.
+    Its tolerances, bytes switch and depth are the test's ``@pytest.mark.flops``, else
+    the session's. ``shown`` turns a path into what error messages name.
     """
     if attempt.baseline is None:
         chosen = plan.marks.comparison
+        rtol = settings.rtol if chosen.rtol is None else chosen.rtol
+        bytes_rtol, compare_bytes = settings.bytes_comparison(chosen, rtol=rtol)
         attempt.baseline = Baseline(
             found=store.lookup(plan.test_file, plan.name, shown=shown),
-            rtol=settings.rtol if chosen.rtol is None else chosen.rtol,
+            rtol=rtol,
+            bytes_rtol=bytes_rtol,
+            compare_bytes=compare_bytes,
             depth=settings.depth if chosen.depth is None else chosen.depth,
         )
     return attempt.baseline
@@ -93,15 +100,14 @@ def judge_attempt(
     ):
         # a measurement not taken this time keeps its baseline
         current, attempt.kept = _with_kept(current, stored)
-    bytes_rtol, compare_bytes = settings.bytes_comparison(plan.marks.comparison)
     verdict = judge(
         nodeid=nodeid,
         location=shown(baseline.found.location),
         current=current,
         stored=stored,
         rtol=baseline.rtol,
-        bytes_rtol=bytes_rtol,
-        compare_bytes=compare_bytes,
+        bytes_rtol=baseline.bytes_rtol,
+        compare_bytes=baseline.compare_bytes,
         # a test that stopped measuring is stale under --flops-prune, not a failure
         update=settings.update or (settings.prune and current is None),
         budget=plan.marks.budget,

@@ -5,12 +5,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from pytest_flops.codec import Tolerance, moved_numbers, numbers, own_numbers
 from pytest_flops.measurement import (
     BYTES_ACCESSED,
+    BYTES_PER_PHASE,
+    CALLS,
+    COMMUNICATED,
     DEFAULT_NAME,
-    GLOBAL,
+    FLOP,
+    OPERATOR_UNITS,
+    UNSUPPORTED_CALLS,
     DiffRow,
     Measurement,
+    is_precision,
     module_order,
     relative_text,
 )
@@ -140,8 +147,9 @@ def changes(
 def _totals(subject: str, old: Measurement, new: Measurement) -> list[str]:
     """The header of a change: FLOPs and their phases, or the bytes where the FLOPs held."""
     moved_bytes = _change(old.bytes_accessed, new.bytes_accessed, "bytes")
-    if old.without_bytes() == new.without_bytes():
-        if old.bytes_by_op == new.bytes_by_op:
+    units = {row.unit for row in old.diff(new).moved}
+    if all(unit in _BYTE_UNITS or is_precision(unit) for unit in units):
+        if not units & _BYTE_UNITS:
             # the same FLOPs and bytes, run at another precision (TF32 where fp32 was)
             return [
                 f"FLOP precision changed for {subject}: the same FLOPs, at another precision",
@@ -172,6 +180,7 @@ def summary_lines(
     legacy: int,
     moved: bool,
     problems: Sequence[str],
+    flops_only: Sequence[str] = (),
 ) -> list[str]:
     """``flops: 12 tests passed, 1 failed, 2 written, 1 removed`` and what goes with it.
 
@@ -179,7 +188,8 @@ def summary_lines(
     ``stale`` the stale snapshots kept, as (shown path, why) pairs; ``held_back``
     why no stale snapshot was judged under ``--flops-update`` or ``--flops-prune``;
     ``legacy`` how many snapshots were read from the layout before 0.2 (and
-    ``moved``: copied to the current one, under ``--flops-update``).
+    ``moved``: copied to the current one, under ``--flops-update``); ``flops_only`` the
+    measurements compared on FLOPs alone, as their snapshots record no bytes accessed.
     """
     counts = list(counts)
     if not any(number for _, number in counts) and not (stale or held_back or problems):
@@ -213,8 +223,19 @@ def summary_lines(
             "(__flops__/<file stem>/); `pytest --flops-update` copies them to "
             "__flops__/<file name>/"
         )
+    if flops_only:
+        lines.append(
+            f"flops: {len(flops_only)} measurement(s) compared on FLOPs alone: their "
+            "snapshots record no bytes accessed; `pytest --flops-update` records them:"
+        )
+        lines += [f"  {label}" for label in flops_only]
     lines += problems
     return lines
+
+
+def measurement_label(nodeid: str, name: str) -> str:
+    """``test_m.py::test_a``, or ``test_m.py::test_a [prefill]`` for a named measurement."""
+    return nodeid if name == DEFAULT_NAME else f"{nodeid} [{name}]"
 
 
 def _diff_table(before: Measurement, after: Measurement) -> list[str]:
@@ -223,6 +244,7 @@ def _diff_table(before: Measurement, after: Measurement) -> list[str]:
     A parent whose own counts did not move only adds up its submodules' changes:
     it is named in one line below the table instead of repeating their rows.
     """
+    moved = before.diff(after).moved
     origins = _origin_rows(before, after)
     if any(_counted(row.unit) for row in origins):
         # the FLOP rows point at the cause; bytes and precisions only split them
@@ -237,15 +259,14 @@ def _diff_table(before: Measurement, after: Measurement) -> list[str]:
         )
         for row in origins
     ]
+    # the ops that still run first, then those gone (a count with no formula is never 0)
+    unsupported = sorted(
+        (row for row in moved if row.unit == UNSUPPORTED_CALLS),
+        key=lambda row: (row.after == 0, row.op),
+    )
     rows += [
-        ("(no formula)", f"{op} calls", f"{before.unsupported.get(op, 0):,}", f"{calls:,}", "")
-        for op, calls in sorted(after.unsupported.items())
-        if before.unsupported.get(op, 0) != calls
-    ]
-    rows += [
-        ("(no formula)", f"{op} calls", f"{calls:,}", "0", "")
-        for op, calls in sorted(before.unsupported.items())
-        if op not in after.unsupported
+        ("(no formula)", f"{row.op} calls", f"{row.before:,}", f"{row.after:,}", "")
+        for row in unsupported
     ]
     if not rows:
         return []
@@ -255,63 +276,34 @@ def _diff_table(before: Measurement, after: Measurement) -> list[str]:
     lines += [f"  {line}" for line in table]
     starts = {row.module for row in origins}
     units = {row.unit for row in origins}
-    moved = {row.module for row in before.diff(after).rows if row.unit in units}
-    summing = sorted(moved - starts, key=module_order)
+    summing = sorted({row.module for row in moved if row.unit in units} - starts, key=module_order)
     if summing:
         lines.append(f"  and the sums of these rows: {', '.join(summing)}")
     return lines
 
 
+_BYTE_UNITS = frozenset({BYTES_ACCESSED, BYTES_PER_PHASE})
+
+
 def _counted(unit: str) -> bool:
     """FLOPs per op and the bytes and calls of collectives, not bytes accessed nor the
     FLOPs per precision (``"tf32 FLOP"``) that split them."""
-    return unit == "FLOP" or not (unit == BYTES_ACCESSED or unit.endswith(" FLOP"))
+    return unit in (FLOP, COMMUNICATED, CALLS)
 
 
 def _origin_rows(before: Measurement, after: Measurement) -> list[DiffRow]:
-    """The rows of :meth:`Measurement.diff` on each module's own counts, largest first."""
-    own_before, own_after = _own_counts(before), _own_counts(after)
-    rows = [
-        DiffRow(module=path, op=op, unit=unit, before=old, after=new)
-        for path in dict.fromkeys([*own_before, *own_after])
-        for (op, unit) in dict.fromkeys([*own_before.get(path, {}), *own_after.get(path, {})])
-        if (old := own_before.get(path, {}).get((op, unit), 0))
-        != (new := own_after.get(path, {}).get((op, unit), 0))
-    ]
-    rows.sort(
-        key=lambda row: (row.unit != "FLOP", -abs(row.delta), module_order(row.module), row.op)
+    """The numbers of each module row without the rows under it that moved, per op."""
+    with_bytes = before.bytes_recorded and after.bytes_recorded
+    own_before, own_after = (
+        own_numbers(numbers(measurement, with_bytes=with_bytes)) for measurement in (before, after)
     )
+    rows = [
+        row
+        for row in moved_numbers(own_before, own_after, tolerance=Tolerance()).moved
+        if row.unit in OPERATOR_UNITS or is_precision(row.unit)
+    ]
+    rows.sort(key=lambda row: (row.unit != FLOP, -abs(row.delta), module_order(row.module), row.op))
     return rows
-
-
-def _own_counts(measurement: Measurement) -> dict[str, dict[tuple[str, str], int]]:
-    """Per module row, its counts (FLOPs per op, bytes and calls per collective) minus
-    those of the rows right under it: a row's parent is its longest prefix that is a row."""
-    counts: dict[str, dict[tuple[str, str], int]] = {}
-    for path, row in measurement.modules.items():
-        numbers = {(op, "FLOP"): flops for op, flops in row.by_op.items()}
-        numbers |= {(op, BYTES_ACCESSED): size for op, size in row.bytes_by_op.items()}
-        numbers |= {
-            (op, f"{precision} FLOP"): flops
-            for op, precisions in row.flops_by_precision.items()
-            for precision, flops in precisions.items()
-        }
-        for op, traffic in row.communication.items():
-            numbers[op, "bytes"] = traffic.bytes
-            numbers[op, "calls"] = traffic.calls
-        counts[path] = numbers
-    own = {path: dict(numbers) for path, numbers in counts.items()}
-    for path, numbers in counts.items():
-        if path == GLOBAL:
-            continue
-        parent = path
-        while parent != GLOBAL:
-            parent = parent.rpartition(".")[0] or GLOBAL
-            if parent in counts:
-                break
-        for key, number in numbers.items():
-            own[parent][key] = own[parent].get(key, 0) - number
-    return own
 
 
 def _change(before: int, after: int, unit: str = "FLOP") -> str:

@@ -81,6 +81,7 @@ def result_of(
         devices=devices,
         legacy=attempt.legacy,
         location=target if plan.uses_fixture else None,
+        flops_only=tuple(sorted(verdict.flops_only)),
     )
 
 

@@ -102,6 +102,12 @@ def summary_lines(
         held_back=end.held_back,
         legacy=sum(result.legacy for result in results),
         moved=moved,
+        flops_only=sorted(
+            messages.measurement_label(record.nodeid, record.name)
+            for result in results
+            for record in result.records
+            if record.name in result.flops_only
+        ),
         problems=[*end.problems, *problems],
     )
 

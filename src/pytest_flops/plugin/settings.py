@@ -58,11 +58,13 @@ class Settings:
             gpu=_gpu(config),
         )
 
-    def bytes_comparison(self, chosen: Comparison) -> tuple[float | None, bool]:
-        """The tolerance of bytes (None: the FLOPs') and whether bytes accessed are
-        compared, for a test whose ``@pytest.mark.flops`` chose ``chosen``."""
-        rtol = self.bytes_rtol if chosen.bytes_rtol is None else chosen.bytes_rtol
-        return rtol, self.bytes_gate if chosen.bytes is None else chosen.bytes
+    def bytes_comparison(self, chosen: Comparison, *, rtol: float) -> tuple[float, bool]:
+        """The tolerance of bytes (the FLOPs' ``rtol`` unless one was given) and whether
+        bytes accessed are compared, for a test whose ``@pytest.mark.flops`` chose
+        ``chosen``."""
+        bytes_rtol = self.bytes_rtol if chosen.bytes_rtol is None else chosen.bytes_rtol
+        compared = self.bytes_gate if chosen.bytes is None else chosen.bytes
+        return rtol if bytes_rtol is None else bytes_rtol, compared
 
 
 def add_options(parser: pytest.Parser) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
+from pytest_flops.codec import Tolerance
 from pytest_flops.measurement import DEFAULT_NAME, Measurement
 from pytest_flops.plugin import messages
 from pytest_flops.plugin.budget import Budget
@@ -32,6 +33,8 @@ class Verdict:
     write: FlopsSnapshot | None = None  # what --flops-update stores once the test passed
     remove: bool = False  # --flops-update: the test measures nothing now, its snapshot goes
     budget: str | None = None  # the limits, for the report
+    # compared on FLOPs alone, bytes asked for: their snapshot records no bytes accessed
+    flops_only: frozenset[str] = frozenset()
 
 
 def judge(
@@ -48,10 +51,9 @@ def judge(
     compare_bytes: bool = True,
 ) -> Verdict | None:
     """Compare a test's counts (None: it measured nothing) with its stored snapshot (at
-    ``location``); None if there is nothing to say. ``rtol`` loosens FLOPs, ``bytes_rtol``
-    (else ``rtol``) bytes; calls, the world and which ops ran compare exactly, and
-    ``compare_bytes=False`` leaves bytes accessed out. Under ``update`` a snapshot whose
-    text differs (or ``must_write``: it moves) is rewritten, unless over budget."""
+    ``location``); None if there is nothing to say. ``rtol`` and ``bytes_rtol`` (else
+    ``rtol``) are the :class:`Tolerance`, ``compare_bytes=False`` leaves bytes out. Under
+    ``update`` a snapshot whose text differs (or ``must_write``: it moves) is rewritten."""
     # --flops-update rewrites a file with backend kernel names (from before they were
     # portable): it is compared, and reported, under the portable names
     as_stored = stored if isinstance(stored, FlopsSnapshot) else None
@@ -63,8 +65,7 @@ def judge(
     compared = (
         None if baseline is None else comparable(baseline, current, bytes_compared=compare_bytes)
     )
-    tolerance = _Tolerance(flops=rtol, bytes=rtol if bytes_rtol is None else bytes_rtol)
-    changed, missing = (set(), set()) if compared is None else _changes(*compared, tolerance)
+    changed, missing = _changes(compared, rtol=rtol, bytes_rtol=bytes_rtol)
     measurements = {**current.measurements, **dict.fromkeys(missing, Measurement())}
     if exceeded is not None:
         problems: list[str | None] = [messages.budget_exceeded(nodeid, exceeded)]
@@ -78,6 +79,7 @@ def judge(
             baseline=baseline,
             failure="\n\n".join(filter(None, problems)),
             budget=budget_text,
+            flops_only=_bytes_unrecorded(baseline, current, noted=compare_bytes and not update),
         )
     # a newer pytest-flops wrote it: rewriting it would drop what that version stores
     if update and not isinstance(stored, NewerSnapshotFormatError):
@@ -93,6 +95,7 @@ def judge(
         baseline=baseline,
         failure=_snapshot_problem(nodeid, location, current, stored, compared, changed | missing),
         budget=budget_text,
+        flops_only=_bytes_unrecorded(baseline, current, noted=compare_bytes),
     )
 
 
@@ -176,85 +179,48 @@ def _measured_nothing(
 
 
 def _updated_status(name: str, baseline: FlopsSnapshot | None, current: FlopsSnapshot) -> Status:
+    """UPDATED when what --flops-update stores for ``name`` differs from the stored form,
+    not only when a count moved: bytes recorded for the first time are an update."""
     if baseline is None or name not in baseline.measurements:
         return Status.NEW
     before = baseline.measurements[name].to_dict()
     return Status.PASSED if before == current.measurements[name].to_dict() else Status.UPDATED
 
 
-@dataclass(frozen=True, kw_only=True)
-class _Tolerance:
-    """How far each kind of number may move, relative to the baseline's."""
-
-    flops: float
-    bytes: float
-
-    def of(self, kind: str) -> float:
-        if kind in _FLOP_KINDS:
-            return self.flops
-        return self.bytes if kind in _BYTE_KINDS else 0.0
-
-
-_FLOP_KINDS = frozenset({"module", "op", "precision"})
-_BYTE_KINDS = frozenset({"module bytes", "bytes accessed", "bytes"})
-_OP_KINDS = frozenset(
-    {"op", "precision", "bytes accessed", "bytes", "calls", "unsupported", "world"}
-)
-"""Numbers that exist only where their op ran (or their world was): one that appears or
-goes missing is a change, whatever the tolerance."""
+def _bytes_unrecorded(
+    baseline: FlopsSnapshot | None, current: FlopsSnapshot, *, noted: bool
+) -> frozenset[str]:
+    """The measurements whose bytes this run counted and their snapshot does not hold:
+    written before bytes were stored (format 3 or older, or kept from such a file), or
+    with the bytes keys deleted from the file. They compare on FLOPs alone, which is
+    ``noted`` when bytes are compared and the snapshot is not being rewritten."""
+    if baseline is None or not noted:
+        return frozenset()
+    return frozenset(
+        name
+        for name, measurement in current.measurements.items()
+        if name in baseline.measurements
+        and measurement.bytes_recorded
+        and not baseline.measurements[name].bytes_recorded
+    )
 
 
 def _changes(
-    before_all: FlopsSnapshot, after_all: FlopsSnapshot, tolerance: _Tolerance
+    compared: tuple[FlopsSnapshot, FlopsSnapshot] | None, *, rtol: float, bytes_rtol: float | None
 ) -> tuple[set[str], set[str]]:
     """Names whose numbers moved beyond their tolerance or that are new, and names that
-    went missing."""
+    went missing (none without a snapshot)."""
+    if compared is None:
+        return set(), set()
+    before_all, after_all = compared
+    tolerance = Tolerance(flops=rtol, bytes=rtol if bytes_rtol is None else bytes_rtol)
     changed = set(after_all.measurements) - set(before_all.measurements)
     missing = set(before_all.measurements) - set(after_all.measurements)
     for name in set(before_all.measurements) & set(after_all.measurements):
-        before = _numbers(before_all.measurements[name])
-        after = _numbers(after_all.measurements[name])
-        if {key for key in before if key[0] in _OP_KINDS} != {
-            key for key in after if key[0] in _OP_KINDS
-        } or any(
-            abs(after.get(key, 0) - before.get(key, 0)) > tolerance.of(key[0]) * before.get(key, 0)
-            for key in before.keys() | after.keys()
-        ):
+        before, after = before_all.measurements[name], after_all.measurements[name]
+        if before.diff(after, tolerance=tolerance).moved:
             changed.add(name)
     return changed, missing
-
-
-def _numbers(measurement: Measurement) -> dict[tuple[str, str, str], int]:
-    """Every number of a measurement, keyed (kind, where, what) so two measurements line up."""
-    numbers: dict[tuple[str, str, str], int] = {}
-    for path, counts in measurement.modules.items():
-        numbers["module", path, "forward"] = counts.forward
-        numbers["module", path, "backward"] = counts.backward
-        numbers["module", path, "recompute"] = counts.recompute
-        for op, flops in counts.by_op.items():
-            numbers["op", path, op] = flops
-        if measurement.bytes_recorded:
-            numbers["module bytes", path, "forward"] = counts.bytes_forward
-            numbers["module bytes", path, "backward"] = counts.bytes_backward
-            numbers["module bytes", path, "recompute"] = counts.bytes_recompute
-            for op, size in counts.bytes_by_op.items():
-                numbers["bytes accessed", path, op] = size
-            # stored beside the bytes: TF32 where fp32 was is a change at equal FLOPs
-            for op, precisions in counts.flops_by_precision.items():
-                for precision, flops in precisions.items():
-                    numbers["precision", path, f"{op} {precision}"] = flops
-        for op, traffic in counts.communication.items():
-            numbers["bytes", path, op] = traffic.bytes
-            numbers["calls", path, op] = traffic.calls
-    for op, calls in measurement.unsupported.items():
-        numbers["unsupported", "", op] = calls
-    world = measurement.world
-    if world is not None:
-        numbers["world", "", "rank"] = world.rank
-        numbers["world", "", "size"] = world.size
-        for dim, size in world.mesh.items():
-            numbers["world", "mesh", dim] = size
-    return numbers
 
 
 def _snapshot_problem(

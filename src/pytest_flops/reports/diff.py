@@ -14,7 +14,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from pytest_flops.codec import Number, Tolerance, moved_numbers, numbers, own_numbers
 from pytest_flops.measurement import (
+    FLOP,
+    FLOP_PER_PHASE,
     GLOBAL,
     DiffRow,
     Measurement,
@@ -200,7 +203,7 @@ def _test_changes(
             added.append(Present(test=label, name=name, quantities=quantities(measurement)))
             continue
         previous = old_measurements[name]
-        if previous.to_dict() == measurement.to_dict():
+        if not previous.diff(measurement).moved:
             unchanged += 1
         else:
             changed.append(
@@ -230,23 +233,6 @@ def quantities(measurement: Measurement) -> dict[str, int]:
     return found
 
 
-def own_flops(measurement: Measurement) -> dict[str, dict[str, int]]:
-    """Per module row, its FLOPs per operator minus its children's; ``"total"`` beside them."""
-    paths = list(measurement.modules)
-    own: dict[str, dict[str, int]] = {}
-    for path in paths:
-        row = measurement.modules[path]
-        own[path] = {"total": row.total, **row.by_op}
-    for path in paths:
-        parent = _parent(path, measurement.modules)
-        if parent is None:
-            continue
-        row = measurement.modules[path]
-        for key, value in {"total": row.total, **row.by_op}.items():
-            own[parent][key] = own[parent].get(key, 0) - value
-    return own
-
-
 def measurement_change(
     label: str,
     name: str,
@@ -258,49 +244,50 @@ def measurement_change(
     """The change of one measurement: its numbers, origins and the Global row's operators."""
     old, new = quantities(before), quantities(after)
     names = list(dict.fromkeys([*old, *new]))
-    own_before, own_after = own_flops(before), own_flops(after)
-    origins = []
-    for module in dict.fromkeys([*own_before, *own_after]):
-        was, now = own_before.get(module, {}), own_after.get(module, {})
-        operators = tuple(
-            sorted(
-                (
-                    (op, now.get(op, 0) - was.get(op, 0))
-                    for op in dict.fromkeys([*was, *now])
-                    if op != "total" and now.get(op, 0) != was.get(op, 0)
-                ),
-                key=lambda item: (-abs(item[1]), item[0]),
-            )
-        )
-        if operators or was.get("total", 0) != now.get("total", 0):
-            origins.append(
-                Origin(
-                    module=module,
-                    before=was.get("total", 0),
-                    after=now.get("total", 0),
-                    operators=operators,
-                )
-            )
-    origins.sort(key=lambda o: (-abs(o.after - o.before), module_order(o.module)))
     return MeasurementChange(
         test=label,
         name=name,
         renamed_from=renamed_from,
         quantities=tuple(Quantity(name=q, before=old.get(q), after=new.get(q)) for q in names),
-        origins=tuple(origins),
+        origins=_origins(before, after),
         operators=tuple(row for row in before.diff(after).rows if row.module == GLOBAL),
     )
 
 
-def _parent(path: str, modules: Mapping[str, object]) -> str | None:
-    """The nearest row above ``path``: ``"A.b"`` for ``"A.b.c"``, Global for a top row."""
-    if path == GLOBAL:
-        return None
-    while "." in path:
-        path = path.rpartition(".")[0]
-        if path in modules:
-            return path
-    return GLOBAL
+def _origins(before: Measurement, after: Measurement) -> tuple[Origin, ...]:
+    """The modules whose own FLOPs moved, largest change first, each with the operators
+    whose own FLOPs moved there."""
+    own_before, own_after = (
+        own_numbers(numbers(measurement, with_bytes=False)) for measurement in (before, after)
+    )
+    operators: dict[str, list[tuple[str, int]]] = {}
+    for row in moved_numbers(own_before, own_after, tolerance=Tolerance()).moved:
+        if row.unit == FLOP:
+            operators.setdefault(row.module, []).append((row.op, row.delta))
+    was, now = _own_totals(own_before), _own_totals(own_after)
+    origins = [
+        Origin(
+            module=module,
+            before=was.get(module, 0),
+            after=now.get(module, 0),
+            operators=tuple(sorted(operators.get(module, ()), key=lambda o: (-abs(o[1]), o[0]))),
+        )
+        for module in dict.fromkeys([*was, *now])
+        if module in operators or was.get(module, 0) != now.get(module, 0)
+    ]
+    origins.sort(key=lambda o: (-abs(o.after - o.before), module_order(o.module)))
+    return tuple(origins)
+
+
+def _own_totals(own: Mapping[Number, int]) -> dict[str, int]:
+    """Each row's own FLOPs, every phase: its total without its children's."""
+    totals: dict[str, int] = {}
+    for key, number in own.items():
+        if key.module:
+            totals[key.module] = totals.get(key.module, 0) + (
+                number if key.unit == FLOP_PER_PHASE else 0
+            )
+    return totals
 
 
 def _moves(

@@ -183,8 +183,6 @@ def _per_token_json(measurement: Measurement) -> dict[str, Any]:
 
 
 def _delta_json(before: Measurement, after: Measurement) -> dict[str, Any]:
-    if not before.bytes_recorded:
-        after = after.without_bytes()  # a baseline from before bytes: not recorded, not 0
     relative = relative_change(before.total, after.total)
     return {
         "total": after.total - before.total,
