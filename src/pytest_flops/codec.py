@@ -40,6 +40,7 @@ from pytest_flops.measurement import (
     module_order,
     precision_unit,
 )
+from pytest_flops.roofline import PRECISIONS
 from pytest_flops.validation import SnapshotFormatError, expect_count, expect_keys, expect_mapping
 
 __all__ = [
@@ -144,7 +145,7 @@ def _module_from_dict(raw: object, at: str, bytes_recorded: bool) -> ModuleFlops
             f"{at}: bytes must be in every module row when bytes_accessed is stored, "
             "and in none when it is not"
         )
-    return ModuleFlops(
+    row = ModuleFlops(
         forward=expect_count(entry["forward"], f"{at}.forward"),
         backward=expect_count(entry["backward"], f"{at}.backward"),
         recompute=expect_count(entry.get("recompute", 0), f"{at}.recompute"),
@@ -163,6 +164,35 @@ def _module_from_dict(raw: object, at: str, bytes_recorded: bool) -> ModuleFlops
         },
         **(_bytes_fields(entry["bytes"], f"{at}.bytes") if bytes_recorded else {}),
     )
+    _check_sums(row, at)
+    return row
+
+
+def _check_sums(row: ModuleFlops, at: str) -> None:
+    """A row's parts add up as the counter wrote them: a hand edit (a conflict resolved
+    on one number) is named as such, not compared as a change of counts."""
+    sums = [
+        ("forward + backward + recompute", row.total, "by_op", sum(row.by_op.values())),
+        ("bytes forward + backward + recompute", row.bytes_accessed, "bytes.by_op",
+         sum(row.bytes_by_op.values())),
+    ]  # fmt: skip
+    sums += [
+        (f"by_op[{op!r}]", row.by_op.get(op, 0), f"flops_by_precision[{op!r}]", sum(split.values()))
+        for op, split in row.flops_by_precision.items()
+    ]
+    for what, stated, parts, summed in sums:
+        if stated != summed:
+            raise SnapshotFormatError(
+                f"{at}: {what} is {stated:,} but its {parts} add up to {summed:,}: "
+                "the file was edited by hand?"
+            )
+    for op, by_precision in row.flops_by_precision.items():
+        unknown = sorted(set(by_precision) - set(PRECISIONS))
+        if unknown:
+            raise SnapshotFormatError(
+                f"{at}.flops_by_precision[{op!r}]: unknown precision {unknown[0]!r}; "
+                f"expected one of {', '.join(PRECISIONS)}"
+            )
 
 
 def _bytes_fields(data: object, where: str) -> dict[str, Any]:

@@ -143,22 +143,23 @@ def format_pair(used: int, limit: int) -> tuple[str, str]:
 
 
 _TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9, "ps": 1e-12}
+_TIME = re.compile(
+    r"^\s*(?P<number>[0-9][0-9_]*(?:\.[0-9_]*)?(?:[eE][+-]?[0-9]+)?)\s*"
+    r"(?P<unit>s|ms|us|µs|ns|ps)?\s*$"
+)
 _SHOWN_TIME_UNITS = (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9), ("ps", 1e-12))
 
 
 def parse_seconds(value: str | float, *, source: str) -> float:
-    """``"2 ms"``, ``"150 us"`` or a number of seconds, > 0."""
+    """``"2 ms"``, ``"150us"`` or a number of seconds, > 0."""
     problem = _problem("expected a time such as '2 ms' or 0.002", value, source)
     if isinstance(value, bool):
         raise ValueError(problem)
     if isinstance(value, str):
-        number, _, unit = value.strip().partition(" ")
-        if unit.strip() not in _TIME_UNITS:
+        match = _TIME.match(value)
+        if match is None:
             raise ValueError(problem)
-        try:
-            seconds = float(number) * _TIME_UNITS[unit.strip()]
-        except ValueError:
-            raise ValueError(problem) from None
+        seconds = float(match["number"]) * _TIME_UNITS[match["unit"] or "s"]
     elif isinstance(value, (int, float)):
         seconds = float(value)
     else:

@@ -38,8 +38,9 @@ def snapshot(measurement: Measurement, *, version: int = FORMAT_VERSION) -> Flop
 
 
 def as_version_2(measurement: Measurement) -> FlopsSnapshot:
-    """What pytest-flops wrote before recompute was a phase: recompute in backward."""
-    text = snapshot(measurement.with_recompute_in_backward()).to_text()
+    """What pytest-flops wrote before recompute was a phase: recompute in backward (and
+    no bytes, which came later)."""
+    text = snapshot(measurement.with_recompute_in_backward().without_bytes()).to_text()
     text = text.replace(f'"version": {FORMAT_VERSION}', '"version": 2', 1)
     return FlopsSnapshot.from_text(text, where="v2")
 
@@ -66,12 +67,26 @@ def test_recompute_is_stored_per_row_and_read_back() -> None:
     assert FlopsSnapshot.from_text(measured.to_text(), where="f") == measured
 
 
-def test_a_measurement_without_recompute_keeps_the_bytes_it_had() -> None:
+def test_a_measurement_without_recompute_reads_back_from_a_version_2_file() -> None:
     # recompute is written only where there is some, as communication is: apart from
-    # the version line, a file without checkpoints is what version 2 wrote
+    # the version line and the bytes, a file without checkpoints is what version 2 wrote
     text = snapshot(mlp(recomputed_linears=0)).to_text()
     assert '"recompute"' not in text
-    assert as_version_2(mlp(recomputed_linears=0)).measurements["default"] == mlp(0)
+    stored = as_version_2(mlp(recomputed_linears=0)).measurements["default"]
+    assert stored == mlp(0).without_bytes()
+
+
+def test_a_file_whose_version_was_lowered_by_hand_is_unreadable() -> None:
+    # read as version 2, its recompute would be compared as backward: a hand edit (or a
+    # bad conflict resolution) must not weaken the comparison unnoticed
+    text = snapshot(mlp(recomputed_linears=1).without_bytes()).to_text()
+    lowered = text.replace(f'"version": {FORMAT_VERSION}', '"version": 2', 1)
+    with pytest.raises(
+        SnapshotFormatError,
+        match=r"^v2: measurements\['default'\]: holds recompute, which format version 3 "
+        r"introduced, but the file says version 2: was its version edited\?$",
+    ):
+        FlopsSnapshot.from_text(lowered, where="v2")
 
 
 def test_a_recompute_that_grows_fails_and_the_diagnosis_names_the_phase() -> None:
@@ -145,9 +160,9 @@ def test_a_version_2_file_passes_until_the_recompute_changes(pytester: pytest.Py
     assert written["version"] == FORMAT_VERSION
     assert written["measurements"]["default"]["recompute"] == LINEAR
 
-    # the file as pytest-flops wrote it before: recompute inside backward
+    # the file as pytest-flops wrote it before: recompute inside backward, no bytes
     current = FlopsSnapshot.from_text(path.read_text(), where=str(path))
-    legacy = current.with_recompute_in_backward().to_text()
+    legacy = current.with_recompute_in_backward().without_bytes(current.measurements).to_text()
     path.write_text(legacy.replace(f'"version": {FORMAT_VERSION}', '"version": 2', 1))
     pytester.runpytest().assert_outcomes(passed=1)
 

@@ -167,23 +167,40 @@ def test_measurements_asserted_with_syrupys_fixture_follow_syrupys_rules(
     assert set(files(pytester)) == {"__snapshots__/test_native/test_inline.flops.json"}
 
 
-def test_a_snapshot_an_earlier_format_wrote_still_matches_equal_counts(
+def test_a_snapshot_from_before_bytes_fails_until_snapshot_update_records_them(
     pytester: pytest.Pytester,
 ) -> None:
     pytester.makepyfile(test_native=NATIVE.format(width=6))
     pytester.runpytest("--snapshot-update").assert_outcomes(passed=2)
     folder = pytester.path / "__snapshots__" / "test_native"
-    for path in folder.iterdir():  # as format 2 wrote them: no recompute yet
+    for path in folder.iterdir():  # as format 3 wrote them: no bytes yet
         document = json.loads(path.read_text())
-        document["version"] = 2
+        document["version"] = 3
+        for measurement in document["measurements"].values():
+            del measurement["bytes_accessed"]
+            for row in measurement["modules"].values():
+                row.pop("bytes", None)
+                row.pop("flops_by_precision", None)
         path.write_text(json.dumps(document, indent=2) + "\n")
-    older = files(pytester)
 
+    # syrupy rewrites only what does not match: matching on the FLOPs alone, these
+    # files would never gate bytes (a .contiguous() copy at equal FLOPs would pass)
     result = pytester.runpytest()
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "E         The snapshot records no bytes accessed (an earlier pytest-flops wrote "
+            "it): run `pytest --snapshot-update` to record them."
+        ]
+    )
+    result.stdout.no_fnmatch_line("*FLOP count changed*")  # the FLOPs are equal
+    result = pytester.runpytest("--snapshot-update")
     result.assert_outcomes(passed=2)
-    assert files(pytester) == older
+    result.stdout.fnmatch_lines(["2 snapshots updated."])
+    assert all(json.loads(text)["version"] == 4 for text in files(pytester).values())
+    pytester.runpytest().assert_outcomes(passed=2)
 
-    # ...and a changed count still fails against it: 2*3*4*7 = 168
+    # ...and a changed count fails against it: 2*3*4*7 = 168
     pytester.makepyfile(test_native=NATIVE.format(width=7))
     result = pytester.runpytest()
     result.assert_outcomes(failed=2)

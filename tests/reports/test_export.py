@@ -126,7 +126,11 @@ def sharded_record() -> MeasurementRecord:
     traffic = {"_c10d_functional.all_reduce": Traffic(calls=2, bytes=4096)}
     block = ModuleFlops(forward=100, backward=200, by_op={"aten.mm": 300}, communication=traffic)
     measurement = Measurement(
-        modules={GLOBAL: block, "Block": block, "Block.attn": ModuleFlops(forward=40)},
+        modules={
+            GLOBAL: block,
+            "Block": block,
+            "Block.attn": ModuleFlops(forward=40, by_op={"aten.mm": 40}),
+        },
         unsupported={"aten.nonzero": 1},
         world=World(rank=1, size=2, mesh={"tp": 2}),
     )

@@ -1,12 +1,15 @@
 """Snapshot files: names, format, (de)serialization errors and atomic writes."""
 
+import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from pytest_flops import Measurement, ModuleFlops, SnapshotFormatError
+from pytest_flops import Measurement, ModuleFlops, SnapshotFormatError, Traffic, World
 from pytest_flops.snapshots.format import FORMAT_VERSION, FlopsSnapshot
 from pytest_flops.snapshots.store import (
     SnapshotStore,
@@ -125,6 +128,85 @@ def test_unreadable_text_names_the_file_and_the_problem(text: str, problem: str)
         FlopsSnapshot.from_text(text, where="tests/__flops__/test_m.py/test_a.flops.json")
     assert str(error.value).startswith("tests/__flops__/test_m.py/test_a.flops.json: ")
     assert problem in str(error.value)
+
+
+FC = ModuleFlops(
+    forward=720,
+    backward=720,
+    by_op={"aten.mm": 720, "aten.addmm": 720},
+    # the Linear above in bf16: x (72 B), W (180 B), b (20 B) read, y (80 B) written;
+    # its weight gradient reads dy (80 B) and x (72 B) and writes dW (180 B)
+    bytes_forward=352,
+    bytes_backward=332,
+    bytes_by_op={"aten.addmm": 352, "aten.mm": 332},
+    flops_by_precision={"aten.addmm": {"bf16": 720}, "aten.mm": {"bf16": 720}},
+    communication={"_c10d_functional.all_reduce": Traffic(calls=1, bytes=80)},
+)
+SHARDED = Measurement(modules={"Global": FC, "Net.fc": FC}, world=World(rank=0, size=2))
+
+
+def edited(change: Callable[[dict[str, Any]], object]) -> str:
+    """The snapshot of ``SHARDED`` with one hand edit."""
+    document = json.loads(snapshot_of(default=SHARDED).to_text())
+    change(document)
+    return json.dumps(document)
+
+
+def row(document: dict[str, Any]) -> dict[str, Any]:
+    return document["measurements"]["default"]["modules"]["Net.fc"]
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (
+            lambda d: row(d).update(forward=820),
+            "modules['Net.fc']: forward + backward + recompute is 1,540 but its by_op add up "
+            "to 1,440: the file was edited by hand?",
+        ),
+        (
+            lambda d: row(d)["bytes"].update(forward=452),
+            "modules['Net.fc']: bytes forward + backward + recompute is 784 but its "
+            "bytes.by_op add up to 684: the file was edited by hand?",
+        ),
+        (
+            lambda d: row(d)["flops_by_precision"].update({"aten.mm": {"fp32": 700, "bf16": 0}}),
+            "modules['Net.fc']: by_op['aten.mm'] is 720 but its "
+            "flops_by_precision['aten.mm'] add up to 700: the file was edited by hand?",
+        ),
+        (
+            lambda d: row(d)["flops_by_precision"].update({"aten.mm": {"fp33": 720}}),
+            "modules['Net.fc'].flops_by_precision['aten.mm']: unknown precision 'fp33'; "
+            "expected one of fp64, fp32, tf32, bf16, fp16, fp8, int8",
+        ),
+        (
+            lambda d: d.update(version=3),
+            "measurements['default']: holds bytes accessed, which format version 4 introduced, "
+            "but the file says version 3: was its version edited?",
+        ),
+        (
+            lambda d: d.update(version=1),
+            "measurements['default']: holds communication or a world, which format version 2 "
+            "introduced, but the file says version 1: was its version edited?",
+        ),
+    ],
+    ids=["flops", "bytes", "precision sum", "precision name", "version 3", "version 1"],
+)
+def test_a_file_edited_by_hand_is_named_as_such(
+    change: Callable[[dict[str, Any]], object], problem: str
+) -> None:
+    # the gate would fail these as changed counts, or (the versions) compare less than
+    # the file holds: the error names the edit instead
+    assert FlopsSnapshot.from_text(edited(lambda d: None), where="f").measurements == {
+        "default": SHARDED
+    }
+    with pytest.raises(SnapshotFormatError) as error:
+        FlopsSnapshot.from_text(edited(change), where="f")
+    assert (
+        str(error.value)
+        .removeprefix("f: measurements['default']: ")
+        .endswith(problem.removeprefix("measurements['default']: "))
+    )
 
 
 def test_extension_writes_atomically_and_reads_back(tmp_path: Path) -> None:

@@ -60,29 +60,43 @@ class FlopsSnapshotExtension(SingleFileSnapshotExtension):
             stored = _snapshot(snapshot_data, where="snapshot")
         except SnapshotFormatError:  # a snapshot of another kind or version: the bytes decide
             return bool(serialized_data == snapshot_data)
+        if _bytes_unrecorded(stored, measured):
+            # syrupy rewrites only a snapshot that does not match: matching on FLOPs
+            # alone, a snapshot from before bytes were stored would never gate them
+            return False
         stored, measured = comparable(stored, measured)
         return stored.measurements == measured.measurements
 
     def diff_lines(self, serialized_data: Any, snapshot_data: Any) -> Iterator[str]:
         try:
-            _, after = read_document(
-                _text(serialized_data, where="measured"), keys=set(), where="measured"
-            )
-            _, before = read_document(
-                _text(snapshot_data, where="snapshot"), keys=set(), where="snapshot"
-            )
+            measured = _snapshot(serialized_data, where="measured")
+            stored = _snapshot(snapshot_data, where="snapshot")
         except SnapshotFormatError:  # a snapshot of another kind or version: plain text diff
             yield from super().diff_lines(_shown(serialized_data), _shown(snapshot_data))
             return
+        if _bytes_unrecorded(stored, measured):
+            yield (
+                "The snapshot records no bytes accessed (an earlier pytest-flops wrote it): "
+                "run `pytest --snapshot-update` to record them."
+            )
+        stored, measured = comparable(stored, measured)
+        before, after = stored.measurements, measured.measurements
         moved = {
             name
             for name in before.keys() | after.keys()
-            if name not in before
-            or name not in after
-            or before[name].to_dict() != after[name].to_dict()
+            if name not in before or name not in after or before[name] != after[name]
         }
         for section in messages.changes("the measurement", before, after, moved):
             yield from section.splitlines()
+
+
+def _bytes_unrecorded(stored: FlopsSnapshot, measured: FlopsSnapshot) -> bool:
+    """Whether the snapshot lacks bytes accessed that the measurement holds."""
+    return any(
+        m.bytes_recorded and not stored.measurements[name].bytes_recorded
+        for name, m in measured.measurements.items()
+        if name in stored.measurements
+    )
 
 
 def _snapshot(stored: object, *, where: str) -> FlopsSnapshot:

@@ -159,10 +159,32 @@ def read_document(
         )
     expect_keys(data, {"version", "measurements", *keys}, where)
     measurements = expect_mapping(data["measurements"], f"{where}: measurements")
-    return data, {
+    parsed = {
         name: Measurement.from_dict(raw, where=f"{where}: measurements[{name!r}]")
         for name, raw in measurements.items()
     }
+    for name, measurement in parsed.items():
+        _expect_of_version(measurement, version, f"{where}: measurements[{name!r}]")
+    return data, parsed
+
+
+_INTRODUCED = (
+    (2, "communication or a world", lambda m: bool(m.world or m.communication)),
+    (3, "recompute", lambda m: any(row.recompute for row in m.modules.values())),
+    (4, "bytes accessed", lambda m: m.bytes_recorded),
+    (4, "FLOPs by precision", lambda m: any(row.flops_by_precision for row in m.modules.values())),
+)
+"""What each version added: an older file holding it had its version edited, and read
+as that version would compare less than it holds (no communication before 2...)."""
+
+
+def _expect_of_version(measurement: Measurement, version: int, where: str) -> None:
+    for introduced, what, holds in _INTRODUCED:
+        if version < introduced and holds(measurement):
+            raise SnapshotFormatError(
+                f"{where}: holds {what}, which format version {introduced} introduced, "
+                f"but the file says version {version}: was its version edited?"
+            )
 
 
 def comparable(

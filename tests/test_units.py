@@ -1,8 +1,8 @@
-"""FLOP amounts: parsing budgets ("4 GFLOP") and formatting counts."""
+"""Amounts as people write them: budgets ("4 GFLOP", "2 ms") parsed, counts formatted."""
 
 import pytest
 
-from pytest_flops.units import format_flops, format_pair, parse_flops
+from pytest_flops.units import format_flops, format_pair, parse_flops, parse_seconds
 
 
 @pytest.mark.parametrize(
@@ -68,3 +68,27 @@ def test_format_pair_adds_digits_until_the_amounts_differ() -> None:
     assert format_pair(4_000_400_000, 4 * 10**9) == ("4.0004 GFLOP", "4 GFLOP")
     assert format_pair(4 * 10**9 + 1, 4 * 10**9) == ("4.000000001 GFLOP", "4 GFLOP")
     assert format_pair(5, 5) == ("5 FLOP", "5 FLOP")
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("2 ms", 2e-3),
+        ("2ms", 2e-3),  # as "4GFLOP" and "64MB" are read
+        (" 150 us ", 150e-6),
+        ("150 µs", 150e-6),
+        ("200 ps", 200e-12),  # the unit the reports write the shortest times in
+        ("1e-3", 1e-3),  # a bare number is seconds
+        (0.5, 0.5),
+    ],
+)
+def test_parse_seconds(text: str | float, seconds: float) -> None:
+    assert parse_seconds(text, source="roofline") == pytest.approx(seconds, rel=1e-12)
+
+
+@pytest.mark.parametrize("value", ["1 sec", "2 MS", "ms", "", "0 s", "-1 ms", float("inf"), True])
+def test_parse_seconds_rejects(value: object) -> None:
+    with pytest.raises(
+        ValueError, match=r"^roofline: expected a time such as '2 ms' or 0.002, got "
+    ):
+        parse_seconds(value, source="roofline")  # type: ignore[arg-type]
