@@ -58,6 +58,45 @@ def test_forward_over(flops):
     assert not (pytester.path / "__flops__").exists()
 
 
+BUDGETED_PAIR = """
+import os
+
+import pytest
+import torch
+
+
+@pytest.mark.limit_flops(os.environ["LIMIT"])
+def test_pair(flops):
+    x = torch.ones(8, 8)
+    with flops(name="a"):
+        x @ x
+    if not os.environ.get("ONLY_A"):
+        with flops(name="b"):
+            x @ x
+"""
+
+
+def test_a_budget_holds_what_ran_not_the_baselines_kept(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # each block is one (8, 8) @ (8, 8): 2*8*8*8 = 1,024 FLOP
+    pytester.makepyfile(test_pair=BUDGETED_PAIR)
+    monkeypatch.setenv("LIMIT", "3 KFLOP")
+    pytester.runpytest("--flops-update", "-p", "no:randomly").assert_outcomes(passed=1)
+    (path,) = pytester.path.glob("__flops__/test_pair.py/*.json")
+    recorded = path.read_bytes()
+    # "b" stops being measured, under a budget that both blocks (2,048 FLOP) would break
+    monkeypatch.setenv("ONLY_A", "1")
+    monkeypatch.setenv("LIMIT", "1.5 KFLOP")
+    result = pytester.runpytest("--flops-update", "-p", "no:randomly")
+    result.assert_outcomes(passed=1)  # 1,024 FLOP ran: within budget; "b" is kept
+    assert path.read_bytes() == recorded
+    result = pytester.runpytest("--flops-prune", "-p", "no:randomly")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["flops: 1 test passed, 0 failed, 0 written, 1 removed"])
+    assert json.loads(path.read_text())["measurements"].keys() == {"a"}
+
+
 @pytest.mark.parametrize(
     ("mark", "problem"),
     [

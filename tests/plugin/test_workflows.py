@@ -277,3 +277,29 @@ def test_a_skipped_subtest_keeps_its_baseline_under_update(baseline: Path, tmp_p
     # and a compare run on that machine passes: batch2 is not compared
     compared = run(root, (), env)
     assert compared.returncode == 0, compared.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(BEFORE_PYTEST_9, reason="the subtests fixture is pytest 9's")
+def test_update_never_rewrites_an_unreadable_snapshot_a_skipped_subtest_measured_in(
+    baseline: Path, tmp_path: Path
+) -> None:
+    """Rewriting it with what ran would drop what the skipped subtest measured there."""
+    root = tmp_path / "suite"
+    shutil.copytree(baseline, root)
+    sub = root / "pkg/__flops__/test_b.py/test_sub.flops.json"
+    text = sub.read_text()
+    conflicted = f"<<<<<<< HEAD\n{text}=======\n{text}>>>>>>> gpu-box\n"
+    sub.write_text(conflicted)
+    env = {"FLOPS_SKIP_SUB": "1", "PYTEST_ADDOPTS": "-p no:randomly"}
+    result = run(root, ("--flops-update", "pkg/test_b.py"), env)
+    assert result.returncode == 1, result.stdout
+    assert "Cannot rewrite the FLOP snapshot of pkg/test_b.py::test_sub: " in result.stdout
+    assert "Some of its subtests were skipped, and what they measured is in that file" in (
+        result.stdout
+    )
+    assert sub.read_text() == conflicted
+    # every subtest ran: nothing is lost, the file is rewritten
+    result = run(root, ("--flops-update", "pkg/test_b.py"), {"PYTEST_ADDOPTS": "-p no:randomly"})
+    assert result.returncode == 0, result.stdout
+    assert json.loads(sub.read_text())["measurements"].keys() == {"batch1", "batch2"}

@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pytest_flops.plugin.settings import Settings
-from pytest_flops.plugin.verdict import Verdict, judge, judge_budget
+from pytest_flops.plugin.verdict import Verdict, judge, judge_budget, unreadable_with_skipped_parts
 from pytest_flops.reports.records import Status
 from pytest_flops.snapshots.format import FlopsSnapshot
 from pytest_flops.snapshots.store import SnapshotLookup, SnapshotStore
+from pytest_flops.validation import SnapshotFormatError
 
 if TYPE_CHECKING:
     from pytest_flops.counting.fixture import Flops
@@ -100,6 +101,15 @@ def judge_attempt(
     ):
         # a measurement not taken this time keeps its baseline
         current, attempt.kept = _with_kept(current, stored)
+    if (
+        settings.update
+        and attempt.partial
+        and current is not None
+        and isinstance(stored, SnapshotFormatError)
+    ):
+        # what the skipped subtests measured is in the file, which cannot be read
+        location = shown(baseline.found.location)
+        return unreadable_with_skipped_parts(nodeid, location, stored, current)
     verdict = judge(
         nodeid=nodeid,
         location=shown(baseline.found.location),
@@ -112,9 +122,13 @@ def judge_attempt(
         update=settings.update or (settings.prune and current is None),
         budget=plan.marks.budget,
         must_write=baseline.found.legacy,
+        kept=attempt.kept,
     )
-    if verdict is None:
-        return None
+    return None if verdict is None else _kept_statuses(verdict, attempt.kept)
+
+
+def _kept_statuses(verdict: Verdict, kept: frozenset[str]) -> Verdict:
+    """The verdict with the measurements that keep their baseline reported ``kept``."""
     if verdict.remove:
         # --flops-update never removes: the snapshot stays, reported stale
         return replace(
@@ -125,7 +139,7 @@ def judge_attempt(
     return replace(
         verdict,
         statuses={
-            name: Status.KEPT if name in attempt.kept and status is Status.PASSED else status
+            name: Status.KEPT if name in kept and status is Status.PASSED else status
             for name, status in verdict.statuses.items()
         },
     )

@@ -43,6 +43,16 @@ def unreadable(nodeid: str, location: str, error: SnapshotFormatError) -> str:
     )
 
 
+def unreadable_with_skipped_parts(nodeid: str, location: str, error: SnapshotFormatError) -> str:
+    return (
+        f"Cannot rewrite the FLOP snapshot of {nodeid}: {error}\n"
+        "Some of its subtests were skipped, and what they measured is in that file: "
+        "rewriting it would lose it. Fix the file (a merge conflict?), or run every "
+        f"subtest with `pytest --flops-update`, or remove {location} to record only what "
+        "runs here."
+    )
+
+
 def no_snapshot(nodeid: str, location: str, total: int) -> str:
     return (
         f"No FLOP snapshot for {nodeid} ({total:,} FLOP counted).\n"

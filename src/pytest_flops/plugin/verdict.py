@@ -7,7 +7,7 @@ status, the failure (if any) and what ``--flops-update`` should store.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 
 from pytest_flops.codec import Tolerance
@@ -49,11 +49,13 @@ def judge(
     must_write: bool = False,
     bytes_rtol: float | None = None,
     compare_bytes: bool = True,
+    kept: Collection[str] = (),
 ) -> Verdict | None:
-    """Compare a test's counts (None: it measured nothing) with its stored snapshot (at
-    ``location``); None if there is nothing to say. ``rtol`` and ``bytes_rtol`` (else
-    ``rtol``) are the :class:`Tolerance`, ``compare_bytes=False`` leaves bytes out. Under
-    ``update`` a snapshot whose text differs (or ``must_write``: it moves) is rewritten."""
+    """Compare a test's counts (None: it measured nothing; ``kept``: those carried over from
+    the snapshot, not taken now) with its stored snapshot (at ``location``); None if there is
+    nothing to say. ``rtol`` and ``bytes_rtol`` (else ``rtol``) are the :class:`Tolerance`,
+    ``compare_bytes=False`` leaves bytes out. Under ``update`` a snapshot whose text differs
+    (or ``must_write``: it moves) is rewritten."""
     # --flops-update rewrites a file with backend kernel names (from before they were
     # portable): it is compared, and reported, under the portable names
     as_stored = stored if isinstance(stored, FlopsSnapshot) else None
@@ -61,10 +63,8 @@ def judge(
     if current is None:
         return _measured_nothing(nodeid, location, stored, update=update)
     budget_text = None if budget is None else budget.text
-    exceeded = None if budget is None else budget.check(_sum(current))
-    compared = (
-        None if baseline is None else comparable(baseline, current, bytes_compared=compare_bytes)
-    )
+    exceeded = None if budget is None else budget.check(_sum(current, leaving_out=kept))
+    compared = comparable(baseline, current, bytes_compared=compare_bytes) if baseline else None
     changed, missing = _changes(compared, rtol=rtol, bytes_rtol=bytes_rtol)
     measurements = {**current.measurements, **dict.fromkeys(missing, Measurement())}
     if exceeded is not None:
@@ -146,6 +146,19 @@ def judge_budget(nodeid: str, measurement: Measurement, budget: Budget) -> Verdi
         baseline=None,
         failure=None if exceeded is None else messages.budget_exceeded(nodeid, exceeded),
         budget=budget.text,
+    )
+
+
+def unreadable_with_skipped_parts(
+    nodeid: str, location: str, error: SnapshotFormatError, current: FlopsSnapshot
+) -> Verdict:
+    """--flops-update of a test whose snapshot cannot be read while some of its subtests
+    were skipped: rewriting it would lose what they measured, so it stays as it is."""
+    return Verdict(
+        statuses=dict.fromkeys(current.measurements, Status.INVALID_SNAPSHOT),
+        measurements=current.measurements,
+        baseline=None,
+        failure=messages.unreadable_with_skipped_parts(nodeid, location, error),
     )
 
 
@@ -241,8 +254,9 @@ def _snapshot_problem(
     return messages.mismatch(nodeid, location, *compared, moved)
 
 
-def _sum(snapshot: FlopsSnapshot) -> Measurement:
+def _sum(snapshot: FlopsSnapshot, *, leaving_out: Collection[str] = ()) -> Measurement:
     total = Measurement()
-    for measurement in snapshot.measurements.values():
-        total = total + measurement
+    for name, measurement in snapshot.measurements.items():
+        if name not in leaving_out:
+            total = total + measurement
     return total
