@@ -76,6 +76,7 @@ def test_json_report_numbers() -> None:
         "backward": 80,
         "recompute": 0,
         "communication_bytes": 0,
+        "bytes_accessed": 0,  # built without bytes: 0 on both sides
         "relative": 120 / 720,
         "changes": [
             {"module": "Global", "op": "aten.mm", "unit": "FLOP", "before": 720, "after": 840,
@@ -271,3 +272,37 @@ def test_a_baseline_from_before_bytes_shows_no_bytes_change(tmp_path: Path) -> N
     record = make_record("t.py::test_a", current, baseline=current.without_bytes())
     document = export.json_report([record], export.RunMetadata.collect().to_dict())
     assert document["measurements"][0]["delta"]["changes"] == []
+    assert "bytes_accessed" not in document["measurements"][0]["delta"]
+
+
+def test_a_change_of_bytes_or_precision_at_equal_flops_is_in_the_delta() -> None:
+    # the matmul of a Linear(5, 6) on (4, 5): 2*4*5*6 = 240 FLOP, fp32 moving
+    # (20 + 30 + 24) * 4 = 296 bytes; under TF32 (or as an upcast's result) other rows
+    def matmul(precision: str, size: int) -> Measurement:
+        row = ModuleFlops(
+            forward=240,
+            by_op={"aten.mm": 240},
+            bytes_forward=size,
+            bytes_by_op={"aten.mm": size},
+            flops_by_precision={"aten.mm": {precision: 240}},
+        )
+        return Measurement(modules={GLOBAL: row})
+
+    records = [
+        make_record("t.py::tf32", matmul("tf32", 296), baseline=matmul("fp32", 296)),
+        make_record("t.py::copy", matmul("fp32", 400), baseline=matmul("fp32", 296)),
+    ]
+    document = export.json_report(records, export.RunMetadata.collect().to_dict())
+    delta = {entry["nodeid"]: entry["delta"] for entry in document["measurements"]}
+    tf32, copy = delta["t.py::tf32"], delta["t.py::copy"]
+    assert (tf32["total"], tf32["bytes_accessed"]) == (0, 0)
+    assert tf32["changes"] == [
+        {"module": GLOBAL, "op": "aten.mm", "unit": unit, "before": old, "after": new,
+         "delta": new - old}
+        for unit, old, new in (("fp32 FLOP", 240, 0), ("tf32 FLOP", 0, 240))
+    ]  # fmt: skip
+    assert (copy["total"], copy["bytes_accessed"]) == (0, 400 - 296)
+    assert copy["changes"] == [
+        {"module": GLOBAL, "op": "aten.mm", "unit": "bytes accessed", "before": 296,
+         "after": 400, "delta": 104}
+    ]  # fmt: skip

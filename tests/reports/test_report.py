@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
+from pytest_flops import Measurement
 from pytest_flops.reports import terminal as report
 from pytest_flops.reports.records import Status
 from tests.built_records import (
@@ -136,6 +139,27 @@ def test_shrinking_shows_a_negative_change() -> None:
     # 720 - 840 = -120; -120 / 840 = -14.29%
     assert row.split()[-3:] == ["FLOP", "-14.29%", "changed"]
     assert "-120 FLOP" in row
+
+
+def test_bytes_that_moved_at_equal_flops_are_the_rows_change() -> None:
+    # a Linear(9, 10) train step on (4, 9) whose bytes went from 300 to 400 (a copy): its
+    # FLOPs (1,440) held, and what failed it shows in its row: +100 B, +33.33%
+    linear = linear_measurement(LINEAR_FWD, LINEAR_BWD)
+
+    def moving(size: int) -> Measurement:
+        rows = linear.modules.items()
+        return replace(
+            linear,
+            modules={
+                p: replace(r, bytes_forward=size, bytes_by_op={"aten.mm": size}) for p, r in rows
+            },
+        )
+
+    record = make_record(
+        "t.py::test_copy", moving(400), baseline=moving(300), status=Status.CHANGED
+    )
+    row = report.terminal_lines([record])[1]
+    assert row.split()[-4:] == ["+100", "B", "+33.33%", "changed"]
 
 
 def test_long_lists_are_capped_and_say_what_was_left_out() -> None:

@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from pytest_flops import __version__
-from pytest_flops.measurement import GLOBAL, Measurement, relative_change
+from pytest_flops.measurement import (
+    FLOP,
+    GLOBAL,
+    OPERATOR_UNITS,
+    DiffRow,
+    Measurement,
+    is_precision,
+    relative_change,
+)
 from pytest_flops.reports.records import (
     MeasurementRecord,
     Status,
@@ -184,12 +192,14 @@ def _per_token_json(measurement: Measurement) -> dict[str, Any]:
 
 def _delta_json(before: Measurement, after: Measurement) -> dict[str, Any]:
     relative = relative_change(before.total, after.total)
+    both_bytes = before.bytes_recorded and after.bytes_recorded
     return {
         "total": after.total - before.total,
         "forward": after.forward - before.forward,
         "backward": after.backward - before.backward,
         "recompute": after.recompute - before.recompute,
         "communication_bytes": after.communication_bytes - before.communication_bytes,
+        **({"bytes_accessed": after.bytes_accessed - before.bytes_accessed} if both_bytes else {}),
         "relative": None if relative == float("inf") else relative,
         "changes": [
             {
@@ -200,9 +210,22 @@ def _delta_json(before: Measurement, after: Measurement) -> dict[str, Any]:
                 "after": row.after,
                 "delta": row.delta,
             }
-            for row in before.diff(after).rows
+            for row in _operator_changes(before, after)
         ],
     }
+
+
+def _operator_changes(before: Measurement, after: Measurement) -> list[DiffRow]:
+    """Each operator's count that moved, and its FLOPs by precision where its FLOPs held
+    (TF32 where fp32 was): where they moved too, the FLOP row says it."""
+    moved = before.diff(after).moved
+    flops_moved = {(row.module, row.op) for row in moved if row.unit == FLOP}
+    return [
+        row
+        for row in moved
+        if row.unit in OPERATOR_UNITS
+        or (is_precision(row.unit) and (row.module, row.op) not in flops_moved)
+    ]
 
 
 def write_exports(

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import groupby
 
-from pytest_flops.measurement import DEFAULT_NAME, relative_text
+from pytest_flops.measurement import DEFAULT_NAME, Measurement, relative_text
 from pytest_flops.reports.records import MeasurementRecord, Status
 from pytest_flops.reports.times import (
     TIME_HEADER,
@@ -149,9 +149,21 @@ def _change(record: MeasurementRecord) -> tuple[str, str]:
         return "", ""
     before, after = record.baseline.total, record.measurement.total
     if after == before:
-        return "0", "0%"
+        return _bytes_change(record.baseline, record.measurement)
     sign = "+" if after > before else "-"
     return f"{sign}{format_flops(abs(after - before))}", relative_text(before, after)
+
+
+def _bytes_change(before: Measurement, after: Measurement) -> tuple[str, str]:
+    """At equal FLOPs, the change of the bytes accessed (where both sides recorded them):
+    an upcast or a copy that fails the test shows in its row."""
+    moved = after.bytes_accessed - before.bytes_accessed
+    if not (before.bytes_recorded and after.bytes_recorded) or not moved:
+        return "0", "0%"
+    sign = "+" if moved > 0 else "-"
+    return f"{sign}{format_bytes(abs(moved))}", relative_text(
+        before.bytes_accessed, after.bytes_accessed
+    )
 
 
 def _status(record: MeasurementRecord) -> str:
