@@ -57,9 +57,6 @@ class _Frame:
     first_node: int
     end_node: int = 2**64
 
-    def owns_node(self, sequence_nr: int) -> bool:
-        return self.first_node <= sequence_nr < self.end_node
-
 
 @dataclass
 class _NodeIndex:
@@ -98,12 +95,14 @@ class _NodeIndex:
         self.made_in_backward_frames.append(frame)
 
     def frame_of(self, sequence_nr: int) -> _Frame | None:
-        at = bisect_right(self.made_in_backward_starts, sequence_nr) - 1
-        if at >= 0 and sequence_nr < self.made_in_backward_ends[at]:
-            return self.made_in_backward_frames[at]
+        # asked for every counted op in backward
+        if self.made_in_backward_starts:
+            at = bisect_right(self.made_in_backward_starts, sequence_nr) - 1
+            if at >= 0 and sequence_nr < self.made_in_backward_ends[at]:
+                return self.made_in_backward_frames[at]
         at = bisect_right(self.keys, (sequence_nr, 1)) - 1
         frame = self.frames[at] if at >= 0 else None
-        while frame is not None and not frame.owns_node(sequence_nr):
+        while frame is not None and not frame.first_node <= sequence_nr < frame.end_node:
             frame = frame.parent
         return frame
 
@@ -191,7 +190,7 @@ class ModuleTracker:
     def paths(self, node: Any) -> tuple[str, ...]:
         """The module rows (``Global`` not included) of the op running now, in the
         autograd ``node`` executing now (None in forward)."""
-        stack = self._stack()
+        stack = getattr(self._local, "stack", None)  # asked for every counted op
         if stack:
             return stack[-1].paths
         frame = self._frame_of(node)
@@ -318,7 +317,8 @@ class ModuleTracker:
             return None
         sequence_nr = node._sequence_nr()
         if len(self._nodes) == 1:  # one thread numbered every node: the usual case
-            return next(iter(self._nodes.values())).frame_of(sequence_nr)
+            for index in self._nodes.values():
+                return index.frame_of(sequence_nr)
         found = {index.frame_of(sequence_nr) for index in self._nodes.values()} - {None}
         return found.pop() if len(found) == 1 else None
 
