@@ -73,11 +73,15 @@ class _NodeIndex:
     made_in_backward_starts: list[int] = field(default_factory=list)
     made_in_backward_ends: list[int] = field(default_factory=list)
     made_in_backward_frames: list[_Frame] = field(default_factory=list)
+    # the last answer of frame_of, as (node number, call): a backward node's ops come
+    # one after another; forgotten when a call is added
+    last: tuple[int, _Frame | None] | None = None
 
     def add(self, frame: _Frame) -> None:
         # Sort by start, then innermost (smallest end) last among equal starts.
         # Frames are added as they end, inner ones first: an outer frame with the
         # same key (it created no node after its child) goes before its child.
+        self.last = None
         key = (frame.first_node, -frame.end_node)
         at = bisect_left(self.keys, key)
         self.keys.insert(at, key)
@@ -85,6 +89,7 @@ class _NodeIndex:
 
     def add_made_in_backward(self, start: int, end: int, frame: _Frame) -> None:
         """Nodes ``start`` to ``end - 1`` were made while a backward node of ``frame`` ran."""
+        self.last = None
         if self.made_in_backward_frames and (
             self.made_in_backward_frames[-1] is frame and self.made_in_backward_ends[-1] == start
         ):
@@ -96,6 +101,14 @@ class _NodeIndex:
 
     def frame_of(self, sequence_nr: int) -> _Frame | None:
         # asked for every counted op in backward
+        last = self.last
+        if last is not None and last[0] == sequence_nr:
+            return last[1]
+        frame = self._find(sequence_nr)
+        self.last = (sequence_nr, frame)
+        return frame
+
+    def _find(self, sequence_nr: int) -> _Frame | None:
         if self.made_in_backward_starts:
             at = bisect_right(self.made_in_backward_starts, sequence_nr) - 1
             if at >= 0 and sequence_nr < self.made_in_backward_ends[at]:
