@@ -47,8 +47,9 @@ def run(results: Results, repeats: int) -> None:
     times = timings.medians()
     results.timings.append(("Llama 7B fwd+bwd, meta, seq 2048", times))
     results.targets += [
+        # issue 28 set 1.10x with bytes accessed counted on every op
         Target(
-            "meta 7B: ours / no-op mode (the floor)", timings.ratio("ours", "no-op mode"), 1.08, "x"
+            "meta 7B: ours / no-op mode (the floor)", timings.ratio("ours", "no-op mode"), 1.10, "x"
         ),
         Target(
             "meta 7B: ours / bare on the same kernels",

@@ -24,6 +24,7 @@ from functools import cache
 from typing import Any
 
 import torch
+from torch import Tensor
 from torch._ops import OpOverload
 
 __all__ = ["GENERIC", "ByteRule", "byte_rule", "bytes_accessed", "tensor_bytes"]
@@ -151,6 +152,8 @@ def byte_rule(op: OpOverload) -> ByteRule:
 
 def bytes_accessed(rule: ByteRule, args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> int:
     """The bytes one call of an op with this ``rule`` reads and writes."""
+    # The counter calls this for every op that is not a view: one pass over the
+    # arguments, with no list built per argument.
     if rule.free:
         return 0
     seen: set[int] = set()
@@ -162,29 +165,40 @@ def bytes_accessed(rule: ByteRule, args: Sequence[Any], kwargs: dict[str, Any], 
         for tensor in _tensors(args[i]) if i < len(args) else ():
             seen.add(id(tensor))
             total += (2 if rule.reads_written else 1) * tensor_bytes(tensor)
+    skipped = rule.skipped_args
     for i, arg in enumerate(args):
-        if i not in written and i not in rule.skipped_args:
-            for tensor in _tensors(arg):
-                if id(tensor) not in seen:
-                    seen.add(id(tensor))
-                    total += tensor_bytes(tensor)
+        if isinstance(arg, Tensor):
+            if id(arg) not in seen and i not in written and i not in skipped:
+                seen.add(id(arg))
+                total += tensor_bytes(arg)
+        elif isinstance(arg, (list, tuple)) and i not in written and i not in skipped:
+            total += _unseen_bytes(arg, seen)
     for name, arg in kwargs.items():
-        out_arg = name in rule.out_names
-        for tensor in _tensors(arg):
-            if out_arg:
+        if name in rule.out_names:
+            for tensor in _tensors(arg):
                 total += tensor_bytes(tensor)  # written, even where it is also read
-            elif id(tensor) not in seen:
-                seen.add(id(tensor))
-                total += tensor_bytes(tensor)
-    outputs = out if isinstance(out, tuple) else (out,)
+        else:
+            total += _unseen_bytes(_tensors(arg), seen)
     fresh = rule.fresh_returns
-    for j, output in enumerate(outputs):
+    if isinstance(out, Tensor):  # the common case: one output
+        if (fresh is None or (fresh and fresh[0])) and id(out) not in seen:
+            total += tensor_bytes(out)
+        return total
+    for j, output in enumerate(out if isinstance(out, tuple) else (out,)):
         if fresh is not None and (j >= len(fresh) or not fresh[j]):
             continue  # aliases a written argument or is a view: counted there or free
-        for tensor in _tensors(output):
-            if id(tensor) not in seen:  # an op that hands an input back moves it once
-                seen.add(id(tensor))
-                total += tensor_bytes(tensor)
+        # an op that hands an input back moves it once
+        total += _unseen_bytes(_tensors(output), seen)
+    return total
+
+
+def _unseen_bytes(values: Sequence[Any], seen: set[int]) -> int:
+    """The bytes of the tensors among ``values`` not in ``seen`` (by id), added to it."""
+    total = 0
+    for value in values:
+        if isinstance(value, Tensor) and id(value) not in seen:
+            seen.add(id(value))
+            total += tensor_bytes(value)
     return total
 
 
@@ -197,6 +211,8 @@ def tensor_bytes(tensor: torch.Tensor) -> int:
         return tensor_bytes(tensor._values if jagged else tensor.values())  # type: ignore[arg-type]
     if tensor.layout is not torch.strided:
         return 0  # sparse and other layouts: no rule yet, so no guess
+    if 0 not in tensor.stride():  # transposed, sliced: every element counts
+        return tensor.numel() * tensor.element_size()
     elements = 1
     for size, stride in zip(tensor.shape, tensor.stride(), strict=True):
         if stride != 0:
@@ -205,8 +221,8 @@ def tensor_bytes(tensor: torch.Tensor) -> int:
 
 
 def _tensors(value: Any) -> Sequence[torch.Tensor]:
-    if isinstance(value, torch.Tensor):
+    if isinstance(value, Tensor):
         return (value,)
     if isinstance(value, (list, tuple)):
-        return [item for item in value if isinstance(item, torch.Tensor)]
+        return [item for item in value if isinstance(item, Tensor)]
     return ()

@@ -59,6 +59,10 @@ __all__ = ["FlopCounterMode", "op_name", "warm_up"]
 
 _current_autograd_node: Callable[[], Any] = torch._C._current_autograd_node
 
+_is_grad_enabled: Callable[[], bool] = torch.is_grad_enabled
+_SUBCLASS_METADATA, _MOVES_NOTHING = OpKind.SUBCLASS_METADATA, OpKind.MOVES_NOTHING
+_COUNTED, _UNCOUNTED = OpKind.COUNTED, OpKind.UNCOUNTED
+
 _WHILE_COUNTING = (compiled_code_runs_eagerly, propagation_runs_uncounted, cpu_kernels_on_meta)
 """What holds while a mode counts (see each one's module)."""
 
@@ -270,11 +274,13 @@ class FlopCounterMode(_ReentrantMode):
         args: tuple[Any, ...] = (),
         kwargs: dict[str, Any] | None = None,
     ) -> Any:
+        # Every op the step runs comes through here: the common kinds are tested first,
+        # against module-level names (an enum member's lookup is Python code in 3.11).
         plan = self._ops.get(id(func))
         if plan is None:
             plan = self._ops[id(func)] = (*classify(func, self._formula), byte_rule_of(func))
         kind, formula, rule = plan
-        if kind is OpKind.SUBCLASS_METADATA:
+        if kind is _SUBCLASS_METADATA:
             return NotImplemented
         kwargs = kwargs or {}
         if types:  # a tensor subclass is in the call
@@ -283,29 +289,17 @@ class FlopCounterMode(_ReentrantMode):
             if in_sharding_propagation():
                 return func(*args, **kwargs)  # DTensor working out shapes: no work
         # forward ops (no node executing) answer with one call
-        if _current_autograd_node() is not None and torch.is_grad_enabled():
+        node = _current_autograd_node()
+        if node is not None and _is_grad_enabled():
             self._modules.note_node_made_in_backward()
-        if kind is OpKind.MOVES_NOTHING:  # views: the fast path
+        if kind is _MOVES_NOTHING:  # views: the fast path
             return func(*args, **kwargs)
-        if kind is OpKind.HIGHER_ORDER:
-            return dispatch_higher_order(self, func, args, kwargs)  # type: ignore[arg-type]
-        if kind is OpKind.COMMUNICATION:
-            out = func(*args, **kwargs)
-            self._record_traffic(op_name(func._overloadpacket), traffic_bytes(args, out))
-            return out
-        # a nested matmul has a formula and no decomposition: it counts whole
-        if kind is OpKind.DECOMPOSED and (formula is None or not any(map(_is_nested, args))):
-            with self._counting_again():
-                out = func.decompose(*args, **kwargs)
-            if out is not NotImplemented:
-                return out
-            kind = OpKind.UNSUPPORTED if formula is None else OpKind.COUNTED
-            self._ops[id(func)] = (kind, formula, rule)
+        if kind is not _COUNTED and kind is not _UNCOUNTED:
+            return _dispatch_other(self, func, plan, args, kwargs)
         out = func(*args, **kwargs)
-        if formula is None and kind is not OpKind.UNCOUNTED:
-            self._tally.unsupported[str(func._overloadpacket)] += 1
         flops = None if formula is None else formula(args, kwargs, out)  # None: bytes only
-        self._record(func._overloadpacket, flops, args, kwargs, out, rule)
+        size = bytes_accessed(rule, args, kwargs, out)
+        self._count(func._overloadpacket, node, flops, size, args)
         return out
 
     def _formula(self, packet: OpOverloadPacket) -> FlopFormula | None:
@@ -324,17 +318,57 @@ class FlopCounterMode(_ReentrantMode):
     ) -> None:
         """One call's FLOPs (None: no formula) and bytes accessed, into its chain and phase."""
         size = bytes_accessed(rule, args, kwargs, out)
+        self._count(op, _current_autograd_node(), flops, size, args)
+
+    def _count(
+        self, op: FlopTarget, node: Any, flops: int | None, size: int, args: tuple[Any, ...]
+    ) -> None:
+        """Add one call of ``op`` (run in autograd ``node``, None in forward) to its chain
+        and phase, unless it counted nothing."""
         if flops is None and not size:
             return
-        node = _current_autograd_node()
-        precision = flop_precision(op, args) if flops else None
-        counts = self._tally.counts(self._modules.paths(node))
-        counts.add_call(op, phase(node), flops=flops, size=size, precision=precision)
+        self._tally.add_call(
+            self._modules.paths(node),
+            op,
+            phase(node),
+            flops,
+            size,
+            flop_precision(op, args) if flops else None,
+        )
 
     def _record_traffic(self, op: str, size: int) -> None:
-        traffic = self._tally.counts(self._modules.paths(_current_autograd_node())).traffic
-        traffic[op][0] += 1
-        traffic[op][1] += size
+        self._tally.add_traffic(self._modules.paths(_current_autograd_node()), op, size)
+
+
+def _dispatch_other(
+    mode: FlopCounterMode,
+    func: OpOverload,
+    plan: OpPlan,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Any:
+    """The kinds of op other than views and counted ones: rarer, and slower."""
+    kind, formula, rule = plan
+    if kind is OpKind.HIGHER_ORDER:
+        return dispatch_higher_order(mode, func, args, kwargs)  # type: ignore[arg-type]
+    if kind is OpKind.COMMUNICATION:
+        out = func(*args, **kwargs)
+        mode._record_traffic(op_name(func._overloadpacket), traffic_bytes(args, out))
+        return out
+    # a nested matmul has a formula and no decomposition: it counts whole
+    if kind is OpKind.DECOMPOSED and (formula is None or not any(map(_is_nested, args))):
+        with mode._counting_again():
+            out = func.decompose(*args, **kwargs)
+        if out is not NotImplemented:
+            return out
+        kind = OpKind.UNSUPPORTED if formula is None else OpKind.COUNTED
+        mode._ops[id(func)] = (kind, formula, rule)
+    out = func(*args, **kwargs)
+    if formula is None:
+        mode._tally.unsupported[str(func._overloadpacket)] += 1
+    flops = None if formula is None else formula(args, kwargs, out)
+    mode._record(func._overloadpacket, flops, args, kwargs, out, rule)
+    return out
 
 
 def _as_table(mapping: Mapping[OpOverloadPacket, FlopFormula]) -> dict[FlopTarget, FlopFormula]:

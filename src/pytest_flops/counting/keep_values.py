@@ -16,7 +16,7 @@ the results. So a mask of ones made on meta answers ``.all()`` and
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -72,7 +72,7 @@ class KeepValues(TorchDispatchMode):
         kwargs: dict[str, Any] | None = None,
     ) -> Any:
         kwargs = kwargs or {}
-        tensors = [leaf for leaf in tree_leaves((args, kwargs)) if isinstance(leaf, torch.Tensor)]
+        tensors = _tensors_in((*args, *kwargs.values()))
         for tensor in tensors:
             fake_mode = getattr(tensor, "fake_mode", None)
             if isinstance(fake_mode, CountFakeMode) and fake_mode is not self.stand_ins.fake_mode:
@@ -315,3 +315,17 @@ def _written_tensors(
         value = args[position] if position < len(args) else kwargs.get(argument.name)
         written += [leaf for leaf in tree_leaves(value) if isinstance(leaf, torch.Tensor)]
     return written
+
+
+def _tensors_in(values: Iterable[Any]) -> list[torch.Tensor]:
+    """The tensors in an op's arguments, in lists, tuples and dicts at any depth: what
+    ``tree_leaves`` finds there, without its cost on every op a count runs."""
+    tensors: list[torch.Tensor] = []
+    for value in values:
+        if isinstance(value, torch.Tensor):
+            tensors.append(value)
+        elif isinstance(value, (list, tuple)):
+            tensors += _tensors_in(value)
+        elif isinstance(value, dict):
+            tensors += _tensors_in(value.values())
+    return tensors

@@ -57,9 +57,6 @@ class _Frame:
     first_node: int
     end_node: int = 2**64
 
-    def owns_node(self, sequence_nr: int) -> bool:
-        return self.first_node <= sequence_nr < self.end_node
-
 
 @dataclass
 class _NodeIndex:
@@ -76,11 +73,15 @@ class _NodeIndex:
     made_in_backward_starts: list[int] = field(default_factory=list)
     made_in_backward_ends: list[int] = field(default_factory=list)
     made_in_backward_frames: list[_Frame] = field(default_factory=list)
+    # the last answer of frame_of, as (node number, call): a backward node's ops come
+    # one after another; forgotten when a call is added
+    last: tuple[int, _Frame | None] | None = None
 
     def add(self, frame: _Frame) -> None:
         # Sort by start, then innermost (smallest end) last among equal starts.
         # Frames are added as they end, inner ones first: an outer frame with the
         # same key (it created no node after its child) goes before its child.
+        self.last = None
         key = (frame.first_node, -frame.end_node)
         at = bisect_left(self.keys, key)
         self.keys.insert(at, key)
@@ -88,6 +89,7 @@ class _NodeIndex:
 
     def add_made_in_backward(self, start: int, end: int, frame: _Frame) -> None:
         """Nodes ``start`` to ``end - 1`` were made while a backward node of ``frame`` ran."""
+        self.last = None
         if self.made_in_backward_frames and (
             self.made_in_backward_frames[-1] is frame and self.made_in_backward_ends[-1] == start
         ):
@@ -98,12 +100,22 @@ class _NodeIndex:
         self.made_in_backward_frames.append(frame)
 
     def frame_of(self, sequence_nr: int) -> _Frame | None:
-        at = bisect_right(self.made_in_backward_starts, sequence_nr) - 1
-        if at >= 0 and sequence_nr < self.made_in_backward_ends[at]:
-            return self.made_in_backward_frames[at]
+        # asked for every counted op in backward
+        last = self.last
+        if last is not None and last[0] == sequence_nr:
+            return last[1]
+        frame = self._find(sequence_nr)
+        self.last = (sequence_nr, frame)
+        return frame
+
+    def _find(self, sequence_nr: int) -> _Frame | None:
+        if self.made_in_backward_starts:
+            at = bisect_right(self.made_in_backward_starts, sequence_nr) - 1
+            if at >= 0 and sequence_nr < self.made_in_backward_ends[at]:
+                return self.made_in_backward_frames[at]
         at = bisect_right(self.keys, (sequence_nr, 1)) - 1
         frame = self.frames[at] if at >= 0 else None
-        while frame is not None and not frame.owns_node(sequence_nr):
+        while frame is not None and not frame.first_node <= sequence_nr < frame.end_node:
             frame = frame.parent
         return frame
 
@@ -191,7 +203,7 @@ class ModuleTracker:
     def paths(self, node: Any) -> tuple[str, ...]:
         """The module rows (``Global`` not included) of the op running now, in the
         autograd ``node`` executing now (None in forward)."""
-        stack = self._stack()
+        stack = getattr(self._local, "stack", None)  # asked for every counted op
         if stack:
             return stack[-1].paths
         frame = self._frame_of(node)
@@ -318,7 +330,8 @@ class ModuleTracker:
             return None
         sequence_nr = node._sequence_nr()
         if len(self._nodes) == 1:  # one thread numbered every node: the usual case
-            return next(iter(self._nodes.values())).frame_of(sequence_nr)
+            for index in self._nodes.values():
+                return index.frame_of(sequence_nr)
         found = {index.frame_of(sequence_nr) for index in self._nodes.values()} - {None}
         return found.pop() if len(found) == 1 else None
 

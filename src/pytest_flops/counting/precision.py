@@ -66,13 +66,19 @@ def flop_precision(op: object, args: Sequence[Any]) -> str:
     argument, fp32 without one; a float32 matmul or convolution in TF32 where allowed."""
     for arg in args:
         tensor = arg[0] if isinstance(arg, (list, tuple)) and arg else arg
-        if isinstance(tensor, torch.Tensor) and tensor.dtype in _NAMES:
-            name = _NAMES[tensor.dtype]
-            return "tf32" if name == "fp32" and _tf32_allowed(op) else name
+        if isinstance(tensor, torch.Tensor):
+            name = _NAMES.get(tensor.dtype)
+            if name is not None:
+                return "tf32" if name == "fp32" and _tf32_allowed(op) else name
     return "fp32"
 
 
+# by id: an op's own __hash__ is Python code, and ops live as long as torch
+_MATMUL_IDS = frozenset(map(id, _MATMULS))
+_CONVOLUTION_IDS = frozenset(map(id, _CONVOLUTIONS))
+
+
 def _tf32_allowed(op: object) -> bool:
-    if op in _CONVOLUTIONS:
+    if id(op) in _CONVOLUTION_IDS:
         return bool(torch.backends.cudnn.allow_tf32)
-    return op in _MATMULS and torch.get_float32_matmul_precision() != "highest"
+    return id(op) in _MATMUL_IDS and torch.get_float32_matmul_precision() != "highest"

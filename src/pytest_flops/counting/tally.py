@@ -1,7 +1,7 @@
 """What a counter counted: per chain of module rows as the ops ran, per row when read.
 
-An op adds to one :class:`Counts`, its chain's (the module rows it ran under,
-``Global`` implied); a row's counts are the sum over the chains it is in,
+An op adds to its chain's entries (the module rows it ran under, ``Global``
+implied); a row's :class:`Counts` are the sum over the chains it is in,
 worked out when read. :meth:`Tally.to_measurement` freezes them into a
 :class:`~pytest_flops.Measurement` under portable op names.
 """
@@ -40,7 +40,7 @@ def _traffic() -> list[int]:
 
 @dataclass(slots=True)
 class Counts:
-    """What the ops of one chain (or, summed, of one row) counted."""
+    """What the ops of one row counted, summed from a tally's calls when read."""
 
     flops: defaultdict[FlopTarget, int] = field(default_factory=_by_op)
     phases: list[int] = field(default_factory=_phases)  # FLOPs forward, backward, recompute
@@ -54,86 +54,129 @@ class Counts:
         default_factory=lambda: defaultdict(int)
     )  # FLOPs by (op, precision)
 
-    def add_call(
-        self, op: FlopTarget, phase: int, *, flops: int | None, size: int, precision: str | None
-    ) -> None:
-        """One call of ``op`` in ``phase``: its FLOPs (None: no formula, so not listed
-        among the ops that count FLOPs), bytes accessed and precision."""
-        if flops is not None:
-            self.flops[op] += flops
-            self.phases[phase] += flops
-            if precision is not None:
-                self.precisions[op, precision] += flops
-        if size:
-            self.bytes[op] += size
-            self.byte_phases[phase] += size
-
-    def add(self, other: Counts) -> None:
-        for op, flops in other.flops.items():
-            self.flops[op] += flops
-        for op, size in other.bytes.items():
-            self.bytes[op] += size
-        for key, flops in other.precisions.items():
-            self.precisions[key] += flops
-        for phase in (FORWARD, BACKWARD, RECOMPUTE):
-            self.phases[phase] += other.phases[phase]
-            self.byte_phases[phase] += other.byte_phases[phase]
-        for name, (calls, size) in other.traffic.items():
-            self.traffic[name][0] += calls
-            self.traffic[name][1] += size
-
-    def to_module_flops(self) -> ModuleFlops:
+    def to_module_flops(self, names: dict[int, str]) -> ModuleFlops:
+        """This row as a measurement's, ops named from ``names`` (by ``id``: see
+        :meth:`Tally.op_names`)."""
         by_precision: dict[str, dict[str, int]] = {}
         for (op, precision), flops in self.precisions.items():
-            counts = by_precision.setdefault(portable_op(op), {})
+            name = names[id(op)]
+            counts = by_precision.setdefault(PORTABLE_NAMES.get(name, name), {})
             counts[precision] = counts.get(precision, 0) + flops
         return ModuleFlops(
             forward=self.phases[FORWARD],
             backward=self.phases[BACKWARD],
             recompute=self.phases[RECOMPUTE],
-            by_op=portable_ops({op_name(op): n for op, n in self.flops.items()}),
+            by_op=portable_ops({names[id(op)]: n for op, n in self.flops.items()}),
             communication={
                 op: Traffic(calls=calls, bytes=size) for op, (calls, size) in self.traffic.items()
             },
             bytes_forward=self.byte_phases[FORWARD],
             bytes_backward=self.byte_phases[BACKWARD],
             bytes_recompute=self.byte_phases[RECOMPUTE],
-            bytes_by_op=portable_ops({op_name(op): n for op, n in self.bytes.items()}),
+            bytes_by_op=portable_ops({names[id(op)]: n for op, n in self.bytes.items()}),
             flops_by_precision=by_precision,
         )
 
 
 @dataclass(slots=True)
 class Tally:
-    """The counts of one counting block: by chain, and the ops that ran uncounted."""
+    """The counts of one counting block, as the ops ran, and the ops that ran uncounted.
 
-    chains: dict[Chain, Counts] = field(default_factory=dict)
+    A call adds to one entry, that of its chain, op, phase and precision: a
+    dictionary update keyed by the op's ``id`` (an op's own ``__hash__`` is
+    Python code, and ops live as long as torch). The rows' :class:`Counts` are
+    summed when read.
+    """
+
+    # (chain, id(op), phase, precision) -> (FLOPs (None: no formula), bytes); the
+    # precision is None where no FLOPs were counted. Tuples of numbers, which the
+    # garbage collector stops tracking, where lists would add to every collection.
+    calls: dict[tuple[Chain, int, int, str | None], tuple[int | None, int]] = field(
+        default_factory=dict
+    )
+    traffic: dict[tuple[Chain, str], list[int]] = field(default_factory=dict)  # calls, bytes
+    ops: dict[int, FlopTarget] = field(default_factory=dict)  # by id
+    chains: dict[Chain, None] = field(default_factory=dict)  # in the order they first counted
     unsupported: Counter[str] = field(default_factory=Counter)
 
-    def counts(self, chain: Chain) -> Counts:
-        counts = self.chains.get(chain)
-        if counts is None:
-            counts = self.chains[chain] = Counts()
-        return counts
+    def add_call(
+        self,
+        chain: Chain,
+        op: FlopTarget,
+        phase: int,
+        flops: int | None,
+        size: int,
+        precision: str | None,
+    ) -> None:
+        """One call of ``op`` in ``phase`` under ``chain``: its FLOPs (None: no formula, so
+        not listed among the ops that count FLOPs), bytes accessed and precision."""
+        key = (chain, id(op), phase, precision)
+        entry = self.calls.get(key)
+        if entry is None:
+            self.ops[id(op)] = op
+            self.chains[chain] = None
+            self.calls[key] = (flops, size)
+            return
+        counted, accessed = entry
+        if flops is not None and counted is not None:
+            flops += counted
+        self.calls[key] = (counted if flops is None else flops, accessed + size)
+
+    def add_traffic(self, chain: Chain, op: str, size: int) -> None:
+        """One call of the collective ``op`` that moved ``size`` bytes."""
+        self.chains[chain] = None
+        traffic = self.traffic.setdefault((chain, op), [0, 0])
+        traffic[0] += 1
+        traffic[1] += size
 
     def add(self, other: Tally) -> None:
-        for chain, counts in other.chains.items():
-            self.counts(chain).add(counts)
+        for (chain, op_id, phase, precision), (flops, size) in other.calls.items():
+            self.add_call(chain, other.ops[op_id], phase, flops, size, precision)
+        for (chain, op), (calls, size) in other.traffic.items():
+            self.chains[chain] = None
+            traffic = self.traffic.setdefault((chain, op), [0, 0])
+            traffic[0] += calls
+            traffic[1] += size
         self.unsupported.update(other.unsupported)
 
     def rows(self) -> defaultdict[str, Counts]:
         """Each row's counts: the sum over the chains it is in (``Global`` is in every one)."""
+        calls: dict[Chain, list[tuple[FlopTarget, int, str | None, int | None, int]]] = {
+            chain: [] for chain in self.chains
+        }
+        for (chain, op_id, phase, precision), (flops, size) in self.calls.items():
+            calls[chain].append((self.ops[op_id], phase, precision, flops, size))
+        traffic: dict[Chain, list[tuple[str, int, int]]] = {chain: [] for chain in self.chains}
+        for (chain, name), (count, size) in self.traffic.items():
+            traffic[chain].append((name, count, size))
         rows: defaultdict[str, Counts] = defaultdict(Counts)
-        for chain, counts in self.chains.items():
+        for chain in self.chains:
             for path in (GLOBAL, *chain):
-                rows[path].add(counts)
+                counts = rows[path]
+                for op, phase, precision, flops, size in calls[chain]:
+                    if flops is not None:
+                        counts.flops[op] += flops
+                        counts.phases[phase] += flops
+                        if precision is not None:
+                            counts.precisions[op, precision] += flops
+                    if size:
+                        counts.bytes[op] += size
+                        counts.byte_phases[phase] += size
+                for name, count, size in traffic[chain]:
+                    counts.traffic[name][0] += count
+                    counts.traffic[name][1] += size
         return rows
 
+    def op_names(self) -> dict[int, str]:
+        """Each op's name, by ``id``: worked out once, not once per row."""
+        return {op_id: op_name(op) for op_id, op in self.ops.items()}
+
     def total_flops(self) -> int:
-        return sum(sum(counts.flops.values()) for counts in self.chains.values())
+        return sum(flops for flops, _ in self.calls.values() if flops is not None)
 
     def to_measurement(self, world: World | None) -> Measurement:
-        modules = {path: counts.to_module_flops() for path, counts in self.rows().items()}
+        names = self.op_names()
+        modules = {path: counts.to_module_flops(names) for path, counts in self.rows().items()}
         modules.setdefault(GLOBAL, ModuleFlops())
         return Measurement(modules=modules, unsupported=dict(self.unsupported), world=world)
 
@@ -146,8 +189,3 @@ def op_name(op: FlopTarget) -> str:
     if is_triton_kernel(op):
         return f"triton.{op.fn.__name__}"
     return str(op)
-
-
-def portable_op(op: FlopTarget) -> str:
-    name = op_name(op)
-    return PORTABLE_NAMES.get(name, name)
