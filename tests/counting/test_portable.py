@@ -181,7 +181,9 @@ def test_a_syrupy_snapshot_with_backend_names_matches_the_portable_measurement()
 
     extension = FlopsSnapshotExtension()
     measured = on_cpu(Mixer(), torch.randn(1, 4, 8))
-    serialized = extension.serialize(measured)
+    # backend names are from before bytes were stored, and a syrupy snapshot without
+    # bytes never matches one with them (tests/plugin/test_syrupy.py): the names alone here
+    serialized = extension.serialize(measured.without_bytes())
     old = extension.serialize(as_recorded_on(measured, CUDA_NAMES))
     assert b"aten._cudnn_rnn" in old  # syrupy writes the bytes serialize returns
     assert extension.matches(serialized_data=serialized, snapshot_data=old)
