@@ -79,6 +79,19 @@ _CONVOLUTION_IDS = frozenset(map(id, _CONVOLUTIONS))
 
 
 def _tf32_allowed(op: object) -> bool:
+    # the fp32_precision settings, which allow_tf32 and set_float32_matmul_precision set
+    # too: reading those older ones raises once the newer ones were used
+    backends = torch.backends
     if id(op) in _CONVOLUTION_IDS:
-        return bool(torch.backends.cudnn.allow_tf32)
-    return id(op) in _MATMUL_IDS and torch.get_float32_matmul_precision() != "highest"
+        conv = backends.cudnn.conv  # type: ignore[attr-defined]  # set up by torch at import
+        return _fp32_precision(conv, backends.cudnn, backends) == "tf32"
+    return id(op) in _MATMUL_IDS and _fp32_precision(backends.cuda.matmul, backends) == "tf32"
+
+
+def _fp32_precision(*settings: Any) -> str:
+    """The first of ``settings`` (the most specific first) that is not "none", which
+    inherits its parent's; "ieee" (full fp32) where all are."""
+    for setting in settings:
+        if setting.fp32_precision != "none":
+            return str(setting.fp32_precision)
+    return "ieee"

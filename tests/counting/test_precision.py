@@ -1,0 +1,89 @@
+"""The precision an op's FLOPs run at, from PyTorch's settings, old API and new."""
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import torch
+
+from pytest_flops import FlopCounterMode
+
+# the sub-settings are attributes torch sets up at import, unknown to type checkers
+BACKENDS: tuple[Any, ...] = (
+    torch.backends,
+    torch.backends.cuda.matmul,
+    torch.backends.cudnn,
+    *(getattr(torch.backends.cudnn, kind) for kind in ("conv", "rnn")),
+    torch.backends.mkldnn,
+    *(getattr(torch.backends.mkldnn, kind) for kind in ("matmul", "conv", "rnn")),
+)
+
+
+@pytest.fixture(autouse=True)
+def restored_precisions() -> Iterator[None]:
+    """Every ``fp32_precision`` as it was: the settings are the process's."""
+    before = [backend.fp32_precision for backend in BACKENDS]
+    try:
+        yield
+    finally:
+        for backend, precision in zip(BACKENDS, before, strict=True):
+            backend.fp32_precision = precision
+
+
+def precisions(step: Callable[[], Any]) -> dict[str, dict[str, int]]:
+    with FlopCounterMode(display=False) as mode:
+        step()
+    return {
+        op: dict(p) for op, p in mode.to_measurement().modules["Global"].flops_by_precision.items()
+    }
+
+
+def matmul_and_conv() -> None:
+    torch.randn(64, 128) @ torch.randn(128, 32)
+    torch.nn.functional.conv2d(torch.randn(1, 2, 5, 5), torch.randn(3, 2, 3, 3))
+
+
+# mm: 2*64*128*32 = 524,288; convolution: 2 * (1*3*3*3 outputs) * (2*3*3 taps) = 972
+MM, CONV = 524_288, 972
+
+
+def test_by_default_matmuls_run_in_fp32_and_convolutions_in_tf32() -> None:
+    # cuDNN allows TF32 for convolutions by default, cuBLAS not for matmuls
+    assert precisions(matmul_and_conv) == {
+        "aten.mm": {"fp32": MM},
+        "aten.convolution": {"tf32": CONV},
+    }
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {(torch.backends.cuda.matmul, "fp32_precision"): "tf32"},
+        {(torch.backends, "fp32_precision"): "tf32"},  # inherited by matmuls set to "none"
+    ],
+    ids=["cuda.matmul", "the generic setting"],
+)
+def test_the_new_api_turns_tf32_on_without_breaking_the_count(
+    settings: dict[tuple[object, str], str],
+) -> None:
+    # torch raises on the old getters once the new fp32_precision API was used
+    for (backend, name), value in settings.items():
+        setattr(backend, name, value)
+    assert precisions(matmul_and_conv)["aten.mm"] == {"tf32": MM}
+
+
+def test_the_new_api_turns_tf32_off_for_convolutions() -> None:
+    BACKENDS[3].fp32_precision = "ieee"  # torch.backends.cudnn.conv
+    assert precisions(matmul_and_conv) == {
+        "aten.mm": {"fp32": MM},
+        "aten.convolution": {"fp32": CONV},
+    }
+
+
+def test_the_old_api_still_counts() -> None:
+    torch.set_float32_matmul_precision("high")
+    torch.backends.cudnn.allow_tf32 = False
+    assert precisions(matmul_and_conv) == {
+        "aten.mm": {"tf32": MM},
+        "aten.convolution": {"fp32": CONV},
+    }
