@@ -107,6 +107,9 @@ class ByteRule:
     fresh_returns: tuple[bool, ...] | None = None  # per return: new memory (None: all are)
     skipped_args: frozenset[int] = frozenset()  # positions of workspaces: not counted
     written_when: int | None = None  # position of a bool: False, written_args are only read
+    # position of a gradient op's output_mask: a return it leaves False is not computed
+    # (None on a CPU, a tensor on meta), so it is not written on any device
+    output_mask: int | None = None
 
 
 GENERIC = ByteRule()
@@ -147,6 +150,9 @@ def byte_rule(op: OpOverload) -> ByteRule:
         )
         | _BACKEND_ARGS.get(op, frozenset()),
         written_when=flag,
+        output_mask=next(
+            (i for i, arg in enumerate(schema.arguments) if arg.name == "output_mask"), None
+        ),
     )
 
 
@@ -184,12 +190,19 @@ def bytes_accessed(rule: ByteRule, args: Sequence[Any], kwargs: dict[str, Any], 
         if (fresh is None or (fresh and fresh[0])) and id(out) not in seen:
             total += tensor_bytes(out)
         return total
+    mask = None if rule.output_mask is None else _output_mask(rule.output_mask, args, kwargs)
     for j, output in enumerate(out if isinstance(out, tuple) else (out,)):
         if fresh is not None and (j >= len(fresh) or not fresh[j]):
             continue  # aliases a written argument or is a view: counted there or free
+        if mask is not None and j < len(mask) and not mask[j]:
+            continue  # not computed
         # an op that hands an input back moves it once
         total += _unseen_bytes(_tensors(output), seen)
     return total
+
+
+def _output_mask(position: int, args: Sequence[Any], kwargs: dict[str, Any]) -> Sequence[bool]:
+    return args[position] if position < len(args) else kwargs.get("output_mask", ())
 
 
 def _unseen_bytes(values: Sequence[Any], seen: set[int]) -> int:
