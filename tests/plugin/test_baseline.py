@@ -8,7 +8,8 @@ import pytest
 
 from pytest_flops.plugin.attempt import Attempt, ItemPlan
 from pytest_flops.plugin.baseline import baseline_of
-from pytest_flops.plugin.marks import Comparison, ItemMarks
+from pytest_flops.plugin.budget import Comparison
+from pytest_flops.plugin.marks import ItemMarks
 from pytest_flops.plugin.settings import Settings
 from pytest_flops.snapshots.store import SnapshotStore
 
