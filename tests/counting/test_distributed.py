@@ -32,16 +32,22 @@ X = torch.randn(8, 64)
 UNSHARDED = 524_288 + 786_432
 
 
-def test_tensor_parallel_matmuls_count_a_rank_s_share() -> None:
+def tensor_parallel_mlp(mesh: Any) -> nn.Sequential:
+    """:func:`mlp` with its first layer column-parallel and its second row-parallel."""
     from torch.distributed.tensor.parallel import (
         ColwiseParallel,
         RowwiseParallel,
         parallelize_module,
     )
 
+    model = mlp()
+    parallelize_module(model, mesh, {"0": ColwiseParallel(), "1": RowwiseParallel()})
+    return model
+
+
+def test_tensor_parallel_matmuls_count_a_rank_s_share() -> None:
     with fake_world(4) as mesh:
-        model = mlp()
-        parallelize_module(model, mesh, {"0": ColwiseParallel(), "1": RowwiseParallel()})
+        model = tensor_parallel_mlp(mesh)
         first = measure(lambda: model(X).sum().backward())
         model.zero_grad(set_to_none=True)  # else the second backward accumulates: add_ bytes
         again = measure(lambda: model(X).sum().backward())  # shape propagation now cached
@@ -56,15 +62,8 @@ def test_tensor_parallel_matmuls_count_a_rank_s_share() -> None:
 
 
 def test_a_tensor_parallel_step_accesses_a_rank_s_shards_and_keeps_communication_apart() -> None:
-    from torch.distributed.tensor.parallel import (
-        ColwiseParallel,
-        RowwiseParallel,
-        parallelize_module,
-    )
-
     with fake_world(4) as mesh:
-        model = mlp()
-        parallelize_module(model, mesh, {"0": ColwiseParallel(), "1": RowwiseParallel()})
+        model = tensor_parallel_mlp(mesh)
         measured = measure(lambda: model(X).sum().backward())
     # One rank's fp32 shards: X (8, 64) 2,048 bytes, each weight's quarter (64, 64)
     # 16,384, each activation (8, 64) 2,048. Forward: layer 0 mm(X, W0ᵀ) reads 2,048 +

@@ -15,7 +15,12 @@ from pytest_flops.reports.merge import MergeError, merge_exports
 from pytest_flops.reports.records import MeasurementRecord, Status
 from pytest_flops.reports.terminal import markdown, terminal_lines
 from pytest_flops.units import format_seconds
-from tests.reports.test_html_report import Browser, browser, suite_rows  # noqa: F401  (the fixture)
+from tests.reports.test_html_report import (  # noqa: F401  (browser: the fixture)
+    Browser,
+    browser,
+    suite_rows,
+    wait_until,
+)
 
 # Linear(128, 32) in bf16 on (64, 128), in a Sequential: one addmm of
 # 2 * 64 * 128 * 32 = 524,288 FLOPs, reading x (64*128), W (128*32) and the bias (32)
@@ -206,7 +211,8 @@ def test_the_page_has_a_time_column_and_times_in_the_icicle(
     heading.click()  # the shortest time first
     assert [row[4] for row in suite_rows(browser)] == ["8.58 ns", "32.1 µs"]
     browser.find_element("link text", "t.py::test_linear").click()
-    icicle = browser.find_elements("css selector", "svg.icicle")[0]
+    # the section draws its icicle on the click's event: wait for it
+    icicle = wait_until(browser, lambda b: b.find_elements("css selector", "svg.icicle"))[0]
     box = next(
         box
         for box in icicle.find_elements("css selector", "rect.box")
