@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -308,8 +309,26 @@ DEEP = Measurement(
     }
 )
 SMALL = linear_measurement(240, 480)
+
+
+def moving_bytes(size: int) -> Measurement:
+    """A 40 FLOP matmul whose ops moved ``size`` bytes."""
+    linear = linear_measurement(40, 0)
+    return replace(
+        linear,
+        modules={
+            path: replace(row, bytes_forward=size, bytes_by_op={"aten.mm": size})
+            for path, row in linear.modules.items()
+        },
+    )
+
+
 BUILT = [
     make_record("t.py::test_a_small", SMALL, baseline=SMALL),
+    # a copy at equal FLOPs: 300 -> 400 bytes, +33.33%
+    make_record(
+        "t.py::test_copy", moving_bytes(400), baseline=moving_bytes(300), status=Status.CHANGED
+    ),
     make_record("t.py::test_big", BIG, baseline=BIG_BEFORE, status=Status.CHANGED),
     make_record("t.py::test_deeper", DEEP, baseline=SHALLOW),
     make_record("t.py::test_new", linear_measurement(100, 0), status=Status.NEW),
@@ -339,6 +358,12 @@ def test_every_number_on_the_page_is_the_exports_as_the_terminal_writes_it(
         comm = sum(t["bytes"] for t in m["communication"].values())
         if m["delta"] is None:
             change = ("", "")
+        elif m["delta"]["total"] == 0 and m["delta"].get("bytes_accessed"):
+            moved = m["delta"]["bytes_accessed"]
+            change = (
+                ("+" if moved > 0 else "-") + format_bytes(abs(moved)),
+                relative_text(m["snapshot"]["bytes_accessed"], m["bytes_accessed"]),
+            )
         elif m["delta"]["total"] == 0:
             change = ("0", "0%")
         else:
@@ -360,7 +385,7 @@ def test_every_number_on_the_page_is_the_exports_as_the_terminal_writes_it(
     assert browser.find_element("id", "summary").text.startswith(
         f"Suite total {format_flops(summary['total'])} (forward "
         f"{format_flops(summary['forward'])}, backward {format_flops(summary['backward'])}) "
-        f"in 4 measurement(s) of 4 test(s)"
+        f"in {len(BUILT)} measurement(s) of {len(BUILT)} test(s)"
     )
     sections = [s.text for s in browser.find_elements("css selector", "#tests summary")]
     assert sections == [
@@ -368,6 +393,8 @@ def test_every_number_on_the_page_is_the_exports_as_the_terminal_writes_it(
         for nodeid in order
     ]
     assert sections[0] == "t.py::test_big: 130 MFLOP, changed"
+    copy = next(row for row in expected_rows if row[0] == "t.py::test_copy")
+    assert copy[-3:] == ["+100 B", "+33.33%", "changed"]
     unsupported = browser.find_elements("css selector", "#unsupported tbody td")
     assert [cell.text for cell in unsupported] == ["aten.nonzero", "1,000", "1", "t.py::test_big"]
     communication = browser.find_elements("css selector", "#communication tbody td")

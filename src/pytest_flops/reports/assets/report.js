@@ -57,13 +57,18 @@ function suiteTable() {
                          bytesOf(m) ? short(bytesOf(m), "B") : ""));
     }
     if (roofline) cells.push(element("td", {title: timeOf(m.roofline)}, seconds(m.roofline.seconds)));
-    // as in the terminal report: "0" and "0%" when unchanged, "from 0" when it was 0
+    // as in the terminal report: "0" and "0%" when unchanged, "from 0" when it was 0;
+    // at equal FLOPs, the bytes accessed that moved (where both sides recorded them)
+    const moved = m.delta && !m.delta.total && m.delta.bytes_accessed ? m.delta.bytes_accessed : 0;
     cells.push(change === null ? element("td")
+      : moved ? element("td", {title: `${signed(moved, exact(Math.abs(moved)))} bytes accessed`},
+                        signed(moved, short(Math.abs(moved), "B")))
       : element("td", {title: `${signed(change, exact(Math.abs(change)))} FLOP`},
                 change ? signed(change, short(Math.abs(change))) : "0"));
-    const relative = !m.delta ? "" : m.delta.relative === null ? "from 0"
-      : m.delta.relative === 0 ? "0%"
-      : signed(m.delta.relative, `${(100 * Math.abs(m.delta.relative)).toFixed(2)}%`);
+    const ratio = !m.delta ? undefined : moved
+      ? (m.snapshot.bytes_accessed ? moved / m.snapshot.bytes_accessed : null) : m.delta.relative;
+    const relative = ratio === undefined ? "" : ratio === null ? "from 0" : ratio === 0 ? "0%"
+      : signed(ratio, `${(100 * Math.abs(ratio)).toFixed(2)}%`);
     cells.push(element("td", {}, relative));
     cells.push(element("td", {class: FAILING.has(m.status) ? "status-failed" : ""},
                        m.budget ? `${m.status} (limit ${m.budget})` : m.status));
