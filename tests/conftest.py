@@ -1,11 +1,14 @@
 """Shared set-up of the test suite."""
 
+from collections.abc import Iterator
+
 import hypothesis  # noqa: F401  (see _counted_once)
 import pytest
 import torch
 import torch._dynamo
 
 from pytest_flops import FlopCounterMode
+from tests.helpers import FP32_PRECISION_SETTINGS
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -38,3 +41,16 @@ def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pyte
     # reseeds every session it is loaded in; the tests that want it ask for it.
     monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:randomly")
     return pytester
+
+
+@pytest.fixture
+def restored_precisions() -> Iterator[None]:
+    """Every ``fp32_precision`` setting as it was, whatever the test sets: they are the
+    process's, and the older setters (``allow_tf32``, ``set_float32_matmul_precision``)
+    restore from the older getters, which read a mixed state differently."""
+    before = [setting.fp32_precision for setting in FP32_PRECISION_SETTINGS]
+    try:
+        yield
+    finally:
+        for setting, precision in zip(FP32_PRECISION_SETTINGS, before, strict=True):
+            setting.fp32_precision = precision

@@ -18,6 +18,7 @@ import torch
 __all__ = [
     "BEFORE_PYTEST_9",
     "CHANGING_SUITE",
+    "FP32_PRECISION_SETTINGS",
     "NET",
     "OUTER",
     "Net",
@@ -31,6 +32,18 @@ __all__ = [
 
 BEFORE_PYTEST_9 = pytest.version_tuple < (9,)
 """pytest 9 brought the ``subtests`` fixture and ``[tool.pytest]`` with native TOML types."""
+
+
+# every TF32 setting, the generic one first (the restored_precisions fixture restores them);
+# torch sets the sub-settings up at import
+FP32_PRECISION_SETTINGS: tuple[Any, ...] = (
+    torch.backends,
+    torch.backends.cuda.matmul,
+    torch.backends.cudnn,
+    *(getattr(torch.backends.cudnn, kind) for kind in ("conv", "rnn")),
+    torch.backends.mkldnn,
+    *(getattr(torch.backends.mkldnn, kind) for kind in ("matmul", "conv", "rnn")),
+)
 
 
 class Net(torch.nn.Module):

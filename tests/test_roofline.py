@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -19,13 +19,8 @@ def measure(step: Callable[[], Any]) -> Measurement:
 
 
 @pytest.fixture
-def tf32_allowed() -> Iterator[None]:
-    before = torch.get_float32_matmul_precision()
+def tf32_allowed(restored_precisions: None) -> None:
     torch.backends.cuda.matmul.allow_tf32 = True
-    try:
-        yield
-    finally:
-        torch.set_float32_matmul_precision(before)
 
 
 def test_h100_sxm_has_its_dense_datasheet_peaks() -> None:

@@ -293,14 +293,12 @@ def test_every_batch_norm_kernel_moves_the_same_bytes(kernel: str, training: boo
 
 
 @pytest.mark.parametrize("allow_tf32", [False, True])
-def test_fp32_matmuls_count_at_tf32_where_torch_allows_it(allow_tf32: bool) -> None:
+def test_fp32_matmuls_count_at_tf32_where_torch_allows_it(
+    allow_tf32: bool, restored_precisions: None
+) -> None:
     a, b = torch.randn(64, 128), torch.randn(128, 32)
-    before = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = allow_tf32
-    try:
-        measured = measure(lambda: (a @ b, a.to(BF16) @ b.to(BF16)))
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = before
+    measured = measure(lambda: (a @ b, a.to(BF16) @ b.to(BF16)))
     # 2*64*128*32 = 524,288 FLOPs each; the bf16 one is bf16 whatever the setting
     precision = "tf32" if allow_tf32 else "fp32"
     assert measured.modules["Global"].flops_by_precision == {

@@ -1,33 +1,15 @@
 """The precision an op's FLOPs run at, from PyTorch's settings, old API and new."""
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import torch
 
 from pytest_flops import FlopCounterMode
+from tests.helpers import FP32_PRECISION_SETTINGS
 
-# the sub-settings are attributes torch sets up at import, unknown to type checkers
-BACKENDS: tuple[Any, ...] = (
-    torch.backends,
-    torch.backends.cuda.matmul,
-    torch.backends.cudnn,
-    *(getattr(torch.backends.cudnn, kind) for kind in ("conv", "rnn")),
-    torch.backends.mkldnn,
-    *(getattr(torch.backends.mkldnn, kind) for kind in ("matmul", "conv", "rnn")),
-)
-
-
-@pytest.fixture(autouse=True)
-def restored_precisions() -> Iterator[None]:
-    """Every ``fp32_precision`` as it was: the settings are the process's."""
-    before = [backend.fp32_precision for backend in BACKENDS]
-    try:
-        yield
-    finally:
-        for backend, precision in zip(BACKENDS, before, strict=True):
-            backend.fp32_precision = precision
+pytestmark = pytest.mark.usefixtures("restored_precisions")
 
 
 def precisions(step: Callable[[], Any]) -> dict[str, dict[str, int]]:
@@ -59,7 +41,10 @@ def test_by_default_matmuls_run_in_fp32_and_convolutions_in_tf32() -> None:
     "settings",
     [
         {(torch.backends.cuda.matmul, "fp32_precision"): "tf32"},
-        {(torch.backends, "fp32_precision"): "tf32"},  # inherited by matmuls set to "none"
+        {  # inherited by matmuls set to "none" (the legacy setters set them explicitly)
+            (torch.backends.cuda.matmul, "fp32_precision"): "none",
+            (torch.backends, "fp32_precision"): "tf32",
+        },
     ],
     ids=["cuda.matmul", "the generic setting"],
 )
@@ -73,7 +58,7 @@ def test_the_new_api_turns_tf32_on_without_breaking_the_count(
 
 
 def test_the_new_api_turns_tf32_off_for_convolutions() -> None:
-    BACKENDS[3].fp32_precision = "ieee"  # torch.backends.cudnn.conv
+    FP32_PRECISION_SETTINGS[3].fp32_precision = "ieee"  # torch.backends.cudnn.conv
     assert precisions(matmul_and_conv) == {
         "aten.mm": {"fp32": MM},
         "aten.convolution": {"fp32": CONV},
