@@ -60,7 +60,7 @@ class FlopsSnapshotExtension(SingleFileSnapshotExtension):
             stored = _snapshot(snapshot_data, where="snapshot")
         except SnapshotFormatError:  # a snapshot of another kind or version: the bytes decide
             return bool(serialized_data == snapshot_data)
-        if _bytes_unrecorded(stored, measured):
+        if stored.missing_bytes_of(measured):
             # syrupy rewrites only a snapshot that does not match: matching on FLOPs
             # alone, a snapshot from before bytes were stored would never gate them
             return False
@@ -74,7 +74,7 @@ class FlopsSnapshotExtension(SingleFileSnapshotExtension):
         except SnapshotFormatError:  # a snapshot of another kind or version: plain text diff
             yield from super().diff_lines(_shown(serialized_data), _shown(snapshot_data))
             return
-        if _bytes_unrecorded(stored, measured):
+        if stored.missing_bytes_of(measured):
             yield (
                 "The snapshot records no bytes accessed (an earlier pytest-flops wrote it): "
                 "run `pytest --snapshot-update` to record them."
@@ -88,15 +88,6 @@ class FlopsSnapshotExtension(SingleFileSnapshotExtension):
         }
         for section in messages.changes("the measurement", before, after, moved):
             yield from section.splitlines()
-
-
-def _bytes_unrecorded(stored: FlopsSnapshot, measured: FlopsSnapshot) -> bool:
-    """Whether the snapshot lacks bytes accessed that the measurement holds."""
-    return any(
-        m.bytes_recorded and not stored.measurements[name].bytes_recorded
-        for name, m in measured.measurements.items()
-        if name in stored.measurements
-    )
 
 
 def _snapshot(stored: object, *, where: str) -> FlopsSnapshot:

@@ -203,19 +203,12 @@ def _updated_status(name: str, baseline: FlopsSnapshot | None, current: FlopsSna
 def _bytes_unrecorded(
     baseline: FlopsSnapshot | None, current: FlopsSnapshot, *, noted: bool
 ) -> frozenset[str]:
-    """The measurements whose bytes this run counted and their snapshot does not hold:
-    written before bytes were stored (format 3 or older, or kept from such a file), or
-    with the bytes keys deleted from the file. They compare on FLOPs alone, which is
-    ``noted`` when bytes are compared and the snapshot is not being rewritten."""
+    """The measurements compared on FLOPs alone because their snapshot holds no bytes
+    (:meth:`FlopsSnapshot.missing_bytes_of`), ``noted`` when bytes are compared and the
+    snapshot is not being rewritten."""
     if baseline is None or not noted:
         return frozenset()
-    return frozenset(
-        name
-        for name, measurement in current.measurements.items()
-        if name in baseline.measurements
-        and measurement.bytes_recorded
-        and not baseline.measurements[name].bytes_recorded
-    )
+    return baseline.missing_bytes_of(current)
 
 
 def _changes(

@@ -99,6 +99,18 @@ class FlopsSnapshot:
             version=self.version,
         )
 
+    def missing_bytes_of(self, measured: FlopsSnapshot) -> frozenset[str]:
+        """The measurements whose bytes ``measured`` counted and this snapshot does not
+        hold: written before bytes were stored (format 3 or older, or kept from such a
+        file), or with the bytes keys deleted. They compare on FLOPs alone."""
+        return frozenset(
+            name
+            for name, measurement in measured.measurements.items()
+            if name in self.measurements
+            and measurement.bytes_recorded
+            and not self.measurements[name].bytes_recorded
+        )
+
     def without_bytes(self, names: Collection[str]) -> FlopsSnapshot:
         """The same counts with the bytes of the measurements ``names`` not recorded."""
         return replace(
