@@ -17,9 +17,11 @@ UNITS: dict[str, int] = {
     "PFLOP": 10**15,
 }
 
+_NUMBER = r"^\s*(?P<number>[0-9][0-9_]*(?:\.[0-9_]*)?(?:[eE][+-]?[0-9]+)?)\s*"
+"""A number as amounts are written: ``4``, ``1.5``, ``4e9``, ``4_000``; then its unit."""
+
 _AMOUNT = re.compile(
-    r"^\s*(?P<number>[0-9][0-9_]*(?:\.[0-9_]*)?(?:[eE][+-]?[0-9]+)?)\s*"
-    r"(?P<unit>[KMGTP]?FLOPS?)?\s*$",
+    _NUMBER + r"(?P<unit>[KMGTP]?FLOPS?)?\s*$",
     re.IGNORECASE,
 )
 
@@ -37,8 +39,7 @@ BYTE_UNITS: dict[str, int] = {
 """Decimal (kB, MB: powers of 1000) and binary (KiB, MiB: powers of 1024) sizes."""
 
 _SIZE = re.compile(
-    r"^\s*(?P<number>[0-9][0-9_]*(?:\.[0-9_]*)?(?:[eE][+-]?[0-9]+)?)\s*"
-    r"(?P<unit>[KMGT]?I?B)?\s*$",
+    _NUMBER + r"(?P<unit>[KMGT]?I?B)?\s*$",
     re.IGNORECASE,
 )
 
@@ -143,10 +144,7 @@ def format_pair(used: int, limit: int) -> tuple[str, str]:
 
 
 _TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9, "ps": 1e-12}
-_TIME = re.compile(
-    r"^\s*(?P<number>[0-9][0-9_]*(?:\.[0-9_]*)?(?:[eE][+-]?[0-9]+)?)\s*"
-    r"(?P<unit>s|ms|us|µs|ns|ps)?\s*$"
-)
+_TIME = re.compile(_NUMBER + r"(?P<unit>s|ms|us|µs|ns|ps)?\s*$")
 _SHOWN_TIME_UNITS = (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9), ("ps", 1e-12))
 
 
