@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 from torch._ops import OpOverload
 
-__all__ = ["GENERIC", "ByteRule", "byte_rule", "bytes_accessed", "tensor_bytes"]
+__all__ = ["GENERIC", "ByteRule", "byte_rule", "bytes_accessed", "plain_bytes", "tensor_bytes"]
 
 _aten = torch.ops.aten
 
@@ -111,9 +111,22 @@ class ByteRule:
     # (None on a CPU, a tensor on meta), so it is not written on any device
     output_mask: int | None = None
 
+    @property
+    def plain(self) -> bool:
+        """Whether the op reads every input and writes every output, as most ops do."""
+        return not (
+            self.free
+            or self.written_args
+            or self.out_names
+            or self.skipped_args
+            or self.output_mask is not None
+            or (self.fresh_returns is not None and not all(self.fresh_returns))
+        )
+
 
 GENERIC = ByteRule()
-"""For an op with no schema (a higher-order operator): reads its inputs, writes its outputs."""
+"""Reads the inputs, writes the outputs: the rule of an op with no schema (a higher-order
+operator), and the general path of every :attr:`~ByteRule.plain` one."""
 
 
 @cache  # an op's schema never changes, and ops live as long as torch
@@ -156,10 +169,33 @@ def byte_rule(op: OpOverload) -> ByteRule:
     )
 
 
+def plain_bytes(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> int:
+    """The bytes one call of an op with a :attr:`ByteRule.plain` rule reads and writes:
+    each distinct tensor among its arguments and outputs once."""
+    # Most calls a counter sees come here with a few tensor arguments and one output:
+    # their ids are kept in a list (a set costs more for so few), and a contiguous
+    # tensor's size is read in place. Lists of tensors and keyword arguments take the
+    # general path.
+    if kwargs or not isinstance(out, Tensor):
+        return bytes_accessed(GENERIC, args, kwargs, out)
+    seen: list[int] = []
+    total = 0
+    for arg in args:
+        if isinstance(arg, Tensor):
+            if id(arg) not in seen:
+                seen.append(id(arg))
+                contiguous = arg.is_contiguous() and not arg.is_nested
+                total += arg.nbytes if contiguous else tensor_bytes(arg)
+        elif isinstance(arg, (list, tuple)):
+            return bytes_accessed(GENERIC, args, kwargs, out)
+    if id(out) in seen:
+        return total
+    contiguous = out.is_contiguous() and not out.is_nested
+    return total + (out.nbytes if contiguous else tensor_bytes(out))
+
+
 def bytes_accessed(rule: ByteRule, args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> int:
     """The bytes one call of an op with this ``rule`` reads and writes."""
-    # The counter calls this for every op that is not a view: one pass over the
-    # arguments, with no list built per argument.
     if rule.free:
         return 0
     seen: set[int] = set()

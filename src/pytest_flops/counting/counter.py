@@ -46,10 +46,10 @@ from pytest_flops.counting.formulas import (
 from pytest_flops.counting.higher_order import dispatch_higher_order
 from pytest_flops.counting.meta_as_cpu import cpu_kernels_on_meta
 from pytest_flops.counting.module_tracker import Models, ModuleTracker, root_names
-from pytest_flops.counting.op_kinds import OpKind, OpPlan, byte_rule_of, classify
+from pytest_flops.counting.op_kinds import OpKind, OpPlan, plan
 from pytest_flops.counting.phase import phase
 from pytest_flops.counting.precision import flop_precision
-from pytest_flops.counting.tally import Counts, Tally, op_name
+from pytest_flops.counting.tally import FORWARD, Counts, Tally, op_name
 from pytest_flops.measurement import Measurement, World
 from pytest_flops.tables import flop_table
 
@@ -276,10 +276,10 @@ class FlopCounterMode(_ReentrantMode):
     ) -> Any:
         # Every op the step runs comes through here: the common kinds are tested first,
         # against module-level names (an enum member's lookup is Python code in 3.11).
-        plan = self._ops.get(id(func))
-        if plan is None:
-            plan = self._ops[id(func)] = (*classify(func, self._formula), byte_rule_of(func))
-        kind, formula, rule = plan
+        op_plan = self._ops.get(id(func))
+        if op_plan is None:
+            op_plan = self._ops[id(func)] = plan(func, self._formula)
+        kind, formula, bytes_of, listed = op_plan
         if kind is _SUBCLASS_METADATA:
             return NotImplemented
         kwargs = kwargs or {}
@@ -295,11 +295,10 @@ class FlopCounterMode(_ReentrantMode):
         if kind is _MOVES_NOTHING:  # views: the fast path
             return func(*args, **kwargs)
         if kind is not _COUNTED and kind is not _UNCOUNTED:
-            return _dispatch_other(self, func, plan, args, kwargs)
+            return _dispatch_other(self, func, op_plan, args, kwargs)
         out = func(*args, **kwargs)
         flops = None if formula is None else formula(args, kwargs, out)  # None: bytes only
-        size = bytes_accessed(rule, args, kwargs, out)
-        self._count(func._overloadpacket, node, flops, size, args)
+        self._count(listed, node, flops, bytes_of(args, kwargs, out), args)
         return out
 
     def _formula(self, packet: OpOverloadPacket) -> FlopFormula | None:
@@ -330,7 +329,7 @@ class FlopCounterMode(_ReentrantMode):
         self._tally.add_call(
             self._modules.paths(node),
             op,
-            phase(node),
+            FORWARD if node is None else phase(node),
             flops,
             size,
             flop_precision(op, args) if flops else None,
@@ -348,7 +347,7 @@ def _dispatch_other(
     kwargs: dict[str, Any],
 ) -> Any:
     """The kinds of op other than views and counted ones: rarer, and slower."""
-    kind, formula, rule = plan
+    kind, formula, bytes_of, listed = plan
     if kind is OpKind.HIGHER_ORDER:
         return dispatch_higher_order(mode, func, args, kwargs)  # type: ignore[arg-type]
     if kind is OpKind.COMMUNICATION:
@@ -362,12 +361,12 @@ def _dispatch_other(
         if out is not NotImplemented:
             return out
         kind = OpKind.UNSUPPORTED if formula is None else OpKind.COUNTED
-        mode._ops[id(func)] = (kind, formula, rule)
+        mode._ops[id(func)] = (kind, formula, bytes_of, listed)
     out = func(*args, **kwargs)
     if formula is None:
-        mode._tally.unsupported[str(func._overloadpacket)] += 1
+        mode._tally.unsupported[str(listed)] += 1
     flops = None if formula is None else formula(args, kwargs, out)
-    mode._record(func._overloadpacket, flops, args, kwargs, out, rule)
+    mode._count(listed, _current_autograd_node(), flops, bytes_of(args, kwargs, out), args)
     return out
 
 

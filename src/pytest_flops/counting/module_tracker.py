@@ -73,15 +73,11 @@ class _NodeIndex:
     made_in_backward_starts: list[int] = field(default_factory=list)
     made_in_backward_ends: list[int] = field(default_factory=list)
     made_in_backward_frames: list[_Frame] = field(default_factory=list)
-    # the last answer of frame_of, as (node number, call): a backward node's ops come
-    # one after another; forgotten when a call is added
-    last: tuple[int, _Frame | None] | None = None
 
     def add(self, frame: _Frame) -> None:
         # Sort by start, then innermost (smallest end) last among equal starts.
         # Frames are added as they end, inner ones first: an outer frame with the
         # same key (it created no node after its child) goes before its child.
-        self.last = None
         key = (frame.first_node, -frame.end_node)
         at = bisect_left(self.keys, key)
         self.keys.insert(at, key)
@@ -89,7 +85,6 @@ class _NodeIndex:
 
     def add_made_in_backward(self, start: int, end: int, frame: _Frame) -> None:
         """Nodes ``start`` to ``end - 1`` were made while a backward node of ``frame`` ran."""
-        self.last = None
         if self.made_in_backward_frames and (
             self.made_in_backward_frames[-1] is frame and self.made_in_backward_ends[-1] == start
         ):
@@ -100,15 +95,6 @@ class _NodeIndex:
         self.made_in_backward_frames.append(frame)
 
     def frame_of(self, sequence_nr: int) -> _Frame | None:
-        # asked for every counted op in backward
-        last = self.last
-        if last is not None and last[0] == sequence_nr:
-            return last[1]
-        frame = self._find(sequence_nr)
-        self.last = (sequence_nr, frame)
-        return frame
-
-    def _find(self, sequence_nr: int) -> _Frame | None:
         if self.made_in_backward_starts:
             at = bisect_right(self.made_in_backward_starts, sequence_nr) - 1
             if at >= 0 and sequence_nr < self.made_in_backward_ends[at]:
@@ -162,6 +148,10 @@ def root_names(models: Models | None) -> dict[torch.nn.Module, str] | None:
     return roots
 
 
+_NO_ANSWER: tuple[Any, tuple[str, ...]] = (None, ())
+"""What :meth:`ModuleTracker.paths` answered last, as (node, paths): outside every module
+in forward (no node), no rows."""
+
 GLOBAL_ALIAS = f"{GLOBAL} (module)"
 """The row of a module whose class is named ``Global``: never the ``Global`` row itself."""
 
@@ -178,12 +168,14 @@ class ModuleTracker:
         self._hook_handles: list[torch.utils.hooks.RemovableHandle] = []
         # a module's descendants by name, for calls that skip a level (ModuleList items)
         self._descendants: dict[torch.nn.Module, dict[torch.nn.Module, str | None]] = {}
+        self._last_answer = _NO_ANSWER
 
     def start(self) -> None:
         self._local = threading.local()
         self._thread = threading.get_ident()
         self._nodes = {}
         self._descendants = {}
+        self._last_answer = _NO_ANSWER
         self._hook_handles = [
             torch.nn.modules.module.register_module_forward_pre_hook(self._enter_module),
             torch.nn.modules.module.register_module_forward_hook(
@@ -198,6 +190,7 @@ class ModuleTracker:
         # Nothing is counted after the block: drop every reference to its modules.
         self._descendants = {}
         self._nodes = {}
+        self._last_answer = _NO_ANSWER
         self._local = threading.local()
 
     def paths(self, node: Any) -> tuple[str, ...]:
@@ -206,8 +199,14 @@ class ModuleTracker:
         stack = getattr(self._local, "stack", None)  # asked for every counted op
         if stack:
             return stack[-1].paths
+        # a backward node's ops come one after another (one tuple: threads read it whole)
+        last_node, last_paths = self._last_answer
+        if node is last_node:
+            return last_paths
         frame = self._frame_of(node)
-        return () if frame is None else frame.paths
+        paths = () if frame is None else frame.paths
+        self._last_answer = (node, paths)
+        return paths
 
     def note_node_made_in_backward(self) -> None:
         """Under ``create_graph=True``, the node autograd just made for the op being
@@ -228,6 +227,7 @@ class ModuleTracker:
         frame = self._frame_of(node)
         if frame is not None:
             self._thread_nodes().add_made_in_backward(start, end, frame)
+            self._last_answer = _NO_ANSWER
 
     # -- the hooks ---------------------------------------------------------------------
 
@@ -269,6 +269,7 @@ class ModuleTracker:
         frame.end_node = _next_sequence_nr()
         if frame.end_node > frame.first_node:
             self._thread_nodes().add(frame)
+            self._last_answer = _NO_ANSWER  # a node may belong to this call
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -278,9 +279,14 @@ class ModuleTracker:
         A module already on the call chain (recursion, or checkpoint recomputation
         started from one of its own backward nodes) keeps that call's path.
         """
-        for name, child in parent.module._modules.items():
-            if child is module or (child is not None and _compiled(child) is module):
+        children = parent.module._modules
+        for name, child in children.items():
+            if child is module:
                 return f"{parent.path}.{name}", parent
+        if _dynamo_imported():  # a compiled child runs the module it compiled
+            for name, child in children.items():
+                if child is not None and _compiled(child) is module:
+                    return f"{parent.path}.{name}", parent
         call = _call_on_chain(parent, module)
         if call is not None:
             return call.path, call.parent
@@ -355,6 +361,11 @@ def class_name(module: torch.nn.Module) -> str:
     if sharded is not None and issubclass(cls, sharded):
         cls = next(c for c in cls.__mro__ if not issubclass(c, sharded))
     return cls.__name__
+
+
+def _dynamo_imported() -> bool:
+    """Whether ``torch.compile`` wrappers can exist yet: only once dynamo is imported."""
+    return "torch._dynamo.eval_frame" in sys.modules
 
 
 def _is_compile_wrapper(module: torch.nn.Module) -> bool:

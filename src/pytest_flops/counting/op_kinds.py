@@ -5,15 +5,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from enum import Enum
+from functools import partial
+from typing import Any
 
 import torch
 from torch._ops import HigherOrderOperator, OpOverload, OpOverloadPacket
 
-from pytest_flops.counting.bytes_accessed import GENERIC, ByteRule, byte_rule
+from pytest_flops.counting.bytes_accessed import (
+    GENERIC,
+    ByteRule,
+    byte_rule,
+    bytes_accessed,
+    plain_bytes,
+)
 from pytest_flops.counting.distributed import is_collective
-from pytest_flops.counting.formulas import FlopFormula, is_uncounted
+from pytest_flops.counting.formulas import FlopFormula, FlopTarget, is_uncounted
 
-__all__ = ["SUBCLASS_METADATA_OPS", "OpKind", "OpPlan", "byte_rule_of", "classify"]
+__all__ = ["SUBCLASS_METADATA_OPS", "BytesOf", "OpKind", "OpPlan", "plan"]
 
 # Metadata queries that tensor subclasses (nested jagged tensors) must answer
 # themselves; a mode that handles them breaks the subclass.
@@ -55,11 +63,27 @@ class OpKind(Enum):
     UNSUPPORTED = "unsupported"
 
 
-OpPlan = tuple[OpKind, FlopFormula | None, ByteRule]
-"""How the mode counts an op: its kind, its formula (counted ones) and its bytes rule."""
+BytesOf = Callable[[tuple[Any, ...], dict[str, Any], Any], int]
+"""The bytes one call of an op accesses, from its ``(args, kwargs, out)``."""
+
+OpPlan = tuple[OpKind, FlopFormula | None, BytesOf, FlopTarget]
+"""How the mode counts an op: its kind, its formula (counted ones), its bytes rule as a
+function, and what its counts are listed under (its packet)."""
 
 
-def classify(
+def plan(
+    func: OpOverload | HigherOrderOperator,
+    formula_of: Callable[[OpOverloadPacket], FlopFormula | None],
+) -> OpPlan:
+    """Everything the mode needs to count ``func``, worked out on its first call."""
+    kind, formula = _classify(func, formula_of)  # type: ignore[arg-type]
+    rule = _byte_rule_of(func)
+    bytes_of = plain_bytes if rule.plain else partial(bytes_accessed, rule)
+    listed = func if isinstance(func, HigherOrderOperator) else func._overloadpacket
+    return kind, formula, bytes_of, listed
+
+
+def _classify(
     func: OpOverload, formula_of: Callable[[OpOverloadPacket], FlopFormula | None]
 ) -> tuple[OpKind, FlopFormula | None]:
     """How to count ``func``, and its formula if it has one. A formula counts even an op
@@ -86,5 +110,5 @@ def classify(
     return (OpKind.UNSUPPORTED, None) if formula is None else (OpKind.COUNTED, formula)
 
 
-def byte_rule_of(func: OpOverload | HigherOrderOperator) -> ByteRule:
+def _byte_rule_of(func: OpOverload | HigherOrderOperator) -> ByteRule:
     return GENERIC if isinstance(func, HigherOrderOperator) else byte_rule(func)

@@ -10,7 +10,7 @@ FP32 peak.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -77,21 +77,28 @@ def flop_precision(op: object, args: Sequence[Any]) -> str:
 _MATMUL_IDS = frozenset(map(id, _MATMULS))
 _CONVOLUTION_IDS = frozenset(map(id, _CONVOLUTIONS))
 
+# The fp32_precision settings, most specific first ("none" inherits the next), as
+# (backend, op) keys of torch's getter: what torch.backends.cuda.matmul.fp32_precision,
+# torch.backends.cudnn.conv.fp32_precision, torch.backends.cudnn.fp32_precision and
+# torch.backends.fp32_precision read (allow_tf32 and set_float32_matmul_precision set
+# them too; reading those older ones raises once the newer ones were used). The
+# attributes answer through a chain of Python branches, and a float32 matmul asks
+# on every call: the getter is called directly.
+_get_fp32_precision: Callable[[str, str], str] = torch._C._get_fp32_precision_getter
+_MATMUL_SETTINGS = (("cuda", "matmul"), ("generic", "all"))
+_CONVOLUTION_SETTINGS = (("cuda", "conv"), ("cuda", "all"), ("generic", "all"))
+
 
 def _tf32_allowed(op: object) -> bool:
-    # the fp32_precision settings, which allow_tf32 and set_float32_matmul_precision set
-    # too: reading those older ones raises once the newer ones were used
-    backends = torch.backends
-    if id(op) in _CONVOLUTION_IDS:
-        conv = backends.cudnn.conv  # type: ignore[attr-defined]  # set up by torch at import
-        return _fp32_precision(conv, backends.cudnn, backends) == "tf32"
-    return id(op) in _MATMUL_IDS and _fp32_precision(backends.cuda.matmul, backends) == "tf32"
+    if id(op) in _MATMUL_IDS:
+        return _fp32_precision(_MATMUL_SETTINGS) == "tf32"
+    return id(op) in _CONVOLUTION_IDS and _fp32_precision(_CONVOLUTION_SETTINGS) == "tf32"
 
 
-def _fp32_precision(*settings: Any) -> str:
-    """The first of ``settings`` (the most specific first) that is not "none", which
-    inherits its parent's; "ieee" (full fp32) where all are."""
-    for setting in settings:
-        if setting.fp32_precision != "none":
-            return str(setting.fp32_precision)
+def _fp32_precision(settings: Sequence[tuple[str, str]]) -> str:
+    """The first of ``settings`` that is not "none"; "ieee" (full fp32) where all are."""
+    for backend, op in settings:
+        precision = _get_fp32_precision(backend, op)
+        if precision != "none":
+            return precision
     return "ieee"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 from torch._ops import HigherOrderOperator
 
@@ -88,12 +89,10 @@ class Tally:
     summed when read.
     """
 
-    # (chain, id(op), phase, precision) -> (FLOPs (None: no formula), bytes); the
-    # precision is None where no FLOPs were counted. Tuples of numbers, which the
-    # garbage collector stops tracking, where lists would add to every collection.
-    calls: dict[tuple[Chain, int, int, str | None], tuple[int | None, int]] = field(
-        default_factory=dict
-    )
+    # (chain, id(op), phase, precision) -> [FLOPs (None: no formula), bytes]; the
+    # precision is None where no FLOPs were counted. Updated in place: a call hashes
+    # its key once.
+    calls: dict[tuple[Chain, int, int, str | None], list[Any]] = field(default_factory=dict)
     traffic: dict[tuple[Chain, str], list[int]] = field(default_factory=dict)  # calls, bytes
     ops: dict[int, FlopTarget] = field(default_factory=dict)  # by id
     chains: dict[Chain, None] = field(default_factory=dict)  # in the order they first counted
@@ -115,12 +114,12 @@ class Tally:
         if entry is None:
             self.ops[id(op)] = op
             self.chains[chain] = None
-            self.calls[key] = (flops, size)
+            self.calls[key] = [flops, size]
             return
-        counted, accessed = entry
-        if flops is not None and counted is not None:
-            flops += counted
-        self.calls[key] = (counted if flops is None else flops, accessed + size)
+        if flops is not None:
+            counted = entry[0]
+            entry[0] = flops if counted is None else counted + flops
+        entry[1] += size
 
     def add_traffic(self, chain: Chain, op: str, size: int) -> None:
         """One call of the collective ``op`` that moved ``size`` bytes."""

@@ -179,12 +179,22 @@ def shape_wrapper(formula: FlopFormula) -> FlopFormula:
 def as_table_formula(formula: FlopFormula, *, get_raw: bool) -> FlopFormula:
     """Adapt a formula to the ``(args, kwargs, out)`` table calling form: one of shapes,
     or with ``get_raw`` one of the real arguments (and ``out_val=``)."""
-    called = formula if get_raw else shape_wrapper(formula)
+    if get_raw:
 
-    def table(args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> int:
-        return called(*args, out_val=out, **kwargs)
+        def raw(args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> int:
+            return formula(*args, out_val=out, **kwargs)
 
-    return table
+        return raw
+
+    # every counted op calls this: one call into the formula, shapes taken in place
+    def of_shapes(args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> int:
+        shapes = [arg.shape if isinstance(arg, torch.Tensor) else _shape_of(arg) for arg in args]
+        out_shape = out.shape if isinstance(out, torch.Tensor) else _shape_of(out)
+        if kwargs:
+            return formula(*shapes, out_shape=out_shape, **_shape_of(kwargs))
+        return formula(*shapes, out_shape=out_shape)
+
+    return of_shapes
 
 
 class FlopRegistry(Mapping[Any, FlopFormula]):
