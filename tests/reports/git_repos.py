@@ -16,6 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
+from pytest_flops import FlopCounterMode
 from pytest_flops.measurement import GLOBAL, Measurement, ModuleFlops
 from pytest_flops.snapshots.format import FlopsSnapshot
 
@@ -175,3 +178,23 @@ FORMAT_1 = {
         }
     },
 }
+
+
+class _CopyingLinear(torch.nn.Module):
+    def __init__(self, *, copied_input: bool) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 3)
+        self.copied_input = copied_input
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # a copy into the transposed layout: no FLOPs, the same addmm, more bytes
+        return self.fc(x.t().contiguous().t() if self.copied_input else x)
+
+
+def counted_linear(*, copied_input: bool = False) -> Measurement:
+    """A ``Linear(4, 3)`` on a (2, 4) input, counted: 48 FLOP of ``addmm`` (at the precision
+    the settings give), 116 B accessed, and 64 B more with ``copied_input``."""
+    model, x = _CopyingLinear(copied_input=copied_input), torch.ones(2, 4)
+    with FlopCounterMode(display=False, models=model) as mode:
+        model(x)
+    return mode.to_measurement()

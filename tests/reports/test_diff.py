@@ -14,17 +14,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 import yaml
 
 from pytest_flops.measurement import Measurement
 from pytest_flops.reports.diff import Comparison, Revision, measurement_change, quantities
-from pytest_flops.reports.diff_render import diff_lines
+from pytest_flops.reports.diff_render import diff_json, diff_lines
 from pytest_flops.snapshots.format import FlopsSnapshot
 from tests.reports.git_repos import (
     EXAMPLES,
     FORMAT_1,
     ROOT,
     Repo,
+    counted_linear,
     flops_cli,
     linear_measurement,
     make_repo,
@@ -559,3 +561,73 @@ def test_the_ci_recipe_posts_the_pull_request_s_flop_changes(
             "",
         ]
     )
+
+
+# -- what moved where FLOPs held --------------------------------------------------------
+
+
+def _diff_text(before: Measurement, after: Measurement) -> list[str]:
+    change = measurement_change("t.py::test_fc", "default", before, after)
+    revision = Revision(ref="working tree", commit=None)
+    comparison = Comparison(
+        base=revision, head=revision, changed=(change,), added=(), removed=(), unchanged=0
+    )
+    return diff_lines(comparison)[3:]
+
+
+@pytest.mark.usefixtures("restored_precisions")
+def test_a_change_of_precision_alone_is_shown_with_where_it_starts() -> None:
+    before = counted_linear()
+    torch.backends.cuda.matmul.fp32_precision = "tf32"
+    after = counted_linear()
+    # addmm of (2, 4) @ (4, 3): 2 * 2 * 4 * 3 = 48 FLOP, in fp32, then in TF32. Bytes
+    # (fp32): bias 3, input 8 and weight 12 read, output 6 written: 29 * 4 = 116 B.
+    assert _diff_text(before, after) == [
+        "t.py::test_fc: 48 FLOP -> 48 FLOP, 0 (0%)",
+        "                   before    after    change  rel. change",
+        "  total           48 FLOP  48 FLOP         0           0%",
+        "  forward         48 FLOP  48 FLOP         0           0%",
+        "  backward         0 FLOP   0 FLOP         0           0%",
+        "  bytes_accessed    116 B    116 B         0           0%",
+        "  FLOPs at fp32   48 FLOP        -  -48 FLOP            -",
+        "  FLOPs at tf32         -  48 FLOP  +48 FLOP            -",
+        "  where it starts (own FLOPs: a module's minus its children's):",
+        "    module              before    after  change  operators",
+        "    _CopyingLinear.fc  48 FLOP  48 FLOP       0  aten.addmm at fp32 -48 FLOP, "
+        "aten.addmm at tf32 +48 FLOP",
+    ]
+
+
+def test_a_change_of_bytes_alone_is_shown_with_where_it_starts() -> None:
+    # the copy: 8 floats read and 8 written, 64 B, in _CopyingLinear itself (not in its fc)
+    assert _diff_text(counted_linear(), counted_linear(copied_input=True)) == [
+        "t.py::test_fc: 48 FLOP -> 48 FLOP, 0 (0%)",
+        "                   before    after  change  rel. change",
+        "  total           48 FLOP  48 FLOP       0           0%",
+        "  forward         48 FLOP  48 FLOP       0           0%",
+        "  backward         0 FLOP   0 FLOP       0           0%",
+        "  bytes_accessed    116 B    180 B   +64 B      +55.17%",
+        "  where it starts (own FLOPs: a module's minus its children's):",
+        "    module          before   after  change  operators",
+        "    _CopyingLinear  0 FLOP  0 FLOP       0  aten.clone +64 B",
+    ]
+
+
+def test_the_json_names_the_precisions_and_bytes_that_moved() -> None:
+    before, after = counted_linear(), counted_linear(copied_input=True)
+    change = measurement_change("t.py::test_fc", "default", before, after)
+    revision = Revision(ref="working tree", commit=None)
+    comparison = Comparison(
+        base=revision, head=revision, changed=(change,), added=(), removed=(), unchanged=0
+    )
+    (changed,) = json.loads(diff_json(comparison))["changed"]
+    assert changed["origins"] == [
+        {
+            "module": "_CopyingLinear",
+            "before": 0,
+            "after": 0,
+            "operators": {},
+            "precisions": {},
+            "bytes_accessed": {"aten.clone": 64},
+        }
+    ]

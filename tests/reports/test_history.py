@@ -7,10 +7,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
+from pytest_flops.measurement import Measurement
 from pytest_flops.reports.history import sparkline
+from pytest_flops.snapshots.format import FlopsSnapshot
 from pytest_flops.units import format_flops
-from tests.reports.git_repos import FORMAT_1, Repo, flops_cli, make_repo, snapshot_text
+from tests.reports.git_repos import (
+    FORMAT_1,
+    Repo,
+    counted_linear,
+    flops_cli,
+    make_repo,
+    snapshot_text,
+)
 from tests.reports.test_html_report import browser  # noqa: F401  (the fixture, shared)
 
 pytestmark = pytest.mark.slow  # real git repositories of real pytest sessions
@@ -134,6 +144,30 @@ def test_named_measurements_are_series_of_their_own(repo: Repo) -> None:
     assert heads == [
         "t/test_lm.py::test_lm  ▁  30 FLOP",
         "t/test_lm.py::test_lm [decode]  ▁█  6 FLOP",
+    ]
+
+
+@pytest.mark.usefixtures("restored_precisions")
+def test_a_commit_that_moved_precision_or_bytes_alone_says_what_moved(repo: Repo) -> None:
+    path = "t/__flops__/test_fc.py/test_fc.flops.json"
+
+    def commit(measurement: Measurement, message: str, day: int) -> str:
+        snapshot = FlopsSnapshot(test="test_fc", depth=3, measurements={"default": measurement})
+        repo.write(path, snapshot.to_text())
+        return repo.commit(message, day=day)[:7]
+
+    fp32 = commit(counted_linear(), "fc", 1)
+    torch.backends.cuda.matmul.fp32_precision = "tf32"
+    tf32 = commit(counted_linear(), "tf32", 2)
+    copied = commit(counted_linear(copied_input=True), "a copy", 3)
+    # 48 FLOP throughout: its addmm in fp32, then in TF32; then a copy of the input, 64 B
+    # (see counted_linear)
+    assert flops_cli(repo.root, "history").stdout.splitlines() == [
+        "t/test_fc.py::test_fc  ▁▁▁  48 FLOP",
+        "  date        commit     total                  change  subject",
+        f"  2026-11-01  {fp32}  48 FLOP                          fc (added)",
+        f"  2026-11-02  {tf32}  48 FLOP  FLOPs at tf32 +48 FLOP  tf32",
+        f"  2026-11-03  {copied}  48 FLOP    bytes_accessed +64 B  a copy",
     ]
 
 

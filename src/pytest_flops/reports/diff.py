@@ -16,11 +16,13 @@ from dataclasses import dataclass
 
 from pytest_flops.codec import Number, Tolerance, moved_numbers, numbers, own_numbers
 from pytest_flops.measurement import (
+    BYTES_ACCESSED,
     FLOP,
     FLOP_PER_PHASE,
     GLOBAL,
     DiffRow,
     Measurement,
+    is_precision,
     module_order,
     relative_change,
 )
@@ -35,7 +37,9 @@ __all__ = [
     "compare",
     "file_and_test",
     "measurement_change",
+    "one_precision",
     "quantities",
+    "unit_of",
 ]
 
 _NOT_QUANTITIES = frozenset({"modules", "unsupported", "world"})
@@ -62,18 +66,30 @@ class Quantity:
 
     @property
     def unit(self) -> str:
-        return "B" if "bytes" in self.name else "FLOP"
+        return unit_of(self.name)
+
+
+def unit_of(quantity: str) -> str:
+    """``"B"`` for a quantity of bytes, ``"FLOP"`` for the others."""
+    return "B" if "bytes" in quantity else "FLOP"
 
 
 @dataclass(frozen=True, kw_only=True)
 class Origin:
-    """A module whose own FLOPs (its FLOPs minus its children's) changed, and the operators
-    whose own FLOPs moved there, largest first."""
+    """A module where a change starts: its own FLOPs (its FLOPs minus its children's)
+    before and after, and the operators whose own numbers moved there, largest first.
+
+    ``operators`` holds FLOP changes; ``precisions`` the FLOPs by precision of operators
+    whose FLOPs held (the same work at another precision); ``bytes_accessed`` the bytes
+    that moved, where no FLOPs moved anywhere in the measurement.
+    """
 
     module: str
     before: int
     after: int
     operators: tuple[tuple[str, int], ...]  # (operator, change)
+    precisions: tuple[tuple[str, str, int], ...] = ()  # (operator, precision, change)
+    bytes_accessed: tuple[tuple[str, int], ...] = ()  # (operator, change)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -219,7 +235,8 @@ def _test_changes(
 
 def quantities(measurement: Measurement) -> dict[str, int]:
     """The measurement's numbers as its snapshot stores them: total, forward, backward, and any
-    count a newer format adds beside them (``{"bytes": {"read": 1}}`` gives ``bytes.read``)."""
+    count a newer format adds beside them (``{"bytes": {"read": 1}}`` gives ``bytes.read``),
+    then its FLOPs at each precision (``FLOPs at tf32``)."""
     found: dict[str, int] = {}
     for key, value in measurement.to_dict().items():
         if key in _NOT_QUANTITIES:
@@ -230,7 +247,23 @@ def quantities(measurement: Measurement) -> dict[str, int]:
             found.update({f"{key}.{sub}": v for sub, v in value.items() if _is_count(v)})
     if measurement.communication_bytes:
         found["communication bytes"] = measurement.communication_bytes
+    by_precision: dict[str, int] = {}
+    for precisions in measurement.modules[GLOBAL].flops_by_precision.values():
+        for precision, flops in precisions.items():
+            by_precision[precision] = by_precision.get(precision, 0) + flops
+    found.update({f"{AT_PRECISION}{p}": flops for p, flops in sorted(by_precision.items())})
     return found
+
+
+AT_PRECISION = "FLOPs at "
+"""How :func:`quantities` names the FLOPs at one precision: ``FLOPs at tf32``."""
+
+
+def one_precision(names: Iterable[str]) -> str | None:
+    """The quantity of FLOPs by precision among ``names``, where there is one only: it
+    equals the total, and says nothing of its own."""
+    found = [name for name in names if name.startswith(AT_PRECISION)]
+    return found[0] if len(found) == 1 else None
 
 
 def measurement_change(
@@ -244,6 +277,8 @@ def measurement_change(
     """The change of one measurement: its numbers, origins and the Global row's operators."""
     old, new = quantities(before), quantities(after)
     names = list(dict.fromkeys([*old, *new]))
+    if (precision := one_precision(names)) is not None and precision in old and precision in new:
+        names.remove(precision)
     return MeasurementChange(
         test=label,
         name=name,
@@ -255,28 +290,46 @@ def measurement_change(
 
 
 def _origins(before: Measurement, after: Measurement) -> tuple[Origin, ...]:
-    """The modules whose own FLOPs moved, largest change first, each with the operators
-    whose own FLOPs moved there."""
-    own_before, own_after = (
-        own_numbers(numbers(measurement, with_bytes=False)) for measurement in (before, after)
-    )
+    """The modules whose own numbers moved, largest FLOP change first, each with the
+    operators that moved there (see :class:`Origin`)."""
+    own_before, own_after = (own_numbers(numbers(measurement)) for measurement in (before, after))
+    moved = moved_numbers(own_before, own_after, tolerance=Tolerance()).moved
+    flops_moved = {(row.module, row.op) for row in moved if row.unit == FLOP}
     operators: dict[str, list[tuple[str, int]]] = {}
-    for row in moved_numbers(own_before, own_after, tolerance=Tolerance()).moved:
+    precisions: dict[str, list[tuple[str, str, int]]] = {}
+    accessed: dict[str, list[tuple[str, int]]] = {}
+    for row in moved:
         if row.unit == FLOP:
             operators.setdefault(row.module, []).append((row.op, row.delta))
+        elif is_precision(row.unit) and (row.module, row.op) not in flops_moved:
+            precision = row.unit.removesuffix(f" {FLOP}")
+            precisions.setdefault(row.module, []).append((row.op, precision, row.delta))
+        elif row.unit == BYTES_ACCESSED and not flops_moved:
+            accessed.setdefault(row.module, []).append((row.op, row.delta))
     was, now = _own_totals(own_before), _own_totals(own_after)
     origins = [
         Origin(
             module=module,
             before=was.get(module, 0),
             after=now.get(module, 0),
-            operators=tuple(sorted(operators.get(module, ()), key=lambda o: (-abs(o[1]), o[0]))),
+            operators=_largest_first(operators.get(module, [])),
+            precisions=tuple(
+                sorted(precisions.get(module, []), key=lambda o: (-abs(o[2]), o[0], o[1]))
+            ),
+            bytes_accessed=_largest_first(accessed.get(module, [])),
         )
         for module in dict.fromkeys([*was, *now])
-        if module in operators or was.get(module, 0) != now.get(module, 0)
+        if module in operators
+        or module in precisions
+        or module in accessed
+        or was.get(module, 0) != now.get(module, 0)
     ]
     origins.sort(key=lambda o: (-abs(o.after - o.before), module_order(o.module)))
     return tuple(origins)
+
+
+def _largest_first(changes: list[tuple[str, int]]) -> tuple[tuple[str, int], ...]:
+    return tuple(sorted(changes, key=lambda o: (-abs(o[1]), o[0])))
 
 
 def _own_totals(own: Mapping[Number, int]) -> dict[str, int]:

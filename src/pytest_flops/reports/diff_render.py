@@ -77,9 +77,12 @@ def _origin_rows(change: MeasurementChange) -> list[list[str]]:
     rows = []
     for origin in change.origins[:ORIGINS_SHOWN]:
         before, after = format_pair(origin.before, origin.after)
-        ops = ", ".join(f"{op} {signed(delta, 'FLOP')}" for op, delta in origin.operators[:3])
-        if len(origin.operators) > 3:
-            ops += f", {len(origin.operators) - 3} more"
+        moved = [
+            *(f"{op} {signed(delta, 'FLOP')}" for op, delta in origin.operators),
+            *(f"{op} at {p} {signed(delta, 'FLOP')}" for op, p, delta in origin.precisions),
+            *(f"{op} {signed(delta, 'B')}" for op, delta in origin.bytes_accessed),
+        ]
+        ops = ", ".join(moved[:3]) + (f", {len(moved) - 3} more" if len(moved) > 3 else "")
         rows.append(
             [origin.module, before, after, signed(origin.after - origin.before, "FLOP"), ops]
         )
@@ -275,6 +278,8 @@ def diff_json(comparison: Comparison) -> str:
                         "before": o.before,
                         "after": o.after,
                         "operators": dict(o.operators),
+                        "precisions": _precisions_json(o.precisions),
+                        "bytes_accessed": dict(o.bytes_accessed),
                     }
                     for o in c.origins
                 ],
@@ -291,3 +296,10 @@ def diff_json(comparison: Comparison) -> str:
         "renamed": [{"before": old, "after": new} for old, new in comparison.renamed],
     }
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+def _precisions_json(precisions: Sequence[tuple[str, str, int]]) -> dict[str, dict[str, int]]:
+    found: dict[str, dict[str, int]] = {}
+    for op, precision, delta in precisions:
+        found.setdefault(op, {})[precision] = delta
+    return found

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from importlib.resources import files
 
 from pytest_flops.measurement import DEFAULT_NAME, relative_text
-from pytest_flops.reports.diff import file_and_test, quantities
+from pytest_flops.reports.diff import file_and_test, one_precision, quantities, unit_of
 from pytest_flops.reports.diff_render import amount, signed, title
 from pytest_flops.reports.git import Commit, GitError, Repository, StoredSnapshot, parse
 from pytest_flops.snapshots.format import FlopsSnapshot
@@ -212,9 +212,14 @@ def _change_text(previous: Mapping[str, int] | None, point: Point) -> str:
     if point.counts is None or previous is None:
         return ""
     before, after = previous["total"], point.counts["total"]
-    if before == after:
-        return "0"
-    return f"{signed(after - before, 'FLOP')} ({relative_text(before, after)})"
+    if before != after:
+        return f"{signed(after - before, 'FLOP')} ({relative_text(before, after)})"
+    # the total held: say what moved (bytes accessed, FLOPs at one precision)
+    for name in dict.fromkeys([*point.counts, *previous]):
+        delta = point.counts.get(name, 0) - previous.get(name, 0)
+        if delta:
+            return f"{name} {signed(delta, unit_of(name))}"
+    return "0"
 
 
 # -- the page ---------------------------------------------------------------------------
@@ -234,7 +239,7 @@ def history_html(series: Sequence[Series], *, where: str) -> str:
                     "date": point.commit.date,
                     "subject": point.commit.subject,
                     "note": point.note,
-                    "counts": None if point.counts is None else dict(point.counts),
+                    "counts": None if point.counts is None else _shown(point.counts),
                 }
                 for point in one.points
             ],
@@ -253,3 +258,10 @@ def history_html(series: Sequence[Series], *, where: str) -> str:
     for marker, text in parts.items():
         page = page.replace(marker, text, 1)
     return page
+
+
+def _shown(counts: Mapping[str, int]) -> dict[str, int]:
+    """A point's numbers as the page lists them: without FLOPs at a precision that holds
+    all of them."""
+    lone = one_precision(counts)
+    return {name: n for name, n in counts.items() if name != lone}
