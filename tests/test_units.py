@@ -2,7 +2,7 @@
 
 import pytest
 
-from pytest_flops.units import format_flops, format_pair, parse_flops, parse_seconds
+from pytest_flops.units import format_flops, format_pair, parse_bytes, parse_flops, parse_seconds
 
 
 @pytest.mark.parametrize(
@@ -26,6 +26,30 @@ from pytest_flops.units import format_flops, format_pair, parse_flops, parse_sec
 )
 def test_parse_flops(text: str | int | float, flops: int) -> None:
     assert parse_flops(text) == flops
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [
+        ("64 MB", 64 * 10**6),
+        ("1.5 GiB", 3 * 2**29),
+        ("4_096 B", 4096),
+        ("2kb", 2000),  # unit case does not matter
+        (4096, 4096),
+        # byte counts are integers: a limit of 0.4 B passes and fails what one of 0 does,
+        # and 1.5 B what 1 B does
+        ("0.4", 0),
+        (1.5, 1),
+    ],
+)
+def test_parse_bytes(text: str | int | float, size: int) -> None:
+    assert parse_bytes(text) == size
+
+
+@pytest.mark.parametrize("value", ["-1 B", "64 MFLOP", "", float("inf"), True, None])
+def test_parse_bytes_rejects(value: object) -> None:
+    with pytest.raises(ValueError, match="size"):
+        parse_bytes(value)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

@@ -80,7 +80,11 @@ def parse_flops(value: FlopAmount) -> int:
 
 
 def parse_bytes(value: ByteSize) -> int:
-    """``"64 MB"``, ``"1.5 GiB"``, ``4096`` or ``"4_096 B"`` as a whole number of bytes."""
+    """``"64 MB"``, ``"1.5 GiB"``, ``4096`` or ``"4_096 B"`` as a whole number of bytes.
+
+    A fractional amount is rounded down, as :func:`parse_flops` does: byte counts are
+    integers, so a limit of ``0.4`` and one of ``0`` pass and fail the same counts.
+    """
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise ValueError(f"expected a size such as '64 MB' or 4096, got {value!r}")
     if isinstance(value, str):
