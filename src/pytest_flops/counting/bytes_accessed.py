@@ -30,6 +30,7 @@ from torch._ops import OpOverload
 __all__ = ["GENERIC", "ByteRule", "byte_rule", "bytes_accessed", "plain_bytes", "tensor_bytes"]
 
 _aten = torch.ops.aten
+_STRIDED = torch.strided
 
 # Ops that move nothing though their schema does not say they alias: the
 # allocations, and the reshape of a contiguous tensor that autograd hides.
@@ -174,8 +175,8 @@ def plain_bytes(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> int:
     each distinct tensor among its arguments and outputs once."""
     # Most calls a counter sees come here with a few tensor arguments and one output:
     # their ids are kept in a list (a set costs more for so few), and a contiguous
-    # tensor's size is read in place. Lists of tensors and keyword arguments take the
-    # general path.
+    # tensor's size is read in place. Lists of tensors, keyword arguments and other
+    # outputs take the general path.
     if kwargs or not isinstance(out, Tensor):
         return bytes_accessed(GENERIC, args, kwargs, out)
     seen: list[int] = []
@@ -184,13 +185,15 @@ def plain_bytes(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> int:
         if isinstance(arg, Tensor):
             if id(arg) not in seen:
                 seen.append(id(arg))
-                contiguous = arg.is_contiguous() and not arg.is_nested
+                contiguous = arg.layout is _STRIDED and arg.is_contiguous()
                 total += arg.nbytes if contiguous else tensor_bytes(arg)
-        elif isinstance(arg, (list, tuple)):
-            return bytes_accessed(GENERIC, args, kwargs, out)
+        elif isinstance(arg, (list, tuple)):  # dimensions, sizes; or tensors
+            for item in arg:
+                if isinstance(item, Tensor):
+                    return bytes_accessed(GENERIC, args, kwargs, out)
     if id(out) in seen:
         return total
-    contiguous = out.is_contiguous() and not out.is_nested
+    contiguous = out.layout is _STRIDED and out.is_contiguous()
     return total + (out.nbytes if contiguous else tensor_bytes(out))
 
 
@@ -252,16 +255,14 @@ def _unseen_bytes(values: Sequence[Any], seen: set[int]) -> int:
 
 
 def tensor_bytes(tensor: torch.Tensor) -> int:
-    """Elements times element size, a dimension of stride 0 counted once."""
-    if tensor.is_contiguous() and not tensor.is_nested:  # the common case, fast
-        return tensor.numel() * tensor.element_size()
-    if tensor.is_nested:  # its packed values (jagged) or buffer (strided)
-        jagged = tensor.layout is torch.jagged
-        return tensor_bytes(tensor._values if jagged else tensor.values())  # type: ignore[arg-type]
-    if tensor.layout is not torch.strided:
-        return 0  # sparse and other layouts: no rule yet, so no guess
-    if 0 not in tensor.stride():  # transposed, sliced: every element counts
-        return tensor.numel() * tensor.element_size()
+    """Elements times element size, a dimension of stride 0 counted once; a nested
+    tensor's packed values; 0 for a sparse tensor (no rule yet, so no guess)."""
+    layout = tensor.layout
+    if layout is not _STRIDED:
+        return tensor.nbytes if layout is torch.jagged else 0
+    # nested (strided layout): its packed values, also when not contiguous
+    if tensor.is_contiguous() or tensor.is_nested or 0 not in tensor.stride():
+        return tensor.nbytes
     elements = 1
     for size, stride in zip(tensor.shape, tensor.stride(), strict=True):
         if stride != 0:
