@@ -76,7 +76,7 @@ def plan(
     formula_of: Callable[[OpOverloadPacket], FlopFormula | None],
 ) -> OpPlan:
     """Everything the mode needs to count ``func``, worked out on its first call."""
-    kind, formula = _classify(func, formula_of)  # type: ignore[arg-type]
+    kind, formula = _classify(func, formula_of)
     rule = _byte_rule_of(func)
     bytes_of = plain_bytes if rule.plain else partial(bytes_accessed, rule)
     listed = func if isinstance(func, HigherOrderOperator) else func._overloadpacket
@@ -84,7 +84,8 @@ def plan(
 
 
 def _classify(
-    func: OpOverload, formula_of: Callable[[OpOverloadPacket], FlopFormula | None]
+    func: OpOverload | HigherOrderOperator,
+    formula_of: Callable[[OpOverloadPacket], FlopFormula | None],
 ) -> tuple[OpKind, FlopFormula | None]:
     """How to count ``func``, and its formula if it has one. A formula counts even an op
     that is free by convention (a ``custom_mapping`` may price ``add``). An op that
