@@ -619,6 +619,31 @@ def test_counts_in_two_threads_keep_their_masks_and_leave_to_as_it_was() -> None
     assert torch.Tensor.to is to
 
 
+class MovesToItsMask(nn.Module):
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        hidden = x * 2
+        # transformers' mask functions move what they computed to the device of a kept
+        # tensor (``.to(result.device)``, GIT): on the CPU, .to and .cpu() return it
+        moved, gathered = hidden.to(mask.device), hidden.cpu()
+        cast = hidden.to(mask.device, torch.float64)  # a cast copies, on any device
+        return moved * gathered + cast * mask
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_stand_in_moved_to_a_kept_tensors_device_moves_nothing(
+    device: Literal["meta", "fake"],
+) -> None:
+    # Meta stands for the CPU: .to(cpu) and .cpu() of a meta stand-in used to copy it
+    # (a _to_copy reading and writing 2*4*8 float32, 512 bytes each) where the CPU run
+    # moves nothing. The cast reads 256 bytes and writes 2*4*8 float64 (512): 768.
+    x, mask = torch.randn(2, 4, 8), torch.ones(2, 4, 8, dtype=torch.long)
+    expected = on_cpu(MovesToItsMask(), x, mask)
+    assert expected.bytes_by_op["aten._to_copy"] == 768
+    cpu = torch.Tensor.cpu
+    assert pytest_flops.count(MovesToItsMask(), x, mask, device=device) == expected
+    assert torch.Tensor.cpu is cpu  # .cpu is torch's own again after the count
+
+
 def test_a_mask_moved_to_parameters_on_another_device_is_copied() -> None:
     # Parameters on the meta device itself: the real run copies the CPU mask to them
     # (another 128 bytes), and so does the count, whose meta stands for that device.

@@ -84,46 +84,60 @@ _SWAP_FORGETS = WhileCounting(_swap_forgets)
 
 @contextmanager
 def kept_tensors_stay_on_the_cpu() -> Iterator[None]:
-    """While active on this thread, ``tensor.to(device)`` of a CPU tensor to the meta
-    device goes to the CPU instead: for meta stand-ins of a call whose tensors were all
-    on the CPU.
+    """While active on this thread, ``tensor.to(device)`` between the CPU and the meta
+    device stays on the tensor's own device: for meta stand-ins of a call whose tensors
+    were all on the CPU.
 
     There the meta device stands for the CPU, and kept tensors are real CPU tensors. A
-    call that moves its mask to its parameters' device (``mask.to(weight.device)``)
-    moves nothing in the real run, where ``.to`` returns a tensor already there; on meta
-    it copied, and counted that copy's bytes (Bloom, Gemma 3, Mamba). A cast still
-    copies, on the CPU, as the real run does; so does a copy asked for (``copy=True``).
+    call that moves its mask to its parameters' device (``mask.to(weight.device)``), or
+    a stand-in to a kept tensor's (``mask.to(result.device)`` in transformers' mask
+    functions, GIT), moves nothing in the real run, where ``.to`` returns a tensor
+    already there; on meta it copied, and counted that copy's bytes (Bloom, Gemma 3,
+    Mamba, GIT). A cast still copies, on the tensor's device, as the real run does; so
+    does a copy asked for (``copy=True``). ``.cpu()`` of a stand-in stays too.
     """
     with _TO_REDIRECTABLE.held(), swapped(_kept_on_cpu, "on", True):
         yield
 
 
-_kept_on_cpu = threading.local()  # .on: this thread's .to(meta) of CPU tensors stays
+_kept_on_cpu = threading.local()  # .on: this thread's .to() between CPU and meta stays
+_STANDS_FOR_EACH_OTHER = ("cpu", "meta")
 
 
 def _redirectable_to(undo: ExitStack) -> None:
     original = torch.Tensor.to
 
     def to(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-        if getattr(_kept_on_cpu, "on", False) and tensor.device.type == "cpu":
+        here = tensor.device.type
+        if getattr(_kept_on_cpu, "on", False) and here in _STANDS_FOR_EACH_OTHER:
             try:
                 device, dtype, non_blocking, memory_format = torch._C._nn._parse_to(*args, **kwargs)
             except (RuntimeError, TypeError):  # copy= given (or bad arguments): as asked
                 return original(tensor, *args, **kwargs)
-            if device is not None and device.type == "meta":
+            if device is not None and device.type in _STANDS_FOR_EACH_OTHER:
                 return original(
                     tensor,
-                    device=torch.device("cpu"),
+                    device=torch.device(here),
                     dtype=dtype,
                     non_blocking=non_blocking,
                     memory_format=memory_format or torch.preserve_format,
                 )
         return original(tensor, *args, **kwargs)
 
+    original_cpu = torch.Tensor.cpu
+
+    def cpu(
+        tensor: torch.Tensor, memory_format: torch.memory_format = torch.preserve_format
+    ) -> Any:
+        if getattr(_kept_on_cpu, "on", False) and tensor.device.type == "meta":
+            return original(tensor, memory_format=memory_format)
+        return original_cpu(tensor, memory_format=memory_format)
+
     undo.enter_context(swapped(torch.Tensor, "to", to))
+    undo.enter_context(swapped(torch.Tensor, "cpu", cpu))
 
 
-# Tensor.to is one for all threads: patched while any thread's meta count needs it
+# Tensor.to and .cpu are one for all threads: patched while any thread's meta count needs it
 _TO_REDIRECTABLE = WhileCounting(_redirectable_to)
 
 
