@@ -247,12 +247,23 @@ def cold(model: torch.nn.Module) -> torch.nn.Module:
     """A copy of ``model`` as built, with its modeling module's lru caches emptied: every
     run starts from the state of a fresh process. A model that caches work (LeViT's
     attention biases per device, DINOv3's patch coordinates in an lru cache keyed by
-    device) runs fewer ops once its cache is filled, on any device."""
-    for value in vars(sys.modules[type(model).__module__]).values():
+    device, D-FINE's sinusoidal position embeddings in a static method's) runs fewer ops
+    once its cache is filled, on any device."""
+    for value in module_functions(sys.modules[type(model).__module__]):
         for held in (value, *closure_values(value)):
             if callable(getattr(held, "cache_clear", None)):
                 held.cache_clear()
     return copy.deepcopy(model)
+
+
+def module_functions(module: object) -> Iterator[Any]:
+    """A module's globals, and the methods of the classes it defines (static and class
+    methods unwrapped): where a modeling module's lru caches live."""
+    for value in vars(module).values():
+        yield value
+        if isinstance(value, type) and value.__module__ == getattr(module, "__name__", None):
+            for attribute in vars(value).values():
+                yield getattr(attribute, "__func__", attribute)
 
 
 def closure_values(value: object) -> Iterator[object]:
