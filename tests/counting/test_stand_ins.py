@@ -16,6 +16,7 @@ from typing import Any, Literal
 import pytest
 import torch
 from torch import nn
+from torch._ops import OpOverload
 from torch._subclasses.fake_tensor import FakeTensor
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -27,6 +28,8 @@ from pytest_flops.counting.balanced_routing import (
     balanced_indices,
 )
 from pytest_flops.counting.dry_run import StandInLeakError, ValuesNeededError
+from pytest_flops.counting.elementwise_layout import ELEMENTWISE_LAYOUT_OPS
+from pytest_flops.counting.stand_ins import CountFakeMode
 
 transformers = pytest.importorskip("transformers")
 
@@ -559,6 +562,43 @@ def test_a_layer_norm_gradient_takes_the_cpus_layout_on_meta_and_fake() -> None:
     assert "aten.copy_" not in expected.bytes_by_op
     for device in DEVICES:
         assert pytest_flops.count(layer_norm_step, norm, x, device=device) == expected
+
+
+def softplus_gate_step(x: torch.Tensor, weight: torch.Tensor) -> None:
+    # Doge's gate: a softplus of a projection, used transposed
+    gate = nn.functional.softplus(x @ weight)
+    (gate.transpose(1, 2) * torch.ones(2, 2, 16)).sum().backward()
+
+
+def test_a_softplus_gradient_takes_the_cpus_layout_on_meta_and_fake() -> None:
+    # The softplus's output gradient arrives transposed. The CPU kernel (TensorIterator)
+    # writes the input's gradient in that layout, and the matmul's backward copies it
+    # contiguous before its mm: a clone reading and writing 2*16*2 floats, 512 bytes.
+    # torch's meta kernel (a decomposition) wrote it contiguous: no clone on meta, fake.
+    x, weight = torch.randn(2, 16, 4), torch.randn(4, 2, requires_grad=True)
+    expected = on_cpu(softplus_gate_step, x, weight)
+    assert expected.bytes_by_op["aten.clone"] == 512
+    for device in DEVICES:
+        assert pytest_flops.count(softplus_gate_step, x, weight, device=device) == expected
+
+
+@pytest.mark.parametrize("op", sorted(ELEMENTWISE_LAYOUT_OPS, key=str), ids=str)
+def test_pointwise_outputs_take_the_cpus_layout_on_meta_and_fake(op: OpOverload) -> None:
+    # Each of these ops' meta kernel laid its output out after its second operand;
+    # TensorIterator follows the first, for either operand transposed.
+    extra = (1.0, 20.0) if op is torch.ops.aten.softplus_backward.default else ()
+    for first_transposed in (True, False):
+        operands = [torch.rand(2, 4, 3) + 0.5, torch.rand(2, 3, 4).transpose(1, 2) + 0.5]
+        if first_transposed:
+            operands.reverse()
+        cpu_strides = op(*operands, *extra).stride()
+        fake_mode = CountFakeMode()
+        fakes = [fake_mode.from_tensor(operand) for operand in operands]
+        metas = [torch.empty_strided(t.shape, t.stride(), device="meta") for t in operands]
+        with FlopCounterMode(display=False):
+            assert op(*metas, *extra).stride() == cpu_strides
+            with fake_mode:
+                assert op(*fakes, *extra).stride() == cpu_strides
 
 
 class MovesItsMask(nn.Module):

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import torch
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode, unset_fake_temporarily
 
+from pytest_flops.counting.elementwise_layout import ELEMENTWISE_LAYOUT_OPS, elementwise_as_cpu
 from pytest_flops.counting.meta_as_cpu import layer_norm_backward_as_cpu
 from pytest_flops.counting.patching import WhileCounting, swapped
 
@@ -31,9 +32,9 @@ class StandInLeakError(RuntimeError):
 
 
 class CountFakeMode(FakeTensorMode):
-    """The fake mode of one count: its layer norm gradients take the CPU's layout (as
-    meta ones do, ``meta_as_cpu``), and it refuses work once its count is over, with an
-    error that says why."""
+    """The fake mode of one count: its layer norm gradients and some pointwise ops'
+    outputs take the CPU's layout (as meta ones do, ``meta_as_cpu``), and it refuses
+    work once its count is over, with an error that says why."""
 
     counting = True
 
@@ -50,6 +51,9 @@ class CountFakeMode(FakeTensorMode):
         if func is torch.ops.aten.native_layer_norm_backward.default:
             with self:
                 return layer_norm_backward_as_cpu(out)
+        if func in ELEMENTWISE_LAYOUT_OPS:
+            with self:
+                return elementwise_as_cpu(out, args)
         return out
 
 
