@@ -601,6 +601,37 @@ def test_pointwise_outputs_take_the_cpus_layout_on_meta_and_fake(op: OpOverload)
                 assert op(*fakes, *extra).stride() == cpu_strides
 
 
+def view_written_in_place_step(x: torch.Tensor, scale: torch.Tensor) -> None:
+    y = x * 2
+    view = y.view(4, 8)[1:, :4]
+    view.mul_(scale)  # autograd rebuilds the view's gradient function
+    (view * 3).sum().backward()
+
+
+def test_a_view_written_in_place_counts_as_cpu_on_meta_not_on_fake() -> None:
+    # docs/zoo.md's limit (Funnel). The CPU's backward of the rebuilt view is one
+    # AsStridedBackward0: new_zeros (reads the 3*4 float gradient, 48 bytes, and writes
+    # 32 floats, 128) and a copy_ into its strided window (48 read, 48 written). A
+    # FakeTensor's replays the views: slice_backward to (3, 8) (48 + 96) and to (4, 8)
+    # (96 + 128), 368 bytes. Meta tensors are plain, and count as the CPU.
+    x, scale = torch.randn(32, requires_grad=True), torch.randn(3, 4)
+    expected = on_cpu(view_written_in_place_step, x, scale)
+    assert pytest_flops.count(view_written_in_place_step, x, scale, device="meta") == expected
+    fake = pytest_flops.count(view_written_in_place_step, x, scale, device="fake")
+    assert fake.without_bytes() == expected.without_bytes()
+    ops = fake.bytes_by_op.keys() | expected.bytes_by_op.keys()
+    moved = {
+        op: (fake.bytes_by_op.get(op, 0), expected.bytes_by_op.get(op, 0))
+        for op in ops
+        if fake.bytes_by_op.get(op) != expected.bytes_by_op.get(op)
+    }
+    assert moved == {
+        "aten.new_zeros": (0, 176),
+        "aten.copy_": (expected.bytes_by_op["aten.copy_"] - 96, expected.bytes_by_op["aten.copy_"]),
+        "aten.slice_backward": (368, 0),
+    }
+
+
 class MovesItsMask(nn.Module):
     def __init__(self) -> None:
         super().__init__()
