@@ -632,6 +632,27 @@ def test_a_view_written_in_place_counts_as_cpu_on_meta_not_on_fake() -> None:
     }
 
 
+def resized_table_step(table: torch.Tensor, x: torch.Tensor) -> None:
+    # RADIO's position table, resized as an image to the grid of the input
+    grid = table.view(1, 8, 8, 4).permute(0, 3, 1, 2)
+    resized = nn.functional.interpolate(grid, size=(2, 2), mode="bilinear")
+    (x + resized.flatten(2).transpose(1, 2)).sum().backward()
+
+
+def test_a_fake_view_takes_atens_strides() -> None:
+    # The flatten's view gets, for its batch dimension of size 1, ATen's stride 4 on
+    # the CPU and 16 on fake tensors. Its gradient's view back to (1, 4, 2, 2) then
+    # looks channels-last on fake tensors only, so the upsample backward wrote the
+    # table's gradient channels-last there: contiguous, and autograd did not copy it
+    # into the table's layout, as on the CPU (an aten.copy_ of 64*4 floats read and
+    # written, 2,048 bytes).
+    table, x = nn.Parameter(torch.randn(1, 64, 4)), torch.randn(2, 4, 4)
+    expected = on_cpu(resized_table_step, table, x)
+    assert expected.bytes_by_op["aten.copy_"] == 2048
+    for device in DEVICES:
+        assert pytest_flops.count(resized_table_step, table, x, device=device) == expected
+
+
 class MovesItsMask(nn.Module):
     def __init__(self) -> None:
         super().__init__()

@@ -31,10 +31,14 @@ class StandInLeakError(RuntimeError):
     """A fake stand-in outlived its count, kept by state outside the counted call."""
 
 
+# Views whose fake kernel works out strides apart from ATen's
+_VIEWS = frozenset({torch.ops.aten.view.default, torch.ops.aten._unsafe_view.default})
+
+
 class CountFakeMode(FakeTensorMode):
     """The fake mode of one count: its layer norm gradients and some pointwise ops'
-    outputs take the CPU's layout (as meta ones do, ``meta_as_cpu``), and it refuses
-    work once its count is over, with an error that says why."""
+    outputs take the CPU's layout (as meta ones do, ``meta_as_cpu``), its views ATen's
+    strides, and it refuses work once its count is over, with an error that says why."""
 
     counting = True
 
@@ -54,7 +58,21 @@ class CountFakeMode(FakeTensorMode):
         if func in ELEMENTWISE_LAYOUT_OPS:
             with self:
                 return elementwise_as_cpu(out, args)
+        if func in _VIEWS:
+            return self._view_as_aten(func, types, args, out)
         return out
+
+    def _view_as_aten(self, func: Any, types: Any, args: Any, out: torch.Tensor) -> Any:
+        """A view with ATen's strides: the fake one's can differ for a dimension of
+        size 1 (RADIO's resized position table: ``(12544, 1, 64)`` where ATen gives
+        ``(64, 1, 64)``), which decides the layout a later kernel picks."""
+        base = args[0]
+        probe = torch.empty_strided(base.shape, base.stride(), dtype=base.dtype, device="meta")
+        strides = func(probe, *args[1:]).stride()
+        if out.stride() == strides:
+            return out
+        restrided = (base, out.shape, strides, out.storage_offset())
+        return super().__torch_dispatch__(torch.ops.aten.as_strided.default, types, restrided)
 
 
 def convertible_fake_parameters() -> AbstractContextManager[None]:
