@@ -736,6 +736,25 @@ def test_a_stand_in_moved_to_a_kept_tensors_device_moves_nothing(
     assert torch.Tensor.cpu is cpu  # .cpu is torch's own again after the count
 
 
+def masks_its_first_patches(x: torch.Tensor) -> torch.Tensor:
+    mask = torch.ones(2, 8, device=x.device)  # ViTMAE's, on the activations' device
+    mask[:, :3] = 0
+    return x * mask
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_number_set_into_a_stand_in_fills_it_as_on_the_cpu(
+    device: Literal["meta", "fake"],
+) -> None:
+    # The CPU's indexing makes the 0 a CPU scalar without an op, and fills the slice:
+    # an aten.fill_ writing 2*3 floats (24 bytes) and reading the scalar (4). On meta
+    # it made the scalar there (aten.scalar_tensor, 4 bytes) and copied it (aten.copy_).
+    x = torch.randn(2, 8)
+    expected = on_cpu(masks_its_first_patches, x)
+    assert expected.bytes_by_op["aten.fill_"] == 28
+    assert pytest_flops.count(masks_its_first_patches, x, device=device) == expected
+
+
 def test_a_mask_moved_to_parameters_on_another_device_is_copied() -> None:
     # Parameters on the meta device itself: the real run copies the CPU mask to them
     # (another 128 bytes), and so does the count, whose meta stands for that device.

@@ -116,7 +116,8 @@ def kept_tensors_stay_on_the_cpu() -> Iterator[None]:
     functions, GIT), moves nothing in the real run, where ``.to`` returns a tensor
     already there; on meta it copied, and counted that copy's bytes (Bloom, Gemma 3,
     Mamba, GIT). A cast still copies, on the tensor's device, as the real run does; so
-    does a copy asked for (``copy=True``). ``.cpu()`` of a stand-in stays too.
+    does a copy asked for (``copy=True``). ``.cpu()`` of a stand-in stays too, and a
+    number set into a stand-in (``mask[:, :n] = 0``) comes from the CPU.
     """
     with _TO_REDIRECTABLE.held(), swapped(_kept_on_cpu, "on", True):
         yield
@@ -155,8 +156,22 @@ def _redirectable_to(undo: ExitStack) -> None:
             return original(tensor, memory_format=memory_format)
         return original_cpu(tensor, memory_format=memory_format)
 
+    original_setitem = torch.Tensor.__setitem__
+
+    def setitem(tensor: torch.Tensor, key: Any, value: Any) -> None:
+        if (
+            getattr(_kept_on_cpu, "on", False)
+            and tensor.device.type == "meta"
+            and isinstance(value, (bool, int, float))
+        ):
+            # As the CPU's (and CUDA's) indexing does: a number becomes a CPU scalar,
+            # which fills (aten.fill_), where one made on meta was copied (ViTMAE).
+            value = torch.tensor(value, dtype=tensor.dtype)
+        original_setitem(tensor, key, value)
+
     undo.enter_context(swapped(torch.Tensor, "to", to))
     undo.enter_context(swapped(torch.Tensor, "cpu", cpu))
+    undo.enter_context(swapped(torch.Tensor, "__setitem__", setitem))
 
 
 # Tensor.to and .cpu are one for all threads: patched while any thread's meta count needs it
