@@ -1,7 +1,7 @@
 """The transformers zoo's CI subset: CPU, meta and fake counts agree, forward and train step.
 
 tests/counting/zoo.py sweeps every architecture (docs/zoo.md has its table); this
-runs its fixed subset of 41 (dense, MoE, MLA, SSM and hybrid decoders,
+runs its fixed subset of 44 (dense, MoE, MLA, SSM and hybrid decoders,
 encoders, encoder-decoders, vision, audio, vision towers of CLIP and SigLIP),
 each shrunk to 2 layers and hidden size 64 with random weights. A stand-in
 count passes when its whole Measurement (totals, module rows, per-op counts,

@@ -41,8 +41,9 @@ from pytest_flops import FlopCounterMode, Measurement
 from pytest_flops.counting.balanced_routing import BALANCED_ROUTING, BalancedRouting
 
 # The CI's architectures: dense decoders, MoE, MLA, SSMs and hybrids, encoders,
-# encoder-decoders, vision, audio and multimodal models; GIT for the bytes of the
-# mask its stand-ins once copied (.to() of a stand-in to a kept tensor's device).
+# encoder-decoders, vision, audio and multimodal models. ViTMAE, RADIO, YOLOS and GIT
+# for bytes that stand-ins once counted apart (a number set into a mask, a fake
+# view's strides, the .to() of a stand-in to a kept tensor's device).
 SUBSET = (
     "llama", "qwen3", "gemma3_text", "phi3", "gpt2", "gpt_neox", "opt", "bloom", "falcon",
     "mixtral", "qwen3_moe", "qwen2_moe", "olmoe", "granitemoe", "deepseek_v3",
@@ -50,7 +51,8 @@ SUBSET = (
     "mamba", "falcon_mamba", "jamba",
     "bert", "roberta", "modernbert", "electra", "rembert",
     "t5", "bart", "pegasus", "marian",
-    "vit", "deit", "beit", "levit", "segformer", "convnext", "dinov3_vit",
+    "vit", "deit", "beit", "levit", "segformer", "convnext", "dinov3_vit", "vit_mae", "radio",
+    "yolos",
     "whisper", "wav2vec2", "hubert",
     "clip", "siglip", "git",
 )  # fmt: skip
