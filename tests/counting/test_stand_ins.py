@@ -16,6 +16,7 @@ from typing import Any, Literal
 import pytest
 import torch
 from torch import nn
+from torch._ops import OpOverload
 from torch._subclasses.fake_tensor import FakeTensor
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -27,6 +28,8 @@ from pytest_flops.counting.balanced_routing import (
     balanced_indices,
 )
 from pytest_flops.counting.dry_run import StandInLeakError, ValuesNeededError
+from pytest_flops.counting.elementwise_layout import ELEMENTWISE_LAYOUT_OPS
+from pytest_flops.counting.stand_ins import CountFakeMode
 
 transformers = pytest.importorskip("transformers")
 
@@ -561,6 +564,95 @@ def test_a_layer_norm_gradient_takes_the_cpus_layout_on_meta_and_fake() -> None:
         assert pytest_flops.count(layer_norm_step, norm, x, device=device) == expected
 
 
+def softplus_gate_step(x: torch.Tensor, weight: torch.Tensor) -> None:
+    # Doge's gate: a softplus of a projection, used transposed
+    gate = nn.functional.softplus(x @ weight)
+    (gate.transpose(1, 2) * torch.ones(2, 2, 16)).sum().backward()
+
+
+def test_a_softplus_gradient_takes_the_cpus_layout_on_meta_and_fake() -> None:
+    # The softplus's output gradient arrives transposed. The CPU kernel (TensorIterator)
+    # writes the input's gradient in that layout, and the matmul's backward copies it
+    # contiguous before its mm: a clone reading and writing 2*16*2 floats, 512 bytes.
+    # torch's meta kernel (a decomposition) wrote it contiguous: no clone on meta, fake.
+    x, weight = torch.randn(2, 16, 4), torch.randn(4, 2, requires_grad=True)
+    expected = on_cpu(softplus_gate_step, x, weight)
+    assert expected.bytes_by_op["aten.clone"] == 512
+    for device in DEVICES:
+        assert pytest_flops.count(softplus_gate_step, x, weight, device=device) == expected
+
+
+@pytest.mark.parametrize("op", sorted(ELEMENTWISE_LAYOUT_OPS, key=str), ids=str)
+def test_pointwise_outputs_take_the_cpus_layout_on_meta_and_fake(op: OpOverload) -> None:
+    # Each of these ops' meta kernel laid its output out after its second operand;
+    # TensorIterator follows the first, for either operand transposed.
+    extra = (1.0, 20.0) if op is torch.ops.aten.softplus_backward.default else ()
+    for first_transposed in (True, False):
+        operands = [torch.rand(2, 4, 3) + 0.5, torch.rand(2, 3, 4).transpose(1, 2) + 0.5]
+        if first_transposed:
+            operands.reverse()
+        cpu_strides = op(*operands, *extra).stride()
+        fake_mode = CountFakeMode()
+        fakes = [fake_mode.from_tensor(operand) for operand in operands]
+        metas = [torch.empty_strided(t.shape, t.stride(), device="meta") for t in operands]
+        with FlopCounterMode(display=False):
+            assert op(*metas, *extra).stride() == cpu_strides
+            with fake_mode:
+                assert op(*fakes, *extra).stride() == cpu_strides
+
+
+def view_written_in_place_step(x: torch.Tensor, scale: torch.Tensor) -> None:
+    y = x * 2
+    view = y.view(4, 8)[1:, :4]
+    view.mul_(scale)  # autograd rebuilds the view's gradient function
+    (view * 3).sum().backward()
+
+
+def test_a_view_written_in_place_counts_as_cpu_on_meta_not_on_fake() -> None:
+    # docs/zoo.md's limit (Funnel). The CPU's backward of the rebuilt view is one
+    # AsStridedBackward0: new_zeros (reads the 3*4 float gradient, 48 bytes, and writes
+    # 32 floats, 128) and a copy_ into its strided window (48 read, 48 written). A
+    # FakeTensor's replays the views: slice_backward to (3, 8) (48 + 96) and to (4, 8)
+    # (96 + 128), 368 bytes. Meta tensors are plain, and count as the CPU.
+    x, scale = torch.randn(32, requires_grad=True), torch.randn(3, 4)
+    expected = on_cpu(view_written_in_place_step, x, scale)
+    assert pytest_flops.count(view_written_in_place_step, x, scale, device="meta") == expected
+    fake = pytest_flops.count(view_written_in_place_step, x, scale, device="fake")
+    assert fake.without_bytes() == expected.without_bytes()
+    ops = fake.bytes_by_op.keys() | expected.bytes_by_op.keys()
+    moved = {
+        op: (fake.bytes_by_op.get(op, 0), expected.bytes_by_op.get(op, 0))
+        for op in ops
+        if fake.bytes_by_op.get(op) != expected.bytes_by_op.get(op)
+    }
+    assert moved == {
+        "aten.new_zeros": (0, 176),
+        "aten.copy_": (expected.bytes_by_op["aten.copy_"] - 96, expected.bytes_by_op["aten.copy_"]),
+        "aten.slice_backward": (368, 0),
+    }
+
+
+def resized_table_step(table: torch.Tensor, x: torch.Tensor) -> None:
+    # RADIO's position table, resized as an image to the grid of the input
+    grid = table.view(1, 8, 8, 4).permute(0, 3, 1, 2)
+    resized = nn.functional.interpolate(grid, size=(2, 2), mode="bilinear")
+    (x + resized.flatten(2).transpose(1, 2)).sum().backward()
+
+
+def test_a_fake_view_takes_atens_strides() -> None:
+    # The flatten's view gets, for its batch dimension of size 1, ATen's stride 4 on
+    # the CPU and 16 on fake tensors. Its gradient's view back to (1, 4, 2, 2) then
+    # looks channels-last on fake tensors only, so the upsample backward wrote the
+    # table's gradient channels-last there: contiguous, and autograd did not copy it
+    # into the table's layout, as on the CPU (an aten.copy_ of 64*4 floats read and
+    # written, 2,048 bytes).
+    table, x = nn.Parameter(torch.randn(1, 64, 4)), torch.randn(2, 4, 4)
+    expected = on_cpu(resized_table_step, table, x)
+    assert expected.bytes_by_op["aten.copy_"] == 2048
+    for device in DEVICES:
+        assert pytest_flops.count(resized_table_step, table, x, device=device) == expected
+
+
 class MovesItsMask(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -617,6 +709,50 @@ def test_counts_in_two_threads_keep_their_masks_and_leave_to_as_it_was() -> None
         thread.join(timeout=60)
     assert counted == [expected]  # the other count still kept its mask on the CPU
     assert torch.Tensor.to is to
+
+
+class MovesToItsMask(nn.Module):
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        hidden = x * 2
+        # transformers' mask functions move what they computed to the device of a kept
+        # tensor (``.to(result.device)``, GIT): on the CPU, .to and .cpu() return it
+        moved, gathered = hidden.to(mask.device), hidden.cpu()
+        cast = hidden.to(mask.device, torch.float64)  # a cast copies, on any device
+        return moved * gathered + cast * mask
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_stand_in_moved_to_a_kept_tensors_device_moves_nothing(
+    device: Literal["meta", "fake"],
+) -> None:
+    # Meta stands for the CPU: .to(cpu) and .cpu() of a meta stand-in used to copy it
+    # (a _to_copy reading and writing 2*4*8 float32, 512 bytes each) where the CPU run
+    # moves nothing. The cast reads 256 bytes and writes 2*4*8 float64 (512): 768.
+    x, mask = torch.randn(2, 4, 8), torch.ones(2, 4, 8, dtype=torch.long)
+    expected = on_cpu(MovesToItsMask(), x, mask)
+    assert expected.bytes_by_op["aten._to_copy"] == 768
+    cpu = torch.Tensor.cpu
+    assert pytest_flops.count(MovesToItsMask(), x, mask, device=device) == expected
+    assert torch.Tensor.cpu is cpu  # .cpu is torch's own again after the count
+
+
+def masks_its_first_patches(x: torch.Tensor) -> torch.Tensor:
+    mask = torch.ones(2, 8, device=x.device)  # ViTMAE's, on the activations' device
+    mask[:, :3] = 0
+    return x * mask
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_number_set_into_a_stand_in_fills_it_as_on_the_cpu(
+    device: Literal["meta", "fake"],
+) -> None:
+    # The CPU's indexing makes the 0 a CPU scalar without an op, and fills the slice:
+    # an aten.fill_ writing 2*3 floats (24 bytes) and reading the scalar (4). On meta
+    # it made the scalar there (aten.scalar_tensor, 4 bytes) and copied it (aten.copy_).
+    x = torch.randn(2, 8)
+    expected = on_cpu(masks_its_first_patches, x)
+    assert expected.bytes_by_op["aten.fill_"] == 28
+    assert pytest_flops.count(masks_its_first_patches, x, device=device) == expected
 
 
 def test_a_mask_moved_to_parameters_on_another_device_is_copied() -> None:

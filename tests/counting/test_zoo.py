@@ -1,7 +1,7 @@
 """The transformers zoo's CI subset: CPU, meta and fake counts agree, forward and train step.
 
 tests/counting/zoo.py sweeps every architecture (docs/zoo.md has its table); this
-runs its fixed subset of 40 (dense, MoE, MLA, SSM and hybrid decoders,
+runs its fixed subset of 44 (dense, MoE, MLA, SSM and hybrid decoders,
 encoders, encoder-decoders, vision, audio, vision towers of CLIP and SigLIP),
 each shrunk to 2 layers and hidden size 64 with random weights. A stand-in
 count passes when its whole Measurement (totals, module rows, per-op counts,
@@ -19,9 +19,20 @@ import pytest
 pytest.importorskip("transformers")
 
 import torch
+from torch import nn
+from transformers.pytorch_utils import compile_compatible_method_lru_cache
 
 from pytest_flops import FlopCounterMode, Measurement
-from tests.counting.zoo import SUBSET, build, compare, forward, on_cpu, run_job, subset_jobs
+from tests.counting.zoo import (
+    SUBSET,
+    build,
+    cold,
+    compare,
+    forward,
+    on_cpu,
+    run_job,
+    subset_jobs,
+)
 
 JOBS = subset_jobs()
 
@@ -44,6 +55,32 @@ def test_every_run_starts_from_the_model_as_built() -> None:
     assert warm.bytes_accessed < cold.bytes_accessed
     assert compare(cold, warm, balanced=lambda: cold).startswith("differs: bytes accessed")
     assert on_cpu(forward, model, inputs) == cold
+
+
+class CachesInAStaticMethod(nn.Module):
+    # D-FINE keeps its sinusoidal position embeddings so: an lru cache in a class
+    @staticmethod
+    @compile_compatible_method_lru_cache(maxsize=4)  # type: ignore[untyped-decorator]
+    def positions(length: int) -> torch.Tensor:
+        return torch.arange(length)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.positions(x.shape[-1])
+
+
+def test_a_cache_in_a_class_of_the_modeling_module_starts_empty() -> None:
+    # A run after the first finds the positions cached: no arange (writing 4 int64s,
+    # 32 bytes). cold() empties the caches of the model's module's classes too.
+    model, x = CachesInAStaticMethod(), torch.randn(2, 4)
+
+    def arange_bytes(model: nn.Module) -> int:
+        with FlopCounterMode(display=False) as counter:
+            model(x)
+        return counter.to_measurement().bytes_by_op.get("aten.arange", 0)
+
+    assert arange_bytes(model) == 32
+    assert arange_bytes(model) == 0
+    assert arange_bytes(cold(model)) == 32
 
 
 def test_a_bytes_only_difference_is_reported_with_its_ops() -> None:

@@ -23,6 +23,12 @@ from a CPU run of the same call (or not at all):
 * The oneDNN LSTM layer's backward: the meta kernel returns one tensor for
   both bias gradients, where the CPU returns two; autograd then copied it
   before accumulating it (an ``aten.copy_`` per layer and direction).
+* Some pointwise ops (``softplus_backward``, ``xlogy``...) have a decomposition
+  for their meta kernel, which lays the output out after another input than
+  the CPU's (and CUDA's) TensorIterator does. Doge's softplus gate got a
+  contiguous gradient on meta and fake tensors where the CPU's followed the
+  transposed gradient of its output, which the reshape before it then copied
+  (a ``clone``, 512 bytes per layer, on CPU only).
 * ``torch._grouped_mm`` (mixture-of-experts layers) has a meta kernel that
   checks the CUDA kernel's dtypes, refusing the float32 the CPU kernel takes,
   so an fp32 MoE model could not be counted on meta or fake tensors.
@@ -31,7 +37,8 @@ While a :class:`~pytest_flops.FlopCounterMode` counts (inside
 :func:`cpu_kernels_on_meta`), such calls on meta tensors go to the fused CPU
 kernels' meta implementations, exactly where a CPU would take them: shapes,
 strides and counts then match a CPU run; a float32 grouped GEMM and a layer
-norm's input gradient get the CPU kernel's (contiguous) output, and an LSTM
+norm's input gradient get the CPU kernel's (contiguous) output, those pointwise
+ops TensorIterator's layout, and an LSTM
 layer's backward two bias gradients, on meta and fake tensors. Outside, and for
 any other tensors, nothing changes.
 """
@@ -46,9 +53,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch._decomp import decomposition_table
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
 from torch.nn.attention import SDPBackend
 
+from pytest_flops.counting.elementwise_layout import ELEMENTWISE_LAYOUT_OPS, elementwise_as_cpu
 from pytest_flops.counting.patching import WhileCounting, swapped
 
 aten = torch.ops.aten
@@ -337,6 +346,18 @@ def layer_norm_backward_as_cpu(
     return (grad_input, *rest)
 
 
+def _elementwise_on_meta(op: torch._ops.OpOverload) -> Any:
+    """A meta kernel for ``op``: torch's (its decomposition), in TensorIterator's layout
+    while routing."""
+    decomposition = decomposition_table[op]
+
+    def kernel(*args: Any, **kwargs: Any) -> Any:
+        out = decomposition(*args, **kwargs)
+        return elementwise_as_cpu(out, args) if _routes() else out
+
+    return kernel
+
+
 @functools.cache
 def _cpu_layout_oracle() -> FakeTensorMode:
     return FakeTensorMode()
@@ -365,4 +386,8 @@ def _register_routing_kernels() -> torch.library.Library:
     library.impl("convolution", _convolution_on_meta, "Meta")
     library.impl("native_layer_norm_backward", _layer_norm_backward_on_meta, "Meta")
     library.impl("mkldnn_rnn_layer_backward", _lstm_layer_backward_on_meta, "Meta")
+    for op in ELEMENTWISE_LAYOUT_OPS:
+        name = op._schema.name.partition("::")[2]
+        overload = "" if op._overloadname == "default" else f".{op._overloadname}"
+        library.impl(name + overload, _elementwise_on_meta(op), "Meta")
     return library

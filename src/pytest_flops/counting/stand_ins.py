@@ -17,6 +17,7 @@ from typing import Any, Literal
 import torch
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode, unset_fake_temporarily
 
+from pytest_flops.counting.elementwise_layout import ELEMENTWISE_LAYOUT_OPS, elementwise_as_cpu
 from pytest_flops.counting.meta_as_cpu import layer_norm_backward_as_cpu
 from pytest_flops.counting.patching import WhileCounting, swapped
 
@@ -30,10 +31,14 @@ class StandInLeakError(RuntimeError):
     """A fake stand-in outlived its count, kept by state outside the counted call."""
 
 
+# Views whose fake kernel works out strides apart from ATen's
+_VIEWS = frozenset({torch.ops.aten.view.default, torch.ops.aten._unsafe_view.default})
+
+
 class CountFakeMode(FakeTensorMode):
-    """The fake mode of one count: its layer norm gradients take the CPU's layout (as
-    meta ones do, ``meta_as_cpu``), and it refuses work once its count is over, with an
-    error that says why."""
+    """The fake mode of one count: its layer norm gradients and some pointwise ops'
+    outputs take the CPU's layout (as meta ones do, ``meta_as_cpu``), its views ATen's
+    strides, and it refuses work once its count is over, with an error that says why."""
 
     counting = True
 
@@ -50,7 +55,26 @@ class CountFakeMode(FakeTensorMode):
         if func is torch.ops.aten.native_layer_norm_backward.default:
             with self:
                 return layer_norm_backward_as_cpu(out)
+        if func in ELEMENTWISE_LAYOUT_OPS:
+            with self:
+                return elementwise_as_cpu(out, args)
+        if func in _VIEWS:
+            return self._view_as_aten(func, types, args, out)
         return out
+
+    def _view_as_aten(self, func: Any, types: Any, args: Any, out: torch.Tensor) -> Any:
+        """A view with ATen's strides: the fake one's can differ for a dimension of
+        size 1 (RADIO's resized position table: ``(12544, 1, 64)`` where ATen gives
+        ``(64, 1, 64)``), which decides the layout a later kernel picks."""
+        base = args[0]
+        if base.layout is not torch.strided or base.is_nested:
+            return out
+        probe = torch.empty_strided(base.shape, base.stride(), dtype=base.dtype, device="meta")
+        strides = func(probe, *args[1:]).stride()
+        if out.stride() == strides:
+            return out
+        restrided = (base, out.shape, strides, out.storage_offset())
+        return super().__torch_dispatch__(torch.ops.aten.as_strided.default, types, restrided)
 
 
 def convertible_fake_parameters() -> AbstractContextManager[None]:
@@ -84,46 +108,75 @@ _SWAP_FORGETS = WhileCounting(_swap_forgets)
 
 @contextmanager
 def kept_tensors_stay_on_the_cpu() -> Iterator[None]:
-    """While active on this thread, ``tensor.to(device)`` of a CPU tensor to the meta
-    device goes to the CPU instead: for meta stand-ins of a call whose tensors were all
-    on the CPU.
+    """While active on this thread, ``tensor.to(device)`` between the CPU and the meta
+    device stays on the tensor's own device: for meta stand-ins of a call whose tensors
+    were all on the CPU.
 
     There the meta device stands for the CPU, and kept tensors are real CPU tensors. A
-    call that moves its mask to its parameters' device (``mask.to(weight.device)``)
-    moves nothing in the real run, where ``.to`` returns a tensor already there; on meta
-    it copied, and counted that copy's bytes (Bloom, Gemma 3, Mamba). A cast still
-    copies, on the CPU, as the real run does; so does a copy asked for (``copy=True``).
+    call that moves its mask to its parameters' device (``mask.to(weight.device)``), or
+    a stand-in to a kept tensor's (``mask.to(result.device)`` in transformers' mask
+    functions, GIT), moves nothing in the real run, where ``.to`` returns a tensor
+    already there; on meta it copied, and counted that copy's bytes (Bloom, Gemma 3,
+    Mamba, GIT). A cast still copies, on the tensor's device, as the real run does; so
+    does a copy asked for (``copy=True``). ``.cpu()`` of a stand-in stays too, and a
+    number set into a stand-in (``mask[:, :n] = 0``) comes from the CPU.
     """
     with _TO_REDIRECTABLE.held(), swapped(_kept_on_cpu, "on", True):
         yield
 
 
-_kept_on_cpu = threading.local()  # .on: this thread's .to(meta) of CPU tensors stays
+_kept_on_cpu = threading.local()  # .on: this thread's .to() between CPU and meta stays
+_STANDS_FOR_EACH_OTHER = ("cpu", "meta")
 
 
 def _redirectable_to(undo: ExitStack) -> None:
     original = torch.Tensor.to
 
     def to(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-        if getattr(_kept_on_cpu, "on", False) and tensor.device.type == "cpu":
+        here = tensor.device.type
+        if getattr(_kept_on_cpu, "on", False) and here in _STANDS_FOR_EACH_OTHER:
             try:
                 device, dtype, non_blocking, memory_format = torch._C._nn._parse_to(*args, **kwargs)
             except (RuntimeError, TypeError):  # copy= given (or bad arguments): as asked
                 return original(tensor, *args, **kwargs)
-            if device is not None and device.type == "meta":
+            if device is not None and device.type in _STANDS_FOR_EACH_OTHER:
                 return original(
                     tensor,
-                    device=torch.device("cpu"),
+                    device=torch.device(here),
                     dtype=dtype,
                     non_blocking=non_blocking,
                     memory_format=memory_format or torch.preserve_format,
                 )
         return original(tensor, *args, **kwargs)
 
+    original_cpu = torch.Tensor.cpu
+
+    def cpu(
+        tensor: torch.Tensor, memory_format: torch.memory_format = torch.preserve_format
+    ) -> Any:
+        if getattr(_kept_on_cpu, "on", False) and tensor.device.type == "meta":
+            return original(tensor, memory_format=memory_format)
+        return original_cpu(tensor, memory_format=memory_format)
+
+    original_setitem = torch.Tensor.__setitem__
+
+    def setitem(tensor: torch.Tensor, key: Any, value: Any) -> None:
+        if (
+            getattr(_kept_on_cpu, "on", False)
+            and tensor.device.type == "meta"
+            and isinstance(value, (bool, int, float))
+        ):
+            # As the CPU's (and CUDA's) indexing does: a number becomes a CPU scalar,
+            # which fills (aten.fill_), where one made on meta was copied (ViTMAE).
+            value = torch.tensor(value, dtype=tensor.dtype)
+        original_setitem(tensor, key, value)
+
     undo.enter_context(swapped(torch.Tensor, "to", to))
+    undo.enter_context(swapped(torch.Tensor, "cpu", cpu))
+    undo.enter_context(swapped(torch.Tensor, "__setitem__", setitem))
 
 
-# Tensor.to is one for all threads: patched while any thread's meta count needs it
+# Tensor.to and .cpu are one for all threads: patched while any thread's meta count needs it
 _TO_REDIRECTABLE = WhileCounting(_redirectable_to)
 
 
