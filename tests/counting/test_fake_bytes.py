@@ -8,11 +8,12 @@ plain torch:
   dimension of size 1 another stride than aten's ``view`` (every device's). That
   stride moves no data, but ``suggest_memory_format`` reads it, so a later kernel
   picked channels last and a copy disappeared (YOLOS, PVT, RADIO).
-* Autograd regenerates the ``grad_fn`` of a view modified in place by replaying its
-  view ops when the tensor is a Python subclass, as a fake tensor is, and by
-  ``as_strided`` on every device: a replayed view's backward is free where
-  ``AsStridedBackward0`` zero-fills the base's storage and copies the gradient into
-  it (RoCBERT, LongT5, Funnel, LED, Longformer).
+* Autograd rebuilds the ``grad_fn`` of a view modified in place by replaying its
+  view ops when the tensor is a Python subclass, as a fake tensor is, and with
+  ``as_strided`` on CPU and CUDA: ``AsStridedBackward0`` zero-fills the base's
+  storage and copies the gradient into it, where the replayed ops' gradients move
+  other bytes (a view's none, a slice's its own zero-fill): RoCBERT, LongT5, Funnel,
+  LED, Longformer. No fix yet (docs/counter.md says so).
 """
 
 from __future__ import annotations
