@@ -7,13 +7,15 @@ plain torch:
 * A fake ``view`` took its strides from torch's Python reference, which gives a
   dimension of size 1 another stride than aten's ``view`` (every device's). That
   stride moves no data, but ``suggest_memory_format`` reads it, so a later kernel
-  picked channels last and a copy disappeared (YOLOS, PVT, RADIO).
+  picked channels last and a copy disappeared (YOLOS, PVT, RADIO). Fixed: fake
+  views take aten's strides (``counting/stand_ins.py``).
 * Autograd rebuilds the ``grad_fn`` of a view modified in place by replaying its
   view ops when the tensor is a Python subclass, as a fake tensor is, and with
   ``as_strided`` on CPU and CUDA: ``AsStridedBackward0`` zero-fills the base's
   storage and copies the gradient into it, where the replayed ops' gradients move
   other bytes (a view's none, a slice's its own zero-fill): RoCBERT, LongT5, Funnel,
-  LED, Longformer. No fix yet (docs/counter.md says so).
+  LED, Longformer. A limit (docs/zoo.md); the fake side's bytes are pinned in
+  ``test_stand_ins.py``, the CPU's and meta's here.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import pytest
 import torch
 import torch.nn.functional as F
 
@@ -45,11 +46,6 @@ def upsampled_tokens(tokens: torch.Tensor) -> torch.Tensor:
     return upsampled.flatten(2).transpose(1, 2).contiguous()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a fake view's size-1 strides come from torch._refs, not aten: "
-    "the fix in counting/stand_ins.py is in the zoo-fake report (/tmp/fake_fix.patch)",
-)
 def test_a_fake_view_has_atens_strides_so_a_later_kernel_picks_the_same_layout() -> None:
     tokens = torch.randn(1, 6, 4)
     # aten's view gives the size-1 batch dimension stride 4; torch._refs gives 24, and
@@ -94,17 +90,3 @@ def test_a_view_modified_in_place_moves_as_strided_backwards_bytes_on_cpu_and_me
     }  # fmt: skip
     assert cpu.bytes_accessed == 660
     assert pytest_flops.count(add_into_a_view, weight, inputs, device="meta") == cpu
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="autograd replays the view ops of a Python subclass (FakeTensor) instead of "
-    "as_strided, so a fake step skips AsStridedBackward0's zero-fill and copy (100 B here)",
-)
-def test_a_view_modified_in_place_moves_as_strided_backwards_bytes_on_fake() -> None:
-    weight, inputs = torch.randn(4, 4, requires_grad=True), torch.randn(2, 4)
-    cpu = on_cpu(add_into_a_view, weight, inputs)
-    # on fake, the view's gradient is a free ViewBackward0, so new_zeros (36) and the
-    # copy into its storage (36) are missing, and CopySlices copies the 4 B expanded
-    # gradient instead of the 32 B one: copy_ 100 where the CPU moves 164
-    assert pytest_flops.count(add_into_a_view, weight, inputs, device="fake") == cpu
