@@ -66,6 +66,19 @@ def test_views_detach_and_allocations_move_nothing() -> None:
     assert measured.bytes_by_op == {}
 
 
+def test_a_factory_shaped_like_a_tensor_writes_its_output_and_reads_nothing() -> None:
+    x = torch.randn(1000)
+    measured = measure(
+        lambda: (x.new_zeros(10), x.new_full((10,), 2.0), torch.ones_like(x), torch.randn_like(x))
+    )
+    # fp32: new_zeros and new_full write 10 values (40 B each), ones_like and randn_like
+    # 1,000 (4,000 B each); none reads x's 4,000 bytes: they take its shape, dtype, device
+    assert measured.bytes_by_op == {
+        "aten.new_zeros": 40, "aten.new_full": 40, "aten.ones_like": 4_000,
+        "aten.randn_like": 4_000,
+    }  # fmt: skip
+
+
 def test_a_broadcast_dimension_is_read_once() -> None:
     a, row = torch.randn(64, 128), torch.randn(128)
     measured = measure(lambda: a + row.expand(64, 128))
@@ -91,6 +104,7 @@ def test_a_nested_tensor_moves_its_packed_values(layout: torch.layout) -> None:
     assert measure(lambda: transposed * 2).bytes_accessed == 144
 
 
+@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta state")
 @pytest.mark.parametrize("to_sparse", [torch.Tensor.to_sparse, torch.Tensor.to_sparse_csr])
 def test_a_sparse_operand_moves_no_counted_bytes(to_sparse: Callable[..., torch.Tensor]) -> None:
     sparse, dense = to_sparse(torch.eye(3)), torch.ones(3, 2)
@@ -156,8 +170,8 @@ def test_a_bf16_train_step_splits_bytes_into_forward_and_backward_per_row() -> N
     x = torch.randn(64, 128, dtype=BF16)
     measured = measure(lambda: linear(x).sum().backward())
     # forward: addmm 28,736; sum reads 64*32*2 = 4,096 and writes 2; backward() makes
-    # its seed with ones_like (reads and writes the 2-byte scalar) before the engine runs
-    assert measured.modules["Global"].bytes_forward == 28_736 + 4_098 + 4
+    # its seed with ones_like (writes a 2-byte scalar; reads nothing) before the engine
+    assert measured.modules["Global"].bytes_forward == 28_736 + 4_098 + 2
     # backward: the grad of the sum is the scalar expanded (stride 0: 2 bytes);
     # grad W = gradᵀ @ x reads 2 + 16,384 and writes 32*128*2 = 8,192;
     # grad bias = sum over the batch reads 2 and writes 32*2 = 64

@@ -78,15 +78,15 @@ def test_a_view_modified_in_place_moves_as_strided_backwards_bytes_on_cpu_and_me
     #   weight's gradient) reads the 4x2 transposed inputs and the 2x4 gradient, writes
     #   4x4: (8 + 8 + 16) x 4 = 128. 256 in all.
     # add_: reads the view and the inputs, writes the view: 3 x 32 = 96.
-    # sum: reads 32, writes 4: 36. ones_like (the seed): reads 4, writes 4: 8.
-    # AsStridedBackward0: new_zeros of the base's 8 elements (reads its 4 B argument,
-    #   writes 32): 36; then copies the gradient into it: 4 + 32 = 36.
+    # sum: reads 32, writes 4: 36. ones_like (the seed): writes 4, reads nothing.
+    # AsStridedBackward0: new_zeros of the base's 8 elements (writes 32; it takes only
+    #   its argument's shape): 32; then copies the gradient into it: 4 + 32 = 36.
     # CopySlices: copies that 2x4 gradient into a fresh base: 32 + 32 = 64; clones the
     #   view's slice: 32 + 32 = 64; copies the add's gradient back into it: 64.
     # copy_: 36 + 64 + 64 = 164.
     assert dict(cpu.bytes_by_op) == {
-        "aten.mm": 256, "aten.add_": 96, "aten.sum": 36, "aten.ones_like": 8,
-        "aten.new_zeros": 36, "aten.copy_": 164, "aten.clone": 64,
+        "aten.mm": 256, "aten.add_": 96, "aten.sum": 36, "aten.ones_like": 4,
+        "aten.new_zeros": 32, "aten.copy_": 164, "aten.clone": 64,
     }  # fmt: skip
-    assert cpu.bytes_accessed == 660
+    assert cpu.bytes_accessed == 652
     assert pytest_flops.count(add_into_a_view, weight, inputs, device="meta") == cpu

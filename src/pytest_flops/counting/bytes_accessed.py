@@ -10,6 +10,8 @@ The rules, for every op the counter runs (communication is counted apart):
   (``empty*``) whose memory nothing has touched yet.
 * An in-place op reads its inputs and writes ``self``; an ``out=`` tensor is
   written, not read.
+* A factory shaped like a tensor (``ones_like``, ``new_zeros``...) writes its
+  output and reads nothing: it takes only the tensor's shape, dtype and device.
 
 Sizes come from shapes and dtypes only, so meta and fake tensors count what
 the device would move. It is eager, unfused traffic: each op goes to memory
@@ -62,6 +64,22 @@ _FREE_NAMESPACES = frozenset({"prim", "_c10d_functional", "_c10d_functional_auto
 
 # In-place ops that overwrite ``self`` without reading it.
 _OVERWRITE_PACKETS = frozenset({_aten.copy_, _aten.fill_, _aten.zero_})
+
+# Factories that take their shape, dtype and device from ``self`` (argument 0) and
+# never read its data: they write their output only.
+_SHAPED_LIKE_SELF = frozenset(
+    {
+        _aten.zeros_like,
+        _aten.ones_like,
+        _aten.full_like,
+        _aten.rand_like,
+        _aten.randn_like,
+        _aten.randint_like,
+        _aten.new_zeros,
+        _aten.new_ones,
+        _aten.new_full,
+    }
+)
 
 # Outputs whose size is the backend's choice, left out so that an op moves the same
 # bytes on every device (and on meta): a fused RNN kernel's training workspace (read
@@ -162,7 +180,8 @@ def byte_rule(op: OpOverload) -> ByteRule:
         skipped_args=frozenset(
             i for i, arg in enumerate(schema.arguments) if arg.name in _WORKSPACE_ARGS
         )
-        | _BACKEND_ARGS.get(op, frozenset()),
+        | _BACKEND_ARGS.get(op, frozenset())
+        | (frozenset({0}) if op._overloadpacket in _SHAPED_LIKE_SELF else frozenset()),
         written_when=flag,
         output_mask=next(
             (i for i, arg in enumerate(schema.arguments) if arg.name == "output_mask"), None
