@@ -193,9 +193,8 @@ def plain_bytes(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> int:
     """The bytes one call of an op with a :attr:`ByteRule.plain` rule reads and writes:
     each distinct tensor among its arguments and outputs once."""
     # Most calls a counter sees come here with a few tensor arguments and one output:
-    # their ids are kept in a list (a set costs more for so few), and a contiguous
-    # tensor's size is read in place. Lists of tensors, keyword arguments and other
-    # outputs take the general path.
+    # their ids are kept in a list (a set costs more for so few). Lists of tensors,
+    # keyword arguments and other outputs take the general path.
     if kwargs or not isinstance(out, Tensor):
         return bytes_accessed(GENERIC, args, kwargs, out)
     seen: list[int] = []
@@ -204,16 +203,12 @@ def plain_bytes(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> int:
         if isinstance(arg, Tensor):
             if id(arg) not in seen:
                 seen.append(id(arg))
-                contiguous = arg.layout is _STRIDED and arg.is_contiguous()
-                total += arg.nbytes if contiguous else tensor_bytes(arg)
+                total += tensor_bytes(arg)
         elif isinstance(arg, (list, tuple)):  # dimensions, sizes; or tensors
             for item in arg:
                 if isinstance(item, Tensor):
                     return bytes_accessed(GENERIC, args, kwargs, out)
-    if id(out) in seen:
-        return total
-    contiguous = out.layout is _STRIDED and out.is_contiguous()
-    return total + (out.nbytes if contiguous else tensor_bytes(out))
+    return total if id(out) in seen else total + tensor_bytes(out)
 
 
 def bytes_accessed(rule: ByteRule, args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> int:
