@@ -69,6 +69,8 @@ class CountFakeMode(FakeTensorMode):
         base = args[0]
         if base.layout is not torch.strided or base.is_nested:
             return out
+        if min(out.shape, default=0) > 1:
+            return out  # a dimension's stride is its elements' distance: only size 0 or 1 is free
         probe = torch.empty_strided(base.shape, base.stride(), dtype=base.dtype, device="meta")
         strides = func(probe, *args[1:]).stride()
         if out.stride() == strides:
