@@ -348,3 +348,50 @@ def test_the_page_writes_amounts_as_the_terminal_report_does(opened: Browser) ->
     shown = opened.execute_script("return arguments[0].map((n) => short(n));", amounts)
     assert shown == [format_flops(n) for n in amounts]
     assert shown[amounts.index(130_023_424)] == "130 MFLOP"
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("restored_precisions")
+def test_the_page_names_the_precision_of_a_point_where_it_changed(
+    browser: Browser,  # noqa: F811
+    repo: Repo,
+    tmp_path: Path,
+) -> None:
+    path = "t/__flops__/test_fc.py/test_fc.flops.json"
+    for day, message in ((1, "fc"), (2, "tf32")):
+        if day == 2:
+            torch.backends.cuda.matmul.fp32_precision = "tf32"
+        snapshot = FlopsSnapshot(
+            test="test_fc", depth=3, measurements={"default": counted_linear()}
+        )
+        repo.write(path, snapshot.to_text())
+        repo.commit(message, day=day)
+    out = tmp_path / "history.html"
+    assert flops_cli(repo.root, "history", "--html", str(out)).returncode == 0
+    browser.get(out.as_uri())
+    dots = points(browser, "t/test_fc.py::test_fc")
+    titles = {
+        dot.get_attribute("data-commit")[:7]: dot.find_element("css selector", "title")
+        .get_attribute("textContent")
+        .splitlines()[1:]
+        for dot in dots
+        if dot.get_attribute("data-line") == "forward"
+    }
+    # 48 FLOP of addmm (see counted_linear), 116 B, in fp32 then in TF32: each point
+    # names its precision, as the precision changed (a series in one precision alone
+    # does not list it: the total says it, see the test above)
+    assert titles == {
+        repo.short("HEAD~1"): [
+            "added",
+            "total 48 FLOP",
+            "forward 48 FLOP, backward 0 FLOP",
+            "bytes_accessed 116 B",
+            "FLOPs at fp32 48 FLOP",
+        ],
+        repo.short("HEAD"): [
+            "total 48 FLOP, 0",
+            "forward 48 FLOP, backward 0 FLOP",
+            "bytes_accessed 116 B",
+            "FLOPs at tf32 48 FLOP",
+        ],
+    }

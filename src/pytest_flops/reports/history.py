@@ -16,6 +16,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.resources import files
+from typing import Any
 
 from pytest_flops.measurement import DEFAULT_NAME, relative_text
 from pytest_flops.reports.diff import file_and_test, one_precision, quantities, unit_of
@@ -228,24 +229,7 @@ def _change_text(previous: Mapping[str, int] | None, point: Point) -> str:
 def history_html(series: Sequence[Series], *, where: str) -> str:
     """One page that loads nothing: a line chart per series, drawn by ``assets/history.js``."""
     assets = files("pytest_flops.reports") / "assets"
-    data = [
-        {
-            "test": one.test,
-            "name": one.name,
-            "points": [
-                {
-                    "commit": point.commit.sha,
-                    "short": point.commit.short,
-                    "date": point.commit.date,
-                    "subject": point.commit.subject,
-                    "note": point.note,
-                    "counts": None if point.counts is None else _shown(point.counts),
-                }
-                for point in one.points
-            ],
-        }
-        for one in series
-    ]
+    data = [_series_data(one) for one in series]
     parts = {
         "@TITLE@": html.escape(f"FLOPs history: {len(series)} measurement(s) of {where}"),
         "@STYLE@": (assets / "history.css").read_text(encoding="utf-8"),
@@ -260,8 +244,26 @@ def history_html(series: Sequence[Series], *, where: str) -> str:
     return page
 
 
-def _shown(counts: Mapping[str, int]) -> dict[str, int]:
-    """A point's numbers as the page lists them: without FLOPs at a precision that holds
-    all of them."""
-    lone = one_precision(counts)
-    return {name: n for name, n in counts.items() if name != lone}
+def _series_data(series: Series) -> dict[str, Any]:
+    """One series as the page reads it. FLOPs at a precision that hold all of them at
+    every point are left out (the total says it); where the precision changed, every
+    point lists its own."""
+    held = {one_precision(point.counts) for point in series.points if point.counts is not None}
+    same = held.pop() if len(held) == 1 else None
+    return {
+        "test": series.test,
+        "name": series.name,
+        "points": [
+            {
+                "commit": point.commit.sha,
+                "short": point.commit.short,
+                "date": point.commit.date,
+                "subject": point.commit.subject,
+                "note": point.note,
+                "counts": None
+                if point.counts is None
+                else {name: n for name, n in point.counts.items() if name != same},
+            }
+            for point in series.points
+        ],
+    }
