@@ -19,7 +19,7 @@ import yaml
 
 from pytest_flops.measurement import Measurement
 from pytest_flops.reports.diff import Comparison, Revision, measurement_change, quantities
-from pytest_flops.reports.diff_render import diff_json, diff_lines
+from pytest_flops.reports.diff_render import diff_json, diff_lines, diff_markdown
 from pytest_flops.snapshots.format import FlopsSnapshot
 from tests.reports.git_repos import (
     EXAMPLES,
@@ -568,13 +568,23 @@ def test_the_ci_recipe_posts_the_pull_request_s_flop_changes(
 # -- what moved where FLOPs held --------------------------------------------------------
 
 
-def _diff_text(before: Measurement, after: Measurement) -> list[str]:
+def _one_change(before: Measurement, after: Measurement) -> Comparison:
+    """``t.py::test_fc`` counted ``before`` and then ``after``, in one working tree."""
     change = measurement_change("t.py::test_fc", "default", before, after)
     revision = Revision(ref="working tree", commit=None)
-    comparison = Comparison(
+    return Comparison(
         base=revision, head=revision, changed=(change,), added=(), removed=(), unchanged=0
     )
-    return diff_lines(comparison)[3:]
+
+
+def _diff_text(before: Measurement, after: Measurement) -> list[str]:
+    return diff_lines(_one_change(before, after))[3:]
+
+
+def _comment_details(before: Measurement, after: Measurement) -> list[str]:
+    """The pull-request comment's collapsed section of the one changed test."""
+    lines = diff_markdown(_one_change(before, after)).splitlines()
+    return lines[lines.index("<details>") :]
 
 
 @pytest.mark.usefixtures("restored_precisions")
@@ -616,12 +626,7 @@ def test_a_change_of_bytes_alone_is_shown_with_where_it_starts() -> None:
 
 
 def test_the_json_names_the_precisions_and_bytes_that_moved() -> None:
-    before, after = counted_linear(), counted_linear(copied_input=True)
-    change = measurement_change("t.py::test_fc", "default", before, after)
-    revision = Revision(ref="working tree", commit=None)
-    comparison = Comparison(
-        base=revision, head=revision, changed=(change,), added=(), removed=(), unchanged=0
-    )
+    comparison = _one_change(counted_linear(), counted_linear(copied_input=True))
     (changed,) = json.loads(diff_json(comparison))["changed"]
     assert changed["origins"] == [
         {
@@ -632,4 +637,57 @@ def test_the_json_names_the_precisions_and_bytes_that_moved() -> None:
             "precisions": {},
             "bytes_accessed": {"aten.clone": 64},
         }
+    ]
+
+
+@pytest.mark.usefixtures("restored_precisions")
+def test_the_comment_shows_a_change_of_precision_alone() -> None:
+    before = counted_linear()
+    torch.backends.cuda.matmul.fp32_precision = "tf32"
+    after = counted_linear()
+    # the 48 FLOP addmm of the test above, moved from fp32 to TF32; its 116 B held
+    assert _comment_details(before, after) == [
+        "<details>",
+        "<summary><code>t.py::test_fc</code>: 0%</summary>",
+        "",
+        "|  | before | after | change | % |",
+        "|---|---:|---:|---:|---:|",
+        "| total | 48 FLOP | 48 FLOP | 0 | 0% |",
+        "| forward | 48 FLOP | 48 FLOP | 0 | 0% |",
+        "| backward | 0 FLOP | 0 FLOP | 0 | 0% |",
+        "| bytes_accessed | 116 B | 116 B | 0 | 0% |",
+        "| FLOPs at fp32 | 48 FLOP | - | -48 FLOP | - |",
+        "| FLOPs at tf32 | - | 48 FLOP | +48 FLOP | - |",
+        "",
+        "Where it starts (own FLOPs: a module's minus its children's):",
+        "",
+        "| module | before | after | change | operators |",
+        "|---|---:|---:|---:|---|",
+        "| `_CopyingLinear.fc` | 48 FLOP | 48 FLOP | 0 |"
+        " aten.addmm at fp32 -48 FLOP, aten.addmm at tf32 +48 FLOP |",
+        "",
+        "</details>",
+    ]
+
+
+def test_the_comment_shows_a_change_of_bytes_alone() -> None:
+    # the 64 B input copy of the test above, in _CopyingLinear itself
+    assert _comment_details(counted_linear(), counted_linear(copied_input=True)) == [
+        "<details>",
+        "<summary><code>t.py::test_fc</code>: 0%</summary>",
+        "",
+        "|  | before | after | change | % |",
+        "|---|---:|---:|---:|---:|",
+        "| total | 48 FLOP | 48 FLOP | 0 | 0% |",
+        "| forward | 48 FLOP | 48 FLOP | 0 | 0% |",
+        "| backward | 0 FLOP | 0 FLOP | 0 | 0% |",
+        "| bytes_accessed | 116 B | 180 B | +64 B | +55.17% |",
+        "",
+        "Where it starts (own FLOPs: a module's minus its children's):",
+        "",
+        "| module | before | after | change | operators |",
+        "|---|---:|---:|---:|---|",
+        "| `_CopyingLinear` | 0 FLOP | 0 FLOP | 0 | aten.clone +64 B |",
+        "",
+        "</details>",
     ]
