@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from pytest_flops import Measurement, ModuleFlops, Traffic, World
 from pytest_flops.codec import Number, Tolerance, numbers, own_numbers
 from pytest_flops.measurement import BYTES_ACCESSED, FLOP, DiffRow
-from pytest_flops.plugin import messages
+from pytest_flops.plugin import diagnoses
 from pytest_flops.snapshots.format import FlopsSnapshot
 
 # Linear(16, 4) on an (8, 16) bf16 input, forward: addmm 2*8*16*4 = 1,024 FLOP (the bias add
@@ -119,7 +119,7 @@ def test_an_op_that_starts_running_is_a_change_at_zero_flops_and_the_failure_nam
     # a module row that appears with nothing counted is no change
     empty = Measurement(modules={**before.modules, "Net.act": ModuleFlops()})
     assert before.diff(empty).moved == ()
-    failure = messages.mismatch(
+    failure = diagnoses.mismatch(
         "t.py::test_net", "loc", snapshot(before), snapshot(after), {"default"}
     )
     assert failure.splitlines()[4:8] == [
@@ -139,7 +139,7 @@ def test_a_precision_change_deep_in_a_model_names_the_rows_that_only_sum_it() ->
     )
     before = Measurement(modules={"Global": fp32, "Net": fp32, "Net.fc": fp32})
     after = Measurement(modules={"Global": tf32, "Net": tf32, "Net.fc": tf32})
-    failure = messages.mismatch(
+    failure = diagnoses.mismatch(
         "t.py::test_net", "loc", snapshot(before), snapshot(after), {"default"}
     )
     assert failure.splitlines()[0] == (
@@ -213,7 +213,7 @@ def test_the_failure_lists_calls_with_no_formula_that_moved_those_still_running_
     fc = ModuleFlops(forward=100, by_op={"aten.mm": 100})
     before = Measurement(modules={"Global": fc}, unsupported={"aten.nonzero": 1, "aten.unique": 2})
     after = Measurement(modules={"Global": fc}, unsupported={"aten.nonzero": 3, "aten.bincount": 1})
-    failure = messages.mismatch(
+    failure = diagnoses.mismatch(
         "t.py::test_net", "loc", snapshot(before), snapshot(after), {"default"}
     )
     assert failure.splitlines()[4:9] == [

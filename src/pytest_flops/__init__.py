@@ -1,9 +1,8 @@
 """FLOP counts of PyTorch code as a regression-tested property.
 
-Importing the package imports no torch: pytest loads it at start-up as a
-plugin in every session. The names that need torch (``FlopCounterMode``,
-``Flops``, ``count``, ``register_flop_formula``, ``scoped_flop_formula``), and
-those that bring other modules along, are imported on first use.
+Importing the package imports nothing else: pytest loads it at start-up as a
+plugin in every session, and a session that measures nothing should not pay for
+torch or for the measurement layer. Every public name is imported on first use.
 """
 
 from __future__ import annotations
@@ -11,19 +10,18 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from pytest_flops.measurement import Measurement, ModuleFlops, Traffic, World
-from pytest_flops.reports.records import Status
-from pytest_flops.units import format_bytes, format_flops, parse_bytes, parse_flops
-from pytest_flops.validation import SnapshotFormatError
-
 if TYPE_CHECKING:
     from pytest_flops.counting.counter import FlopCounterMode
     from pytest_flops.counting.distributed import fake_world
     from pytest_flops.counting.dry_run import count
     from pytest_flops.counting.fixture import Flops
     from pytest_flops.counting.formulas import register_flop_formula, scoped_flop_formula
+    from pytest_flops.measurement import Measurement, ModuleFlops, Traffic, World
     from pytest_flops.plugin.syrupy_extension import FlopsSnapshotExtension
     from pytest_flops.plugin.testcase import FlopsTestCase
+    from pytest_flops.reports.records import Status
+    from pytest_flops.units import format_bytes, format_flops, parse_bytes, parse_flops
+    from pytest_flops.validation import SnapshotFormatError
 
 __version__ = "0.2.0"
 
@@ -50,6 +48,16 @@ __all__ = [
 ]
 
 _IMPORTED_ON_USE = {
+    "Measurement": "pytest_flops.measurement",
+    "ModuleFlops": "pytest_flops.measurement",
+    "Traffic": "pytest_flops.measurement",
+    "World": "pytest_flops.measurement",
+    "Status": "pytest_flops.reports.records",
+    "SnapshotFormatError": "pytest_flops.validation",
+    "format_bytes": "pytest_flops.units",
+    "format_flops": "pytest_flops.units",
+    "parse_bytes": "pytest_flops.units",
+    "parse_flops": "pytest_flops.units",
     "FlopCounterMode": "pytest_flops.counting.counter",
     "Flops": "pytest_flops.counting.fixture",
     "count": "pytest_flops.counting.dry_run",

@@ -25,7 +25,8 @@ from pytest_flops.reports.export import write_exports
 from pytest_flops.reports.git import WORKING_TREE, GitError, Repository
 from pytest_flops.reports.history import history, history_html, history_lines
 from pytest_flops.reports.merge import MergeError, merge_exports
-from pytest_flops.reports.terminal import STALE_SENTENCE, terminal_lines
+from pytest_flops.reports.terminal import terminal_lines
+from pytest_flops.snapshots.stale import STALE_SENTENCE
 from pytest_flops.validation import SnapshotFormatError
 
 MERGED, FAILED, BAD_INPUT = 0, 1, 2

@@ -19,18 +19,30 @@ import json
 import sys
 from pathlib import Path
 
-WATCHED = ("torch", "torch._dynamo", "pytest_flops.counting.counter")
-seen = {}
+WATCHED = {watched!r}
+seen = {{}}
 
 
 def pytest_runtest_logstart(nodeid, location):
-    seen.setdefault("first test", {name: name in sys.modules for name in WATCHED})
+    seen.setdefault("first test", {{name: name in sys.modules for name in WATCHED}})
 
 
 def pytest_sessionfinish(session):
-    seen["finish"] = {name: name in sys.modules for name in WATCHED}
+    seen["finish"] = {{name: name in sys.modules for name in WATCHED}}
     Path("modules.json").write_text(json.dumps(seen))
 """
+
+TORCH_AND_COUNTER = ("torch", "torch._dynamo", "pytest_flops.counting.counter")
+
+# What judges and reports measured tests: a session that measures nothing never needs it.
+MEASUREMENT_LAYER = (
+    "pytest_flops.measurement",
+    "pytest_flops.snapshots.format",
+    "pytest_flops.plugin.verdict",
+    "pytest_flops.plugin.diagnoses",
+    "pytest_flops.plugin.result",
+    "pytest_flops.reports.records",
+)
 
 PLAIN = """
 def test_plain():
@@ -66,8 +78,13 @@ def test_budget():
 """
 
 
-def imported(pytester: pytest.Pytester, suite: str, *args: str) -> dict[str, dict[str, bool]]:
-    pytester.makeconftest(CONFTEST)
+def imported(
+    pytester: pytest.Pytester,
+    suite: str,
+    *args: str,
+    watched: tuple[str, ...] = TORCH_AND_COUNTER,
+) -> dict[str, dict[str, bool]]:
+    pytester.makeconftest(CONFTEST.format(watched=watched))
     pytester.makepyfile(test_suite=suite)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
     assert result.ret == 0, result.outlines
@@ -108,7 +125,7 @@ def test_the_counter_is_imported_at_the_end_of_collection(
 
 
 def test_collect_only_imports_no_counter(pytester: pytest.Pytester) -> None:
-    pytester.makeconftest(CONFTEST)
+    pytester.makeconftest(CONFTEST.format(watched=TORCH_AND_COUNTER))
     pytester.makepyfile(test_suite=MEASURING)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--collect-only")
     assert result.ret == 0, result.outlines
@@ -120,3 +137,17 @@ def test_collect_only_imports_no_counter(pytester: pytest.Pytester) -> None:
 def test_deselecting_every_measuring_test_imports_no_counter(pytester: pytest.Pytester) -> None:
     seen = imported(pytester, MEASURING, "-k", "test_plain")
     assert seen["finish"]["pytest_flops.counting.counter"] is False
+
+
+def test_a_suite_that_uses_no_flop_feature_loads_no_measurement_layer(
+    pytester: pytest.Pytester,
+) -> None:
+    """Start-up is every pytest session's cost: the verdicts, the snapshot format and the
+    records load with the first measured test, or with an export that needs them."""
+    seen = imported(pytester, PLAIN, watched=MEASUREMENT_LAYER)
+    assert seen["finish"] == dict.fromkeys(MEASUREMENT_LAYER, False)
+
+
+def test_a_measured_test_loads_the_measurement_layer(pytester: pytest.Pytester) -> None:
+    seen = imported(pytester, MEASURING, "--flops-update", watched=MEASUREMENT_LAYER)
+    assert seen["finish"] == dict.fromkeys(MEASUREMENT_LAYER, True)

@@ -13,7 +13,8 @@ import pytest
 
 from pytest_flops.measurement import DEFAULT_NAME, GLOBAL, Measurement, ModuleFlops
 from pytest_flops.plugin import xdist
-from pytest_flops.plugin.attempt import Outcome, TestResult
+from pytest_flops.plugin.attempt import Outcome
+from pytest_flops.plugin.result import TestResult
 from pytest_flops.plugin.session import FlopsSession
 from pytest_flops.plugin.settings import Settings
 from pytest_flops.reports.records import MeasurementRecord, Status

@@ -1,33 +1,29 @@
-"""One measured test's plan and attempts, and what its last attempt came to.
+"""One measured test's plan and attempts, and the outcomes its last attempt can come to.
 
 :class:`ItemPlan` is what collection learned of a test (``item.stash[PLAN_KEY]``),
 :class:`Attempt` one run of it through setup, call and teardown
 (``item.stash[ATTEMPT_KEY]``; a rerun or a repeat starts a new one), and
-:class:`TestResult` the outcome of its last attempt, with its records: what
-the summary counts, the reports show and xdist workers send.
+:class:`Outcome` what its FLOP check came to. What the attempt measured, with its
+records, is :mod:`pytest_flops.plugin.result`'s.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_flops.measurement import Measurement
 from pytest_flops.plugin import marks
-from pytest_flops.plugin.verdict import Verdict
-from pytest_flops.reports.records import MeasurementRecord, Status
-from pytest_flops.snapshots.format import FlopsSnapshot
 
 if TYPE_CHECKING:
     from pytest_flops.counting.fixture import Flops
     from pytest_flops.plugin.baseline import Baseline
+    from pytest_flops.plugin.verdict import Verdict
 
-__all__ = ["ATTEMPT_KEY", "PLAN_KEY", "Attempt", "ItemPlan", "Outcome", "TestResult", "records"]
+__all__ = ["ATTEMPT_KEY", "PLAN_KEY", "Attempt", "ItemPlan", "Outcome"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,74 +79,3 @@ class Outcome(StrEnum):
     WRITTEN = "written"
     REMOVED = "removed"  # only --flops-prune removes, at the end: counted there
     NOT_COMPARED = "not compared (test failed)"
-
-
-@dataclass(frozen=True, kw_only=True)
-class TestResult:
-    """The last attempt of one measured test."""
-
-    __test__ = False  # not a test class, despite its name
-
-    outcome: Outcome
-    records: tuple[MeasurementRecord, ...]
-    devices: tuple[str, ...] = ()
-    legacy: bool = False  # its snapshot was read from the layout before 0.2
-    location: Path | None = None  # its snapshot file in the current layout
-    flops_only: tuple[str, ...] = ()  # measurements compared on FLOPs alone (Verdict's)
-
-    def pruned(self, names: frozenset[str] | None) -> TestResult:
-        """This result once ``--flops-prune`` removed its file (None) or ``names`` from it."""
-        return replace(
-            self,
-            records=tuple(
-                replace(record, status=Status.REMOVED)
-                if names is None or record.name in names
-                else record
-                for record in self.records
-            ),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "outcome": self.outcome.value,
-            "records": [record.to_dict() for record in self.records],
-            "devices": list(self.devices),
-            "legacy": self.legacy,
-            "location": None if self.location is None else str(self.location),
-            "flops_only": list(self.flops_only),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TestResult:
-        return cls(
-            outcome=Outcome(data["outcome"]),
-            records=tuple(
-                MeasurementRecord.from_dict(record, where="xdist payload")
-                for record in data["records"]
-            ),
-            devices=tuple(data["devices"]),
-            legacy=data["legacy"],
-            location=None if data["location"] is None else Path(data["location"]),
-            flops_only=tuple(data["flops_only"]),
-        )
-
-
-def records(
-    nodeid: str,
-    measurements: Mapping[str, Measurement],
-    baseline: FlopsSnapshot | None,
-    statuses: dict[str, Status],
-    budget: str | None,
-) -> tuple[MeasurementRecord, ...]:
-    stored = {} if baseline is None else baseline.measurements
-    return tuple(
-        MeasurementRecord(
-            nodeid=nodeid,
-            name=name,
-            measurement=measurement,
-            baseline=stored.get(name),
-            status=statuses[name],
-            budget=budget,
-        )
-        for name, measurement in measurements.items()
-    )

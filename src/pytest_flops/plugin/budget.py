@@ -5,9 +5,12 @@ checked against a measurement) and the comparison ``@pytest.mark.flops`` asks fo
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from pytest_flops.measurement import Measurement
 from pytest_flops.units import format_bytes, format_flops, format_pair, format_seconds
+
+if TYPE_CHECKING:
+    from pytest_flops.measurement import Measurement
 
 __all__ = ["Budget", "BudgetExceeded", "Comparison"]
 

@@ -1,4 +1,6 @@
-"""What one attempt of a measured test came to, once its teardown reported.
+"""What one attempt of a measured test came to, once its teardown reported: its
+:class:`TestResult`, with its records, as the summary counts them, the reports show them
+and xdist workers send them.
 
 The snapshot is written here, only if ``--flops-update`` asked for it and
 every phase passed; a write that fails fails the test, naming the path. A
@@ -8,24 +10,76 @@ snapshot is left alone.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_flops.plugin import messages
-from pytest_flops.plugin.attempt import Attempt, ItemPlan, Outcome, TestResult, records
+from pytest_flops.plugin.attempt import Attempt, ItemPlan, Outcome
 from pytest_flops.plugin.baseline import baseline_of
 from pytest_flops.plugin.settings import Settings
-from pytest_flops.reports.records import Status
+from pytest_flops.reports.records import MeasurementRecord, Status
 from pytest_flops.snapshots.format import FlopsSnapshot
 from pytest_flops.snapshots.store import SnapshotStore, snapshot_path
 
 if TYPE_CHECKING:
     from pytest_flops.counting.fixture import Flops
+    from pytest_flops.measurement import Measurement
 
-__all__ = ["result_of"]
+__all__ = ["TestResult", "result_of"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class TestResult:
+    """The last attempt of one measured test."""
+
+    __test__ = False  # not a test class, despite its name
+
+    outcome: Outcome
+    records: tuple[MeasurementRecord, ...]
+    devices: tuple[str, ...] = ()
+    legacy: bool = False  # its snapshot was read from the layout before 0.2
+    location: Path | None = None  # its snapshot file in the current layout
+    flops_only: tuple[str, ...] = ()  # measurements compared on FLOPs alone (Verdict's)
+
+    def pruned(self, names: frozenset[str] | None) -> TestResult:
+        """This result once ``--flops-prune`` removed its file (None) or ``names`` from it."""
+        return replace(
+            self,
+            records=tuple(
+                replace(record, status=Status.REMOVED)
+                if names is None or record.name in names
+                else record
+                for record in self.records
+            ),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "outcome": self.outcome.value,
+            "records": [record.to_dict() for record in self.records],
+            "devices": list(self.devices),
+            "legacy": self.legacy,
+            "location": None if self.location is None else str(self.location),
+            "flops_only": list(self.flops_only),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TestResult:
+        return cls(
+            outcome=Outcome(data["outcome"]),
+            records=tuple(
+                MeasurementRecord.from_dict(record, where="xdist payload")
+                for record in data["records"]
+            ),
+            devices=tuple(data["devices"]),
+            legacy=data["legacy"],
+            location=None if data["location"] is None else Path(data["location"]),
+            flops_only=tuple(data["flops_only"]),
+        )
 
 
 def result_of(
@@ -75,7 +129,7 @@ def result_of(
             statuses = dict.fromkeys(statuses, Status.NOT_WRITTEN)
     return TestResult(
         outcome=outcome,
-        records=records(
+        records=_records(
             item.nodeid, verdict.measurements, verdict.baseline, statuses, verdict.budget
         ),
         devices=devices,
@@ -102,7 +156,7 @@ def _not_compared(
     measurements = baseline.current(plan, fixture).measurements
     return TestResult(
         outcome=Outcome.NOT_COMPARED,
-        records=records(
+        records=_records(
             item.nodeid,
             measurements,
             stored if isinstance(stored, FlopsSnapshot) else None,
@@ -112,4 +166,25 @@ def _not_compared(
         devices=devices,
         legacy=baseline.found.legacy,
         location=snapshot_path(plan.test_file, plan.name),
+    )
+
+
+def _records(
+    nodeid: str,
+    measurements: Mapping[str, Measurement],
+    baseline: FlopsSnapshot | None,
+    statuses: dict[str, Status],
+    budget: str | None,
+) -> tuple[MeasurementRecord, ...]:
+    stored = {} if baseline is None else baseline.measurements
+    return tuple(
+        MeasurementRecord(
+            nodeid=nodeid,
+            name=name,
+            measurement=measurement,
+            baseline=stored.get(name),
+            status=statuses[name],
+            budget=budget,
+        )
+        for name, measurement in measurements.items()
     )

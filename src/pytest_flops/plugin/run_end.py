@@ -12,14 +12,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pytest_flops.plugin import messages
-from pytest_flops.plugin.attempt import Outcome, TestResult
+from pytest_flops.plugin.attempt import Outcome
 from pytest_flops.plugin.settings import Settings
-from pytest_flops.reports.records import MeasurementRecord
 from pytest_flops.snapshots.run_record import RunRecord
 from pytest_flops.snapshots.stale import StaleSnapshot, evidence, prune, stale_snapshots
 from pytest_flops.snapshots.store import SnapshotStore
+
+if TYPE_CHECKING:
+    from pytest_flops.plugin.result import TestResult
+    from pytest_flops.reports.records import MeasurementRecord
 
 __all__ = ["RunEnd", "summary_lines", "write_exports"]
 
@@ -103,7 +107,7 @@ def summary_lines(
         legacy=sum(result.legacy for result in results),
         moved=moved,
         flops_only=sorted(
-            messages.measurement_label(record.nodeid, record.name)
+            record.label
             for result in results
             for record in result.records
             if record.name in result.flops_only

@@ -40,17 +40,16 @@ from typing import TYPE_CHECKING
 import pytest
 
 from pytest_flops.plugin import messages, recording, selection
-from pytest_flops.plugin.attempt import ATTEMPT_KEY, PLAN_KEY, Attempt, ItemPlan, TestResult
-from pytest_flops.plugin.baseline import judge_attempt
-from pytest_flops.plugin.result import result_of
+from pytest_flops.plugin.attempt import ATTEMPT_KEY, PLAN_KEY, Attempt, ItemPlan
 from pytest_flops.plugin.run_end import RunEnd, summary_lines, write_exports
 from pytest_flops.plugin.settings import Settings
-from pytest_flops.reports.records import MeasurementRecord
 from pytest_flops.snapshots.run_record import RunRecord
 from pytest_flops.snapshots.store import SnapshotStore
 
 if TYPE_CHECKING:
     from pytest_flops.counting.fixture import Flops
+    from pytest_flops.plugin.result import TestResult
+    from pytest_flops.reports.records import MeasurementRecord
 
 
 @dataclass(kw_only=True)
@@ -160,7 +159,10 @@ class FlopsSession:
             attempt.passed &= not report.failed
             attempt.partial |= report.skipped
             return
-        if report.when == "call" and ok and attempt.passed:
+        if report.when == "call" and ok and attempt.passed and attempt.counted is not None:
+            # the verdict and the measurement layer load with the first test that counted
+            from pytest_flops.plugin.baseline import judge_attempt
+
             attempt.verdict = judge_attempt(
                 item.nodeid,
                 plan,
@@ -187,6 +189,11 @@ class FlopsSession:
             self.idle.add(item.nodeid)
         else:
             self.idle.discard(item.nodeid)  # a rerun that measured
+        if attempt.counted is None:  # it measured nothing: no result
+            self.results.pop(item.nodeid, None)
+            return
+        from pytest_flops.plugin.result import result_of  # loads with the first test that counted
+
         result = result_of(
             item, plan, attempt, report, settings=self.settings, store=self.store, shown=self._shown
         )

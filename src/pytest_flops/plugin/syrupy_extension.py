@@ -29,7 +29,7 @@ from typing import Any
 from syrupy.extensions.single_file import SingleFileSnapshotExtension
 
 from pytest_flops.measurement import DEFAULT_NAME, Measurement
-from pytest_flops.plugin import messages
+from pytest_flops.plugin import diagnoses
 from pytest_flops.snapshots.format import FlopsSnapshot, comparable, document_text, read_document
 from pytest_flops.snapshots.store import FILE_SUFFIX
 from pytest_flops.validation import SnapshotFormatError
@@ -86,7 +86,7 @@ class FlopsSnapshotExtension(SingleFileSnapshotExtension):
             for name in before.keys() | after.keys()
             if name not in before or name not in after or before[name] != after[name]
         }
-        for section in messages.changes("the measurement", before, after, moved):
+        for section in diagnoses.changes("the measurement", before, after, moved):
             yield from section.splitlines()
 
 

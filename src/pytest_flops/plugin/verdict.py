@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 from pytest_flops.codec import Tolerance
 from pytest_flops.measurement import DEFAULT_NAME, Measurement
-from pytest_flops.plugin import messages
+from pytest_flops.plugin import diagnoses
 from pytest_flops.plugin.budget import Budget
 from pytest_flops.reports.records import Status
 from pytest_flops.snapshots.format import FlopsSnapshot, comparable
@@ -68,7 +68,7 @@ def judge(
     changed, missing = _changes(compared, rtol=rtol, bytes_rtol=bytes_rtol)
     measurements = {**current.measurements, **dict.fromkeys(missing, Measurement())}
     if exceeded is not None:
-        problems: list[str | None] = [messages.budget_exceeded(nodeid, exceeded)]
+        problems: list[str | None] = [diagnoses.budget_exceeded(nodeid, exceeded)]
         if not update:
             problems.append(
                 _snapshot_problem(nodeid, location, current, stored, compared, changed | missing)
@@ -144,7 +144,7 @@ def judge_budget(nodeid: str, measurement: Measurement, budget: Budget) -> Verdi
         statuses={DEFAULT_NAME: Status.WITHIN_BUDGET if exceeded is None else Status.OVER_BUDGET},
         measurements={DEFAULT_NAME: measurement.truncated(0)},
         baseline=None,
-        failure=None if exceeded is None else messages.budget_exceeded(nodeid, exceeded),
+        failure=None if exceeded is None else diagnoses.budget_exceeded(nodeid, exceeded),
         budget=budget.text,
     )
 
@@ -158,7 +158,7 @@ def unreadable_with_skipped_parts(
         statuses=dict.fromkeys(current.measurements, Status.INVALID_SNAPSHOT),
         measurements=current.measurements,
         baseline=None,
-        failure=messages.unreadable_with_skipped_parts(nodeid, location, error),
+        failure=diagnoses.unreadable_with_skipped_parts(nodeid, location, error),
     )
 
 
@@ -179,9 +179,9 @@ def _measured_nothing(
             remove=True,
         )
     failure = (
-        messages.unreadable(nodeid, location, stored)
+        diagnoses.unreadable(nodeid, location, stored)
         if isinstance(stored, SnapshotFormatError)
-        else messages.measured_nothing(nodeid, location, stored)
+        else diagnoses.measured_nothing(nodeid, location, stored)
     )
     return Verdict(
         statuses=dict.fromkeys(measurements, Status.MISSING),
@@ -239,12 +239,12 @@ def _snapshot_problem(
 ) -> str | None:
     """What is wrong on the snapshot side, if anything."""
     if isinstance(stored, SnapshotFormatError):
-        return messages.unreadable(nodeid, location, stored)
+        return diagnoses.unreadable(nodeid, location, stored)
     if compared is None:
-        return messages.no_snapshot(nodeid, location, _sum(current).total)
+        return diagnoses.no_snapshot(nodeid, location, _sum(current).total)
     if not moved:
         return None
-    return messages.mismatch(nodeid, location, *compared, moved)
+    return diagnoses.mismatch(nodeid, location, *compared, moved)
 
 
 def _sum(snapshot: FlopsSnapshot, *, leaving_out: Collection[str] = ()) -> Measurement:

@@ -22,7 +22,6 @@ from typing import Any
 
 import pytest
 
-from pytest_flops.plugin.attempt import TestResult
 from pytest_flops.plugin.session import FlopsSession
 from pytest_flops.snapshots.run_record import RunRecord
 
@@ -66,6 +65,9 @@ def payload(session: FlopsSession) -> str:
 
 def merge(session: FlopsSession, sent: str) -> None:
     """Add a worker's :func:`payload` to the controller's ``session``."""
+    # the result layer (and the measurement layer under it) loads only here, at the end
+    from pytest_flops.plugin.result import TestResult
+
     data = json.loads(sent)
     for nodeid, result in data["results"].items():
         session.results[nodeid] = TestResult.from_dict(result)

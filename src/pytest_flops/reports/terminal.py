@@ -23,17 +23,12 @@ from pytest_flops.reports.times import (
     time_header,
     time_rows,
 )
+from pytest_flops.snapshots.stale import STALE_SENTENCE
 from pytest_flops.tables import aligned
 from pytest_flops.units import format_bytes, format_flops
 
 MAX_ROWS = 25
 """Measurements shown in the terminal and Markdown tables; the JSON has them all."""
-
-STALE_SENTENCE = (
-    "Stale snapshots, kept (their tests no longer exist or no longer measure; "
-    "`pytest --flops-prune` on a run that covers their files removes them)"
-)
-"""Said once, here: the summary, the Markdown export and ``merge`` all print it."""
 
 MAX_UNSUPPORTED_OPS = 10
 MAX_TESTS_PER_OP = 3

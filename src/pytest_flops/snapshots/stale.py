@@ -54,6 +54,12 @@ from pytest_flops.validation import (
     expect_string,
 )
 
+STALE_SENTENCE = (
+    "Stale snapshots, kept (their tests no longer exist or no longer measure; "
+    "`pytest --flops-prune` on a run that covers their files removes them)"
+)
+"""Said once, here: the summary, the Markdown export and ``merge`` all print it."""
+
 
 class StaleReason(StrEnum):
     """Why a snapshot (or one named measurement in it) is stale."""

@@ -32,9 +32,12 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pytest_flops.snapshots.format import FlopsSnapshot
 from pytest_flops.validation import SnapshotFormatError
+
+if TYPE_CHECKING:
+    from pytest_flops.snapshots.format import FlopsSnapshot
 
 SNAPSHOT_DIRNAME = "__flops__"
 FILE_SUFFIX = ".flops.json"
@@ -136,6 +139,10 @@ class SnapshotStore:
             return None
         except (OSError, UnicodeDecodeError) as error:
             raise SnapshotFormatError(f"{where}: cannot read the file ({error})") from None
+        # the format (and the measurement layer under it) loads with the first file read:
+        # a session that measures nothing and has no snapshot never imports it
+        from pytest_flops.snapshots.format import FlopsSnapshot
+
         return FlopsSnapshot.from_text(text, where=where)
 
     def write(self, location: Path, snapshot: FlopsSnapshot) -> None:
