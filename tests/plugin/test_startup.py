@@ -148,6 +148,10 @@ def test_a_suite_that_uses_no_flop_feature_loads_no_measurement_layer(
     assert seen["finish"] == dict.fromkeys(MEASUREMENT_LAYER, False)
 
 
-def test_a_measured_test_loads_the_measurement_layer(pytester: pytest.Pytester) -> None:
-    seen = imported(pytester, MEASURING, "--flops-update", watched=MEASUREMENT_LAYER)
-    assert seen["finish"] == dict.fromkeys(MEASUREMENT_LAYER, True)
+@pytest.mark.parametrize("suite", [MEASURING, BUDGET_ONLY], ids=["fixture", "limit_flops"])
+def test_a_measuring_suite_loads_the_measurement_layer_before_its_first_test(
+    pytester: pytest.Pytester, suite: str
+) -> None:
+    """At the end of collection, with the counter: never inside a test's time."""
+    seen = imported(pytester, suite, "--flops-update", watched=MEASUREMENT_LAYER)
+    assert seen["first test"] == dict.fromkeys(MEASUREMENT_LAYER, True)

@@ -10,6 +10,7 @@ test).
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -68,6 +69,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if measures and not config.option.collectonly:
         from pytest_flops.counting.counter import warm_up
 
+        # what judges the counts loads here too, before any test's time starts
+        importlib.import_module("pytest_flops.plugin.result")
         warm_up()
 
 
