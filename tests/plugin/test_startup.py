@@ -9,6 +9,8 @@ is set up) and at session finish.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -34,8 +36,9 @@ def pytest_sessionfinish(session):
 
 TORCH_AND_COUNTER = ("torch", "torch._dynamo", "pytest_flops.counting.counter")
 
-# What judges and reports measured tests: a session that measures nothing never needs it.
+# What measures, judges and reports tests: a session that measures nothing never needs it.
 MEASUREMENT_LAYER = (
+    "pytest_flops.counting.fixture",
     "pytest_flops.measurement",
     "pytest_flops.snapshots.format",
     "pytest_flops.plugin.verdict",
@@ -83,11 +86,12 @@ def imported(
     suite: str,
     *args: str,
     watched: tuple[str, ...] = TORCH_AND_COUNTER,
+    exit_code: pytest.ExitCode = pytest.ExitCode.OK,
 ) -> dict[str, dict[str, bool]]:
     pytester.makeconftest(CONFTEST.format(watched=watched))
     pytester.makepyfile(test_suite=suite)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
-    assert result.ret == 0, result.outlines
+    assert result.ret == exit_code, result.outlines
     seen: dict[str, dict[str, bool]] = json.loads((pytester.path / "modules.json").read_text())
     return seen
 
@@ -155,3 +159,25 @@ def test_a_measuring_suite_loads_the_measurement_layer_before_its_first_test(
     """At the end of collection, with the counter: never inside a test's time."""
     seen = imported(pytester, suite, "--flops-update", watched=MEASUREMENT_LAYER)
     assert seen["first test"] == dict.fromkeys(MEASUREMENT_LAYER, True)
+
+
+def test_a_failed_assertion_loads_no_measurement_layer(pytester: pytest.Pytester) -> None:
+    """pytest asks every plugin to explain a failed ``==``; ours explains FLOP snapshots only."""
+    watched = (*MEASUREMENT_LAYER, "pytest_flops.plugin.syrupy_extension")
+    failing = "def test_lists():\n    assert [1, 2] == [1, 3]\n"
+    seen = imported(pytester, failing, watched=watched, exit_code=pytest.ExitCode.TESTS_FAILED)
+    assert seen["finish"] == dict.fromkeys(watched, False)
+
+
+def test_the_package_lists_every_public_name_and_imports_none_of_them() -> None:
+    code = (
+        "import json, sys, pytest_flops\n"
+        "print(json.dumps([\n"
+        "    sorted(set(pytest_flops.__all__) - set(dir(pytest_flops))),\n"
+        "    sorted(m for m in sys.modules if m == 'torch' or m.startswith('pytest_flops.')),\n"
+        "]))\n"
+    )
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    not_listed, imported_with_it = json.loads(shown.stdout)
+    assert not_listed == []
+    assert imported_with_it == []

@@ -167,6 +167,38 @@ def test_measurements_asserted_with_syrupys_fixture_follow_syrupys_rules(
     assert set(files(pytester)) == {"__snapshots__/test_native/test_inline.flops.json"}
 
 
+INLINE_ONLY = """
+import torch
+
+import pytest_flops
+from pytest_flops import FlopsSnapshotExtension
+
+
+def test_inline(snapshot):
+    model = torch.nn.Linear(4, {width})
+    measurement = pytest_flops.count(model, torch.randn(3, 4))
+    assert measurement == snapshot(extension_class=FlopsSnapshotExtension)
+"""
+
+
+def test_a_flop_snapshot_of_syrupys_default_fixture_fails_with_the_flop_diagnosis(
+    pytester: pytest.Pytester,
+) -> None:
+    """syrupy explains the failed assertion with its fixture's default extension (a text
+    diff of the JSON); the FLOP diagnosis comes first whichever plugin pytest loads first."""
+    pytester.makepyfile(test_inline=INLINE_ONLY.format(width=6))
+    pytester.runpytest("--snapshot-update").assert_outcomes(passed=1)
+    pytester.makepyfile(test_inline=INLINE_ONLY.format(width=7))
+    for first, second in (("flops", "syrupy"), ("syrupy", "flops")):
+        result = pytester.runpytest_subprocess("-p", first, "-p", second)
+        result.assert_outcomes(failed=1)
+        # 2*3*4*6 = 144 FLOP before, 2*3*4*7 = 168 after
+        explained = result.stdout.lines.index("E       assert [+ received] == [- snapshot]")
+        assert result.stdout.lines[explained + 1] == (
+            "E         FLOP count changed for the measurement: total 144 → 168 FLOP (+16.67%)"
+        )
+
+
 def test_a_snapshot_from_before_bytes_fails_until_snapshot_update_records_them(
     pytester: pytest.Pytester,
 ) -> None:

@@ -11,6 +11,7 @@ test).
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -69,8 +70,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if measures and not config.option.collectonly:
         from pytest_flops.counting.counter import warm_up
 
-        # what judges the counts loads here too, before any test's time starts
-        importlib.import_module("pytest_flops.plugin.result")
+        # what measures and judges the counts loads here too, before any test's time starts
+        for module in ("pytest_flops.counting.fixture", "pytest_flops.plugin.result"):
+            importlib.import_module(module)
         warm_up()
 
 
@@ -130,18 +132,31 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         terminalreporter.write_line(line)
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_assertrepr_compare(op: str, left: object, right: object) -> list[str] | None:
-    """A failed ``measurement == snapshot(extension_class=FlopsSnapshotExtension)``."""
+@pytest.hookimpl(wrapper=True)
+def pytest_assertrepr_compare(
+    op: str, left: object, right: object
+) -> Generator[None, list[list[str]], list[list[str]]]:
+    """A failed ``measurement == snapshot(extension_class=FlopsSnapshotExtension)`` shows the
+    FLOP diagnosis first, whichever order the plugins that explain it too (syrupy's text
+    diff of the JSON) were loaded in."""
+    explanations = yield
+    if not any(map(_is_syrupy_snapshot, (left, right))):
+        return explanations  # any other failed assertion: nothing to import
     from pytest_flops.plugin.syrupy_extension import assertion_explanation
 
-    return assertion_explanation(op, left, right)
+    ours = assertion_explanation(op, left, right)
+    return explanations if ours is None else [ours, *explanations]
 
 
 @pytest.fixture(name=FIXTURE_NAME)
 def flops(request: pytest.FixtureRequest) -> Flops:
     """Count FLOPs with ``with flops(model):``; compared with the test's snapshot."""
     return request.config.stash[SESSION_KEY].fixture(request.node)
+
+
+def _is_syrupy_snapshot(value: object) -> bool:
+    assertion = sys.modules.get("syrupy.assertion")  # loaded wherever syrupy's fixture is
+    return assertion is not None and isinstance(value, assertion.SnapshotAssertion)
 
 
 def _stopped(session: pytest.Session, exitstatus: int) -> str | None:
