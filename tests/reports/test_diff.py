@@ -366,11 +366,7 @@ def test_counts_a_newer_format_stores_are_compared_and_shown() -> None:
         "bytes_accessed": 0,  # built by hand: no bytes moved
         "bytes.read": 6000,
     }
-    change = measurement_change("t.py::test_net", "default", before, after)
-    revision = Revision(ref="working tree", commit=None)
-    comparison = Comparison(
-        base=revision, head=revision, changed=(change,), added=(), removed=(), unchanged=0
-    )
+    comparison = _one_change(before, after, test="t.py::test_net")
     # the same FLOPs, recompute 50 -> 100 (+100%), bytes read 4 kB -> 6 kB (+50%)
     # (and this version's bytes accessed, 0 in measurements built by hand)
     assert diff_lines(comparison)[3:11] == [
@@ -568,9 +564,11 @@ def test_the_ci_recipe_posts_the_pull_request_s_flop_changes(
 # -- what moved where FLOPs held --------------------------------------------------------
 
 
-def _one_change(before: Measurement, after: Measurement) -> Comparison:
-    """``t.py::test_fc`` counted ``before`` and then ``after``, in one working tree."""
-    change = measurement_change("t.py::test_fc", "default", before, after)
+def _one_change(
+    before: Measurement, after: Measurement, *, test: str = "t.py::test_fc"
+) -> Comparison:
+    """``test`` counted ``before`` and then ``after``, in one working tree."""
+    change = measurement_change(test, "default", before, after)
     revision = Revision(ref="working tree", commit=None)
     return Comparison(
         base=revision, head=revision, changed=(change,), added=(), removed=(), unchanged=0
