@@ -25,6 +25,7 @@ import yaml
 import pytest_flops
 from pytest_flops.counting.fixture import Flops
 from pytest_flops.plugin.marks import MARKERS
+from tests.forked_pytest import runpytest_forked
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -80,9 +81,9 @@ def test_test_file_passes(
     args = re.match(r"# pytest (.*)\n", test_file)
     options = args[1].split() if args else []
 
-    written = pytester.runpytest_subprocess("--flops-update", "--snapshot-update")
+    written = runpytest_forked(pytester, "--flops-update", "--snapshot-update")
     written.assert_outcomes(passed=tests)
-    result = pytester.runpytest_subprocess(*options)
+    result = runpytest_forked(pytester, *options)
     result.assert_outcomes(passed=tests)
     if re.search(r"\bflops\(", test_file):
         noun = "test" if tests == 1 else "tests"

@@ -14,6 +14,7 @@ from pytest_flops import FlopCounterMode, Measurement, ModuleFlops
 from pytest_flops.plugin.verdict import judge
 from pytest_flops.portable import PORTABLE_NAMES, portable, portable_ops
 from pytest_flops.snapshots.format import FlopsSnapshot
+from tests.forked_pytest import runpytest_forked
 
 
 class Mixer(torch.nn.Module):
@@ -155,7 +156,7 @@ def test_a_committed_snapshot_with_backend_names_passes_and_update_rewrites_it(
     pytester: pytest.Pytester,
 ) -> None:
     pytester.makepyfile(test_a=ATTENTION_TEST)
-    pytester.runpytest_subprocess("--flops-update").assert_outcomes(passed=1)
+    runpytest_forked(pytester, "--flops-update").assert_outcomes(passed=1)
     path = pytester.path / "__flops__" / "test_a.py" / "test_attention.flops.json"
     portable_text = path.read_text()
     # B=1, H=2, S=4, D=4, forward only: 2*1*2*4*4*(4+4) = 512
@@ -167,11 +168,11 @@ def test_a_committed_snapshot_with_backend_names_passes_and_update_rewrites_it(
             "aten._scaled_dot_product_flash_attention_for_cpu",
         )
     )
-    result = pytester.runpytest_subprocess()
+    result = runpytest_forked(pytester)
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["flops: 1 test passed, 0 failed, 0 written, 0 removed"])
     assert "_for_cpu" in path.read_text()  # a plain run writes nothing
-    result = pytester.runpytest_subprocess("--flops-update")
+    result = runpytest_forked(pytester, "--flops-update")
     result.stdout.fnmatch_lines(["flops: 0 tests passed, 0 failed, 1 written, 0 removed"])
     assert path.read_text() == portable_text
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
+from tests.forked_pytest import pytest_process
 from tests.helpers import BEFORE_PYTEST_9, snapshot_tree
 
 __all__ = ["CHANGED", "FAILING", "STALE", "UNCHANGED", "changed_suite", "run"]
@@ -193,14 +193,7 @@ def write_suite(root: Path, *, width: int) -> None:
 
 
 def run(root: Path, args: tuple[str, ...], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:hypothesispytest", *args],
-        cwd=root,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return pytest_process(["-p", "no:hypothesispytest", *args], cwd=root, env={**os.environ, **env})
 
 
 def changed_suite(root: Path) -> None:

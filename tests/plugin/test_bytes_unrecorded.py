@@ -14,6 +14,7 @@ import pytest
 
 from pytest_flops.plugin.verdict import Verdict, judge
 from pytest_flops.snapshots.format import FlopsSnapshot
+from tests.forked_pytest import runpytest_forked
 from tests.plugin.test_bytes_gate import BF16, FP32, matmul
 
 TEST_FILE = """
@@ -157,7 +158,7 @@ def test_bytes_deleted_by_hand_never_pass_a_bytes_change_silently(
     pytester.runpytest(*ARGS).assert_outcomes(failed=1)  # both blocks' bytes doubled
     # the attacker deletes the bytes of both (and may say the file is format 3)
     strip_bytes(path, {"prefill", "decode"}, version=version)
-    result = pytester.runpytest_subprocess(*ARGS)
+    result = runpytest_forked(pytester, *ARGS)
     result.assert_outcomes(passed=1)  # equal FLOPs; the bytes are not known
     assert summary(result) == [
         "flops: 1 test passed, 0 failed, 0 written, 0 removed",
@@ -166,7 +167,7 @@ def test_bytes_deleted_by_hand_never_pass_a_bytes_change_silently(
         "  test_m.py::test_a [prefill]",
     ]
     # the same from xdist workers, whose results travel to the controller
-    sharded = pytester.runpytest_subprocess(*ARGS, "-n", "2")
+    sharded = runpytest_forked(pytester, *ARGS, "-n", "2")
     sharded.assert_outcomes(passed=1)
     assert summary(sharded)[1:] == summary(result)[1:]
     # a marker asking for FLOPs alone: nothing to say

@@ -8,6 +8,7 @@ import torch
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from pytest_flops import Flops
+from tests.forked_pytest import runpytest_forked
 from tests.helpers import Net
 
 
@@ -183,7 +184,7 @@ def test_an_unentered_block_fails_even_under_update_and_idle_tests_are_named(
     pytester: pytest.Pytester,
 ) -> None:
     pytester.makepyfile(test_u=UNENTERED)
-    result = pytester.runpytest_subprocess("--flops-update", "-W", "error")
+    result = runpytest_forked(pytester, "--flops-update", "-W", "error")
     result.assert_outcomes(passed=4, failed=1)
     result.stdout.no_fnmatch_line("*test_a_value_named_flops*")
     result.stdout.fnmatch_lines(
@@ -226,7 +227,7 @@ def test_a_block_left_open_across_the_call_fails_instead_of_passing_uncompared(
     pytester.makepyfile(test_s=STRADDLING)
     for args, width in ((("--flops-update",), "4"), ((), "9")):
         monkeypatch.setenv("WIDTH", width)
-        result = pytester.runpytest_subprocess(*args)
+        result = runpytest_forked(pytester, *args)
         result.assert_outcomes(failed=1)
         result.stdout.fnmatch_lines(
             ["E*RuntimeError: flops: a `with flops(...)` block was still open when the "

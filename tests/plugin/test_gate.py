@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.forked_pytest import runpytest_forked
 from tests.helpers import BEFORE_PYTEST_9, NET, OUTER, flops_line, snapshot_bytes, stored
 
 TRAIN = """
@@ -420,11 +421,11 @@ def test_prune_spares_the_snapshots_of_a_test_whose_setup_errored(
 ) -> None:
     pytester.makeconftest(DEVICES_CONFTEST)
     pytester.makepyfile(test_m=DEVICE_TEST)
-    pytester.runpytest_subprocess("--flops-update").assert_outcomes(passed=2)
+    runpytest_forked(pytester, "--flops-update").assert_outcomes(passed=2)
     before = snapshot_bytes(pytester)
     assert len(before) == 2  # test_step[cpu] and test_step[gpu]
     # Without its conftest, test_step has no params and errors at setup: it never ran,
     # so nothing proves its two snapshots stale.
-    result = pytester.runpytest_subprocess("--noconftest", "--flops-prune")
+    result = runpytest_forked(pytester, "--noconftest", "--flops-prune")
     result.assert_outcomes(errors=1)
     assert snapshot_bytes(pytester) == before

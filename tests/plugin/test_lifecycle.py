@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.forked_pytest import runpytest_forked
 from tests.helpers import NET, recorded, snapshot_bytes
 
 SNAPSHOTS = Path("__flops__", "test_model.py")
@@ -44,7 +45,7 @@ def test_life_cycle(pytester: pytest.Pytester) -> None:
     write_tests(pytester)
 
     # A missing snapshot fails the test, names it and says how to create it.
-    result = pytester.runpytest_subprocess()
+    result = runpytest_forked(pytester)
     result.assert_outcomes(failed=2)
     result.stdout.fnmatch_lines(
         [

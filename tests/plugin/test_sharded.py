@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.forked_pytest import runpytest_forked
 from tests.helpers import flops_line, stored
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -148,7 +149,7 @@ def test_a_failing_world_leaves_none_behind():
     assert not torch.distributed.is_initialized()
 """
     )
-    result = pytester.runpytest_subprocess("-n", "2", "--flops-update")
+    result = runpytest_forked(pytester, "-n", "2", "--flops-update")
     result.assert_outcomes(passed=5)
     totals = {
         test: document["measurements"]["default"]["total"]
@@ -156,7 +157,7 @@ def test_a_failing_world_leaves_none_behind():
     }
     # (8, 64) @ (64, 256 / size): 2*8*64*256 = 262,144 split across the world
     assert totals == {f"test_world[{size}]": 262_144 // size for size in (2, 4, 8, 1)}
-    result = pytester.runpytest_subprocess("-n", "2")
+    result = runpytest_forked(pytester, "-n", "2")
     result.assert_outcomes(passed=5)
     assert flops_line(result) == "flops: 4 tests passed, 0 failed, 0 written, 0 removed"
 

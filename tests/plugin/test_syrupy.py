@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.forked_pytest import runpytest_forked
+
 TESTS = """
 import torch
 
@@ -36,7 +38,7 @@ def files(pytester: pytest.Pytester) -> dict[str, bytes]:
 @pytest.mark.slow
 def test_syrupy_and_flops_snapshots_stay_out_of_each_others_way(pytester: pytest.Pytester) -> None:
     write(pytester)
-    result = pytester.runpytest_subprocess("--snapshot-update", "--flops-update")
+    result = runpytest_forked(pytester, "--snapshot-update", "--flops-update")
     result.assert_outcomes(passed=2)
     assert set(files(pytester)) == {
         "__snapshots__/test_mixed.ambr",
@@ -190,7 +192,7 @@ def test_a_flop_snapshot_of_syrupys_default_fixture_fails_with_the_flop_diagnosi
     pytester.runpytest("--snapshot-update").assert_outcomes(passed=1)
     pytester.makepyfile(test_inline=INLINE_ONLY.format(width=7))
     for first, second in (("flops", "syrupy"), ("syrupy", "flops")):
-        result = pytester.runpytest_subprocess("-p", first, "-p", second)
+        result = runpytest_forked(pytester, "-p", first, "-p", second)
         result.assert_outcomes(failed=1)
         # 2*3*4*6 = 144 FLOP before, 2*3*4*7 = 168 after
         explained = result.stdout.lines.index("E       assert [+ received] == [- snapshot]")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.forked_pytest import runpytest_forked
 from tests.helpers import flops_line, stored
 
 pytestmark = pytest.mark.slow  # real pytest sessions under reruns and xdist
@@ -81,15 +82,15 @@ def test_unittest_classes_under_reruns_and_xdist(
     pytester.makepyfile(test_cases=CASES.format(width=11))
     # a flaky test with a changed count fails on its rerun too: the rerun is compared
     monkeypatch.setenv("FLAKY", "1")
-    result = pytester.runpytest_subprocess("--reruns", "1", "-k", "flaky")
+    result = runpytest_forked(pytester, "--reruns", "1", "-k", "flaky")
     assert result.parseoutcomes() == {"failed": 1, "rerun": 1, "deselected": 2}
     result.stdout.fnmatch_lines(["FLOP count changed for test_cases.py::TestModel::test_flaky*"])
     # and is written once it passes a rerun under --flops-update
     (pytester.path / "failed once").unlink()
-    result = pytester.runpytest_subprocess("--reruns", "1", "-k", "flaky", "--flops-update")
+    result = runpytest_forked(pytester, "--reruns", "1", "-k", "flaky", "--flops-update")
     assert result.parseoutcomes() == {"passed": 1, "rerun": 1, "deselected": 2}
     monkeypatch.delenv("FLAKY")
-    result = pytester.runpytest_subprocess("-n", "2", "--flops-update")
+    result = runpytest_forked(pytester, "-n", "2", "--flops-update")
     result.assert_outcomes(passed=3)
     assert flops_line(result) == "flops: 1 test passed, 0 failed, 2 written, 0 removed"
-    pytester.runpytest_subprocess("-n", "2").assert_outcomes(passed=3)
+    runpytest_forked(pytester, "-n", "2").assert_outcomes(passed=3)

@@ -19,6 +19,7 @@ from pytest_flops.plugin.session import FlopsSession
 from pytest_flops.plugin.settings import Settings
 from pytest_flops.reports.records import MeasurementRecord, Status
 from pytest_flops.snapshots.run_record import CollectedFile
+from tests.forked_pytest import runpytest_forked
 from tests.helpers import snapshot_tree
 
 pytestmark = pytest.mark.slow  # real pytest sessions under xdist
@@ -72,7 +73,7 @@ def write_suite(pytester: pytest.Pytester, version: dict[str, Any]) -> None:
 
 def parallel(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     """Run under ``-n 2`` and check that both workers really ran tests."""
-    result = pytester.runpytest_subprocess("-n", "2", "-v", *args)
+    result = runpytest_forked(pytester, "-n", "2", "-v", *args)
     workers = {
         match[1] for line in result.outlines if (match := re.match(r"\[(gw\d)\] .* PASSED", line))
     }
@@ -160,7 +161,7 @@ def test_parallel_runs_match_serial_runs(pytester: pytest.Pytester) -> None:
     write_suite(pytester, ORIGINAL)
 
     # -- writing every snapshot ---------------------------------------------------------
-    serial = outcome(pytester.runpytest_subprocess("--flops-update", *REPORT_ARGS), pytester)
+    serial = outcome(runpytest_forked(pytester, "--flops-update", *REPORT_ARGS), pytester)
     shutil.rmtree(pytester.path / "__flops__")
     written = outcome(parallel(pytester, "--flops-update", *REPORT_ARGS), pytester)
     assert written == serial

@@ -21,6 +21,7 @@ import pytest
 import pytest_flops.snapshots.store
 from pytest_flops.snapshots.format import FlopsSnapshot
 from pytest_flops.snapshots.store import SnapshotStore
+from tests.forked_pytest import runpytest_forked
 from tests.helpers import recorded, snapshot_bytes
 
 TESTS = """
@@ -115,7 +116,7 @@ def interrupted_update(
         INTERRUPTING_CONFTEST.format(settings=(f"{target}.flops.json", point, how))
     )
     if how == "SIGKILL":
-        result = pytester.runpytest_subprocess("--flops-update", timeout=300)
+        result = runpytest_forked(pytester, "--flops-update", timeout=300)
         assert result.ret == -signal.SIGKILL
     else:
         # The conftest restores both at unconfigure; monkeypatch is the safety net.

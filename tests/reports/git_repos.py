@@ -21,6 +21,7 @@ import torch
 from pytest_flops import FlopCounterMode
 from pytest_flops.measurement import GLOBAL, Measurement, ModuleFlops
 from pytest_flops.snapshots.format import FlopsSnapshot
+from tests.forked_pytest import pytest_process
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "__flops__"
@@ -78,14 +79,7 @@ class Repo:
         env = {**os.environ, "PYTEST_ADDOPTS": "-p no:randomly -p no:cacheprovider"}
         env["CHANGED"] = "1" if changed else ""
         env["PYTHONDONTWRITEBYTECODE"] = "1"
-        return subprocess.run(
-            [sys.executable, "-m", "pytest", *arguments],
-            cwd=self.root,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        return pytest_process(arguments, cwd=self.root, env=env)
 
 
 def make_repo(root: Path) -> Repo:

@@ -15,6 +15,7 @@ from pytest_flops.reports.merge import MergeError, merge_exports
 from pytest_flops.reports.records import MeasurementRecord, Status
 from pytest_flops.reports.terminal import markdown, terminal_lines
 from pytest_flops.units import format_seconds
+from tests.forked_pytest import runpytest_forked
 from tests.reports.test_html_report import (  # noqa: F401  (browser: the fixture)
     Browser,
     browser,
@@ -247,7 +248,7 @@ def test_merge_prints_the_time_of_shards_run_with_a_gpu(
 @pytest.mark.slow
 def test_an_unknown_gpu_is_a_usage_error_naming_the_known_ones(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_a=LINEAR_TEST)
-    result = pytester.runpytest_subprocess("--flops-gpu=z80")
+    result = runpytest_forked(pytester, "--flops-gpu=z80")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
         [
@@ -262,9 +263,9 @@ def test_the_command_line_gpu_wins_over_the_ini_key(pytester: pytest.Pytester) -
     pytester.makepyfile(test_a=LINEAR_TEST)
     pytester.makeini("[pytest]\nflops_gpu = a100-sxm\n")
     # a100-sxm: memory 28,736 / 2.039e12 = 14.09 ns beats compute 524,288 / 312e12 = 1.68 ns
-    from_ini = pytester.runpytest_subprocess("--flops-update", "--flops-report")
+    from_ini = runpytest_forked(pytester, "--flops-update", "--flops-report")
     from_ini.stdout.fnmatch_lines(["*a100-sxm time*", "test_a.py::test_linear *14.1 ns*"])
-    from_cli = pytester.runpytest_subprocess("--flops-report", "--flops-gpu=h100-sxm")
+    from_cli = runpytest_forked(pytester, "--flops-report", "--flops-gpu=h100-sxm")
     assert from_cli.ret == pytest.ExitCode.OK
     from_cli.stdout.fnmatch_lines(["*h100-sxm time*", "test_a.py::test_linear *8.58 ns*"])
     assert "a100-sxm" not in from_cli.stdout.str()
@@ -274,7 +275,7 @@ def test_the_command_line_gpu_wins_over_the_ini_key(pytester: pytest.Pytester) -
 def test_an_unknown_gpu_in_the_ini_file_names_the_key(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_a=LINEAR_TEST)
     pytester.makeini("[pytest]\nflops_gpu = h100\n")
-    result = pytester.runpytest_subprocess()
+    result = runpytest_forked(pytester)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*ini option flops_gpu: unknown GPU 'h100': expected one of*"])
 
@@ -285,11 +286,11 @@ def test_under_xdist_the_export_equals_the_serial_one(pytester: pytest.Pytester)
         test_a=LINEAR_TEST,
         test_b=LINEAR_TEST.replace("Linear(128, 32)", "Linear(128, 64)"),
     )
-    pytester.runpytest_subprocess("--flops-update").assert_outcomes(passed=2)
+    runpytest_forked(pytester, "--flops-update").assert_outcomes(passed=2)
     exports = {}
     for name, args in (("serial", ()), ("parallel", ("-n", "2"))):
-        result = pytester.runpytest_subprocess(
-            "--flops-gpu=h100-sxm", f"--flops-report-json={name}.json", *args
+        result = runpytest_forked(
+            pytester, "--flops-gpu=h100-sxm", f"--flops-report-json={name}.json", *args
         )
         result.assert_outcomes(passed=2)
         document = json.loads((pytester.path / f"{name}.json").read_text())

@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -27,6 +26,7 @@ from pytest_flops.reports.terminal import ordered
 from pytest_flops.snapshots.stale import SnapshotEvidence, StaleReason
 from pytest_flops.units import format_bytes, format_flops
 from tests.built_records import linear_measurement, make_record
+from tests.forked_pytest import pytest_process
 from tests.helpers import CHANGING_SUITE
 
 pytestmark = pytest.mark.slow  # a real session's page in a real browser
@@ -49,14 +49,7 @@ CHANGED_KINDS = {
 
 def run_pytest(root: Path, *args: str, changed: bool) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTEST_ADDOPTS": "-p no:randomly", "CHANGED": "1" if changed else ""}
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", *args],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return pytest_process(args, cwd=root, env=env)
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from pytest_flops.__main__ import main
 from pytest_flops.reports import export
 from pytest_flops.reports.records import Status
 from tests.built_records import linear_measurement, make_record, suite
+from tests.forked_pytest import runpytest_forked
 from tests.helpers import NET, snapshot_tree
 from tests.plugin.changed_suite import STALE, changed_suite, run
 
@@ -151,7 +152,7 @@ def stale_after_merge(pytester: pytest.Pytester, shards: list[list[str]]) -> lis
     paths = []
     for index, args in enumerate(shards):
         path = pytester.path / f"shard-{index}.json"
-        result = pytester.runpytest_subprocess(*args, f"--flops-report-json={path}")
+        result = runpytest_forked(pytester, *args, f"--flops-report-json={path}")
         assert result.ret in (0, 5), result.outlines
         paths.append(str(path))
     assert main(["merge", *paths, "--json", str(pytester.path / "merged.json")]) == 0
@@ -162,7 +163,7 @@ def stale_after_merge(pytester: pytest.Pytester, shards: list[list[str]]) -> lis
 def shards_suite(pytester: pytest.Pytester) -> pytest.Pytester:
     """test_1..3 with snapshots; test_old's snapshot is left from a deleted test."""
     pytester.makepyfile(test_m=SUITE)
-    assert pytester.runpytest_subprocess("--flops-update").ret == 0
+    assert runpytest_forked(pytester, "--flops-update").ret == 0
     old = pytester.path / SNAPSHOTS / "test_old.flops.json"
     shutil.copy(pytester.path / SNAPSHOTS / "test_1.flops.json", old)
     return pytester

@@ -10,6 +10,7 @@ import torch
 
 import pytest_flops
 from pytest_flops.reports.records import Status
+from tests.forked_pytest import runpytest_forked
 
 pytestmark = pytest.mark.slow  # real pytest sessions
 
@@ -67,11 +68,12 @@ def test_report_and_exports(pytester: pytest.Pytester) -> None:
     At WIDTH=7: 2*4*5*7 = 280 forward and 280 backward.
     """
     pytester.makepyfile(test_suite=SUITE.format(width=6))
-    update = pytester.runpytest_subprocess("--flops-update")
+    update = runpytest_forked(pytester, "--flops-update")
     update.assert_outcomes(passed=3, failed=1)  # over budget: fails and writes nothing
     assert not any("flops report" in line for line in update.outlines)
     pytester.makepyfile(test_suite=SUITE.format(width=7) + NEW_TEST)
-    result = pytester.runpytest_subprocess(
+    result = runpytest_forked(
+        pytester,
         "-p",
         "no:xdist",  # the report must not need xdist
         "--flops-report",

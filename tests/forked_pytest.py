@@ -1,0 +1,183 @@
+"""Real pytest processes for the suite, forked from one that has imported torch.
+
+Most of the suite's end-to-end tests start ``python -m pytest`` in a directory
+of their own: hooks and global state must start fresh. Each such process used
+to spend about two of its three seconds importing torch. Here they are forked
+from a server process (:mod:`tests.pytest_forkserver`, one per test process)
+that imported torch and pytest once; each child is a process of its own that
+sets up its directory, environment, ``sys.path`` and ``sys.argv`` as the
+interpreter would and runs pytest's own entry point. Plugins, conftests and
+test files are imported afresh in each, with pytest's assertion rewriting.
+The server itself starts without ``PYTHONPATH`` (each child applies its own),
+so torch and pytest are the ones the interpreter finds without it.
+
+What a fork cannot be is a process whose interpreter started differently: a
+request whose ``PYTHON*`` variables differ from the server's (other than
+``PYTHONPATH`` and ``PYTHONDONTWRITEBYTECODE``, which are applied) runs as a
+plain subprocess. Tests of what a fresh process imports (``test_startup``,
+``test_layers``) start their own interpreters.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+__all__ = ["pytest_process", "runpytest_forked"]
+
+SERVER = Path(__file__).with_name("pytest_forkserver.py")
+# read only when the interpreter starts; these two the server applies per child
+APPLIED = frozenset({"PYTHONPATH", "PYTHONDONTWRITEBYTECODE"})
+# the server's environment: this process's own, whatever a test has monkeypatched since
+STARTED_WITH = dict(os.environ)
+
+
+def _startup_variables(env: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in env.items() if k.startswith("PYTHON") and k not in APPLIED}
+
+
+class _ForkServer:
+    def __init__(self) -> None:
+        self.env = STARTED_WITH
+        server_env = {k: v for k, v in self.env.items() if k != "PYTHONPATH"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", SERVER.read_text()],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,  # its own errors only: a child writes to its files
+            env=server_env,
+        )
+
+    def can_start(self, env: Mapping[str, str]) -> bool:
+        return self.process.poll() is None and _startup_variables(env) == _startup_variables(
+            self.env
+        )
+
+    def _read(self, timeout: float | None) -> dict[str, Any] | None:
+        assert self.process.stdout is not None
+        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
+        if not ready:
+            return None
+        line = self.process.stdout.readline()
+        if not line:
+            assert self.process.stderr is not None
+            raise RuntimeError(
+                f"the pytest fork server died:\n{self.process.stderr.read().decode()}"
+            )
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    def run(
+        self, args: Sequence[str], cwd: Path, env: Mapping[str, str], timeout: float | None
+    ) -> subprocess.CompletedProcess[str]:
+        assert self.process.stdin is not None
+        command = [sys.executable, "-m", "pytest", *args]
+        with tempfile.TemporaryDirectory() as outputs:
+            out, err = Path(outputs, "stdout"), Path(outputs, "stderr")
+            request = {"args": list(args), "cwd": str(cwd), "env": dict(env)}
+            request |= {"stdout": str(out), "stderr": str(err)}
+            self.process.stdin.write((json.dumps(request) + "\n").encode())
+            self.process.stdin.flush()
+            started = self._read(None)
+            assert started is not None
+            finished = None
+            try:
+                finished = self._read(timeout)
+            finally:
+                if finished is None:  # past its time, or this process interrupted
+                    with contextlib.suppress(ProcessLookupError):  # it has just ended
+                        os.kill(started["pid"], signal.SIGKILL)
+                    self._read(None)
+            if finished is None:
+                raise subprocess.TimeoutExpired(
+                    command,
+                    timeout or 0,
+                    output=out.read_text(errors="replace"),
+                    stderr=err.read_text(errors="replace"),
+                )
+            return subprocess.CompletedProcess(
+                command,
+                finished["exit"],
+                out.read_text(errors="replace"),
+                err.read_text(errors="replace"),
+            )
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        self.process.wait()
+
+
+_server: _ForkServer | None = None
+
+
+def _fork_server() -> _ForkServer:
+    global _server
+    if _server is None or _server.process.poll() is not None:
+        _server = _ForkServer()
+        atexit.register(_server.close)
+    return _server
+
+
+def pytest_process(
+    args: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = 300,
+) -> subprocess.CompletedProcess[str]:
+    """What ``subprocess.run([sys.executable, "-m", "pytest", *args], cwd=cwd, env=env,
+    capture_output=True, text=True, timeout=timeout)`` returns, forked when it can be."""
+    env = os.environ if env is None else env
+    server = _fork_server()
+    if not server.can_start(env):
+        return subprocess.run(
+            [sys.executable, "-m", "pytest", *args],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    return server.run(args, cwd, env, timeout)
+
+
+def runpytest_forked(
+    pytester: pytest.Pytester, *args: str | os.PathLike[str], timeout: float | None = None
+) -> pytest.RunResult:
+    """``pytester.runpytest_subprocess(*args)``, forked: the same ``--basetemp``, ``-p``
+    plugins, environment (``PYTHONPATH`` with the test's directory first) and result."""
+    basetemp = tempfile.mkdtemp(prefix="runpytest-", dir=pytester.path)
+    options = [f"--basetemp={basetemp}", *map(str, args)]
+    for plugin in pytester.plugins:
+        if not isinstance(plugin, str):
+            raise ValueError(f"a forked pytest takes plugins by name, not {plugin!r}")
+        options = ["-p", plugin, *options]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.getcwd(), env.get("PYTHONPATH", "")]))
+    start = time.monotonic()
+    try:
+        done = pytest_process(options, cwd=Path.cwd(), env=env, timeout=timeout)
+    except subprocess.TimeoutExpired as expired:
+        raise pytester.TimeoutExpired(f"{expired.cmd} timed out after {timeout} s") from expired
+    print(done.stdout, end="")
+    print(done.stderr, end="", file=sys.stderr)
+    return pytest.RunResult(
+        done.returncode,
+        done.stdout.splitlines(),
+        done.stderr.splitlines(),
+        time.monotonic() - start,
+    )
