@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import re
 import shutil
@@ -157,6 +158,24 @@ def stale_after_merge(pytester: pytest.Pytester, shards: list[list[str]]) -> lis
         paths.append(str(path))
     assert main(["merge", *paths, "--json", str(pytester.path / "merged.json")]) == 0
     return json.loads((pytester.path / "merged.json").read_text())["snapshots"]["stale"]
+
+
+def test_a_shard_that_imports_no_torch_merges_with_one_that_measured(
+    pytester: pytest.Pytester,
+) -> None:
+    """torch's version comes from one source whether or not the shard imported torch."""
+    pytester.makepyfile(test_m=SUITE, test_plain="def test_plain():\n    pass\n")
+    assert runpytest_forked(pytester, "--flops-update", "test_m.py").ret == 0
+    paths = []
+    for index, test_file in enumerate(("test_m.py", "test_plain.py")):
+        path = pytester.path / f"shard-{index}.json"
+        # fresh interpreters: a forked one has torch imported whatever the shard runs
+        result = pytester.runpytest_subprocess(test_file, f"--flops-report-json={path}")
+        assert result.ret == 0, result.outlines
+        paths.append(str(path))
+    assert main(["merge", *paths, "--json", str(pytester.path / "merged.json")]) == 0
+    merged = json.loads((pytester.path / "merged.json").read_text())["metadata"]
+    assert merged["torch_version"] == importlib.metadata.version("torch")
 
 
 @pytest.fixture

@@ -64,8 +64,10 @@ class RunMetadata:
     def collect(cls, devices: Iterable[str] = ()) -> RunMetadata:
         """This process's versions; ``devices`` are those the measured models were on.
 
-        When none is known, torch's default device stands in. Reads torch's
-        version without importing it: a session that measured nothing never does.
+        When none is known, torch's default device stands in. torch's version is
+        its distribution's, read without importing torch (a session that measured
+        nothing never does), so that every shard of a run says the same: an
+        imported torch's ``__version__`` may add a local tag, ``2.14.1+cu130``.
         """
         torch = sys.modules.get("torch")
         known = tuple(sorted(set(devices)))
@@ -73,9 +75,7 @@ class RunMetadata:
             known = (str(torch.get_default_device()),)
         return cls(
             plugin_version=__version__,
-            torch_version=importlib.metadata.version("torch")
-            if torch is None
-            else torch.__version__,
+            torch_version=importlib.metadata.version("torch"),
             python_version=platform.python_version(),
             platform=sys.platform,
             devices=known,
