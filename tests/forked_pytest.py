@@ -11,11 +11,21 @@ test files are imported afresh in each, with pytest's assertion rewriting.
 The server itself starts without ``PYTHONPATH`` (each child applies its own),
 so torch and pytest are the ones the interpreter finds without it.
 
-What a fork cannot be is a process whose interpreter started differently: a
-request whose ``PYTHON*`` variables differ from the server's (other than
-``PYTHONPATH`` and ``PYTHONDONTWRITEBYTECODE``, which are applied) runs as a
-plain subprocess. Tests of what a fresh process imports (``test_startup``,
-``test_layers``) start their own interpreters.
+What a fork cannot be is a process whose interpreter or torch started
+differently: a request whose start-up variables (``PYTHON*`` other than
+``PYTHONPATH`` and ``PYTHONDONTWRITEBYTECODE``, which are applied; OpenMP's,
+MKL's, torch's, CUDA's, the locale's, ``TZ``) differ from the server's runs as
+a plain subprocess. And what the server imported is there in every child:
+
+* torch, even in a session that would import none. Tests of what a session
+  imports, or of a session without torch, start their own interpreters
+  (``test_startup``, ``test_layers``, a merge of a shard that imports no torch);
+* those modules' names, which a test directory's own file cannot shadow;
+* one string-hash seed for every child of one test process: a set's order is
+  the same in each (torch's and ``random``'s seeds are drawn per child).
+
+The server starts in an empty directory, so nothing of the suite's own is
+imported with torch.
 """
 
 from __future__ import annotations
@@ -39,22 +49,30 @@ import pytest
 __all__ = ["pytest_process", "runpytest_forked"]
 
 SERVER = Path(__file__).with_name("pytest_forkserver.py")
-# read only when the interpreter starts; these two the server applies per child
+# read when the interpreter or torch starts; the first two the server applies per child
 APPLIED = frozenset({"PYTHONPATH", "PYTHONDONTWRITEBYTECODE"})
+STARTUP_PREFIXES = ("PYTHON", "OMP_", "KMP_", "MKL_", "TORCH", "PYTORCH_", "CUDA_", "LC_")
+STARTUP_NAMES = frozenset({"LANG", "LANGUAGE", "TZ"})
 # the server's environment: this process's own, whatever a test has monkeypatched since
 STARTED_WITH = dict(os.environ)
 
 
 def _startup_variables(env: Mapping[str, str]) -> dict[str, str]:
-    return {k: v for k, v in env.items() if k.startswith("PYTHON") and k not in APPLIED}
+    return {
+        name: value
+        for name, value in env.items()
+        if (name.startswith(STARTUP_PREFIXES) or name in STARTUP_NAMES) and name not in APPLIED
+    }
 
 
 class _ForkServer:
     def __init__(self) -> None:
         self.env = STARTED_WITH
         server_env = {k: v for k, v in self.env.items() if k != "PYTHONPATH"}
+        self.directory = tempfile.TemporaryDirectory(prefix="pytest-forkserver-")
         self.process = subprocess.Popen(
             [sys.executable, "-c", SERVER.read_text()],
+            cwd=self.directory.name,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,  # its own errors only: a child writes to its files
@@ -119,6 +137,7 @@ class _ForkServer:
         if self.process.stdin is not None:
             self.process.stdin.close()
         self.process.wait()
+        self.directory.cleanup()
 
 
 _server: _ForkServer | None = None
@@ -142,6 +161,8 @@ def pytest_process(
     """What ``subprocess.run([sys.executable, "-m", "pytest", *args], cwd=cwd, env=env,
     capture_output=True, text=True, timeout=timeout)`` returns, forked when it can be."""
     env = os.environ if env is None else env
+    if not Path(cwd).is_dir():
+        raise FileNotFoundError(f"no directory to run pytest in: {cwd}")
     server = _fork_server()
     if not server.can_start(env):
         return subprocess.run(

@@ -18,10 +18,14 @@ import os
 import random
 import runpy
 import sys
+import warnings
 from typing import Any, NoReturn
 
-import pytest  # noqa: F401
-import torch  # noqa: F401  (the import that every pytest process of the suite repeats)
+# A fresh process imports torch inside pytest's catch_warnings (collecting, or
+# loading conftests), which drops the filters torch and numpy add as they load.
+with warnings.catch_warnings():
+    import pytest  # noqa: F401
+    import torch  # the import that every pytest process of the suite repeats
 
 # -c puts "" first; the server starts without PYTHONPATH, which each child applies
 _SITE_PATH = sys.path[1:]
@@ -50,6 +54,7 @@ def _become_pytest(request: dict[str, Any]) -> NoReturn:
     sys.dont_write_bytecode = bool(request["env"].get("PYTHONDONTWRITEBYTECODE"))
     sys.argv = ["-m", *request["args"]]  # run_module puts the module's file first
     random.seed()  # a fresh process's, not the server's copied state
+    torch.seed()
     runpy.run_module("pytest", run_name="__main__", alter_sys=True)  # what -m runs
     raise SystemExit(0)
 

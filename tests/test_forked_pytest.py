@@ -17,7 +17,9 @@ pytestmark = pytest.mark.slow  # real processes, fresh ones among them
 
 # what the process says of itself, from a test, a conftest's assert and pytest's own outcome
 SELF_REPORT = """
-import json, os, random, sys
+import json, os, random, sys, warnings
+
+import torch
 
 def test_report():
     state = {
@@ -30,6 +32,8 @@ def test_report():
         "flags": list(sys.flags),
         "stdin": sys.__stdin__.read() if sys.__stdin__ else None,
         "random": random.random(),
+        "torch_seed": torch.initial_seed(),
+        "warning_filters": [repr(f) for f in warnings.filters],
     }
     with open(os.environ["REPORT"], "w") as report:
         json.dump(state, report)
@@ -82,8 +86,9 @@ def test_a_forked_pytest_is_the_process_python_m_pytest_starts(
             )
         )
     actual = forks[0]
-    # each process draws its own random state, a fork's included
-    assert len({expected.pop("random"), *(fork.pop("random") for fork in forks)}) == 3
+    # each process draws its own random state and torch seed, a fork's included
+    for seed in ("random", "torch_seed"):
+        assert len({expected.pop(seed), *(fork.pop(seed) for fork in forks)}) == 3, seed
     expected_env, actual_env = expected.pop("env"), actual.pop("env")
     assert isinstance(expected_env, dict) and isinstance(actual_env, dict)
     assert actual_env.pop("REPORT") != expected_env.pop("REPORT")
@@ -129,14 +134,28 @@ def test_a_run_interrupted_in_this_process_leaves_the_server_ready(tmp_path: Pat
     assert pytest_process(["-q"], cwd=tmp_path).returncode == 5
 
 
-def test_another_interpreter_setting_runs_as_a_plain_subprocess(tmp_path: Path) -> None:
-    (tmp_path / "test_flag.py").write_text(
-        "import sys\ndef test_flag():\n    assert sys.flags.optimize == 1\n"
+@pytest.mark.parametrize(
+    ("variable", "value", "check"),
+    [
+        ("PYTHONOPTIMIZE", "1", "sys.flags.optimize == 1"),
+        ("OMP_NUM_THREADS", "1", "torch.get_num_threads() == 1"),
+        ("TZ", "Asia/Tokyo", "time.tzname[0] == 'JST'"),
+    ],
+)
+def test_another_start_up_setting_runs_as_a_plain_subprocess(
+    tmp_path: Path, variable: str, value: str, check: str
+) -> None:
+    (tmp_path / "test_setting.py").write_text(
+        f"import sys, time, torch\ndef test_setting():\n    assert {check}\n"
     )
-    result = pytest_process(
-        ["-q", "-p", "no:randomly"], cwd=tmp_path, env={**os.environ, "PYTHONOPTIMIZE": "1"}
-    )
+    env = {**os.environ, variable: value}
+    result = pytest_process(["-q", "-p", "no:randomly"], cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stdout
+
+
+def test_a_directory_that_is_not_there_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        pytest_process(["-q"], cwd=tmp_path / "missing")
 
 
 def test_runpytest_forked_gives_what_runpytest_subprocess_gives(pytester: pytest.Pytester) -> None:
