@@ -21,8 +21,9 @@ a plain subprocess. And what the server imported is there in every child:
   imports, or of a session without torch, start their own interpreters
   (``test_startup``, ``test_layers``, a merge of a shard that imports no torch);
 * those modules' names, which a test directory's own file cannot shadow;
-* one string-hash seed for every child of one test process: a set's order is
-  the same in each (torch's and ``random``'s seeds are drawn per child).
+* its string-hash seed: a set of strings iterates in one order in every child
+  of one server. Two servers take turns, so two runs in a row differ, as two
+  fresh processes do (torch's and ``random``'s seeds are drawn per child).
 
 The server starts in an empty directory, so nothing of the suite's own is
 imported with torch.
@@ -32,8 +33,10 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import itertools
 import json
 import os
+import random
 import select
 import signal
 import subprocess
@@ -69,6 +72,8 @@ class _ForkServer:
     def __init__(self) -> None:
         self.env = STARTED_WITH
         server_env = {k: v for k, v in self.env.items() if k != "PYTHONPATH"}
+        # a string-hash seed of its own, as a fresh process draws (when none is set)
+        server_env.setdefault("PYTHONHASHSEED", str(random.randrange(1, 2**32)))
         self.directory = tempfile.TemporaryDirectory(prefix="pytest-forkserver-")
         self.process = subprocess.Popen(
             [sys.executable, "-c", SERVER.read_text()],
@@ -140,15 +145,19 @@ class _ForkServer:
         self.directory.cleanup()
 
 
-_server: _ForkServer | None = None
+# Two servers take turns, so that two runs in a row differ in their string-hash
+# seed as two fresh processes do (a set's order, say).
+_servers: list[_ForkServer | None] = [None, None]
+_turns = itertools.cycle(range(len(_servers)))
 
 
 def _fork_server() -> _ForkServer:
-    global _server
-    if _server is None or _server.process.poll() is not None:
-        _server = _ForkServer()
-        atexit.register(_server.close)
-    return _server
+    turn = next(_turns)
+    server = _servers[turn]
+    if server is None or server.process.poll() is not None:  # not yet, or died
+        server = _servers[turn] = _ForkServer()
+        atexit.register(server.close)
+    return server
 
 
 def pytest_process(
