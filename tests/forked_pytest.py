@@ -3,7 +3,7 @@
 Most of the suite's end-to-end tests start ``python -m pytest`` in a directory
 of their own: hooks and global state must start fresh. Each such process used
 to spend about two of its three seconds importing torch. Here they are forked
-from a server process (:mod:`tests.pytest_forkserver`, one per test process)
+from server processes (:mod:`tests.pytest_forkserver`, two per test process)
 that imported torch and pytest once; each child is a process of its own that
 sets up its directory, environment, ``sys.path`` and ``sys.argv`` as the
 interpreter would and runs pytest's own entry point. Plugins, conftests and
@@ -68,10 +68,14 @@ def _startup_variables(env: Mapping[str, str]) -> dict[str, str]:
     }
 
 
+def _forkable(env: Mapping[str, str]) -> bool:
+    """Whether a server's child can be what a fresh interpreter with ``env`` would be."""
+    return _startup_variables(env) == _startup_variables(STARTED_WITH)
+
+
 class _ForkServer:
     def __init__(self) -> None:
-        self.env = STARTED_WITH
-        server_env = {k: v for k, v in self.env.items() if k != "PYTHONPATH"}
+        server_env = {k: v for k, v in STARTED_WITH.items() if k != "PYTHONPATH"}
         # a string-hash seed of its own, as a fresh process draws (when none is set)
         server_env.setdefault("PYTHONHASHSEED", str(random.randrange(1, 2**32)))
         self.directory = tempfile.TemporaryDirectory(prefix="pytest-forkserver-")
@@ -82,11 +86,6 @@ class _ForkServer:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,  # its own errors only: a child writes to its files
             env=server_env,
-        )
-
-    def can_start(self, env: Mapping[str, str]) -> bool:
-        return self.process.poll() is None and _startup_variables(env) == _startup_variables(
-            self.env
         )
 
     def _read(self, timeout: float | None) -> dict[str, Any] | None:
@@ -104,13 +103,13 @@ class _ForkServer:
         return answer
 
     def run(
-        self, args: Sequence[str], cwd: Path, env: Mapping[str, str], timeout: float | None
+        self, command: list[str], cwd: Path, env: Mapping[str, str], timeout: float | None
     ) -> subprocess.CompletedProcess[str]:
+        """``command``, ``python -m pytest ARGS``, in a child."""
         assert self.process.stdin is not None
-        command = [sys.executable, "-m", "pytest", *args]
         with tempfile.TemporaryDirectory() as outputs:
             out, err = Path(outputs, "stdout"), Path(outputs, "stderr")
-            request = {"args": list(args), "cwd": str(cwd), "env": dict(env)}
+            request = {"args": command[3:], "cwd": str(cwd), "env": dict(env)}
             request |= {"stdout": str(out), "stderr": str(err)}
             self.process.stdin.write((json.dumps(request) + "\n").encode())
             self.process.stdin.flush()
@@ -172,17 +171,12 @@ def pytest_process(
     env = os.environ if env is None else env
     if not Path(cwd).is_dir():
         raise FileNotFoundError(f"no directory to run pytest in: {cwd}")
-    server = _fork_server()
-    if not server.can_start(env):
+    command = [sys.executable, "-m", "pytest", *args]
+    if not _forkable(env):
         return subprocess.run(
-            [sys.executable, "-m", "pytest", *args],
-            cwd=cwd,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
+            command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
         )
-    return server.run(args, cwd, env, timeout)
+    return _fork_server().run(command, cwd, env, timeout)
 
 
 def runpytest_forked(
