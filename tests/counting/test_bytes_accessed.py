@@ -60,6 +60,10 @@ def test_views_detach_and_allocations_move_nothing() -> None:
             x.detach(),
             torch.empty(1024),
             torch.empty_like(x),
+            # views too, though their schema does not say so (RNN kernels split this way)
+            x.unsafe_split(32, 1),
+            x.unsafe_split_with_sizes([100, 28], 1),
+            x.unsafe_chunk(2, 0),
         )
     )
     assert measured.bytes_accessed == 0
@@ -129,6 +133,57 @@ def test_a_copy_overwrites_its_destination_without_reading_it() -> None:
     a, b = torch.randn(64, 128), torch.randn(64, 128)
     # read b, write a: 2 * 32,768
     assert measure(lambda: a.copy_(b)).bytes_by_op == {"aten.copy_": 65_536}
+
+
+@pytest.mark.parametrize(
+    "fill",
+    [
+        lambda t: t.fill_(1.0),
+        lambda t: t.uniform_(),
+        lambda t: t.normal_(),
+        lambda t: t.bernoulli_(0.5),
+        lambda t: t.random_(0, 10),
+        lambda t: t.exponential_(),
+        lambda t: t.geometric_(0.5),
+        lambda t: t.cauchy_(),
+        lambda t: t.log_normal_(),
+    ],
+    ids=["fill", "uniform", "normal", "bernoulli", "random", "exponential", "geometric", "cauchy",
+         "log_normal"],
+)  # fmt: skip
+def test_a_fill_writes_its_tensor_without_reading_it(fill: Callable[[torch.Tensor], Any]) -> None:
+    t = torch.empty(256, 1024)
+    # written once: 256 * 1,024 * 4 bytes; the values it had are never read
+    assert measure(lambda: fill(t)).bytes_accessed == 1_048_576
+
+
+def test_a_random_fill_reads_its_probabilities() -> None:
+    t, p = torch.empty(64), torch.full((64,), 0.5)
+    # p read, t written: 2 * 64 * 4
+    assert measure(lambda: t.bernoulli_(p)).bytes_by_op == {"aten.bernoulli_": 512}
+
+
+def test_training_dropout_writes_its_mask_once() -> None:
+    x = torch.randn(256, 1024)
+    # 256 * 1,024 fp32 is 1 MiB: the mask written (bernoulli_), scaled in place by 1/(1-p)
+    # (div_: read, written), applied to x (mul: mask and x read, the output written)
+    assert measure(lambda: F.dropout(x, 0.1, training=True)).bytes_by_op == {
+        "aten.bernoulli_": 1_048_576, "aten.div_": 2_097_152, "aten.mul": 3_145_728,
+    }  # fmt: skip
+
+
+def test_comparing_metadata_moves_nothing() -> None:
+    a, b = torch.randn(64, 128), torch.randn(64, 128)
+    measured = measure(
+        lambda: (
+            torch.ops.aten.is_same_size(a, b),
+            torch.ops.aten._has_same_storage_numel(a, b),
+            torch.ops.aten._has_compatible_shallow_copy_type(a, b),
+            torch.ops.aten._efficientzerotensor([64, 128]),
+        )
+    )
+    assert measured.bytes_accessed == 0
+    assert measured.unsupported == {}
 
 
 def test_an_upcast_moves_more_bytes_at_equal_flops() -> None:

@@ -35,7 +35,9 @@ _aten = torch.ops.aten
 _STRIDED = torch.strided
 
 # Ops that move nothing though their schema does not say they alias: the
-# allocations, and the reshape of a contiguous tensor that autograd hides.
+# allocations (a zero tensor of forward-mode AD has no memory at all), the reshape
+# of a contiguous tensor that autograd hides, the splits into views that RNN kernels
+# use, and the comparisons of metadata.
 _FREE_PACKETS = frozenset(
     {
         _aten.empty,
@@ -44,7 +46,13 @@ _FREE_PACKETS = frozenset(
         _aten.empty_permuted,
         _aten.new_empty,
         _aten.new_empty_strided,
+        _aten._efficientzerotensor,
         _aten._unsafe_view,
+        _aten.unsafe_split,
+        _aten.unsafe_split_with_sizes,
+        _aten.is_same_size,
+        _aten._has_same_storage_numel,
+        _aten._has_compatible_shallow_copy_type,
         _aten.detach,
         # in-place metadata: they change a tensor's shape or storage, not its data
         _aten.detach_,
@@ -62,8 +70,23 @@ _FREE_PACKETS = frozenset(
 # communication, counted apart.
 _FREE_NAMESPACES = frozenset({"prim", "_c10d_functional", "_c10d_functional_autograd", "c10d"})
 
-# In-place ops that overwrite ``self`` without reading it.
-_OVERWRITE_PACKETS = frozenset({_aten.copy_, _aten.fill_, _aten.zero_})
+# In-place ops that overwrite ``self`` without reading it: copies, fills, and the
+# random fills (dropout's mask is ``bernoulli_``), whose other arguments are read.
+_OVERWRITE_PACKETS = frozenset(
+    {
+        _aten.copy_,
+        _aten.fill_,
+        _aten.zero_,
+        _aten.bernoulli_,
+        _aten.uniform_,
+        _aten.normal_,
+        _aten.random_,
+        _aten.exponential_,
+        _aten.geometric_,
+        _aten.cauchy_,
+        _aten.log_normal_,
+    }
+)
 
 # Factories that take their shape, dtype and device from ``self`` (argument 0) and
 # never read its data: they write their output only.

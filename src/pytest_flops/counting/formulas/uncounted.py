@@ -34,6 +34,7 @@ _UNCOUNTED_OPS_BY_KIND: dict[str, str] = {
     zero resize resize_as lift empty_permuted _reshape_copy _resize_output shallow_copy_data_
     eye hann_window logspace tril_indices triu_indices unsafe_split unsafe_split_with_sizes
     _convert_weight_to_int4pack _convert_weight_to_int4pack_for_cpu
+    _efficientzerotensor
     """,
     "nested-tensor plumbing": """
     _nested_tensor_from_mask _nested_tensor_from_mask_left_aligned _nested_from_padded
@@ -61,9 +62,11 @@ _UNCOUNTED_OPS_BY_KIND: dict[str, str] = {
     upsample_bicubic2d upsample_linear1d upsample_trilinear3d _upsample_nearest_exact2d
     _upsample_bilinear2d_aa grid_sampler_2d grid_sampler_2d_backward affine_grid_generator
     pixel_shuffle pixel_unshuffle channel_shuffle native_channel_shuffle equal is_nonzero
-    is_same_size _has_compatible_shallow_copy_type count_nonzero histc bincount
+    is_same_size _has_same_storage_numel _has_compatible_shallow_copy_type count_nonzero histc
+    bincount
     _unsafe_index _unsafe_index_put _unsafe_masked_index _unsafe_masked_index_put_accumulate
-    index_reduce _chunk_cat rot90 diag_embed block_diag masked_scatter_backward nonzero_static
+    index_reduce embedding_renorm embedding_renorm_ _chunk_cat rot90 diag_embed block_diag
+    masked_scatter_backward nonzero_static
     _unique kthvalue median nanmedian mode logcumsumexp segment_reduce _segment_reduce_backward
     _pack_padded_sequence _jagged_to_padded_dense_forward _padded_dense_to_jagged_forward
     reflection_pad3d_backward replication_pad1d_backward replication_pad3d_backward
