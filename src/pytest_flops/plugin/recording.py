@@ -10,6 +10,7 @@ collect) marks their file incomplete, so that their snapshots are kept.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,13 @@ from pytest_flops.plugin import marks, selection
 from pytest_flops.plugin.attempt import Attempt, ItemPlan
 from pytest_flops.snapshots.run_record import RunRecord
 
-__all__ = ["FIXTURE_NAME", "attempt_finished", "collector_reported", "item_collected"]
+__all__ = [
+    "FIXTURE_NAME",
+    "attempt_finished",
+    "collector_reported",
+    "item_collected",
+    "with_current_marks",
+]
 
 FIXTURE_NAME = "flops"
 
@@ -54,12 +61,9 @@ def collector_reported(
 
 
 def item_collected(run: RunRecord, item: pytest.Item) -> ItemPlan:
-    """The test's plan, its markers parsed once; the run record learns of the test."""
+    """The test's plan, with its markers as collected; the run record learns of the test."""
     name = selection.name_in_file(item)
-    try:
-        item_marks, error = marks.read(item), None
-    except marks.MarkerError as problem:
-        item_marks, error = marks.ItemMarks(), str(problem)
+    item_marks, error = _read_marks(item)
     plan = ItemPlan(
         name=name,
         test_file=item.path,
@@ -75,6 +79,30 @@ def item_collected(run: RunRecord, item: pytest.Item) -> ItemPlan:
     if plan.measures:
         collected.measuring.add(name)
     return plan
+
+
+def with_current_marks(run: RunRecord, item: pytest.Item, plan: ItemPlan) -> ItemPlan:
+    """The plan with the test's markers as they are now.
+
+    Markers are added after a test is collected: by ``pytest_collection_modifyitems``
+    hooks (a conftest marking tests in bulk) and by fixtures (``request.applymarker``).
+    A budget or tolerance added there applies as if it were written on the test.
+    """
+    item_marks, error = _read_marks(item)
+    if (item_marks, error) == (plan.marks, plan.marks_error):
+        return plan
+    plan = replace(plan, marks=item_marks, marks_error=error)
+    if plan.measures:
+        run.file(plan.test_file).measuring.add(plan.name)
+    return plan
+
+
+def _read_marks(item: pytest.Item) -> tuple[marks.ItemMarks, str | None]:
+    """The test's markers, or the usage error of a bad one."""
+    try:
+        return marks.read(item), None
+    except marks.MarkerError as problem:
+        return marks.ItemMarks(), str(problem)
 
 
 def attempt_finished(run: RunRecord, plan: ItemPlan, attempt: Attempt) -> None:

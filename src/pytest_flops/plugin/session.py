@@ -2,8 +2,9 @@
 
 Life of a measured test, one attempt at a time (a rerun or a repeat starts clean):
 
-1. Collection: the test's markers are parsed once into its :class:`ItemPlan`
-   (``item.stash``), and the :class:`~pytest_flops.snapshots.run_record.RunRecord`
+1. Collection: the test's markers are parsed into its :class:`ItemPlan`
+   (``item.stash``; again when collection ends and when its call starts, as
+   hooks and fixtures add markers), and the :class:`~pytest_flops.snapshots.run_record.RunRecord`
    learns what was collected (:mod:`pytest_flops.plugin.recording`).
 2. Setup starts an :class:`Attempt`; the ``flops`` fixture (or ``limit_flops``
    without it) measures into it.
@@ -98,6 +99,9 @@ class FlopsSession:
         if len(session.items) < self.collected_items:
             self.run.narrow(f"{self.collected_items - len(session.items)} tests deselected")
         for item in selected:
+            item.stash[PLAN_KEY] = recording.with_current_marks(
+                self.run, item, item.stash[PLAN_KEY]
+            )
             problem = item.stash[PLAN_KEY].marks_error
             if problem is not None and not is_worker:
                 raise pytest.UsageError(problem)
@@ -125,8 +129,16 @@ class FlopsSession:
 
     @contextmanager
     def calling(self, item: pytest.Item) -> Iterator[None]:
-        """The call phase: a ``limit_flops`` test without the fixture is counted whole."""
-        plan, attempt = item.stash[PLAN_KEY], item.stash[ATTEMPT_KEY]
+        """The call phase: a ``limit_flops`` test without the fixture is counted whole.
+
+        Its markers are read again first: a fixture may have added one in setup.
+        """
+        plan = item.stash[PLAN_KEY] = recording.with_current_marks(
+            self.run, item, item.stash[PLAN_KEY]
+        )
+        if plan.marks_error is not None:
+            raise pytest.UsageError(plan.marks_error)
+        attempt = item.stash[ATTEMPT_KEY]
         attempt.in_call = attempt.called = True
         try:
             if plan.uses_fixture or plan.marks.budget is None:
