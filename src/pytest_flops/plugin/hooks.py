@@ -55,8 +55,7 @@ def pytest_make_collect_report(
 
 
 def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: object) -> None:
-    if isinstance(collector, pytest.Module):
-        collector.config.stash[SESSION_KEY].module_walked(collector)
+    collector.config.stash[SESSION_KEY].python_object_seen(collector, name, obj)
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:

@@ -24,6 +24,7 @@ __all__ = [
     "attempt_finished",
     "collector_reported",
     "item_collected",
+    "python_object_seen",
     "with_current_marks",
 ]
 
@@ -57,6 +58,15 @@ def collector_reported(
     ):
         # pytest warned that it cannot collect the class (it has __init__ or
         # __new__: a TestCase under -p no:unittest): its tests are not gone
+        run.file(collector.path).complete = False
+
+
+def python_object_seen(run: RunRecord, collector: pytest.Collector, name: str, obj: object) -> None:
+    if isinstance(collector, pytest.Module):
+        run.file(collector.path).walked = True
+    if selection.uncollectable_function(collector, name, obj):
+        # pytest warned that it cannot collect the function (a decorator made it
+        # another callable), or it says __test__ = False: its test is not gone
         run.file(collector.path).complete = False
 
 

@@ -8,6 +8,8 @@ judgement (:mod:`pytest_flops.snapshots.stale`) what this run could see.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import re
 import unittest
@@ -27,6 +29,7 @@ __all__ = [
     "roots",
     "run_record",
     "uncollectable",
+    "uncollectable_function",
 ]
 
 # pytest-repeat runs a test N times as parametrized copies, "test_a[2-3]", and
@@ -68,6 +71,28 @@ def uncollectable(cls: object) -> bool:
     return getattr(cls, "__init__") is not object.__init__ or (  # noqa: B009 (mypy)
         getattr(cls, "__new__") is not object.__new__  # noqa: B009
     )
+
+
+def uncollectable_function(collector: pytest.Collector, name: str, obj: object) -> bool:
+    """Whether ``obj`` is named as a test function that pytest gives up on: it is not a
+    function (a decorator returned another callable), or it says ``__test__ = False``."""
+    if isinstance(obj, type) or not isinstance(collector, (pytest.Module, pytest.Class)):
+        return False
+    if not collector.istestfunction(obj, name):
+        return False
+    function = getattr(obj, "__func__", obj)
+    return not (_is_function(function) and getattr(function, "__test__", True))
+
+
+def _is_function(obj: object) -> bool:
+    """A function, or a wrapper of one (``functools.wraps``, ``partial``), as pytest unwraps."""
+    try:
+        real = inspect.unwrap(obj)  # type: ignore[arg-type]
+    except ValueError:  # a cycle of __wrapped__
+        real = obj
+    if isinstance(real, functools.partial):
+        real = real.func
+    return inspect.isfunction(obj) or inspect.isfunction(real)
 
 
 def run_record(config: pytest.Config) -> RunRecord:

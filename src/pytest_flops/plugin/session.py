@@ -81,9 +81,10 @@ class FlopsSession:
     def collector_reported(self, collector: pytest.Collector, report: pytest.CollectReport) -> None:
         recording.collector_reported(self.run, collector, report, shown=self._shown)
 
-    def module_walked(self, module: pytest.Module) -> None:
-        """A module's own collection ran (``--lf`` hands back empty stand-in reports)."""
-        self.run.file(module.path).walked = True
+    def python_object_seen(self, collector: pytest.Collector, name: str, obj: object) -> None:
+        """A module or class is collecting ``obj``: its own collection ran (``--lf`` hands
+        back empty stand-in reports)."""
+        recording.python_object_seen(self.run, collector, name, obj)
 
     def item_collected(self, item: pytest.Item) -> None:
         item.stash[PLAN_KEY] = recording.item_collected(self.run, item)

@@ -17,9 +17,9 @@ Either way, only when nothing narrowed the run: no ``-k``, ``-m``,
 tests deselected by a plugin, no ``-x``/``--maxfail`` stop, collection error,
 interruption or crashed xdist worker. A test this run could not have
 collected (a doctest without ``--doctest-modules``, a function that
-``python_functions`` does not match, a class pytest could not collect) is
-never called gone. When in doubt, a snapshot is kept, and the summary says why
-none was judged.
+``python_functions`` does not match, a class or function pytest could not
+collect) is never called gone. When in doubt, a snapshot is kept, and the
+summary says why none was judged.
 
 The judgement reads a :class:`~pytest_flops.snapshots.run_record.RunRecord`
 (xdist workers send theirs to the controller, which merges them and alone
