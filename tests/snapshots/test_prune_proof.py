@@ -3,8 +3,11 @@ another name, or could not collect at all, keep their baselines (real pytest ses
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from pytest_flops.snapshots.store import doctest_name_in
 from tests.forked_pytest import runpytest_forked
 from tests.helpers import NET, flops_line
 
@@ -56,3 +59,53 @@ def test_a_test_function_pytest_gives_up_on_keeps_its_baseline(
         result.assert_outcomes(passed=1)
         assert flops_line(result) == "flops: 1 test passed, 0 failed, 0 written, 0 removed"
         assert baseline.read_bytes() == written
+
+
+def test_a_doctest_keeps_its_baseline_under_another_import_mode(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pytest names a module's doctest after the module, whose name depends on the import
+    mode (``test_d.helper``, ``tests.test_d.helper`` under importlib): the same doctest."""
+    pytester.makeini("[pytest]\naddopts = --doctest-modules -p no:randomly\n")
+    tests = pytester.mkdir("tests")
+    (tests / "test_d.py").write_text(
+        "def helper():\n"
+        '    """\n'
+        "    >>> import os, torch\n"
+        "    >>> flops = getfixture('flops')\n"
+        "    >>> with flops():\n"
+        "    ...     _ = torch.ones(2, 3) @ torch.ones(3, int(os.environ.get('N', '4')))\n"
+        '    """\n'
+    )
+    runpytest_forked(pytester, "--flops-update").assert_outcomes(passed=1)
+    baseline = tests / "__flops__" / "test_d.py" / "test_d.helper.flops.json"
+    written = baseline.read_bytes()
+    importlib = "--import-mode=importlib"
+    for args in ((), ("--flops-prune",), ("--flops-update", "--flops-prune")):
+        result = runpytest_forked(pytester, importlib, *args)
+        result.assert_outcomes(passed=1)
+        assert flops_line(result) == "flops: 1 test passed, 0 failed, 0 written, 0 removed"
+        assert baseline.read_bytes() == written
+    # and a changed count still fails there: 2*2*3*4 = 48 FLOPs became 2*2*3*5 = 60
+    monkeypatch.setenv("N", "5")
+    result = runpytest_forked(pytester, importlib)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["FLOP count changed for *tests.test_d.helper: total 48 → 60*"])
+
+
+@pytest.mark.parametrize(
+    ("name", "other", "same"),
+    [
+        ("test_d.helper", "tests.test_d.helper", True),
+        ("pkg.test_d.Model.forward", "src.pkg.test_d.Model.forward", True),
+        ("test_d.helper", "tests.test_d.other", False),
+        ("test_d.helper", "tests.other_d.helper", False),  # another module's stem
+        ("test_d.helper", "test_d.helper_too", False),
+        ("test_helper", "tests.test_helper", False),  # not doctests: test functions
+    ],
+)
+def test_a_doctest_is_known_by_its_name_under_any_import_mode(
+    name: str, other: str, same: bool
+) -> None:
+    found = doctest_name_in(Path("tests/test_d.py"), name, [other])
+    assert found == (other if same else None)

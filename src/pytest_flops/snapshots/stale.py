@@ -41,6 +41,7 @@ from pytest_flops.snapshots.store import (
     FILE_SUFFIX,
     SNAPSHOT_DIRNAME,
     SnapshotStore,
+    doctest_name_in,
     legacy_snapshot_dir,
     legacy_snapshot_path,
     snapshot_dir,
@@ -169,6 +170,10 @@ def _unwanted(run: RunRecord, test_file: Path, collected: CollectedFile) -> set[
     unwanted = set()
     for path in existing - _used_by(test_file, collected.wanted):
         test = stored_test_name(path) or _name_from_stem(path)
+        # a doctest named under another import mode: this run's name of it
+        test = doctest_name_in(test_file, test, collected.tests) or test
+        if test in collected.wanted and path.parent == snapshot_dir(test_file):
+            continue  # its baseline, written under the other name
         if not run.rules.could_collect(
             test_file, test, unittest_classes=collected.unittest_classes
         ):

@@ -29,7 +29,7 @@ import json
 import os
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -92,6 +92,31 @@ def stored_test_name(location: Path) -> str | None:
         return None
     test = data.get("test") if isinstance(data, dict) else None
     return test if isinstance(test, str) else None
+
+
+def doctest_name_in(test_file: Path, name: str, names: Iterable[str]) -> str | None:
+    """The name among ``names`` of the same doctest of ``test_file`` as ``name``, if any.
+
+    pytest names a Python file's doctest ``<module>.<qualname>``, and the module's
+    name depends on how the file was imported (``test_d`` by default, ``tests.test_d``
+    under ``--import-mode=importlib``): one name of the doctest is the other's dotted
+    suffix, from a module name that ends with the file's stem.
+    """
+    if test_file.suffix != ".py" or not _is_doctest_name(name):
+        return None
+    stem = test_file.stem
+    for other in names:
+        if other == name or not _is_doctest_name(other):
+            continue
+        short, long = sorted((name, other), key=len)
+        if long.endswith(f".{short}") and (short.startswith(f"{stem}.") or f".{stem}." in short):
+            return other
+    return None
+
+
+def _is_doctest_name(test_name: str) -> bool:
+    """``module.function`` (Python names hold no dots), not ``Class::test`` or ``test[id]``."""
+    return "::" not in test_name and "[" not in test_name and "." in test_name
 
 
 def _stem(test_name: str, *, hash_capitals: bool) -> str:
@@ -178,6 +203,15 @@ class SnapshotStore:
             stored_there = self._read_of(legacy, test=test, where=shown(legacy))
             if stored_there is not None:
                 return SnapshotLookup(location=legacy, stored=stored_there, legacy=True)
+            # a doctest's snapshot written under another import mode, in another name: its
+            # baseline (an update that changes it writes this name's file)
+            for other in snapshot_files(location.parent):
+                name = stored_test_name(other)
+                if name is not None and doctest_name_in(test_file, test, [name]):
+                    stored = self._read_of(other, test=name, where=shown(other))
+                    if stored is not None and not isinstance(stored, SnapshotFormatError):
+                        stored = replace(stored, test=test)
+                    return SnapshotLookup(location=other, stored=stored)
         return SnapshotLookup(location=location, stored=stored)
 
     def _read_of(
