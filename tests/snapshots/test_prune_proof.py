@@ -109,3 +109,39 @@ def test_a_doctest_is_known_by_its_name_under_any_import_mode(
 ) -> None:
     found = doctest_name_in(Path("tests/test_d.py"), name, [other])
     assert found == (other if same else None)
+
+
+def test_a_doctest_text_file_keeps_its_baseline_from_before_0_2(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pytest-flops 0.1 kept every test file's snapshots in a folder named after its stem:
+    ``__flops__/test_guide/`` for ``test_guide.txt`` too."""
+    pytester.makeini("[pytest]\naddopts = -p no:randomly\n")
+    (pytester.path / "test_guide.txt").write_text(
+        ">>> import os, torch\n"
+        ">>> flops = getfixture('flops')\n"
+        ">>> with flops():\n"
+        "...     _ = torch.ones(2, 3) @ torch.ones(3, int(os.environ.get('N', '4')))\n"
+    )
+    runpytest_forked(pytester, "--flops-update").assert_outcomes(passed=1)
+    folder = pytester.path / "__flops__"
+    (folder / "test_guide.txt").rename(folder / "test_guide")
+    baseline = folder / "test_guide" / "test_guide.txt.flops.json"
+    written = baseline.read_bytes()
+    result = runpytest_forked(pytester, "--flops-prune")
+    result.assert_outcomes(passed=1)
+    assert flops_line(result) == "flops: 1 test passed, 0 failed, 0 written, 0 removed"
+    assert baseline.read_bytes() == written
+    # it is the test's baseline: 2*2*3*4 = 48 FLOPs became 2*2*3*5 = 60
+    monkeypatch.setenv("N", "5")
+    result = runpytest_forked(pytester)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["FLOP count changed for test_guide.txt::test_guide.txt: total 48 → 60*"]
+    )
+    # --flops-update copies it to the current layout; --flops-prune then removes the old copy
+    runpytest_forked(pytester, "--flops-update").assert_outcomes(passed=1)
+    result = runpytest_forked(pytester, "--flops-prune")
+    assert flops_line(result) == "flops: 1 test passed, 0 failed, 0 written, 1 removed"
+    assert not baseline.exists()
+    assert (folder / "test_guide.txt" / "test_guide.txt.flops.json").is_file()

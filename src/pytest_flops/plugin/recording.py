@@ -48,8 +48,11 @@ def collector_reported(
     elif report.skipped:
         # importorskip at module level: the tests it hid are not gone
         run.file(collector.path).complete = False
-    elif isinstance(collector, pytest.File) and not isinstance(collector, pytest.Module):
-        # doctest and other files: collected when they gave items
+    elif isinstance(collector, pytest.File) and not (
+        isinstance(collector, pytest.Module) and collector.path.suffix == ".py"
+    ):
+        # doctest text files (a Module to pytest) and other files: collected when they
+        # gave items; a Python module is walked when it collects its objects, below
         run.file(collector.path).walked |= bool(report.result)
     elif (
         isinstance(collector, pytest.Class)

@@ -30,6 +30,7 @@ ran the whole suite, and notice a shard that is missing.
 
 from __future__ import annotations
 
+import glob
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -42,6 +43,7 @@ from pytest_flops.snapshots.store import (
     SNAPSHOT_DIRNAME,
     SnapshotStore,
     doctest_name_in,
+    has_legacy_dir,
     legacy_snapshot_dir,
     legacy_snapshot_path,
     snapshot_dir,
@@ -161,11 +163,13 @@ def evidence(
 
 def _unwanted(run: RunRecord, test_file: Path, collected: CollectedFile) -> set[StaleSnapshot]:
     """The snapshot files of ``test_file`` that no test of it still reads, with why."""
-    if _shares_a_folder(test_file):
-        return set()  # no proof whose snapshot any file in it is
-    existing = set(snapshot_files(snapshot_dir(test_file)))
-    if test_file.suffix == ".py":
-        existing |= set(snapshot_files(legacy_snapshot_dir(test_file)))
+    folders = [snapshot_dir(test_file)]
+    if has_legacy_dir(test_file):
+        folders.append(legacy_snapshot_dir(test_file))
+    # a folder that two files may keep snapshots in proves nothing of whose they are
+    existing = {
+        path for folder in folders if not _shared(folder) for path in snapshot_files(folder)
+    }
     collected_heads = {test.partition("[")[0] for test in collected.tests}
     unwanted = set()
     for path in existing - _used_by(test_file, collected.wanted):
@@ -180,7 +184,11 @@ def _unwanted(run: RunRecord, test_file: Path, collected: CollectedFile) -> set[
             continue  # this run could not have collected it: no evidence either way
         elif test in collected.unmeasured and test not in collected.measured:
             reason = StaleReason.STOPPED_MEASURING
-        elif test in collected.tests and path.parent == legacy_snapshot_dir(test_file):
+        elif (
+            test in collected.tests
+            and has_legacy_dir(test_file)
+            and path.parent == legacy_snapshot_dir(test_file)
+        ):
             reason = StaleReason.MOVED
         elif test.partition("[")[0] in collected_heads:
             reason = StaleReason.NOT_COLLECTED
@@ -190,11 +198,18 @@ def _unwanted(run: RunRecord, test_file: Path, collected: CollectedFile) -> set[
     return unwanted
 
 
-def _shares_a_folder(test_file: Path) -> bool:
-    """``__flops__/X/`` is both the folder of a file ``X`` (a doctest text file named
-    without a dot) and the folder before 0.2 of ``X.py``, when both exist."""
-    dotless = test_file.with_suffix("") if test_file.suffix == ".py" else test_file
-    return dotless.is_file() and dotless.with_name(dotless.name + ".py").is_file()
+def _shared(folder: Path) -> bool:
+    """``__flops__/X/`` is the folder of a file ``X`` (a doctest text file named without
+    a dot) and the folder before 0.2 of every ``X.<suffix>`` (``X.py``, ``X.txt``): it
+    is shared when two of them exist."""
+    return sum(path.is_file() for path in _owners(folder.parent.parent, folder.name)) > 1
+
+
+def _owners(directory: Path, folder: str) -> set[Path]:
+    """The files whose snapshots ``directory/__flops__/<folder>/`` may hold: the file
+    named ``folder``, and (the layout before 0.2) each file whose stem it is."""
+    candidates = {directory / folder, *directory.glob(f"{glob.escape(folder)}.*")}
+    return {path for path in candidates if path.name == folder or path.stem == folder}
 
 
 def _orphans_of(run: RunRecord) -> set[StaleSnapshot]:
@@ -348,7 +363,7 @@ def _used_by(test_file: Path, names: Iterable[str]) -> set[Path]:
     for name in names:
         current = snapshot_path(test_file, name)
         used.add(current)
-        if test_file.suffix == ".py" and not current.exists():
+        if has_legacy_dir(test_file) and not current.exists():
             used.add(legacy_snapshot_path(test_file, name))
     return used
 
@@ -357,8 +372,8 @@ def _orphans(directory: Path, *, known: Iterable[Path]) -> Iterable[Path]:
     """Snapshot files in ``directory/__flops__/`` whose test file no longer exists.
 
     A folder is named after its test file (``test_a.py``, ``GUIDE``), or, before
-    0.2, after a Python file's stem (``test_v1.2`` for ``test_v1.2.py``): it
-    belongs to whichever of the two exists.
+    0.2, after its stem (``test_v1.2`` for ``test_v1.2.py``, ``test_guide`` for
+    ``test_guide.txt``): it belongs to whichever of them exists.
     """
     root = directory / SNAPSHOT_DIRNAME
     if not root.is_dir():
@@ -367,6 +382,5 @@ def _orphans(directory: Path, *, known: Iterable[Path]) -> Iterable[Path]:
     for folder in sorted(root.iterdir()):
         if not folder.is_dir():
             continue
-        owners = (directory / folder.name, directory / f"{folder.name}.py")
-        if not any(owner in known or owner.exists() for owner in owners):
+        if not any(owner in known or owner.exists() for owner in _owners(directory, folder.name)):
             yield from snapshot_files(folder)

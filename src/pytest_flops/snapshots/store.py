@@ -79,6 +79,12 @@ def legacy_snapshot_dir(test_file: Path) -> Path:
     return test_file.parent / SNAPSHOT_DIRNAME / test_file.stem
 
 
+def has_legacy_dir(test_file: Path) -> bool:
+    """Whether the layout before 0.2 kept the file's snapshots in another folder: it named
+    the folder after the file's stem, which only a file name without a dot is whole."""
+    return legacy_snapshot_dir(test_file) != snapshot_dir(test_file)
+
+
 def snapshot_files(directory: Path) -> list[Path]:
     """The snapshot files in ``directory``, whether or not their tests exist."""
     return sorted(directory.glob(f"*{FILE_SUFFIX}")) if directory.is_dir() else []
@@ -198,21 +204,23 @@ class SnapshotStore:
         no file for it. ``shown`` turns a path into what error messages name."""
         location = snapshot_path(test_file, test)
         stored = self._read_of(location, test=test, where=shown(location))
-        if stored is None and test_file.suffix == ".py":
+        if stored is not None:
+            return SnapshotLookup(location=location, stored=stored)
+        if has_legacy_dir(test_file):
             legacy = legacy_snapshot_path(test_file, test)
-            stored_there = self._read_of(legacy, test=test, where=shown(legacy))
-            if stored_there is not None:
-                return SnapshotLookup(location=legacy, stored=stored_there, legacy=True)
-            # a doctest's snapshot written under another import mode, in another name: its
-            # baseline (an update that changes it writes this name's file)
-            for other in snapshot_files(location.parent):
-                name = stored_test_name(other)
-                if name is not None and doctest_name_in(test_file, test, [name]):
-                    stored = self._read_of(other, test=name, where=shown(other))
-                    if stored is not None and not isinstance(stored, SnapshotFormatError):
-                        stored = replace(stored, test=test)
-                    return SnapshotLookup(location=other, stored=stored)
-        return SnapshotLookup(location=location, stored=stored)
+            stored = self._read_of(legacy, test=test, where=shown(legacy))
+            if stored is not None:
+                return SnapshotLookup(location=legacy, stored=stored, legacy=True)
+        # a doctest's snapshot written under another import mode, in another name: its
+        # baseline (an update that changes it writes this name's file)
+        for other in snapshot_files(location.parent) if _is_doctest_name(test) else ():
+            name = stored_test_name(other)
+            if name is not None and doctest_name_in(test_file, test, [name]):
+                stored = self._read_of(other, test=name, where=shown(other))
+                if stored is not None and not isinstance(stored, SnapshotFormatError):
+                    stored = replace(stored, test=test)
+                return SnapshotLookup(location=other, stored=stored)
+        return SnapshotLookup(location=location, stored=None)
 
     def _read_of(
         self, location: Path, *, test: str, where: str
