@@ -12,7 +12,8 @@ dispatched: :meth:`~ModuleTracker.paths`, the module rows its FLOPs go to.
   sequence number within that call's interval; during backward, the node
   being executed (``torch._C._current_autograd_node()``) names the call it
   came from. A module whose inputs need no grad therefore never stays
-  "active" and swallows unrelated backward FLOPs.
+  "active" and swallows unrelated backward FLOPs, nor does one whose forward
+  runs a backward (a gradient penalty, a train step wrapped in a module).
 * **Double backward.** Nodes made while a module's backward node runs with
   grad enabled (``create_graph=True``) belong to that module.
 * **Roots.** Without roots every module call that runs outside another one
@@ -44,6 +45,10 @@ Models = torch.nn.Module | Iterable[torch.nn.Module] | Mapping[str, torch.nn.Mod
 """What ``flops(...)`` and ``FlopCounterMode(models=...)`` accept as the models to keep rows of."""
 
 
+_RUNNING = 2**64
+"""The end of a call's interval while it runs: every node made from its start on."""
+
+
 @dataclass(eq=False, slots=True)
 class _Frame:
     """One call of a module's forward."""
@@ -55,19 +60,24 @@ class _Frame:
     # FLOPs are added to. A recursive call adds nothing new.
     paths: tuple[str, ...]
     first_node: int
-    end_node: int = 2**64
+    end_node: int = _RUNNING
+    # the autograd node running as the call began (None in forward), until it ends
+    entered_in: Any = None
 
 
 @dataclass
 class _NodeIndex:
     """Finds the module call that created an autograd node.
 
-    A node made by a module's forward falls in that call's interval. A node
+    A node made by a module's forward falls in that call's interval: of an ended
+    call, or of one still running (a backward run inside a forward). A node
     made while backward runs with grad enabled (``create_graph=True``: gradient
     penalties, Hessian-vector products) belongs to the module whose backward
     node made it; those are kept apart, as ranges in creation order.
     """
 
+    # this thread's calls still running, outermost first: its module stack
+    running: list[_Frame] = field(default_factory=list)
     keys: list[tuple[int, int]] = field(default_factory=list)
     frames: list[_Frame] = field(default_factory=list)
     made_in_backward_starts: list[int] = field(default_factory=list)
@@ -103,6 +113,11 @@ class _NodeIndex:
         frame = self.frames[at] if at >= 0 else None
         while frame is not None and not frame.first_node <= sequence_nr < frame.end_node:
             frame = frame.parent
+        if frame is not None and frame.end_node != _RUNNING:
+            return frame  # an ended call runs inside every running call that holds the node
+        for running in reversed(self.running):  # innermost first
+            if running.first_node <= sequence_nr:
+                return running  # made in this call, outside every call of it that ended
         return frame
 
 
@@ -198,7 +213,9 @@ class ModuleTracker:
         autograd ``node`` executing now (None in forward)."""
         stack = getattr(self._local, "stack", None)  # asked for every counted op
         if stack:
-            return stack[-1].paths
+            call = stack[-1]
+            if call.entered_in is node:  # its own ops: forward, or a checkpoint re-running it
+                return call.paths
         # a backward node's ops come one after another (one tuple: threads read it whole)
         last_node, last_paths = self._last_answer
         if node is last_node:
@@ -213,11 +230,12 @@ class ModuleTracker:
         dispatched belongs to the module whose backward node is running.
 
         Called for ops that run, grad enabled, while a backward node executes. Not
-        while a module's forward runs in backward (checkpoint recomputation): that
+        while a module's forward runs in that node (checkpoint recomputation): that
         call's own interval places its nodes more precisely.
         """
         node = _current_autograd_node()
-        if node is None or self._stack():
+        stack = getattr(self._local, "stack", None)
+        if node is None or (stack and stack[-1].entered_in is node):
             return
         end = _next_sequence_nr()  # the op's own node, if it made one, is end - 1
         start = max(end - 1, getattr(self._local, "noted_until", 0))
@@ -236,14 +254,16 @@ class ModuleTracker:
             return  # the module it wraps runs next and takes its place in paths
         if isinstance(module, _GraphModule):
             return  # a traced body (a higher-order operator's backward): no module of the user
-        if threading.get_ident() != self._thread and _current_autograd_node() is None:
+        node = _current_autograd_node()
+        if threading.get_ident() != self._thread and node is None:
             # Another thread's forward: the mode does not count it, and its frames
             # (numbered in that thread's own autograd sequence) would blur where
             # this thread's backward nodes came from. Backward threads (checkpoint
             # recomputation on an autograd device thread) do count and keep theirs.
             return
         stack = self._stack()
-        parent = stack[-1] if stack else self._frame_of(_current_autograd_node())
+        # called by the running call, or by backward work (inside a forward or not)
+        parent = stack[-1] if stack and stack[-1].entered_in is node else self._frame_of(node)
         # without roots, a call outside every module starts a row; with roots, a root
         # starts rows of its own whoever calls it
         root = self._root_name(module) if parent is None or self._roots is not None else None
@@ -259,14 +279,15 @@ class ModuleTracker:
             path, parent = self._path_under(parent, module)
             inherited = () if parent is None else parent.paths
         paths = inherited if path in inherited else (*inherited, path)
-        stack.append(_Frame(module, path, parent, paths, _next_sequence_nr()))
+        stack.append(_Frame(module, path, parent, paths, _next_sequence_nr(), entered_in=node))
 
     def _leave_module(self, module: torch.nn.Module, args: object, output: object) -> None:
-        stack = self._stack()
+        stack = getattr(self._local, "stack", None)
         if not stack or stack[-1].module is not module:
             return  # entered before tracking started, or not tracked
         frame = stack.pop()
         frame.end_node = _next_sequence_nr()
+        frame.entered_in = None  # an ended call keeps no backward graph alive
         if frame.end_node > frame.first_node:
             self._thread_nodes().add(frame)
             self._last_answer = _NO_ANSWER  # a node may belong to this call
@@ -313,7 +334,7 @@ class ModuleTracker:
     def _stack(self) -> list[_Frame]:
         stack: list[_Frame] | None = getattr(self._local, "stack", None)
         if stack is None:
-            stack = self._local.stack = []
+            stack = self._local.stack = self._thread_nodes().running
         return stack
 
     def _thread_nodes(self) -> _NodeIndex:
