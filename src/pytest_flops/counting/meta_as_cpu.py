@@ -133,6 +133,13 @@ def _cpu_flash_attention_on_meta(
     )
     if choice != SDPBackend.FLASH_ATTENTION.value:
         return None
+    # The CPU kernel takes (B, H, S, D): ATen gives 3-D (N, L, E) inputs a leading
+    # dimension of one, the mask leading ones up to four, and drops it from the output.
+    unbatched = query.dim() == key.dim() == value.dim() == 3
+    if unbatched:
+        query, key, value = (t.unsqueeze(0) for t in (query, key, value))
+        while attn_mask is not None and attn_mask.dim() < 4:
+            attn_mask = attn_mask.unsqueeze(0)
     if attn_mask is not None and attn_mask.dtype == torch.bool:
         # as SDPA does before calling a fused kernel, with the same ops (so the same
         # bytes accessed): True keeps, False masks out
@@ -144,7 +151,7 @@ def _cpu_flash_attention_on_meta(
     out, _logsumexp = aten._scaled_dot_product_flash_attention_for_cpu(
         query, key, value, dropout_p, is_causal, attn_mask=attn_mask, scale=scale
     )
-    return out
+    return out.squeeze(0) if unbatched else out
 
 
 def _cpu_lstm_on_meta(
