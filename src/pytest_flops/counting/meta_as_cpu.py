@@ -33,6 +33,12 @@ from a CPU run of the same call (or not at all):
   contiguous gradient on meta and fake tensors where the CPU's followed the
   transposed gradient of its output, which the reshape before it then copied
   (a ``clone``, 512 bytes per layer, on CPU only).
+* Some kernels allocate their output in another layout on the CPU than their
+  meta kernel does (``CPU_LAYOUTS``): group norm (forward and backward) and
+  pixel (un)shuffle keep a channels-last input's format, ``log_sigmoid``,
+  ``rrelu`` and the gradients of the MSE, smooth L1 and Huber losses are
+  contiguous. A reshape after them was a view on CPU and a copy on meta (or a
+  failed ``.view``).
 * ``torch._grouped_mm`` (mixture-of-experts layers) has a meta kernel that
   checks the CUDA kernel's dtypes, refusing the float32 the CPU kernel takes,
   so an fp32 MoE model could not be counted on meta or fake tensors.
@@ -59,7 +65,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch._decomp import decomposition_table
+from torch._decomp import decomposition_table, meta_table
+from torch._prims_common import suggest_memory_format
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
 from torch.nn.attention import SDPBackend
 
@@ -487,6 +494,61 @@ def layer_norm_backward_as_cpu(
     return (grad_input, *rest)
 
 
+def _contiguous(out: Any, args: Sequence[Any]) -> Any:
+    """Every output contiguous: the CPU kernel allocates them so."""
+    if isinstance(out, tuple):
+        return tuple(_contiguous(tensor, args) for tensor in out)
+    return out if out.is_contiguous() else out.new_empty(out.shape)
+
+
+def _in_memory_format_of(position: int) -> Callable[[Any, Sequence[Any]], Any]:
+    """The (first) output in the memory format ``args[position]`` suggests, as the CPU
+    kernel allocates it: channels-last for a channels-last input."""
+
+    def layout(out: Any, args: Sequence[Any]) -> Any:
+        first, *rest = out if isinstance(out, tuple) else (out,)
+        memory_format = suggest_memory_format(args[position])
+        if not first.is_contiguous(memory_format=memory_format):
+            first = torch.empty(
+                first.shape, dtype=first.dtype, device=first.device, memory_format=memory_format
+            )
+        return (first, *rest) if isinstance(out, tuple) else first
+
+    return layout
+
+
+CPU_LAYOUTS: dict[torch._ops.OpOverload, Callable[[Any, Sequence[Any]], Any]] = {
+    aten.native_group_norm.default: _in_memory_format_of(0),
+    aten.native_group_norm_backward.default: _in_memory_format_of(1),  # grad_out, input
+    aten.pixel_shuffle.default: _in_memory_format_of(0),
+    aten.pixel_unshuffle.default: _in_memory_format_of(0),
+    aten.log_sigmoid_forward.default: _contiguous,
+    aten.rrelu_with_noise.default: _contiguous,
+    aten.mse_loss_backward.default: _contiguous,
+    aten.smooth_l1_loss_backward.default: _contiguous,
+    aten.huber_loss_backward.default: _contiguous,
+}
+"""Ops whose meta kernel lays out their output unlike the CPU kernel, and the CPU's layout
+of that output (from the output and the op's arguments)."""
+
+
+def as_cpu_layout(op: torch._ops.OpOverload, out: Any, args: Sequence[Any]) -> Any:
+    """``out`` of ``op`` (meta or fake) in the CPU kernel's layout. Fake tensors run
+    some of these ops' decompositions, not the meta kernel: their mode calls this."""
+    return CPU_LAYOUTS[op](out, args)
+
+
+def _cpu_layout_on_meta(op: torch._ops.OpOverload) -> Any:
+    """A meta kernel for ``op``: torch's, in the CPU kernel's layout while routing."""
+    meta_kernel = meta_table.get(op) or decomposition_table[op]
+
+    def kernel(*args: Any, **kwargs: Any) -> Any:
+        out = meta_kernel(*args, **kwargs)
+        return as_cpu_layout(op, out, args) if _routes() else out
+
+    return kernel
+
+
 def _elementwise_on_meta(op: torch._ops.OpOverload) -> Any:
     """A meta kernel for ``op``: torch's (its decomposition), in TensorIterator's layout
     while routing."""
@@ -535,8 +597,14 @@ def _register_routing_kernels() -> torch.library.Library:
     library.impl("convolution", _convolution_on_meta, "Meta")
     library.impl("native_layer_norm_backward", _layer_norm_backward_on_meta, "Meta")
     library.impl("mkldnn_rnn_layer_backward", _lstm_layer_backward_on_meta, "Meta")
+    for op in CPU_LAYOUTS:
+        library.impl(_qualified_name(op), _cpu_layout_on_meta(op), "Meta")
     for op in ELEMENTWISE_LAYOUT_OPS:
-        name = op._schema.name.partition("::")[2]
-        overload = "" if op._overloadname == "default" else f".{op._overloadname}"
-        library.impl(name + overload, _elementwise_on_meta(op), "Meta")
+        library.impl(_qualified_name(op), _elementwise_on_meta(op), "Meta")
     return library
+
+
+def _qualified_name(op: torch._ops.OpOverload) -> str:
+    """``op``'s name in the ``aten`` library: ``xlogy.Tensor``, ``softplus_backward``."""
+    name = op._schema.name.partition("::")[2]
+    return name if op._overloadname == "default" else f"{name}.{op._overloadname}"
