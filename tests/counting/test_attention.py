@@ -135,6 +135,29 @@ def test_meta_and_fake_tensors_count_like_cpu(case: str, device: str) -> None:
     assert measurement_on(device, step) == on_cpu
 
 
+# 3-D (N, L, E) q, k and v, N=4, L=16, E=8: (S_q, S_k) masks as in sdpa_step
+UNBATCHED_CASES: dict[str, dict[str, Any]] = {
+    "plain": {},
+    "bool_mask": {"mask_dtype": torch.bool},
+    "float_mask": {"mask_dtype": torch.float},
+    "causal": {"is_causal": True},
+}
+
+
+@pytest.mark.parametrize("case", UNBATCHED_CASES)
+@pytest.mark.parametrize("device", ["meta", "fake"])
+def test_meta_and_fake_3d_attention_counts_like_cpu(case: str, device: str) -> None:
+    # The CPU's flash kernel takes them as (1, N, L, E), the meta routing so too;
+    # torch 2.13 runs them on the math path instead, on every device alike.
+    step = sdpa_step((4, 16, 8), (4, 16, 8), 8, **UNBATCHED_CASES[case])
+
+    on_cpu = measurement_on("cpu", step)
+
+    # forward QKᵀ and PV: 2*4*16*16*(8+8) = 32,768 on either path
+    assert on_cpu["forward"] == 32_768
+    assert measurement_on(device, step) == on_cpu
+
+
 def test_meta_sdpa_under_the_math_backend_switch_stays_math() -> None:
     # The CPU chooser honours sdpa_kernel; so does the meta routing that asks it.
     step = sdpa_step((2, 4, 16, 8), (2, 4, 24, 8), 8)

@@ -9,13 +9,14 @@ being time steps x batch.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 import torch
 from torch import nn
 from torch._subclasses.fake_tensor import FakeTensorMode
 
+import pytest_flops
 from pytest_flops import FlopCounterMode, Measurement
 from pytest_flops.counting.formulas.rnn import cudnn_rnn_backward_flop, cudnn_rnn_flop
 
@@ -131,6 +132,75 @@ def test_lstm_on_meta_and_fake_tensors_counts_like_cpu(device: str) -> None:
     # once less, and autograd copied the shared one before accumulating it, 4 * 2 * 256
     # bytes more). The workspace, oneDNN's choice, counts on neither.
     assert measured == Measurement.from_dict(expected, where="cpu")
+
+
+def gru_forward(gru: nn.Module, x: torch.Tensor) -> None:
+    gru(x)
+
+
+@pytest.mark.parametrize("device", ["meta", "fake"])
+def test_gru_on_meta_projects_all_time_steps_at_once_like_cpu(
+    device: Literal["meta", "fake"],
+) -> None:
+    torch.manual_seed(0)
+    gru, x = nn.GRU(16, 32), torch.randn(5, 3, 16)  # T=5, B=3: 15 tokens, 3 gates of 32
+
+    measured = pytest_flops.count(gru_forward, gru, x, device=device)
+
+    # FLOPs 2 * 15 * (96*16 + 96*32) = 138,240. ATen's CPU layer projects the inputs
+    # of all 5 steps in one addmm: bias 96*4 + x 15*16*4 + W_ih 16*96*4 + out 15*96*4
+    # = 384 + 960 + 6,144 + 5,760 = 13,248 bytes; then one per step for the hidden
+    # state: 5 * (384 + 3*32*4 + 32*96*4 + 3*96*4) = 5 * 14,208 = 71,040. (Meta
+    # tensors took the input's addmm per step too: 5 * 7,872 = 39,360 bytes.)
+    assert measured.by_op == {"aten.addmm": 138_240}
+    assert measured.bytes_by_op["aten.addmm"] == 13_248 + 71_040
+    assert measured == measure(lambda: gru_forward(gru, x))
+
+
+RNN_LAYERS: dict[str, Callable[[], nn.Module]] = {
+    "gru": lambda: nn.GRU(6, 8, num_layers=2, bidirectional=True, batch_first=True),
+    "rnn_tanh": lambda: nn.RNN(6, 8, num_layers=2, bidirectional=True, batch_first=True),
+    "rnn_relu": lambda: nn.RNN(6, 8, 2, nonlinearity="relu", bidirectional=True, bias=False),
+    # oneDNN has no projections: ATen's step-by-step LSTM
+    "lstm_proj": lambda: nn.LSTM(6, 8, num_layers=2, bidirectional=True, proj_size=4),
+}
+
+
+def rnn_train_step(rnn: nn.Module, x: torch.Tensor) -> None:
+    output, hidden = rnn(x)
+    h_n = hidden[0] if isinstance(hidden, tuple) else hidden
+    (output.sum() + h_n.sum()).backward()
+
+
+@pytest.mark.filterwarnings("ignore:LSTM with projections is not supported with oneDNN")
+@pytest.mark.parametrize("layer", RNN_LAYERS)
+@pytest.mark.parametrize("device", ["meta", "fake"])
+def test_step_by_step_rnns_on_meta_and_fake_count_like_cpu(
+    layer: str, device: Literal["meta", "fake"]
+) -> None:
+    torch.manual_seed(0)
+    rnn, x = RNN_LAYERS[layer](), torch.randn(3, 5, 6)
+
+    on_cpu = measure(lambda: rnn_train_step(rnn, x))
+
+    assert on_cpu.total > 0
+    assert pytest_flops.count(rnn_train_step, rnn, x, device=device) == on_cpu
+
+
+@pytest.mark.filterwarnings("ignore:TF32 acceleration on top of oneDNN")
+@pytest.mark.parametrize("device", ["meta", "fake"])
+def test_lstm_without_onednn_on_meta_and_fake_counts_like_cpu(
+    device: Literal["meta", "fake"],
+) -> None:
+    torch.manual_seed(0)
+    lstm, x = nn.LSTM(6, 8, num_layers=2, bidirectional=True), torch.randn(3, 5, 6)
+
+    with torch.backends.mkldnn.flags(enabled=False):
+        on_cpu = measure(lambda: rnn_train_step(lstm, x))
+        measured = pytest_flops.count(rnn_train_step, lstm, x, device=device)
+
+    assert "fused.rnn" not in on_cpu.by_op  # ATen's cells, step by step
+    assert measured == on_cpu
 
 
 @pytest.mark.filterwarnings("ignore:LSTM with projections is not supported with oneDNN")

@@ -20,6 +20,10 @@ from a CPU run of the same call (or not at all):
   contiguous. SegFormer's layer norms after a transposed sequence then got a
   transposed gradient, which the ``nn.Linear`` backward before them copied to
   contiguous (``clone``): more bytes accessed on meta and fake tensors.
+* ``nn.GRU``, ``nn.RNN`` and an LSTM oneDNN does not take (projections, oneDNN
+  off, float64) run ATen's step-by-step layers, which project all time steps'
+  inputs in one ``addmm`` on a CPU but one per step on meta: equal FLOPs, more
+  bytes (``W_ih`` read again each step).
 * The oneDNN LSTM layer's backward: the meta kernel returns one tensor for
   both bias gradients, where the CPU returns two; autograd then copied it
   before accumulating it (an ``aten.copy_`` per layer and direction).
@@ -29,6 +33,12 @@ from a CPU run of the same call (or not at all):
   contiguous gradient on meta and fake tensors where the CPU's followed the
   transposed gradient of its output, which the reshape before it then copied
   (a ``clone``, 512 bytes per layer, on CPU only).
+* Some kernels allocate their output in another layout on the CPU than their
+  meta kernel does (``CPU_LAYOUTS``): group norm (forward and backward) and
+  pixel (un)shuffle keep a channels-last input's format, ``log_sigmoid``,
+  ``rrelu`` and the gradients of the MSE, smooth L1 and Huber losses are
+  contiguous. A reshape after them was a view on CPU and a copy on meta (or a
+  failed ``.view``).
 * ``torch._grouped_mm`` (mixture-of-experts layers) has a meta kernel that
   checks the CUDA kernel's dtypes, refusing the float32 the CPU kernel takes,
   so an fp32 MoE model could not be counted on meta or fake tensors.
@@ -39,21 +49,24 @@ kernels' meta implementations, exactly where a CPU would take them: shapes,
 strides and counts then match a CPU run; a float32 grouped GEMM and a layer
 norm's input gradient get the CPU kernel's (contiguous) output, those pointwise
 ops TensorIterator's layout, and an LSTM
-layer's backward two bias gradients, on meta and fake tensors. Outside, and for
+layer's backward two bias gradients, on meta and fake tensors; recurrent layers
+project their inputs as a CPU does. Outside, and for
 any other tensors, nothing changes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, ExitStack
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch._decomp import decomposition_table
+from torch._decomp import decomposition_table, meta_table
+from torch._prims_common import suggest_memory_format
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
 from torch.nn.attention import SDPBackend
 
@@ -76,7 +89,7 @@ _ROUTING = WhileCounting(_routing_on, per_thread=True)
 
 
 def cpu_kernels_on_meta() -> AbstractContextManager[None]:
-    """While active on this thread, meta SDPA, LSTM, convolution, grouped GEMM and layer
+    """While active on this thread, meta SDPA, RNN, convolution, grouped GEMM and layer
     norm backward calls take the CPU's kernels (or their outputs' layouts)."""
     _register_routing_kernels()
     return _ROUTING.held()
@@ -133,6 +146,13 @@ def _cpu_flash_attention_on_meta(
     )
     if choice != SDPBackend.FLASH_ATTENTION.value:
         return None
+    # The CPU kernel takes (B, H, S, D): ATen gives 3-D (N, L, E) inputs a leading
+    # dimension of one, the mask leading ones up to four, and drops it from the output.
+    unbatched = query.dim() == key.dim() == value.dim() == 3
+    if unbatched:
+        query, key, value = (t.unsqueeze(0) for t in (query, key, value))
+        while attn_mask is not None and attn_mask.dim() < 4:
+            attn_mask = attn_mask.unsqueeze(0)
     if attn_mask is not None and attn_mask.dtype == torch.bool:
         # as SDPA does before calling a fused kernel, with the same ops (so the same
         # bytes accessed): True keeps, False masks out
@@ -144,7 +164,7 @@ def _cpu_flash_attention_on_meta(
     out, _logsumexp = aten._scaled_dot_product_flash_attention_for_cpu(
         query, key, value, dropout_p, is_causal, attn_mask=attn_mask, scale=scale
     )
-    return out
+    return out.squeeze(0) if unbatched else out
 
 
 def _cpu_lstm_on_meta(
@@ -221,6 +241,134 @@ def _onednn_lstm_layer(
         *options,
     )
     return output, h, c
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _CellWeights:
+    """One layer and direction's weights, as ATen's ``gather_params`` reads them."""
+
+    w_ih: torch.Tensor
+    w_hh: torch.Tensor
+    b_ih: torch.Tensor | None
+    b_hh: torch.Tensor | None
+    w_hr: torch.Tensor | None  # LSTM's projection
+
+    @classmethod
+    def of(cls, weights: Sequence[torch.Tensor]) -> _CellWeights:
+        """From ``(w_ih, w_hh[, b_ih, b_hh][, w_hr])``: biases after the weights, the
+        projection last."""
+        w_ih, w_hh, *rest = weights
+        b_ih, b_hh = rest[:2] if len(rest) >= 2 else (None, None)
+        w_hr = rest[-1] if len(rest) in (1, 3) else None
+        return cls(w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh, w_hr=w_hr)
+
+
+# One step of a cell, as ATen's CPU cells take it: the input's projection done already
+# (``pre_compute_input``), the hidden state's done here; a hidden state, or LSTM's (h, c).
+Cell = Callable[[torch.Tensor, Any, _CellWeights], Any]
+
+
+def _simple_cell(nonlinearity: Callable[[torch.Tensor], torch.Tensor]) -> Cell:
+    def cell(input_w: torch.Tensor, hidden: torch.Tensor, weights: _CellWeights) -> torch.Tensor:
+        return nonlinearity(F.linear(hidden, weights.w_hh, weights.b_hh).add_(input_w))
+
+    return cell
+
+
+def _gru_cell(input_w: torch.Tensor, hidden: torch.Tensor, weights: _CellWeights) -> torch.Tensor:
+    i_reset, i_input, i_new = input_w.unsafe_chunk(3, 1)
+    h_reset, h_input, h_new = F.linear(hidden, weights.w_hh, weights.b_hh).unsafe_chunk(3, 1)
+    reset_gate = h_reset.add_(i_reset).sigmoid_()
+    input_gate = h_input.add_(i_input).sigmoid_()
+    new_gate = i_new.add(h_new.mul_(reset_gate)).tanh_()
+    return (hidden - new_gate).mul_(input_gate).add_(new_gate)
+
+
+def _lstm_cell(
+    input_w: torch.Tensor, hidden: tuple[torch.Tensor, torch.Tensor], weights: _CellWeights
+) -> tuple[torch.Tensor, torch.Tensor]:
+    hx, cx = hidden
+    gates = F.linear(hx, weights.w_hh, weights.b_hh).add_(input_w).unsafe_chunk(4, 1)
+    in_gate, forget_gate = gates[0].sigmoid_(), gates[1].sigmoid_()
+    cell_gate, out_gate = gates[2].tanh_(), gates[3].sigmoid_()
+    cy = (forget_gate * cx).add_(in_gate * cell_gate)
+    hy = out_gate * cy.tanh()
+    return (hy if weights.w_hr is None else torch.matmul(hy, weights.w_hr.t())), cy
+
+
+def _cpu_rnn_layers(
+    cell: Cell,
+    input: torch.Tensor,
+    hiddens: Sequence[Any],
+    params: Sequence[torch.Tensor],
+    options: tuple[bool, int, float, bool, bool, bool],  # has_biases ... batch_first, as ATen's
+) -> tuple[torch.Tensor, list[Any]]:
+    """ATen's ``_rnn_impl`` over ``FullLayer`` as a CPU input runs it: each layer and
+    direction projects all time steps' inputs in one ``linear``, then steps through
+    them (meta inputs take one ``linear`` per step). The output and the final hidden
+    states, in ``hiddens``' order."""
+    _has_biases, num_layers, dropout, train, bidirectional, batch_first = options
+    directions = 2 if bidirectional else 1
+    per_direction = len(params) // (num_layers * directions)
+    layer_input = input.transpose(0, 1) if batch_first else input
+    final: list[Any] = []
+    for layer in range(num_layers):
+        outputs = []
+        for direction in range(directions):
+            index = layer * directions + direction
+            weights = _CellWeights.of(params[index * per_direction : (index + 1) * per_direction])
+            steps = F.linear(layer_input, weights.w_ih, weights.b_ih).unbind(0)
+            torch._check(bool(steps), lambda: "Expected sequence length to be larger than 0 in RNN")
+            hidden = hiddens[index]
+            step_outputs = []
+            for step in reversed(steps) if direction else steps:
+                hidden = cell(step, hidden, weights)
+                step_outputs.append(hidden[0] if isinstance(hidden, tuple) else hidden)
+            outputs.append(torch.stack(step_outputs[::-1] if direction else step_outputs, 0))
+            final.append(hidden)
+        layer_input = outputs[0] if directions == 1 else torch.cat(outputs, outputs[0].dim() - 1)
+        if dropout and train and layer < num_layers - 1:
+            layer_input = F.dropout(layer_input, dropout, training=True)
+    return (layer_input.transpose_(0, 1) if batch_first else layer_input), final
+
+
+def _cpu_one_hidden_rnn_on_meta(cell: Cell) -> Callable[..., Any]:
+    """The meta route of ``gru.input``, ``rnn_tanh.input`` or ``rnn_relu.input``."""
+
+    def route(
+        input: torch.Tensor,
+        hx: torch.Tensor,
+        params: Sequence[torch.Tensor],
+        *options: Any,
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        if not _all_meta(input, hx, *params):
+            return None
+        output, final = _cpu_rnn_layers(cell, input, hx.unbind(0), params, options)
+        return output, torch.stack(final, 0)
+
+    return route
+
+
+def _cpu_lstm_steps_on_meta(
+    input: torch.Tensor,
+    hx: Sequence[torch.Tensor],
+    params: Sequence[torch.Tensor],
+    *options: Any,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """The CPU LSTM where oneDNN does not take it (switched off, projections, another
+    dtype), as ATen's ``_lstm_impl`` runs it; else None."""
+    h0, c0 = hx
+    if not _all_meta(input, h0, c0, *params):
+        return None
+    hiddens = list(zip(h0.unbind(0), c0.unbind(0), strict=True))
+    output, final = _cpu_rnn_layers(_lstm_cell, input, hiddens, params, options)
+    return output, torch.stack([h for h, _ in final], 0), torch.stack([c for _, c in final], 0)
+
+
+def _cpu_lstm_route(*args: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """oneDNN's LSTM where the CPU takes it, else ATen's step by step one."""
+    onednn = _cpu_lstm_on_meta(*args)
+    return onednn if onednn is not None else _cpu_lstm_steps_on_meta(*args)
 
 
 def _grouped_mm_on_meta(
@@ -346,6 +494,61 @@ def layer_norm_backward_as_cpu(
     return (grad_input, *rest)
 
 
+def _contiguous(out: Any, args: Sequence[Any]) -> Any:
+    """Every output contiguous: the CPU kernel allocates them so."""
+    if isinstance(out, tuple):
+        return tuple(_contiguous(tensor, args) for tensor in out)
+    return out if out.is_contiguous() else out.new_empty(out.shape)
+
+
+def _in_memory_format_of(position: int) -> Callable[[Any, Sequence[Any]], Any]:
+    """The (first) output in the memory format ``args[position]`` suggests, as the CPU
+    kernel allocates it: channels-last for a channels-last input."""
+
+    def layout(out: Any, args: Sequence[Any]) -> Any:
+        first, *rest = out if isinstance(out, tuple) else (out,)
+        memory_format = suggest_memory_format(args[position])
+        if not first.is_contiguous(memory_format=memory_format):
+            first = torch.empty(
+                first.shape, dtype=first.dtype, device=first.device, memory_format=memory_format
+            )
+        return (first, *rest) if isinstance(out, tuple) else first
+
+    return layout
+
+
+CPU_LAYOUTS: dict[torch._ops.OpOverload, Callable[[Any, Sequence[Any]], Any]] = {
+    aten.native_group_norm.default: _in_memory_format_of(0),
+    aten.native_group_norm_backward.default: _in_memory_format_of(1),  # grad_out, input
+    aten.pixel_shuffle.default: _in_memory_format_of(0),
+    aten.pixel_unshuffle.default: _in_memory_format_of(0),
+    aten.log_sigmoid_forward.default: _contiguous,
+    aten.rrelu_with_noise.default: _contiguous,
+    aten.mse_loss_backward.default: _contiguous,
+    aten.smooth_l1_loss_backward.default: _contiguous,
+    aten.huber_loss_backward.default: _contiguous,
+}
+"""Ops whose meta kernel lays out their output unlike the CPU kernel, and the CPU's layout
+of that output (from the output and the op's arguments)."""
+
+
+def as_cpu_layout(op: torch._ops.OpOverload, out: Any, args: Sequence[Any]) -> Any:
+    """``out`` of ``op`` (meta or fake) in the CPU kernel's layout. Fake tensors run
+    some of these ops' decompositions, not the meta kernel: their mode calls this."""
+    return CPU_LAYOUTS[op](out, args)
+
+
+def _cpu_layout_on_meta(op: torch._ops.OpOverload) -> Any:
+    """A meta kernel for ``op``: torch's, in the CPU kernel's layout while routing."""
+    meta_kernel = meta_table.get(op) or decomposition_table[op]
+
+    def kernel(*args: Any, **kwargs: Any) -> Any:
+        out = meta_kernel(*args, **kwargs)
+        return as_cpu_layout(op, out, args) if _routes() else out
+
+    return kernel
+
+
 def _elementwise_on_meta(op: torch._ops.OpOverload) -> Any:
     """A meta kernel for ``op``: torch's (its decomposition), in TensorIterator's layout
     while routing."""
@@ -363,7 +566,7 @@ def _cpu_layout_oracle() -> FakeTensorMode:
     return FakeTensorMode()
 
 
-# The SDPA and LSTM ops are composite: on meta tensors they decompose at the AutogradMeta key,
+# The SDPA and RNN ops are composite: on meta tensors they decompose at the AutogradMeta key,
 # before any dispatch mode sees them, so that is where the routing sits. (A torch
 # function mode could route them too, but an active one switches off the
 # transformer inference fast paths, which must run as they do uncounted.)
@@ -376,7 +579,15 @@ def _register_routing_kernels() -> torch.library.Library:
         _routed(aten.scaled_dot_product_attention.default, _cpu_flash_attention_on_meta),
         "AutogradMeta",
     )
-    library.impl("lstm.input", _routed(aten.lstm.input, _cpu_lstm_on_meta), "AutogradMeta")
+    library.impl("lstm.input", _routed(aten.lstm.input, _cpu_lstm_route), "AutogradMeta")
+    for name, cell in (
+        ("gru", _gru_cell),
+        ("rnn_tanh", _simple_cell(torch.tanh)),
+        ("rnn_relu", _simple_cell(torch.relu)),
+    ):
+        overload = getattr(aten, name).input
+        route = _routed(overload, _cpu_one_hidden_rnn_on_meta(cell))
+        library.impl(f"{name}.input", route, "AutogradMeta")
     # _grouped_mm has a kernel per device: its meta kernel is the one that refuses
     # float32, for meta tensors and fake ones (which run meta kernels) alike.
     if hasattr(aten, "_grouped_mm"):
@@ -386,8 +597,14 @@ def _register_routing_kernels() -> torch.library.Library:
     library.impl("convolution", _convolution_on_meta, "Meta")
     library.impl("native_layer_norm_backward", _layer_norm_backward_on_meta, "Meta")
     library.impl("mkldnn_rnn_layer_backward", _lstm_layer_backward_on_meta, "Meta")
+    for op in CPU_LAYOUTS:
+        library.impl(_qualified_name(op), _cpu_layout_on_meta(op), "Meta")
     for op in ELEMENTWISE_LAYOUT_OPS:
-        name = op._schema.name.partition("::")[2]
-        overload = "" if op._overloadname == "default" else f".{op._overloadname}"
-        library.impl(name + overload, _elementwise_on_meta(op), "Meta")
+        library.impl(_qualified_name(op), _elementwise_on_meta(op), "Meta")
     return library
+
+
+def _qualified_name(op: torch._ops.OpOverload) -> str:
+    """``op``'s name in the ``aten`` library: ``xlogy.Tensor``, ``softplus_backward``."""
+    name = op._schema.name.partition("::")[2]
+    return name if op._overloadname == "default" else f"{name}.{op._overloadname}"
