@@ -17,7 +17,7 @@ import pytest
 import torch
 import yaml
 
-from pytest_flops.measurement import Measurement
+from pytest_flops.measurement import GLOBAL, Measurement, ModuleFlops
 from pytest_flops.reports.diff import Comparison, Revision, measurement_change, quantities
 from pytest_flops.reports.diff_render import diff_json, diff_lines, diff_markdown
 from pytest_flops.snapshots.format import FlopsSnapshot
@@ -689,3 +689,15 @@ def test_the_comment_shows_a_change_of_bytes_alone() -> None:
         "",
         "</details>",
     ]
+
+
+def test_a_test_id_with_backticks_stays_one_code_span_in_the_comment() -> None:
+    # a parametrized id that holds backticks, HTML and emphasis: only a code span fenced
+    # by more backticks than it holds keeps it from rendering
+    test = "t.py::test_ids[`t` <b>x</b> *y*]"
+    comment = diff_markdown(
+        _one_change(
+            linear_measurement({"M": (8, 0)}), linear_measurement({"M": (16, 0)}), test=test
+        )
+    )
+    assert f"| ``{test}`` | 8 FLOP | 16 FLOP | +8 FLOP | +100.00% |" in comment.splitlines()

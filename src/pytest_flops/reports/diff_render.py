@@ -12,6 +12,7 @@ from typing import Any
 
 from pytest_flops.measurement import relative_text
 from pytest_flops.reports.diff import Comparison, MeasurementChange, Present, Revision
+from pytest_flops.reports.markup import code_span
 from pytest_flops.tables import aligned
 from pytest_flops.units import format_bytes, format_flops, format_pair
 
@@ -149,7 +150,7 @@ def _cell(text: str) -> str:
 
 
 def _code(text: str) -> str:
-    return f"`{_cell(text)}`" if "`" not in text else _cell(text)
+    return _cell(code_span(text))
 
 
 def _table(
