@@ -691,6 +691,27 @@ def test_the_comment_shows_a_change_of_bytes_alone() -> None:
     ]
 
 
+def _global_mm(flops: int, accessed: int) -> Measurement:
+    """One ``aten.mm`` of ``flops`` FLOP that read and wrote ``accessed`` bytes."""
+    row = ModuleFlops(
+        forward=flops,
+        by_op={"aten.mm": flops},
+        bytes_forward=accessed,
+        bytes_by_op={"aten.mm": accessed},
+    )
+    return Measurement(modules={GLOBAL: row})
+
+
+def test_bytes_too_close_for_three_digits_are_written_whole() -> None:
+    # a (1000 x 1000) @ (1000 x 1000) mm, 2e9 FLOP, then 2 FLOP more: 20 MB read and
+    # written, then 20 B more. "20 MB" on both sides would hide the +20 B.
+    before, after = _global_mm(2 * 10**9, 20_000_000), _global_mm(2 * 10**9 + 2, 20_000_020)
+    cells = {re.split(r"\s{2,}", row.strip())[0]: re.split(r"\s{2,}", row.strip())[1:4]
+             for row in _diff_text(before, after)[2:6]}  # fmt: skip
+    assert cells["bytes_accessed"] == ["20,000,000 B", "20,000,020 B", "+20 B"]
+    assert cells["total"] == ["2 GFLOP", "2.000000002 GFLOP", "+2 FLOP"]
+
+
 def test_a_test_id_with_backticks_stays_one_code_span_in_the_comment() -> None:
     # a parametrized id that holds backticks, HTML and emphasis: only a code span fenced
     # by more backticks than it holds keeps it from rendering

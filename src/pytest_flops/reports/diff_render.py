@@ -38,9 +38,14 @@ def signed(delta: int, unit: str) -> str:
 
 
 def pair(before: int | None, after: int | None, unit: str) -> tuple[str, str]:
-    if before is None or after is None or unit != "FLOP" or before == after:
+    """Both amounts, written so that two that differ read differently."""
+    if before is None or after is None or before == after:
         return amount(before, unit), amount(after, unit)
-    return format_pair(before, after)
+    if unit == "FLOP":
+        return format_pair(before, after)
+    texts = amount(before, unit), amount(after, unit)
+    # format_pair writes FLOPs only: bytes too close for three digits are written whole
+    return texts if texts[0] != texts[1] else (f"{before:,} B", f"{after:,} B")
 
 
 def title(test: str, name: str) -> str:
