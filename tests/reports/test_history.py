@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from tests.reports.git_repos import (
     Repo,
     counted_linear,
     flops_cli,
+    linear_measurement,
     make_repo,
     snapshot_text,
 )
@@ -168,6 +170,51 @@ def test_a_commit_that_moved_precision_or_bytes_alone_says_what_moved(repo: Repo
         f"  2026-11-01  {fp32}  48 FLOP                          fc (added)",
         f"  2026-11-02  {tf32}  48 FLOP  FLOPs at tf32 +48 FLOP  tf32",
         f"  2026-11-03  {copied}  48 FLOP    bytes_accessed +64 B  a copy",
+    ]
+
+
+def test_a_commit_that_moved_flops_between_modules_is_listed_and_says_so(repo: Repo) -> None:
+    path = "t/__flops__/test_swap.py/test_swap.flops.json"
+    repo.write(path, snapshot_text("test_swap", default={"M.a": (1600, 0)}))
+    repo.commit("a", day=1)
+    # the same 1,600 FLOP in M.b: every total held, the module rows did not
+    repo.write(path, snapshot_text("test_swap", default={"M.b": (1600, 0)}))
+    repo.commit("b", day=2)
+    # and its addmm became an mm in M.b: the module held too, its operators did not
+    moved = linear_measurement({"M.b": (1600, 0)})
+    moved = replace(
+        moved,
+        modules={
+            path: replace(row, by_op={"aten.mm": 1600}) for path, row in moved.modules.items()
+        },
+    )
+    repo.write(
+        path, FlopsSnapshot(test="test_swap", depth=3, measurements={"default": moved}).to_text()
+    )
+    repo.commit("mm", day=3)
+    lines = flops_cli(repo.root, "history").stdout.splitlines()
+    assert [line.split(maxsplit=2)[2] for line in lines[2:]] == [
+        "1.6 KFLOP          a (added)",
+        "1.6 KFLOP       0  b (moved between modules: M.a -1.6 KFLOP, M.b +1.6 KFLOP)",
+        # own numbers, as diff's origin rows: M and Global hold no FLOPs of their own
+        "1.6 KFLOP       0  mm (moved between operators: M.b: aten.addmm -1.6 KFLOP, "
+        "aten.mm +1.6 KFLOP)",
+    ]
+
+
+def test_a_shallow_clone_says_where_its_history_starts(repo: Repo, tmp_path: Path) -> None:
+    path = "t/__flops__/test_lm.py/test_lm.flops.json"
+    for day, width in ((1, 10), (2, 20), (3, 30)):
+        repo.write(path, snapshot_text("test_lm", default={"M.x": (width, 0)}))
+        repo.commit(f"{width} wide", day=day)
+    clone = tmp_path / "clone"
+    repo.git("clone", "-q", "--depth", "2", repo.root.as_uri(), str(clone))
+    lines = flops_cli(clone, "history").stdout.splitlines()
+    # 20, then 30 (+10 = +50.00%): the 10 before the boundary was not fetched
+    assert [line.split(maxsplit=2)[2] for line in lines[2:]] == [
+        "20 FLOP                      20 wide (history starts here: a shallow clone "
+        "(git fetch --unshallow for earlier commits))",
+        "30 FLOP  +10 FLOP (+50.00%)  30 wide",
     ]
 
 

@@ -19,10 +19,16 @@ from importlib.resources import files
 from typing import Any
 
 from pytest_flops.measurement import DEFAULT_NAME, relative_text
-from pytest_flops.reports.diff import file_and_test, one_precision, quantities, unit_of
-from pytest_flops.reports.diff_render import amount, signed, title
+from pytest_flops.reports.diff import (
+    file_and_test,
+    measurement_change,
+    one_precision,
+    quantities,
+    unit_of,
+)
+from pytest_flops.reports.diff_render import amount, first_few, operators_moved, signed, title
 from pytest_flops.reports.git import Commit, GitError, Repository, StoredSnapshot, parse
-from pytest_flops.snapshots.format import FlopsSnapshot
+from pytest_flops.snapshots.format import FlopsSnapshot, comparable
 from pytest_flops.tables import aligned
 from pytest_flops.units import format_flops
 
@@ -30,13 +36,14 @@ __all__ = ["Point", "Series", "history", "history_html", "history_lines", "spark
 
 SPARKS = "▁▂▃▄▅▆▇█"
 SUBJECT_WIDTH = 50
+SHALLOW_START = "history starts here: a shallow clone (git fetch --unshallow for earlier commits)"
 
 
 @dataclass(frozen=True, kw_only=True)
 class Point:
     commit: Commit
     counts: Mapping[str, int] | None  # total, forward, backward, ...; None once removed
-    note: str = ""  # "added", "renamed from ...", "removed", "as at REF"
+    note: str = ""  # "added", "renamed from ...", "removed", "as at REF", "moved between ..."
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,6 +89,7 @@ def history(repository: Repository, *, paths: Sequence[str], since: str | None) 
             lineages.append(lineage)
             current[stored.path] = lineage
     log = list(repository.log(since=since))
+    boundary = _shallow_boundary(repository)
     texts = repository.blobs(c.blob for _, changes in log for c in changes if c.blob)
     for commit, changes in log:
         where = f"commit {commit.short}"
@@ -111,7 +119,8 @@ def history(repository: Repository, *, paths: Sequence[str], since: str | None) 
             else:
                 lineage = _Lineage(label=label, paths=[])
                 lineages.append(lineage)
-                note = "added"
+                # a shallow clone's first commit adds every file it holds: say so
+                note = SHALLOW_START if commit.sha in boundary else "added"
             current[change.path] = lineage
             lineage.add(commit, stored, note)
         for lineage in removed.values():
@@ -148,8 +157,17 @@ def _under(lineage_paths: Sequence[str], prefixes: Sequence[str]) -> bool:
     )
 
 
+def _shallow_boundary(repository: Repository) -> frozenset[str]:
+    """The commits a shallow clone was cut at (none in a full clone)."""
+    if repository.git("rev-parse", "--is-shallow-repository").strip() != "true":
+        return frozenset()
+    shallow = repository.root / repository.git("rev-parse", "--git-path", "shallow").strip()
+    return frozenset(shallow.read_text().split()) if shallow.is_file() else frozenset()
+
+
 def _series(lineage: _Lineage) -> list[Series]:
     points: dict[str, list[Point]] = {}
+    previous: FlopsSnapshot | None = None
     for commit, snapshot, note in lineage.events:
         measurements = snapshot.measurements if snapshot is not None else {}
         for name, measurement in measurements.items():
@@ -160,12 +178,38 @@ def _series(lineage: _Lineage) -> list[Series]:
                 line.append(Point(commit=commit, counts=counts, note=note or "added"))
             elif counts != last or note:
                 line.append(Point(commit=commit, counts=counts, note=note))
+            elif previous and snapshot and (moved := _moved_inside(previous, snapshot, name)):
+                line.append(Point(commit=commit, counts=counts, note=moved))
         for name, line in points.items():
             if name not in measurements and line[-1].counts is not None:
                 line.append(Point(commit=commit, counts=None, note="removed"))
+        previous = snapshot
     return [
         Series(test=lineage.label, name=name, points=tuple(line)) for name, line in points.items()
     ]
+
+
+def _moved_inside(before: FlopsSnapshot, after: FlopsSnapshot, name: str) -> str:
+    """Where measurement ``name``, whose numbers all held, moved as ``diff`` compares the
+    two (at the depth both hold, and so on): the modules its FLOPs moved between, else what
+    moved inside them; empty where nothing moved."""
+    before, after = comparable(before, after)
+    was, now = before.measurements[name], after.measurements[name]
+    moved = was.diff(now).moved
+    if not moved:
+        return ""
+    origins = measurement_change("", name, was, now).origins
+    modules = [
+        f"{o.module} {signed(o.after - o.before, 'FLOP')}" for o in origins if o.after != o.before
+    ]
+    if modules:
+        return f"moved between modules: {first_few(modules)}"
+    inside = [f"{o.module}: {first_few(operators_moved(o))}" for o in origins]
+    if inside:
+        return f"moved between operators: {'; '.join(inside)}"
+    return "changed: " + first_few(
+        [f"{row.op} {row.unit} {row.before} -> {row.after}" for row in moved]
+    )
 
 
 # -- the terminal -----------------------------------------------------------------------
