@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import torch
 
-from pytest_flops.measurement import Measurement
+from pytest_flops.measurement import Measurement, relative_text
 from pytest_flops.reports.history import sparkline
 from pytest_flops.snapshots.format import FlopsSnapshot
 from pytest_flops.units import format_flops
@@ -436,9 +436,53 @@ def test_the_page_names_the_precision_of_a_point_where_it_changed(
             "FLOPs at fp32 48 FLOP",
         ],
         repo.short("HEAD"): [
-            "total 48 FLOP, 0",
+            # what moved, as the terminal's table says it
+            "total 48 FLOP, FLOPs at tf32 +48 FLOP",
             "forward 48 FLOP, backward 0 FLOP",
             "bytes_accessed 116 B",
             "FLOPs at tf32 48 FLOP",
         ],
     }
+
+
+@pytest.mark.slow
+def test_the_page_keeps_every_digit_and_rounds_as_the_terminal_does(
+    browser: Browser,  # noqa: F811
+    repo: Repo,
+    tmp_path: Path,
+) -> None:
+    huge = "t/__flops__/test_big.py/test_huge.flops.json"
+    small = "t/__flops__/test_big.py/test_round.flops.json"
+    # 2^64, a (2^21 x 2^21) @ (2^21 x 2^21) matmul on meta, then 2 FLOP more: past 2^53 a
+    # double cannot tell them apart. 1,600 then 1,618: +1.125%, +1.12% rounded half to even.
+    for day, extra, more in ((1, 0, 0), (2, 2, 18)):
+        repo.write(huge, snapshot_text("test_huge", default={"M.x": (2**64 + extra, 0)}))
+        repo.write(small, snapshot_text("test_round", default={"M.x": (1_600 + more, 0)}))
+        repo.commit(f"day {day}", day=day)
+    out = tmp_path / "history.html"
+    assert flops_cli(repo.root, "history", "--html", str(out)).returncode == 0
+    browser.get(out.as_uri())
+    assert browser.find_element("css selector", "body").get_attribute("data-ready") == "yes"
+
+    def last_point(test: str) -> tuple[list[str], list[str]]:
+        """The hover text of the test's last point, and the last row of its table."""
+        dot = points(browser, test)[-1]
+        title = dot.find_element("css selector", "title").get_attribute("textContent")
+        section = browser.find_element("css selector", f'section.series[data-test="{test}"]')
+        row = section.find_elements("css selector", "tbody tr")[-1]
+        return title.splitlines(), [cell.text for cell in row.find_elements("css selector", "td")]
+
+    title, row = last_point("t/test_big.py::test_huge")
+    assert title[1] == (
+        f"total 18,446,744,073,709,551,618 FLOP, +2 FLOP ({relative_text(2**64, 2**64 + 2)})"
+    )
+    assert row[5] == f"+2 FLOP ({relative_text(2**64, 2**64 + 2)})"
+    forward = [
+        dot.get_attribute("data-value")
+        for dot in points(browser, "t/test_big.py::test_huge")
+        if dot.get_attribute("data-line") == "forward"
+    ]
+    assert forward == [str(2**64), str(2**64 + 2)]
+    title, row = last_point("t/test_big.py::test_round")
+    assert title[1] == "total 1,618 FLOP, +18 FLOP (+1.12%)"
+    assert row[5] == "+18 FLOP (+1.12%)"

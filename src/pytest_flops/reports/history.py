@@ -12,8 +12,7 @@ and as one offline HTML page with a line chart per series.
 from __future__ import annotations
 
 import html
-import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.resources import files
 from typing import Any
@@ -28,6 +27,7 @@ from pytest_flops.reports.diff import (
 )
 from pytest_flops.reports.diff_render import amount, first_few, operators_moved, signed, title
 from pytest_flops.reports.git import Commit, GitError, Repository, StoredSnapshot, parse
+from pytest_flops.reports.html import script_json
 from pytest_flops.snapshots.format import FlopsSnapshot, comparable
 from pytest_flops.tables import aligned
 from pytest_flops.units import format_flops
@@ -253,18 +253,27 @@ def history_lines(series: Sequence[Series]) -> list[str]:
     return lines
 
 
-def _change_text(previous: Mapping[str, int] | None, point: Point) -> str:
+def _change_text(
+    previous: Mapping[str, int] | None, point: Point, *, written: Callable[[int, str], str] = signed
+) -> str:
+    """The change from the point before, its amounts ``written`` short (``+1.6 KFLOP``) or
+    :func:`_every_digit` (``+1,600 FLOP``)."""
     if point.counts is None or previous is None:
         return ""
     before, after = previous["total"], point.counts["total"]
     if before != after:
-        return f"{signed(after - before, 'FLOP')} ({relative_text(before, after)})"
+        return f"{written(after - before, 'FLOP')} ({relative_text(before, after)})"
     # the total held: say what moved (bytes accessed, FLOPs at one precision)
     for name in dict.fromkeys([*point.counts, *previous]):
         delta = point.counts.get(name, 0) - previous.get(name, 0)
         if delta:
-            return f"{name} {signed(delta, unit_of(name))}"
+            return f"{name} {written(delta, unit_of(name))}"
     return "0"
+
+
+def _every_digit(delta: int, unit: str) -> str:
+    """A nonzero change with every digit: ``+1,600 FLOP``."""
+    return f"{delta:+,} {unit}"
 
 
 # -- the page ---------------------------------------------------------------------------
@@ -277,7 +286,7 @@ def history_html(series: Sequence[Series], *, where: str) -> str:
     parts = {
         "@TITLE@": html.escape(f"FLOPs history: {len(series)} measurement(s) of {where}"),
         "@STYLE@": (assets / "history.css").read_text(encoding="utf-8"),
-        "@DATA@": json.dumps(data, ensure_ascii=False).replace("</", "<\\/"),
+        "@DATA@": script_json(data),
         "@SCRIPT@": "\n".join(
             (assets / script).read_text(encoding="utf-8") for script in ("common.js", "history.js")
         ),
@@ -289,15 +298,16 @@ def history_html(series: Sequence[Series], *, where: str) -> str:
 
 
 def _series_data(series: Series) -> dict[str, Any]:
-    """One series as the page reads it. FLOPs at a precision that hold all of them at
-    every point are left out (the total says it); where the precision changed, every
-    point lists its own."""
+    """One series as the page reads it, each point's change from the one before as the
+    terminal writes it (and with every digit, for its hover). FLOPs at a precision that
+    hold all of them at every point are left out (the total says it); where the precision
+    changed, every point lists its own."""
     held = {one_precision(point.counts) for point in series.points if point.counts is not None}
     same = held.pop() if len(held) == 1 else None
-    return {
-        "test": series.test,
-        "name": series.name,
-        "points": [
+    points = []
+    previous: Mapping[str, int] | None = None
+    for point in series.points:
+        points.append(
             {
                 "commit": point.commit.sha,
                 "short": point.commit.short,
@@ -307,7 +317,9 @@ def _series_data(series: Series) -> dict[str, Any]:
                 "counts": None
                 if point.counts is None
                 else {name: n for name, n in point.counts.items() if name != same},
+                "change": _change_text(previous, point),
+                "exact_change": _change_text(previous, point, written=_every_digit),
             }
-            for point in series.points
-        ],
-    }
+        )
+        previous = point.counts or previous
+    return {"test": series.test, "name": series.name, "points": points}

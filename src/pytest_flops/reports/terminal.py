@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from itertools import groupby
 
 from pytest_flops.measurement import DEFAULT_NAME, Measurement, relative_text
-from pytest_flops.reports.markup import code_span as _code
+from pytest_flops.reports.markup import code_span
 from pytest_flops.reports.records import MeasurementRecord, Status
 from pytest_flops.reports.times import (
     TIME_HEADER,
@@ -369,3 +369,6 @@ def _markdown_table(
 def _escape(cell: str) -> str:
     """Keep a cell inside its column: GitHub splits cells on ``|`` even in code spans."""
     return cell.replace("|", "\\|").replace("\n", " ")
+
+
+_code = code_span  # shared with diff --md (reports.markup)
