@@ -77,17 +77,9 @@ def history(repository: Repository, *, paths: Sequence[str], since: str | None) 
     """The series of every test whose snapshot or test file lies (or lay) under one of
     ``paths`` (relative to the repository's root; none: everywhere), ordered by test."""
     repository.commit("HEAD")  # a repository with no commit yet says so
-    lineages: list[_Lineage] = []
-    current: dict[str, _Lineage] = {}  # path -> lineage of the file there now
+    current = _as_at(repository, since)  # path -> lineage of the file there now
+    lineages = list(current.values())
     ended: dict[str, _Lineage] = {}  # label -> lineage of a test whose file was removed
-    if since is not None:
-        start = repository.commit(since)
-        start_commit = repository.describe(start)
-        for stored in repository.snapshots(start):
-            lineage = _Lineage(label=stored.label, paths=[])
-            lineage.add(start_commit, stored, f"as at {since}")
-            lineages.append(lineage)
-            current[stored.path] = lineage
     log = list(repository.log(since=since))
     boundary = _shallow_boundary(repository)
     texts = repository.blobs(c.blob for _, changes in log for c in changes if c.blob)
@@ -135,6 +127,20 @@ def history(repository: Repository, *, paths: Sequence[str], since: str | None) 
             f"no snapshots under {where}: no commit of HEAD holds a __flops__ snapshot there"
         )
     return sorted(series, key=lambda s: (s.test, s.name != DEFAULT_NAME, s.name))
+
+
+def _as_at(repository: Repository, since: str | None) -> dict[str, _Lineage]:
+    """Each snapshot file at ``since`` (none without it), with its first point."""
+    if since is None:
+        return {}
+    start = repository.commit(since)
+    commit = repository.describe(start)
+    found = {}
+    for stored in repository.snapshots(start):
+        lineage = _Lineage(label=stored.label, paths=[])
+        lineage.add(commit, stored, f"as at {since}")
+        found[stored.path] = lineage
+    return found
 
 
 def _moved(label: str, removed: Mapping[str, _Lineage]) -> str | None:
