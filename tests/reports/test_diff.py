@@ -17,7 +17,7 @@ import pytest
 import torch
 import yaml
 
-from pytest_flops.measurement import Measurement
+from pytest_flops.measurement import GLOBAL, Measurement, ModuleFlops
 from pytest_flops.reports.diff import Comparison, Revision, measurement_change, quantities
 from pytest_flops.reports.diff_render import diff_json, diff_lines, diff_markdown
 from pytest_flops.snapshots.format import FlopsSnapshot
@@ -689,3 +689,36 @@ def test_the_comment_shows_a_change_of_bytes_alone() -> None:
         "",
         "</details>",
     ]
+
+
+def _global_mm(flops: int, accessed: int) -> Measurement:
+    """One ``aten.mm`` of ``flops`` FLOP that read and wrote ``accessed`` bytes."""
+    row = ModuleFlops(
+        forward=flops,
+        by_op={"aten.mm": flops},
+        bytes_forward=accessed,
+        bytes_by_op={"aten.mm": accessed},
+    )
+    return Measurement(modules={GLOBAL: row})
+
+
+def test_bytes_too_close_for_three_digits_are_written_whole() -> None:
+    # a (1000 x 1000) @ (1000 x 1000) mm, 2e9 FLOP, then 2 FLOP more: 20 MB read and
+    # written, then 20 B more. "20 MB" on both sides would hide the +20 B.
+    before, after = _global_mm(2 * 10**9, 20_000_000), _global_mm(2 * 10**9 + 2, 20_000_020)
+    cells = {re.split(r"\s{2,}", row.strip())[0]: re.split(r"\s{2,}", row.strip())[1:4]
+             for row in _diff_text(before, after)[2:6]}  # fmt: skip
+    assert cells["bytes_accessed"] == ["20,000,000 B", "20,000,020 B", "+20 B"]
+    assert cells["total"] == ["2 GFLOP", "2.000000002 GFLOP", "+2 FLOP"]
+
+
+def test_a_test_id_with_backticks_stays_one_code_span_in_the_comment() -> None:
+    # a parametrized id that holds backticks, HTML and emphasis: only a code span fenced
+    # by more backticks than it holds keeps it from rendering
+    test = "t.py::test_ids[`t` <b>x</b> *y*]"
+    comment = diff_markdown(
+        _one_change(
+            linear_measurement({"M": (8, 0)}), linear_measurement({"M": (16, 0)}), test=test
+        )
+    )
+    assert f"| ``{test}`` | 8 FLOP | 16 FLOP | +8 FLOP | +100.00% |" in comment.splitlines()

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
-from pytest_flops.measurement import Measurement
+from pytest_flops.measurement import Measurement, relative_text
 from pytest_flops.reports.history import sparkline
 from pytest_flops.snapshots.format import FlopsSnapshot
 from pytest_flops.units import format_flops
@@ -18,6 +19,7 @@ from tests.reports.git_repos import (
     Repo,
     counted_linear,
     flops_cli,
+    linear_measurement,
     make_repo,
     snapshot_text,
 )
@@ -168,6 +170,51 @@ def test_a_commit_that_moved_precision_or_bytes_alone_says_what_moved(repo: Repo
         f"  2026-11-01  {fp32}  48 FLOP                          fc (added)",
         f"  2026-11-02  {tf32}  48 FLOP  FLOPs at tf32 +48 FLOP  tf32",
         f"  2026-11-03  {copied}  48 FLOP    bytes_accessed +64 B  a copy",
+    ]
+
+
+def test_a_commit_that_moved_flops_between_modules_is_listed_and_says_so(repo: Repo) -> None:
+    path = "t/__flops__/test_swap.py/test_swap.flops.json"
+    repo.write(path, snapshot_text("test_swap", default={"M.a": (1600, 0)}))
+    repo.commit("a", day=1)
+    # the same 1,600 FLOP in M.b: every total held, the module rows did not
+    repo.write(path, snapshot_text("test_swap", default={"M.b": (1600, 0)}))
+    repo.commit("b", day=2)
+    # and its addmm became an mm in M.b: the module held too, its operators did not
+    moved = linear_measurement({"M.b": (1600, 0)})
+    moved = replace(
+        moved,
+        modules={
+            path: replace(row, by_op={"aten.mm": 1600}) for path, row in moved.modules.items()
+        },
+    )
+    repo.write(
+        path, FlopsSnapshot(test="test_swap", depth=3, measurements={"default": moved}).to_text()
+    )
+    repo.commit("mm", day=3)
+    lines = flops_cli(repo.root, "history").stdout.splitlines()
+    assert [line.split(maxsplit=2)[2] for line in lines[2:]] == [
+        "1.6 KFLOP          a (added)",
+        "1.6 KFLOP       0  b (moved between modules: M.a -1.6 KFLOP, M.b +1.6 KFLOP)",
+        # own numbers, as diff's origin rows: M and Global hold no FLOPs of their own
+        "1.6 KFLOP       0  mm (moved between operators: M.b: aten.addmm -1.6 KFLOP, "
+        "aten.mm +1.6 KFLOP)",
+    ]
+
+
+def test_a_shallow_clone_says_where_its_history_starts(repo: Repo, tmp_path: Path) -> None:
+    path = "t/__flops__/test_lm.py/test_lm.flops.json"
+    for day, width in ((1, 10), (2, 20), (3, 30)):
+        repo.write(path, snapshot_text("test_lm", default={"M.x": (width, 0)}))
+        repo.commit(f"{width} wide", day=day)
+    clone = tmp_path / "clone"
+    repo.git("clone", "-q", "--depth", "2", repo.root.as_uri(), str(clone))
+    lines = flops_cli(clone, "history").stdout.splitlines()
+    # 20, then 30 (+10 = +50.00%): the 10 before the boundary was not fetched
+    assert [line.split(maxsplit=2)[2] for line in lines[2:]] == [
+        "20 FLOP                      20 wide (history starts here: a shallow clone "
+        "(git fetch --unshallow for earlier commits))",
+        "30 FLOP  +10 FLOP (+50.00%)  30 wide",
     ]
 
 
@@ -389,9 +436,53 @@ def test_the_page_names_the_precision_of_a_point_where_it_changed(
             "FLOPs at fp32 48 FLOP",
         ],
         repo.short("HEAD"): [
-            "total 48 FLOP, 0",
+            # what moved, as the terminal's table says it
+            "total 48 FLOP, FLOPs at tf32 +48 FLOP",
             "forward 48 FLOP, backward 0 FLOP",
             "bytes_accessed 116 B",
             "FLOPs at tf32 48 FLOP",
         ],
     }
+
+
+@pytest.mark.slow
+def test_the_page_keeps_every_digit_and_rounds_as_the_terminal_does(
+    browser: Browser,  # noqa: F811
+    repo: Repo,
+    tmp_path: Path,
+) -> None:
+    huge = "t/__flops__/test_big.py/test_huge.flops.json"
+    small = "t/__flops__/test_big.py/test_round.flops.json"
+    # 2^64, a (2^21 x 2^21) @ (2^21 x 2^21) matmul on meta, then 2 FLOP more: past 2^53 a
+    # double cannot tell them apart. 1,600 then 1,618: +1.125%, +1.12% rounded half to even.
+    for day, extra, more in ((1, 0, 0), (2, 2, 18)):
+        repo.write(huge, snapshot_text("test_huge", default={"M.x": (2**64 + extra, 0)}))
+        repo.write(small, snapshot_text("test_round", default={"M.x": (1_600 + more, 0)}))
+        repo.commit(f"day {day}", day=day)
+    out = tmp_path / "history.html"
+    assert flops_cli(repo.root, "history", "--html", str(out)).returncode == 0
+    browser.get(out.as_uri())
+    assert browser.find_element("css selector", "body").get_attribute("data-ready") == "yes"
+
+    def last_point(test: str) -> tuple[list[str], list[str]]:
+        """The hover text of the test's last point, and the last row of its table."""
+        dot = points(browser, test)[-1]
+        title = dot.find_element("css selector", "title").get_attribute("textContent")
+        section = browser.find_element("css selector", f'section.series[data-test="{test}"]')
+        row = section.find_elements("css selector", "tbody tr")[-1]
+        return title.splitlines(), [cell.text for cell in row.find_elements("css selector", "td")]
+
+    title, row = last_point("t/test_big.py::test_huge")
+    assert title[1] == (
+        f"total 18,446,744,073,709,551,618 FLOP, +2 FLOP ({relative_text(2**64, 2**64 + 2)})"
+    )
+    assert row[5] == f"+2 FLOP ({relative_text(2**64, 2**64 + 2)})"
+    forward = [
+        dot.get_attribute("data-value")
+        for dot in points(browser, "t/test_big.py::test_huge")
+        if dot.get_attribute("data-line") == "forward"
+    ]
+    assert forward == [str(2**64), str(2**64 + 2)]
+    title, row = last_point("t/test_big.py::test_round")
+    assert title[1] == "total 1,618 FLOP, +18 FLOP (+1.12%)"
+    assert row[5] == "+18 FLOP (+1.12%)"

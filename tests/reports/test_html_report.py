@@ -453,3 +453,77 @@ def test_stale_snapshots_are_listed_with_their_reasons(browser: Browser, tmp_pat
         export.snapshots.stale_entries()
     )
     assert "--flops-prune" in browser.find_element("id", "stale-section").text
+
+
+# -- exact past 2^53, and rounded as Python rounds ----------------------------------------
+
+# 2^64 FLOP: a (2^21 x 2^21) @ (2^21 x 2^21) matmul counted on meta, 2 * (2^21)^3; then a
+# (1 x 1) @ (1 x 1) matmul more, 2 FLOP, in Two.small. A double holds integers exactly only
+# up to 2^53: 2^64 + 2 is 2^64 to it.
+HUGE = 2**64
+
+
+def two(*, small: int) -> Measurement:
+    rows = {"Two.big": HUGE, **({"Two.small": small} if small else {})}
+    return Measurement(
+        modules={
+            path: ModuleFlops(forward=flops, by_op={"aten.mm": flops})
+            for path, flops in {GLOBAL: HUGE + small, "Two": HUGE + small, **rows}.items()
+        }
+    )
+
+
+EXACT = [
+    make_record("t.py::test_huge", two(small=2), baseline=two(small=0), status=Status.CHANGED),
+    # 2*1*40*20 = 1,600, then a (1 x 9) @ (9 x 1) matmul more: 18, 1,618 = +1.125%, which
+    # Python rounds half to even, to +1.12% (JavaScript's toFixed gives +1.13%)
+    make_record(
+        "t.py::test_round",
+        linear_measurement(1_618, 0),
+        baseline=linear_measurement(1_600, 0),
+        status=Status.CHANGED,
+    ),
+]
+
+
+@pytest.fixture
+def exact_page(browser: Browser, tmp_path: Path) -> Browser:
+    document = json_report(EXACT, RunMetadata.collect().to_dict())
+    path = tmp_path / "exact.html"
+    path.write_text(html_report(document, EXACT), encoding="utf-8")
+    browser.get(path.as_uri())
+    assert browser.find_element("css selector", "body").get_attribute("data-ready") == "yes"
+    return browser
+
+
+def test_counts_past_2_53_keep_every_digit(exact_page: Browser) -> None:
+    link = exact_page.find_element("link text", "t.py::test_huge")
+    cells = link.find_elements("xpath", "ancestor::tr/td")
+    assert cells[1].get_attribute("title") == "18,446,744,073,709,551,618 FLOP"
+    assert (cells[4].text, cells[4].get_attribute("title")) == ("+2 FLOP", "+2 FLOP")
+    assert cells[5].text == relative_text(HUGE, HUGE + 2)
+    link.click()
+    section = exact_page.find_element("id", link.get_attribute("href").rpartition("#")[2])
+    # the section draws its icicle when the browser reports it opened
+    drawn = wait_until(exact_page, lambda _: section.find_elements("css selector", "svg.icicle"))
+    found = boxes(drawn[0])
+    assert found["Global"].get_attribute("data-flops") == str(HUGE + 2)
+    assert {path: box.get_attribute("data-kind") for path, box in found.items()} == {
+        "Global": "grown",
+        "Two": "grown",
+        "Two.big": "same",
+    }  # Two.small, 2 of 2^64, is too thin to draw: its parents' titles have it
+    title = found["Global"].find_element("css selector", "title").get_attribute("textContent")
+    assert title.splitlines()[-1] == (
+        "before 18,446,744,073,709,551,616 FLOP → after 18,446,744,073,709,551,618 FLOP"
+    )
+    operators = exact_page.find_elements("css selector", '.ops-table[data-path="Global"] td')
+    assert [cell.text for cell in operators] == [
+        "aten.mm", "18,446,744,073,709,551,618", "18,446,744,073,709,551,616", "+2"
+    ]  # fmt: skip
+
+
+def test_percentages_are_rounded_as_the_terminal_report_rounds_them(exact_page: Browser) -> None:
+    rows = {row[0]: row for row in suite_rows(exact_page)}
+    assert rows["t.py::test_round"][4:6] == ["+18 FLOP", relative_text(1_600, 1_618)]
+    assert rows["t.py::test_round"][5] == "+1.12%"

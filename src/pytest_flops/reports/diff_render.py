@@ -11,11 +11,27 @@ from collections.abc import Sequence
 from typing import Any
 
 from pytest_flops.measurement import relative_text
-from pytest_flops.reports.diff import Comparison, MeasurementChange, Present, Revision
+from pytest_flops.reports.diff import (
+    Comparison,
+    MeasurementChange,
+    Origin,
+    Present,
+    Revision,
+)
+from pytest_flops.reports.markup import code_span
 from pytest_flops.tables import aligned
 from pytest_flops.units import format_bytes, format_flops, format_pair
 
-__all__ = ["amount", "diff_json", "diff_lines", "diff_markdown", "signed", "title"]
+__all__ = [
+    "amount",
+    "diff_json",
+    "diff_lines",
+    "diff_markdown",
+    "first_few",
+    "operators_moved",
+    "signed",
+    "title",
+]
 
 SCHEMA_VERSION = 1
 ORIGINS_SHOWN = 10  # in the terminal and the Markdown; the JSON has them all
@@ -37,9 +53,14 @@ def signed(delta: int, unit: str) -> str:
 
 
 def pair(before: int | None, after: int | None, unit: str) -> tuple[str, str]:
-    if before is None or after is None or unit != "FLOP" or before == after:
+    """Both amounts, written so that two that differ read differently."""
+    if before is None or after is None or before == after:
         return amount(before, unit), amount(after, unit)
-    return format_pair(before, after)
+    if unit == "FLOP":
+        return format_pair(before, after)
+    texts = amount(before, unit), amount(after, unit)
+    # format_pair writes FLOPs only: bytes too close for three digits are written whole
+    return texts if texts[0] != texts[1] else (f"{before:,} B", f"{after:,} B")
 
 
 def title(test: str, name: str) -> str:
@@ -77,16 +98,26 @@ def _origin_rows(change: MeasurementChange) -> list[list[str]]:
     rows = []
     for origin in change.origins[:ORIGINS_SHOWN]:
         before, after = format_pair(origin.before, origin.after)
-        moved = [
-            *(f"{op} {signed(delta, 'FLOP')}" for op, delta in origin.operators),
-            *(f"{op} at {p} {signed(delta, 'FLOP')}" for op, p, delta in origin.precisions),
-            *(f"{op} {signed(delta, 'B')}" for op, delta in origin.bytes_accessed),
-        ]
-        ops = ", ".join(moved[:3]) + (f", {len(moved) - 3} more" if len(moved) > 3 else "")
+        ops = first_few(operators_moved(origin))
         rows.append(
             [origin.module, before, after, signed(origin.after - origin.before, "FLOP"), ops]
         )
     return rows
+
+
+def operators_moved(origin: Origin) -> list[str]:
+    """What moved in a module: ``aten.mm +8 FLOP``, ``aten.addmm at tf32 +48 FLOP``,
+    ``aten.clone +64 B``."""
+    return [
+        *(f"{op} {signed(delta, 'FLOP')}" for op, delta in origin.operators),
+        *(f"{op} at {p} {signed(delta, 'FLOP')}" for op, p, delta in origin.precisions),
+        *(f"{op} {signed(delta, 'B')}" for op, delta in origin.bytes_accessed),
+    ]
+
+
+def first_few(texts: Sequence[str]) -> str:
+    """The first three, and how many more."""
+    return ", ".join(texts[:3]) + (f", {len(texts) - 3} more" if len(texts) > 3 else "")
 
 
 def _more_origins(change: MeasurementChange) -> str | None:
@@ -149,7 +180,7 @@ def _cell(text: str) -> str:
 
 
 def _code(text: str) -> str:
-    return f"`{_cell(text)}`" if "`" not in text else _cell(text)
+    return _cell(code_span(text))
 
 
 def _table(

@@ -12,17 +12,23 @@ and as one offline HTML page with a line chart per series.
 from __future__ import annotations
 
 import html
-import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.resources import files
 from typing import Any
 
 from pytest_flops.measurement import DEFAULT_NAME, relative_text
-from pytest_flops.reports.diff import file_and_test, one_precision, quantities, unit_of
-from pytest_flops.reports.diff_render import amount, signed, title
+from pytest_flops.reports.diff import (
+    file_and_test,
+    measurement_change,
+    one_precision,
+    quantities,
+    unit_of,
+)
+from pytest_flops.reports.diff_render import amount, first_few, operators_moved, signed, title
 from pytest_flops.reports.git import Commit, GitError, Repository, StoredSnapshot, parse
-from pytest_flops.snapshots.format import FlopsSnapshot
+from pytest_flops.reports.html import script_json
+from pytest_flops.snapshots.format import FlopsSnapshot, comparable
 from pytest_flops.tables import aligned
 from pytest_flops.units import format_flops
 
@@ -30,13 +36,14 @@ __all__ = ["Point", "Series", "history", "history_html", "history_lines", "spark
 
 SPARKS = "▁▂▃▄▅▆▇█"
 SUBJECT_WIDTH = 50
+SHALLOW_START = "history starts here: a shallow clone (git fetch --unshallow for earlier commits)"
 
 
 @dataclass(frozen=True, kw_only=True)
 class Point:
     commit: Commit
     counts: Mapping[str, int] | None  # total, forward, backward, ...; None once removed
-    note: str = ""  # "added", "renamed from ...", "removed", "as at REF"
+    note: str = ""  # "added", "renamed from ...", "removed", "as at REF", "moved between ..."
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,18 +77,11 @@ def history(repository: Repository, *, paths: Sequence[str], since: str | None) 
     """The series of every test whose snapshot or test file lies (or lay) under one of
     ``paths`` (relative to the repository's root; none: everywhere), ordered by test."""
     repository.commit("HEAD")  # a repository with no commit yet says so
-    lineages: list[_Lineage] = []
-    current: dict[str, _Lineage] = {}  # path -> lineage of the file there now
+    current = _as_at(repository, since)  # path -> lineage of the file there now
+    lineages = list(current.values())
     ended: dict[str, _Lineage] = {}  # label -> lineage of a test whose file was removed
-    if since is not None:
-        start = repository.commit(since)
-        start_commit = repository.describe(start)
-        for stored in repository.snapshots(start):
-            lineage = _Lineage(label=stored.label, paths=[])
-            lineage.add(start_commit, stored, f"as at {since}")
-            lineages.append(lineage)
-            current[stored.path] = lineage
     log = list(repository.log(since=since))
+    boundary = _shallow_boundary(repository)
     texts = repository.blobs(c.blob for _, changes in log for c in changes if c.blob)
     for commit, changes in log:
         where = f"commit {commit.short}"
@@ -111,7 +111,8 @@ def history(repository: Repository, *, paths: Sequence[str], since: str | None) 
             else:
                 lineage = _Lineage(label=label, paths=[])
                 lineages.append(lineage)
-                note = "added"
+                # a shallow clone's first commit adds every file it holds: say so
+                note = SHALLOW_START if commit.sha in boundary else "added"
             current[change.path] = lineage
             lineage.add(commit, stored, note)
         for lineage in removed.values():
@@ -126,6 +127,20 @@ def history(repository: Repository, *, paths: Sequence[str], since: str | None) 
             f"no snapshots under {where}: no commit of HEAD holds a __flops__ snapshot there"
         )
     return sorted(series, key=lambda s: (s.test, s.name != DEFAULT_NAME, s.name))
+
+
+def _as_at(repository: Repository, since: str | None) -> dict[str, _Lineage]:
+    """Each snapshot file at ``since`` (none without it), with its first point."""
+    if since is None:
+        return {}
+    start = repository.commit(since)
+    commit = repository.describe(start)
+    found = {}
+    for stored in repository.snapshots(start):
+        lineage = _Lineage(label=stored.label, paths=[])
+        lineage.add(commit, stored, f"as at {since}")
+        found[stored.path] = lineage
+    return found
 
 
 def _moved(label: str, removed: Mapping[str, _Lineage]) -> str | None:
@@ -148,8 +163,17 @@ def _under(lineage_paths: Sequence[str], prefixes: Sequence[str]) -> bool:
     )
 
 
+def _shallow_boundary(repository: Repository) -> frozenset[str]:
+    """The commits a shallow clone was cut at (none in a full clone)."""
+    if repository.git("rev-parse", "--is-shallow-repository").strip() != "true":
+        return frozenset()
+    shallow = repository.root / repository.git("rev-parse", "--git-path", "shallow").strip()
+    return frozenset(shallow.read_text().split()) if shallow.is_file() else frozenset()
+
+
 def _series(lineage: _Lineage) -> list[Series]:
     points: dict[str, list[Point]] = {}
+    previous: FlopsSnapshot | None = None
     for commit, snapshot, note in lineage.events:
         measurements = snapshot.measurements if snapshot is not None else {}
         for name, measurement in measurements.items():
@@ -160,12 +184,38 @@ def _series(lineage: _Lineage) -> list[Series]:
                 line.append(Point(commit=commit, counts=counts, note=note or "added"))
             elif counts != last or note:
                 line.append(Point(commit=commit, counts=counts, note=note))
+            elif previous and snapshot and (moved := _moved_inside(previous, snapshot, name)):
+                line.append(Point(commit=commit, counts=counts, note=moved))
         for name, line in points.items():
             if name not in measurements and line[-1].counts is not None:
                 line.append(Point(commit=commit, counts=None, note="removed"))
+        previous = snapshot
     return [
         Series(test=lineage.label, name=name, points=tuple(line)) for name, line in points.items()
     ]
+
+
+def _moved_inside(before: FlopsSnapshot, after: FlopsSnapshot, name: str) -> str:
+    """Where measurement ``name``, whose numbers all held, moved as ``diff`` compares the
+    two (at the depth both hold, and so on): the modules its FLOPs moved between, else what
+    moved inside them; empty where nothing moved."""
+    before, after = comparable(before, after)
+    was, now = before.measurements[name], after.measurements[name]
+    moved = was.diff(now).moved
+    if not moved:
+        return ""
+    origins = measurement_change("", name, was, now).origins
+    modules = [
+        f"{o.module} {signed(o.after - o.before, 'FLOP')}" for o in origins if o.after != o.before
+    ]
+    if modules:
+        return f"moved between modules: {first_few(modules)}"
+    inside = [f"{o.module}: {first_few(operators_moved(o))}" for o in origins]
+    if inside:
+        return f"moved between operators: {'; '.join(inside)}"
+    return "changed: " + first_few(
+        [f"{row.op} {row.unit} {row.before} -> {row.after}" for row in moved]
+    )
 
 
 # -- the terminal -----------------------------------------------------------------------
@@ -209,18 +259,27 @@ def history_lines(series: Sequence[Series]) -> list[str]:
     return lines
 
 
-def _change_text(previous: Mapping[str, int] | None, point: Point) -> str:
+def _change_text(
+    previous: Mapping[str, int] | None, point: Point, *, written: Callable[[int, str], str] = signed
+) -> str:
+    """The change from the point before, its amounts ``written`` short (``+1.6 KFLOP``) or
+    :func:`_every_digit` (``+1,600 FLOP``)."""
     if point.counts is None or previous is None:
         return ""
     before, after = previous["total"], point.counts["total"]
     if before != after:
-        return f"{signed(after - before, 'FLOP')} ({relative_text(before, after)})"
+        return f"{written(after - before, 'FLOP')} ({relative_text(before, after)})"
     # the total held: say what moved (bytes accessed, FLOPs at one precision)
     for name in dict.fromkeys([*point.counts, *previous]):
         delta = point.counts.get(name, 0) - previous.get(name, 0)
         if delta:
-            return f"{name} {signed(delta, unit_of(name))}"
+            return f"{name} {written(delta, unit_of(name))}"
     return "0"
+
+
+def _every_digit(delta: int, unit: str) -> str:
+    """A nonzero change with every digit: ``+1,600 FLOP``."""
+    return f"{delta:+,} {unit}"
 
 
 # -- the page ---------------------------------------------------------------------------
@@ -233,7 +292,7 @@ def history_html(series: Sequence[Series], *, where: str) -> str:
     parts = {
         "@TITLE@": html.escape(f"FLOPs history: {len(series)} measurement(s) of {where}"),
         "@STYLE@": (assets / "history.css").read_text(encoding="utf-8"),
-        "@DATA@": json.dumps(data, ensure_ascii=False).replace("</", "<\\/"),
+        "@DATA@": script_json(data),
         "@SCRIPT@": "\n".join(
             (assets / script).read_text(encoding="utf-8") for script in ("common.js", "history.js")
         ),
@@ -245,15 +304,16 @@ def history_html(series: Sequence[Series], *, where: str) -> str:
 
 
 def _series_data(series: Series) -> dict[str, Any]:
-    """One series as the page reads it. FLOPs at a precision that hold all of them at
-    every point are left out (the total says it); where the precision changed, every
-    point lists its own."""
+    """One series as the page reads it, each point's change from the one before as the
+    terminal writes it (and with every digit, for its hover). FLOPs at a precision that
+    hold all of them at every point are left out (the total says it); where the precision
+    changed, every point lists its own."""
     held = {one_precision(point.counts) for point in series.points if point.counts is not None}
     same = held.pop() if len(held) == 1 else None
-    return {
-        "test": series.test,
-        "name": series.name,
-        "points": [
+    points = []
+    previous: Mapping[str, int] | None = None
+    for point in series.points:
+        points.append(
             {
                 "commit": point.commit.sha,
                 "short": point.commit.short,
@@ -263,7 +323,9 @@ def _series_data(series: Series) -> dict[str, Any]:
                 "counts": None
                 if point.counts is None
                 else {name: n for name, n in point.counts.items() if name != same},
+                "change": _change_text(previous, point),
+                "exact_change": _change_text(previous, point, written=_every_digit),
             }
-            for point in series.points
-        ],
-    }
+        )
+        previous = point.counts or previous
+    return {"test": series.test, "name": series.name, "points": points}

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from itertools import groupby
 
 from pytest_flops.measurement import DEFAULT_NAME, Measurement, relative_text
+from pytest_flops.reports.markup import code_span
 from pytest_flops.reports.records import MeasurementRecord, Status
 from pytest_flops.reports.times import (
     TIME_HEADER,
@@ -370,13 +371,4 @@ def _escape(cell: str) -> str:
     return cell.replace("|", "\\|").replace("\n", " ")
 
 
-def _code(text: str) -> str:
-    """A code span that survives backticks in parametrized ids."""
-    longest = 0
-    run = 0
-    for char in text:
-        run = run + 1 if char == "`" else 0
-        longest = max(longest, run)
-    fence = "`" * (longest + 1)
-    padding = " " if text.startswith("`") or text.endswith("`") else ""
-    return f"{fence}{padding}{text}{padding}{fence}"
+_code = code_span  # shared with diff --md (reports.markup)

@@ -1,25 +1,17 @@
 // Draws a line chart and a table per test from the embedded history.
 
+// each point's counts as decimal strings (see common.js: big), its change from the point
+// before as the terminal writes it
 const series = JSON.parse(document.getElementById("history-data").textContent);
 const WIDTH = 720, HEIGHT = 220, LEFT = 80, RIGHT = 40, TOP = 12, BOTTOM = 36;
 const LINES = ["forward", "backward"];
 
-// The change of the total from the point before, written with `amount` (exact or short).
-function change(previous, counts, amount) {
-  if (!previous || !counts) return "";
-  const delta = counts.total - previous.total;
-  if (delta === 0) return "0";
-  const sign = delta > 0 ? "+" : "-";
-  const percent = previous.total ? ` (${sign}${(Math.abs(delta) / previous.total * 100).toFixed(2)}%)` : "";
-  return `${sign}${amount(Math.abs(delta))}${percent}`;
-}
-
 // The text of a point: its commit, then its numbers and their change from the one before.
-function describe(point, previous) {
+function describe(point) {
   const lines = [`${point.short} ${point.date.slice(0, 10)} ${point.subject}`];
   if (point.note) lines.push(point.note);
   if (point.counts) {
-    const moved = change(previous, point.counts, (n) => `${exact(n)} FLOP`);
+    const moved = point.exact_change;
     lines.push(`total ${exact(point.counts.total)} FLOP` + (moved ? `, ${moved}` : ""));
     lines.push(`forward ${exact(point.counts.forward)} FLOP, backward ${exact(point.counts.backward)} FLOP`);
     // what a newer snapshot format holds beside them (bytes are named so)
@@ -35,11 +27,12 @@ function chart(one, readout) {
   const svg = svgElement("svg", {class: "chart", viewBox: `0 0 ${WIDTH} ${HEIGHT}`,
                                  role: "img", "aria-label": `FLOPs of ${one.label} over commits`});
   const points = one.points;
+  // positions need no more than a number's 16 digits
   const high = Math.max(1, ...points.filter((p) => p.counts)
-    .flatMap((p) => LINES.map((line) => p.counts[line])));
+    .flatMap((p) => LINES.map((line) => Number(p.counts[line]))));
   const step = points.length > 1 ? (WIDTH - LEFT - RIGHT) / (points.length - 1) : 0;
   const x = (i) => LEFT + (points.length > 1 ? i * step : (WIDTH - LEFT - RIGHT) / 2);
-  const y = (v) => TOP + (HEIGHT - TOP - BOTTOM) * (1 - v / high);
+  const y = (v) => TOP + (HEIGHT - TOP - BOTTOM) * (1 - Number(v) / high);
   for (const value of [0, high / 2, high]) {
     svg.append(svgElement("line", {class: "axis", x1: LEFT, x2: WIDTH - RIGHT, y1: y(value), y2: y(value)}));
     const tick = svgElement("text", {x: LEFT - 6, y: y(value) + 4, "text-anchor": "end"});
@@ -63,9 +56,8 @@ function chart(one, readout) {
     points.forEach((point, i) => (point.counts ? run.push(`${x(i)},${y(point.counts[line])}`) : flush()));
     flush();
   }
-  let previous = null;
   points.forEach((point, i) => {
-    const text = describe(point, previous);
+    const text = describe(point);
     if (point.counts) {
       for (const line of LINES) {
         const dot = svgElement("circle", {
@@ -84,7 +76,6 @@ function chart(one, readout) {
         dot.addEventListener("focus", show);
         svg.append(dot);
       }
-      previous = point.counts;
     }
   });
   return svg;
@@ -98,18 +89,16 @@ function table(one) {
     head.append(element("th", cls ? {class: cls} : {}, name));
   }
   const body = t.createTBody();
-  let previous = null;
   for (const point of one.points) {
     const tr = body.insertRow();
     const counts = point.counts;
     const cells = [
       [point.date.slice(0, 10), "text"], [point.short, "text"],
       [counts ? short(counts.total) : "-", ""], [counts ? short(counts.forward) : "-", ""],
-      [counts ? short(counts.backward) : "-", ""], [change(previous, counts, short), ""],
+      [counts ? short(counts.backward) : "-", ""], [point.change, ""],
       [point.subject + (point.note ? ` (${point.note})` : ""), "text subject"],
     ];
     for (const [text, cls] of cells) tr.append(element("td", cls ? {class: cls} : {}, text));
-    if (counts) previous = counts;
   }
   return t;
 }

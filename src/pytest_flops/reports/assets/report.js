@@ -1,7 +1,9 @@
 // Draws the page from the embedded JSON export; icicles only when their section opens.
 
+// the JSON export, its integers as decimal strings (see common.js: big)
 const data = JSON.parse(document.getElementById("flops-data").textContent);
-// the terminal report's order (failures first) and the statuses that fail a test
+// the terminal report's order (failures first), the statuses that fail a test, and each
+// measurement's rounded figures (its change's percentage, times...) as Python writes them
 const page = JSON.parse(document.getElementById("flops-page").textContent);
 const FAILING = new Set(page.failing);
 
@@ -14,18 +16,18 @@ function row(table, cells) {
 const label = (m) => (m.name === "default" ? m.nodeid : `${m.nodeid} [${m.name}]`);
 // numbered in the order the page lists the measurements: #measurement-1 is the first shown
 const anchor = (position) => `measurement-${position + 1}`;
-const bytesOf = (m) => Object.values(m.communication || {}).reduce((sum, t) => sum + t.bytes, 0);
+const bytesOf = (m) => Object.values(m.communication || {}).reduce((sum, t) => sum + big(t.bytes), 0n);
 const signed = (n, text) => (n > 0 ? "+" : n < 0 ? "-" : "") + text;
 
 // -- the tables -------------------------------------------------------------------
 
 function summary() {
   const s = data.summary;
-  const statuses = Object.entries(s.statuses).filter(([, n]) => n)
+  const statuses = Object.entries(s.statuses).filter(([, n]) => big(n))
     .map(([status, n]) => `${n} ${status}`).join(", ");
   document.getElementById("summary").textContent =
     `Suite total ${short(s.total)} (forward ${short(s.forward)}, backward ` +
-    `${short(s.backward)}${s.recompute ? `, recompute ${short(s.recompute)}` : ""}) in ${s.measurements} measurement(s) of ${s.tests} test(s); ` +
+    `${short(s.backward)}${big(s.recompute) ? `, recompute ${short(s.recompute)}` : ""}) in ${s.measurements} measurement(s) of ${s.tests} test(s); ` +
     `measurements: ${statuses || "none"}. torch ${data.metadata.torch_version}, ` +
     `pytest-flops ${data.metadata.plugin_version}.`;
 }
@@ -33,7 +35,7 @@ function summary() {
 function suiteTable() {
   const table = document.getElementById("suite");
   const communicates = data.measurements.some((m) => bytesOf(m));
-  const recomputes = data.measurements.some((m) => m.recompute);
+  const recomputes = data.measurements.some((m) => big(m.recompute));
   const roofline = data.measurements.length ? data.measurements[0].roofline : undefined;
   const phases = ["total", "forward", "backward", ...(recomputes ? ["recompute"] : [])];
   const columns = [["test"], ...phases.map((key) => [key, key]),
@@ -45,38 +47,33 @@ function suiteTable() {
   const body = table.createTBody();
   const rows = page.order.map((index, position) => {
     const m = data.measurements[index];
-    const change = m.delta ? m.delta.total : null;
+    const texts = page.texts[index];
+    const change = m.delta ? big(m.delta.total) : null;
     const link = element("a", {href: "#" + anchor(position)}, label(m));
     link.addEventListener("click", () => openTest(position));
     // as in the terminal report: a measurement that recomputed nothing leaves its cell empty
-    const cells = [element("td"), ...phases.map((key) => (m[key] || key !== "recompute"
+    const cells = [element("td"), ...phases.map((key) => (big(m[key]) || key !== "recompute"
       ? element("td", {title: `${exact(m[key])} FLOP`}, short(m[key])) : element("td")))];
     cells[0].append(link);
     if (communicates) {
       cells.push(element("td", {title: `${exact(bytesOf(m))} bytes`},
                          bytesOf(m) ? short(bytesOf(m), "B") : ""));
     }
-    if (roofline) cells.push(element("td", {title: timeOf(m.roofline)}, seconds(m.roofline.seconds)));
-    // as in the terminal report: "0" and "0%" when unchanged, "from 0" when it was 0;
-    // at equal FLOPs, the bytes accessed that moved (where both sides recorded them)
-    const moved = m.delta && !m.delta.total && m.delta.bytes_accessed ? m.delta.bytes_accessed : 0;
+    if (roofline) cells.push(element("td", {title: texts.times.Global}, texts.time));
+    // the terminal report's cells; on hover, the exact change: at equal FLOPs, the bytes
+    // accessed that moved (where both sides recorded them)
+    const moved = m.delta && !change ? big(m.delta.bytes_accessed) : 0n;
     cells.push(change === null ? element("td")
-      : moved ? element("td", {title: `${signed(moved, exact(Math.abs(moved)))} bytes accessed`},
-                        signed(moved, short(Math.abs(moved), "B")))
-      : element("td", {title: `${signed(change, exact(Math.abs(change)))} FLOP`},
-                change ? signed(change, short(Math.abs(change))) : "0"));
-    const ratio = !m.delta ? undefined : moved
-      ? (m.snapshot.bytes_accessed ? moved / m.snapshot.bytes_accessed : null) : m.delta.relative;
-    const relative = ratio === undefined ? "" : ratio === null ? "from 0" : ratio === 0 ? "0%"
-      : signed(ratio, `${(100 * Math.abs(ratio)).toFixed(2)}%`);
-    cells.push(element("td", {}, relative));
+      : element("td", {title: moved ? `${signed(moved, exact(abs(moved)))} bytes accessed`
+                                    : `${signed(change, exact(abs(change)))} FLOP`}, texts.change));
+    cells.push(element("td", {}, texts.relative));
     cells.push(element("td", {class: FAILING.has(m.status) ? "status-failed" : ""},
                        m.budget ? `${m.status} (limit ${m.budget})` : m.status));
     const tr = row(body, cells);
     Object.assign(tr.dataset, {
-      total: m.total, forward: m.forward, backward: m.backward, recompute: m.recompute || 0,
+      total: m.total, forward: m.forward, backward: m.backward, recompute: big(m.recompute),
       comm: bytesOf(m), time: m.roofline ? m.roofline.seconds : 0,
-      change: change === null ? -1 : Math.abs(change),
+      change: change === null ? -1 : abs(change),
       relative: !m.delta ? -1 : m.delta.relative === null ? Infinity : Math.abs(m.delta.relative),
       status: `${FAILING.has(m.status) ? 0 : 1} ${m.status}`,
     });
@@ -91,12 +88,15 @@ function suiteTable() {
       th.setAttribute("aria-sort", descending ? "descending" : "ascending");
       const compare = key === "status"
         ? (a, b) => a.dataset.status.localeCompare(b.dataset.status)
-        : (a, b) => Number(b.dataset[key]) - Number(a.dataset[key]);
+        : (a, b) => compareNumbers(sortValue(b.dataset[key]), sortValue(a.dataset[key]));
       rows.sort((a, b) => (descending ? compare(a, b) : compare(b, a)));
       body.append(...rows);
     });
   }
 }
+
+// a sort key as its cell holds it: an exact count, or a time, a ratio (Infinity: from 0)
+const sortValue = (text) => (/^-?\d+$/.test(text) ? BigInt(text) : Number(text));
 
 function unsupportedTable() {
   const ops = data.summary.unsupported;
@@ -127,21 +127,20 @@ function communicationTable() {
 
 // model FLOPs (forward + backward) per token beside 6·N, as in the terminal report
 function perTokenTable() {
-  const counted = page.order.map((index) => data.measurements[index])
-    .filter((m) => m.flops_per_token !== undefined);
-  if (!counted.length) return;
+  if (!data.measurements.some((m) => m.flops_per_token !== undefined)) return;
   document.getElementById("per-token-section").hidden = false;
   const table = document.getElementById("per-token");
   row(table.createTHead(), ["test", "tokens", "FLOP/token", "6·N", "ratio"]
     .map((h) => element("th", {}, h)));
   const body = table.createTBody();
-  for (const m of counted) {
-    const perToken = Math.round(m.flops_per_token);
-    const sixN = m.flops_per_token_6n;
+  for (const index of page.order) {
+    const m = data.measurements[index];
+    if (m.flops_per_token === undefined) continue;
+    const {per_token: perToken, ratio} = page.texts[index];
+    const sixN = big(m.flops_per_token_6n);
     row(body, [label(m), exact(m.tokens),
                element("td", {title: `${exact(perToken)} FLOP`}, short(perToken)),
-               sixN ? element("td", {title: `${exact(sixN)} FLOP`}, short(sixN)) : "",
-               sixN ? (m.flops_per_token / sixN).toFixed(2) : ""]);
+               sixN ? element("td", {title: `${exact(sixN)} FLOP`}, short(sixN)) : "", ratio]);
   }
 }
 
@@ -196,8 +195,9 @@ function tree(m) {
 const levelOf = (path) => (path === "Global" ? 0 : path.split(".").length);
 
 // recompute: absent from rows without any, and from exports before it was a phase
-const flopsOf = (counts) => (counts ? counts.forward + counts.backward + (counts.recompute || 0) : 0);
-const sizeOf = (node) => Math.max(flopsOf(node.now), flopsOf(node.before));
+const flopsOf = (counts) => (counts ? big(counts.forward) + big(counts.backward) + big(counts.recompute)
+                                    : 0n);
+const sizeOf = (node) => larger(flopsOf(node.now), flopsOf(node.before));
 
 function kindOf(node, hasBaseline, compared) {
   if (!hasBaseline) return "same";
@@ -205,36 +205,20 @@ function kindOf(node, hasBaseline, compared) {
   if (!node.now) return "gone";
   if (!node.before) return "new";
   const change = flopsOf(node.now) - flopsOf(node.before);
-  return change > 0 ? "grown" : change < 0 ? "shrunk" : "same";
+  return change > 0n ? "grown" : change < 0n ? "shrunk" : "same";
 }
 
-// pytest_flops.reports.times.format_seconds: three significant digits, 8.58 ns
-const SECOND_SCALES = [["s", 1], ["ms", 1e-3], ["µs", 1e-6], ["ns", 1e-9], ["ps", 1e-12]];
-function seconds(s) {
-  if (!s) return "0 s";
-  let value, name;
-  for (const [unit, scale] of SECOND_SCALES) {
-    [value, name] = [Number((s / scale).toPrecision(3)), unit];
-    if (value >= 1) break;
-  }
-  return `${value} ${name}`;
-}
-
-// the roofline time on --flops-gpu of a measurement or module row, with its memory-bound share
-const timeOf = (estimate) => `${seconds(estimate.seconds)} on ${data.measurements[0].roofline.gpu}` +
-  ` (${Math.round(100 * estimate.memory_bound_share)}% memory-bound)`;
-
-function titleOf(node, parent, hasBaseline, compared, roofline) {
+function titleOf(node, parent, hasBaseline, compared, times) {
   const lines = [node.path];
   if (node.now) {
-    const whole = parent ? flopsOf(parent.now) : 0;
-    const share = whole ? ` (${(100 * flopsOf(node.now) / whole).toFixed(1)}% of ${parent.path})` : "";
+    const whole = parent ? Number(flopsOf(parent.now)) : 0;
+    const share = whole ? ` (${(100 * Number(flopsOf(node.now)) / whole).toFixed(1)}% of ${parent.path})`
+                        : "";
     lines.push(`${exact(flopsOf(node.now))} FLOP${share}`);
     lines.push(`forward ${exact(node.now.forward)} FLOP, backward ${exact(node.now.backward)} FLOP` +
-               (node.now.recompute ? `, recompute ${exact(node.now.recompute)} FLOP` : ""));
-    const estimate = !roofline ? null
-      : node.path === "Global" ? roofline : roofline.by_module[node.path];
-    if (estimate) lines.push(timeOf(estimate));
+               (big(node.now.recompute) ? `, recompute ${exact(node.now.recompute)} FLOP` : ""));
+    // the roofline time on --flops-gpu, with its memory-bound share
+    if (times && times[node.path]) lines.push(times[node.path]);
   } else {
     lines.push("gone: not measured this time");
   }
@@ -249,12 +233,12 @@ function titleOf(node, parent, hasBaseline, compared, roofline) {
 function drawIcicle(section, m, index) {
   const {root, hasBaseline, compared} = tree(m);
   const WIDTH = 1000, LEVEL = 24, CHAR = 6.5;
-  const scale = Math.max(sizeOf(root), 1);
+  const scale = Number(larger(sizeOf(root), 1n));
   const svg = svgElement("svg", {class: "icicle", "data-measurement": index});
   const panel = element("div", {class: "ops"});
   let depth = 0;
   const place = (node, parent, x, level) => {
-    const width = WIDTH * sizeOf(node) / scale;
+    const width = WIDTH * Number(sizeOf(node)) / scale;
     if (width < 0.5 && parent) return;  // too thin to see or click: its parent's title has it
     depth = Math.max(depth, level + 1);
     const kind = kindOf(node, hasBaseline, compared);
@@ -264,12 +248,12 @@ function drawIcicle(section, m, index) {
       "data-path": node.path, "data-kind": kind, "data-flops": flopsOf(node.now),
     });
     box.append(svgElement("title"));
-    box.firstChild.textContent = titleOf(node, parent, hasBaseline, compared, m.roofline);
+    box.firstChild.textContent = titleOf(node, parent, hasBaseline, compared, page.texts[index].times);
     box.addEventListener("click", () => showOperators(panel, svg, box, node));
     group.append(box);
     if (node.now && flopsOf(node.now)) {
-      const forward = width * node.now.forward / flopsOf(node.now);
-      const recompute = width * (node.now.recompute || 0) / flopsOf(node.now);
+      const forward = width * Number(big(node.now.forward)) / Number(flopsOf(node.now));
+      const recompute = width * Number(big(node.now.recompute)) / Number(flopsOf(node.now));
       group.append(svgElement("rect", {class: "backward", x: x + forward, y: level * LEVEL + 1,
                                        width: Math.max(width - forward - recompute, 0),
                                        height: LEVEL - 4}));
@@ -291,7 +275,7 @@ function drawIcicle(section, m, index) {
     let next = x;
     for (const child of node.children) {
       place(child, node, next, level + 1);
-      next += WIDTH * sizeOf(child) / scale;
+      next += WIDTH * Number(sizeOf(child)) / scale;
     }
   };
   place(root, null, 0, 0);
@@ -309,11 +293,11 @@ function showOperators(panel, svg, box, node) {
   row(table.createTHead(), ["operator", "FLOP", "before", "change"].map((h) => element("th", {}, h)));
   const body = table.createTBody();
   const ops = [...new Set([...Object.keys(now), ...Object.keys(before)])];
-  ops.sort((a, b) => (now[b] || 0) - (now[a] || 0) || a.localeCompare(b));
+  ops.sort((a, b) => compareNumbers(big(now[b]), big(now[a])) || a.localeCompare(b));
   for (const op of ops) {
-    const change = (now[op] || 0) - (before[op] || 0);
-    row(body, [op, exact(now[op] || 0), node.before ? exact(before[op] || 0) : "",
-                node.before && change ? signed(change, exact(Math.abs(change))) : ""]);
+    const change = big(now[op]) - big(before[op]);
+    row(body, [op, exact(now[op]), node.before ? exact(before[op]) : "",
+                node.before && change ? signed(change, exact(abs(change))) : ""]);
   }
   panel.replaceChildren(element("h3", {}, `${node.path}: operators`), table);
 }
