@@ -20,11 +20,6 @@ from pytest_flops import FlopCounterMode, Measurement
 
 TORCH_2_13 = torch.__version__.startswith("2.13.")
 
-# Fake tensors run these ops' decompositions, never the meta kernel: the fake mode
-# (stand_ins.CountFakeMode) has to apply meta_as_cpu.as_cpu_layout itself.
-FAKE_RUNS_THE_DECOMPOSITION = pytest.mark.xfail(
-    reason="the count's fake mode does not apply meta_as_cpu.CPU_LAYOUTS yet", strict=True
-)
 # torch 2.13's composite group_norm copies a channels-last input to contiguous
 # off the CPU, before native_group_norm: a route of its own, not made yet.
 GROUP_NORM_COPIES_ON_2_13 = pytest.mark.xfail(
@@ -106,12 +101,6 @@ CASES: dict[str, tuple[Callable[..., Any], Callable[[], tuple[Any, ...]]]] = {
 KNOWN_GAPS = {
     ("meta", "group_norm"): GROUP_NORM_COPIES_ON_2_13,
     ("meta", "group_norm_backward"): GROUP_NORM_COPIES_ON_2_13,
-    # torch 2.13's fake tensors take the composite group_norm's CPU branch: no gap there
-    ("fake", "group_norm_backward"): pytest.mark.xfail(
-        not TORCH_2_13, reason=FAKE_RUNS_THE_DECOMPOSITION.kwargs["reason"], strict=True
-    ),
-    ("fake", "log_sigmoid"): FAKE_RUNS_THE_DECOMPOSITION,
-    ("fake", "mse_loss_backward"): FAKE_RUNS_THE_DECOMPOSITION,
 }
 
 
@@ -136,9 +125,7 @@ def test_meta_and_fake_outputs_take_the_cpu_layout(
     assert pytest_flops.count(step, *args, device=device) == on_cpu
 
 
-@pytest.mark.parametrize(
-    "device", ["meta", pytest.param("fake", marks=FAKE_RUNS_THE_DECOMPOSITION)]
-)
+@pytest.mark.parametrize("device", ["meta", "fake"])
 def test_log_sigmoid_output_is_contiguous_as_on_cpu(device: Literal["meta", "fake"]) -> None:
     x = torch.randn(2, 8, 6)
 

@@ -18,7 +18,11 @@ import torch
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode, unset_fake_temporarily
 
 from pytest_flops.counting.elementwise_layout import ELEMENTWISE_LAYOUT_OPS, elementwise_as_cpu
-from pytest_flops.counting.meta_as_cpu import layer_norm_backward_as_cpu
+from pytest_flops.counting.meta_as_cpu import (
+    CPU_LAYOUTS,
+    as_cpu_layout,
+    layer_norm_backward_as_cpu,
+)
 from pytest_flops.counting.patching import WhileCounting, swapped
 
 StandIn = Literal["meta", "fake"]
@@ -58,6 +62,9 @@ class CountFakeMode(FakeTensorMode):
         if func in ELEMENTWISE_LAYOUT_OPS:
             with self:
                 return elementwise_as_cpu(out, args)
+        if func in CPU_LAYOUTS:  # fake tensors run these ops' decompositions, not meta's
+            with self:
+                return as_cpu_layout(func, out, args)
         if func in _VIEWS:
             return self._view_as_aten(func, types, args, out)
         return out
