@@ -115,12 +115,13 @@ def json_report(
     each measurement has its ``roofline`` on ``gpu`` when one is named.
 
     Apart from ``metadata`` it depends only on the records and the evidence,
-    never on the order in which they were gathered.
+    never on the order in which they were gathered. The metadata names ``gpu``
+    (or null): a run that measured nothing has no ``roofline`` to tell it by.
     """
     total, forward, backward = suite_sums(records)
     return {
         "schema_version": SCHEMA_VERSION,
-        "metadata": dict(metadata),
+        "metadata": {**metadata, "gpu": gpu},
         "summary": {
             "tests": len({record.nodeid for record in records}),
             "measurements": len(records),
@@ -305,13 +306,14 @@ def read_export(path: Path) -> Export:
     if not isinstance(measurements, list):
         raise SnapshotFormatError(f"{where}: measurements: expected a list")
     snapshots = document.get("snapshots")
+    metadata = expect_mapping(document["metadata"], f"{where}: metadata")
     return Export(
         records=tuple(
             _record_from_json(entry, where=f"{where}: measurements[{index}]")
             for index, entry in enumerate(measurements)
         ),
-        gpu=gpu_from_json(measurements, where=where),
-        metadata=expect_mapping(document["metadata"], f"{where}: metadata"),
+        gpu=gpu_from_json(metadata, measurements, where=where),
+        metadata=metadata,
         snapshots=SnapshotEvidence()
         if snapshots is None
         else SnapshotEvidence.from_dict(snapshots, where=f"{where}: snapshots"),

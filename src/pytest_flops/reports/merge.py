@@ -82,12 +82,21 @@ def merge_exports(paths: Sequence[Path]) -> Export:
 
 
 def _gpu(shards: Sequence[_Shard]) -> str | None:
-    """The ``--flops-gpu`` of the shards, which must agree: a merged export is one run's."""
-    gpus = {str(shard.path): shard.export.gpu for shard in shards}
+    """The ``--flops-gpu`` of the shards, which must agree: a merged export is one run's.
+
+    An export names its GPU in its metadata; one written before it did tells it by its
+    measurements' roofline, so when it measured nothing it says nothing, and is not
+    compared.
+    """
+    gpus = {
+        str(shard.path): shard.export.gpu
+        for shard in shards
+        if "gpu" in shard.export.metadata or shard.export.records
+    }
     if len(set(gpus.values())) > 1:
         shown = ", ".join(f"{path}: {gpu or 'none'}" for path, gpu in gpus.items())
         raise MergeError(f"the shards were run with different --flops-gpu ({shown})")
-    return next(iter(gpus.values()))
+    return next(iter(gpus.values()), None)
 
 
 def _metadata(shards: Sequence[_Shard]) -> dict[str, Any]:
