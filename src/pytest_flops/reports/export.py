@@ -115,13 +115,12 @@ def json_report(
     each measurement has its ``roofline`` on ``gpu`` when one is named.
 
     Apart from ``metadata`` it depends only on the records and the evidence,
-    never on the order in which they were gathered. The metadata names ``gpu``
-    (or null): a run that measured nothing has no ``roofline`` to tell it by.
+    never on the order in which they were gathered.
     """
     total, forward, backward = suite_sums(records)
     return {
         "schema_version": SCHEMA_VERSION,
-        "metadata": {**metadata, "gpu": gpu},
+        "metadata": {**metadata, "gpu": gpu},  # a shard that measured nothing says it too
         "summary": {
             "tests": len({record.nodeid for record in records}),
             "measurements": len(records),
@@ -396,4 +395,6 @@ def _measurement_from_json(data: object, *, where: str) -> Measurement:
         stored["world"] = obj["world"]
     if "bytes_accessed" in obj:
         stored["bytes_accessed"] = obj["bytes_accessed"]
+    if obj.get("tokens") == 0:  # as flops(model, tokens=0) is refused: no FLOPs per token
+        raise SnapshotFormatError(f"{where}: tokens: expected a positive integer, got 0")
     return with_per_token_figures(Measurement.from_dict(stored, where=where), obj, where=where)

@@ -7,6 +7,7 @@ report, the Markdown and JSON exports and the HTML page.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -114,7 +115,7 @@ def gpu_from_json(
 
 def _roofline_gpu(measurements: list[Any], *, where: str) -> str | None:
     named = {
-        entry["roofline"].get("gpu") if isinstance(entry["roofline"], dict) else None
+        _name(entry["roofline"].get("gpu") if isinstance(entry["roofline"], dict) else None)
         for entry in measurements
         if isinstance(entry, dict) and "roofline" in entry
     }
@@ -130,6 +131,11 @@ def _roofline_gpu(measurements: list[Any], *, where: str) -> str | None:
     (gpu,) = named
     _known(gpu, f"{where}: roofline on unknown GPU")
     return str(gpu)
+
+
+def _name(gpu: object) -> str | None:
+    """A GPU name as written, or the JSON that stands in its place (a list is no name)."""
+    return gpu if gpu is None or isinstance(gpu, str) else json.dumps(gpu)
 
 
 def _known(gpu: object, problem: str) -> None:
