@@ -225,6 +225,49 @@ def test_a_budget_shows_its_limit_as_written_and_the_use_past_it(
 # -- tolerance and depth ---------------------------------------------------------------------
 
 
+TOLERANT = """
+import pytest
+import torch
+
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.big = torch.nn.Linear(500, {big}, bias=False)
+        self.small = torch.nn.Linear(10, {small}, bias=False)
+
+    def forward(self, x, y):
+        return self.big(x), self.small(y)
+
+
+@pytest.mark.flops(rtol=0.1, bytes=False)
+def test_tol(flops):
+    model = Net()
+    with flops(model):
+        model(torch.ones(1, 500), torch.ones(1, 10))
+"""
+
+
+def test_with_a_tolerance_the_diagnosis_leads_with_the_rows_beyond_it(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_m=TOLERANT.format(big=1000, small=5))
+    runpytest_forked(pytester, "--flops-update").assert_outcomes(passed=1)
+    # big: 2*500*1000 = 1,000,000 -> 2*500*1050 = 1,050,000, +5%: within rtol 0.1;
+    # small: 2*10*5 = 100 -> 2*10*10 = 200, +100%: what fails the test
+    pytester.makepyfile(test_m=TOLERANT.format(big=1050, small=10))
+    result = runpytest_forked(pytester)
+    result.assert_outcomes(failed=1)
+    lines = result.stdout.lines
+    start = lines.index("  the change starts in (each module without its submodules):")
+    assert lines[start + 1 : start + 5] == [
+        "  module     operator     before      after        Δ",
+        "  Net.small  aten.mm         100        200     +100",
+        "  Net.big    aten.mm   1,000,000  1,050,000  +50,000  within the tolerance",
+        "  and the sums of these rows: Global, Net",
+    ]
+
+
 def test_rtol_and_depth_from_marker_cli_and_ini(pytester: pytest.Pytester) -> None:
     tests = (
         OUTER
