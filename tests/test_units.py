@@ -2,7 +2,17 @@
 
 import pytest
 
-from pytest_flops.units import format_flops, format_pair, parse_bytes, parse_flops, parse_seconds
+from pytest_flops.measurement import relative_text
+from pytest_flops.units import (
+    format_bytes,
+    format_flops,
+    format_pair,
+    format_seconds,
+    parse_bytes,
+    parse_flops,
+    parse_rtol,
+    parse_seconds,
+)
 
 
 @pytest.mark.parametrize(
@@ -22,6 +32,8 @@ from pytest_flops.units import format_flops, format_pair, parse_bytes, parse_flo
         (7, 7),
         (4e9, 4 * 10**9),
         (1.5, 1),  # counts are integers: "count > 1.5" is "count > 1"
+        pytest.param("1e400", 10**400, id="1e400"),  # past any count, and read exactly
+        ("9.99e999 FLOP", 999 * 10**997),
     ],
 )
 def test_parse_flops(text: str | int | float, flops: int) -> None:
@@ -46,7 +58,10 @@ def test_parse_bytes(text: str | int | float, size: int) -> None:
     assert parse_bytes(text) == size
 
 
-@pytest.mark.parametrize("value", ["-1 B", "64 MFLOP", "", float("inf"), True, None])
+@pytest.mark.parametrize(
+    "value",
+    ["-1 B", "64 MFLOP", "", float("inf"), True, None, "1e100000000", "1e-9999999999999999999"],
+)
 def test_parse_bytes_rejects(value: object) -> None:
     with pytest.raises(ValueError, match="size"):
         parse_bytes(value)  # type: ignore[arg-type]
@@ -62,6 +77,10 @@ def test_parse_bytes_rejects(value: object) -> None:
         (float("inf"), "finite"),
         (True, "expected a FLOP amount"),
         (None, "expected a FLOP amount"),
+        ("1e1000", "a FLOP amount must be below 1e1000, got '1e1000'"),
+        ("1e100000000", "a FLOP amount must be below 1e1000, got '1e100000000'"),
+        pytest.param(10**5000, "a FLOP amount must be below 1e1000", id="5001-digit-int"),
+        ("1e9999999999999999999", "cannot read '1e9999999999999999999' as a FLOP amount"),
     ],
 )
 def test_parse_flops_rejects(value: object, message: str) -> None:
@@ -81,6 +100,9 @@ def test_parse_flops_rejects(value: object, message: str) -> None:
         (999_999, "1 MFLOP"),  # rounds up into the next unit, not "1000 KFLOP"
         (123_456_789, "123 MFLOP"),
         (2 * 10**18, "2000 PFLOP"),
+        # more digits than Decimal's default 28: every one
+        pytest.param(10**43, "10000000000000000000000000000 PFLOP", id="1e43"),
+        pytest.param(10**43 + 5 * 10**40, "10050000000000000000000000000 PFLOP", id="1.005e43"),
     ],
 )
 def test_format_flops(flops: int, text: str) -> None:
@@ -92,6 +114,18 @@ def test_format_pair_adds_digits_until_the_amounts_differ() -> None:
     assert format_pair(4_000_400_000, 4 * 10**9) == ("4.0004 GFLOP", "4 GFLOP")
     assert format_pair(4 * 10**9 + 1, 4 * 10**9) == ("4.000000001 GFLOP", "4 GFLOP")
     assert format_pair(5, 5) == ("5 FLOP", "5 FLOP")
+
+
+def test_format_pair_writes_bytes_and_seconds_too() -> None:
+    assert format_pair(2048, 1000, written=format_bytes) == ("2.05 kB", "1 kB")
+    assert format_pair(1_000_001, 10**6, written=format_bytes) == ("1.000001 MB", "1 MB")
+    # 28,736 bytes at 3.35 TB/s = 8.5779 ns, over a limit of 8.577 ns
+    used = format_pair(28_736 / 3.35e12, 8.577e-9, written=format_seconds)
+    assert used == ("8.578 ns", "8.577 ns")
+    assert format_pair(2e-10 + 1e-24, 2e-10, written=format_seconds) == (
+        "200.000000000001 ps",
+        "200 ps",
+    )
 
 
 @pytest.mark.parametrize(
@@ -110,9 +144,37 @@ def test_parse_seconds(text: str | float, seconds: float) -> None:
     assert parse_seconds(text, source="roofline") == pytest.approx(seconds, rel=1e-12)
 
 
-@pytest.mark.parametrize("value", ["1 sec", "2 MS", "ms", "", "0 s", "-1 ms", float("inf"), True])
+@pytest.mark.parametrize(
+    "value",
+    [
+        *("1 sec", "2 MS", "ms", "", "0 s", "-1 ms", float("inf"), True, "1e400 s"),
+        pytest.param(10**400, id="past-floats"),
+    ],
+)
 def test_parse_seconds_rejects(value: object) -> None:
     with pytest.raises(
         ValueError, match=r"^roofline: expected a time such as '2 ms' or 0.002, got "
     ):
         parse_seconds(value, source="roofline")  # type: ignore[arg-type]
+
+
+def test_a_tolerance_past_floats_is_refused_as_any_bad_one() -> None:
+    with pytest.raises(ValueError, match=r"^rtol: expected a number >= 0, got 1000"):
+        parse_rtol(10**400, source="rtol")
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "text"),
+    [
+        (100, 110, "+10.00%"),
+        (5, 5, "0%"),
+        (0, 5, "from 0"),
+        (10_000, 10_001, "+0.01%"),
+        # too small for two decimals, never read as no change
+        (2_000_000_000, 2_000_000_002, "<+0.01%"),
+        (2_000_000_002, 2_000_000_000, ">-0.01%"),
+        pytest.param(10**400, 10**400 + 1, "<+0.01%", id="below-floats"),
+    ],
+)
+def test_relative_text(before: int, after: int, text: str) -> None:
+    assert relative_text(before, after) == text

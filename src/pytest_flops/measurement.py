@@ -359,11 +359,12 @@ def relative_change(before: int, after: int) -> float:
 
 
 def relative_text(before: int, after: int) -> str:
-    """The relative change as people read it: ``+10.00%``, ``0%``, or ``from 0``."""
-    if before == after:
-        return "0%"
+    """The relative change as people read it: ``+10.00%``, ``<+0.01%``, ``0%``, ``from 0``."""
     ratio = relative_change(before, after)
-    return "from 0" if ratio == float("inf") else f"{ratio:+.2%}"
+    text = "0%" if before == after else "from 0" if ratio == float("inf") else f"{ratio:+.2%}"
+    if text in ("+0.00%", "-0.00%"):  # too small for two decimals, and not no change
+        return "<+0.01%" if after > before else ">-0.01%"
+    return text
 
 
 def _summed_tokens(a: int | None, b: int | None) -> int | None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import math
 import re
-from decimal import ROUND_FLOOR, Decimal, InvalidOperation
+from collections.abc import Callable
+from decimal import MAX_EMAX, MIN_EMIN, ROUND_FLOOR, Decimal, InvalidOperation, localcontext
 
 # Decimal prefixes, as in "4 GFLOP": powers of 1000, never 1024.
 UNITS: dict[str, int] = {
@@ -46,6 +47,10 @@ _SIZE = re.compile(
 FlopAmount = str | int | float
 ByteSize = str | int | float
 
+_MOST_DIGITS = 1000
+"""Amounts are read below 1e1000: no limit at all, in effect, and one Python can
+still write out (it writes no integer of more than 4,300 digits)."""
+
 
 def parse_flops(value: FlopAmount) -> int:
     """``"4 GFLOP"``, ``"1.5MFLOP"``, ``4e9`` or ``4_000`` as a whole number of FLOPs.
@@ -56,7 +61,7 @@ def parse_flops(value: FlopAmount) -> int:
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise ValueError(f"expected a FLOP amount such as '4 GFLOP' or 4e9, got {value!r}")
     if isinstance(value, int):
-        number, scale = Decimal(value), 1
+        number, scale = _decimal(value, "FLOP amount"), 1
     elif isinstance(value, float):
         if not math.isfinite(value):
             raise ValueError(f"expected a finite FLOP amount, got {value!r}")
@@ -68,15 +73,12 @@ def parse_flops(value: FlopAmount) -> int:
                 f"cannot read {value!r} as a FLOP amount: expected a number with an optional "
                 f"unit, one of {', '.join(UNITS)} (e.g. '4 GFLOP')"
             )
-        try:
-            number = Decimal(match["number"])
-        except InvalidOperation:
-            raise ValueError(f"cannot read {value!r} as a FLOP amount") from None
+        number = _read(match["number"], value, "FLOP amount")
         unit = (match["unit"] or "FLOP").upper().removesuffix("S")
         scale = UNITS[unit]
     if number < 0:
         raise ValueError(f"a FLOP amount cannot be negative, got {value!r}")
-    return int((number * scale).to_integral_value(rounding=ROUND_FLOOR))
+    return _whole(number, scale, value, "FLOP amount")
 
 
 def parse_bytes(value: ByteSize) -> int:
@@ -94,15 +96,46 @@ def parse_bytes(value: ByteSize) -> int:
                 f"cannot read {value!r} as a size: expected a number with an optional unit, "
                 f"one of B, KB, MB, GB, TB, KiB, MiB, GiB, TiB (e.g. '64 MB')"
             )
-        number = Decimal(match["number"])
+        number = _read(match["number"], value, "size")
         scale = BYTE_UNITS[(match["unit"] or "B").upper()]
     elif isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"expected a finite size, got {value!r}")
+    elif isinstance(value, float):
+        number, scale = Decimal(repr(value)), 1
     else:
-        number, scale = Decimal(repr(value) if isinstance(value, float) else value), 1
+        number, scale = _decimal(value, "size"), 1
     if number < 0:
         raise ValueError(f"a size cannot be negative, got {value!r}")
-    return int((number * scale).to_integral_value(rounding=ROUND_FLOOR))
+    return _whole(number, scale, value, "size")
+
+
+def _read(number: str, value: str, what: str) -> Decimal:
+    try:
+        return Decimal(number)
+    except InvalidOperation:  # an exponent beyond even Decimal's: 1e9999999999999999999
+        raise ValueError(f"cannot read {value!r} as a {what}") from None
+
+
+def _decimal(value: int, what: str) -> Decimal:
+    """An integer amount as a Decimal (one too long to write out is too large to read)."""
+    if abs(value) >= 10**_MOST_DIGITS:
+        raise ValueError(f"a {what} must be below 1e{_MOST_DIGITS}")
+    return Decimal(value)
+
+
+def _whole(number: Decimal, scale: int, value: object, what: str) -> int:
+    """``number * scale`` rounded down, computed exactly: a limit of 1.5 is a limit of 1."""
+    too_large = f"a {what} must be below 1e{_MOST_DIGITS}, got {value!r}"
+    with localcontext() as context:  # every digit of the product, at any exponent
+        context.prec = len(number.as_tuple().digits) + len(str(scale))
+        context.Emax, context.Emin = MAX_EMAX, MIN_EMIN
+        try:
+            whole = (number * scale).to_integral_value(rounding=ROUND_FLOOR)
+        except ArithmeticError:  # beyond even Decimal's exponents
+            raise ValueError(too_large) from None
+    if whole.adjusted() >= _MOST_DIGITS:
+        raise ValueError(too_large)
+    return int(whole)
 
 
 _SHOWN_BYTE_UNITS = {"B": 1, "kB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
@@ -113,9 +146,9 @@ def format_flops(flops: int, *, significant: int = 3) -> str:
     return _scaled(flops, UNITS, significant)
 
 
-def format_bytes(size: int) -> str:
+def format_bytes(size: int, *, significant: int = 3) -> str:
     """``65_536`` as ``"65.5 kB"``: decimal units, as :func:`format_flops` writes FLOPs."""
-    return _scaled(size, _SHOWN_BYTE_UNITS, 3)
+    return _scaled(size, _SHOWN_BYTE_UNITS, significant)
 
 
 def _scaled(amount: int, units: dict[str, int], significant: int) -> str:
@@ -123,8 +156,10 @@ def _scaled(amount: int, units: dict[str, int], significant: int) -> str:
     for name, size in units.items():
         if abs(amount) >= size:
             unit, scale = name, size
-    value = Decimal(amount) / scale
-    rounded = round(value, max(significant - len(str(int(abs(value)))), 0))
+    with localcontext() as context:  # every digit: 10**43 FLOP is 10**28 PFLOP, exactly
+        context.prec = len(str(abs(amount))) + significant
+        value = Decimal(amount) / scale
+        rounded = round(value, max(significant - len(str(int(abs(value)))), 0))
     if abs(rounded) >= 1000 and scale != max(units.values()):
         # 999_999 rounds to 1000 KFLOP: say 1 MFLOP instead.
         return _scaled(int(rounded) * scale, units, significant)
@@ -134,13 +169,23 @@ def _scaled(amount: int, units: dict[str, int], significant: int) -> str:
     return f"{text} {unit}"
 
 
-def format_pair(used: int, limit: int) -> tuple[str, str]:
-    """Both amounts with just enough digits to tell them apart."""
-    most = max(len(str(abs(used))), len(str(abs(limit))), 3)
+def exact_digits(amount: float) -> int:
+    """The significant digits that write ``amount`` exactly: 3 for 1_250_000, and a
+    float's shortest form's (2 for 8.5e-9)."""
+    return len(Decimal(repr(amount)).normalize().as_tuple().digits)
+
+
+def format_pair(
+    first: float, second: float, *, written: Callable[..., str] = format_flops
+) -> tuple[str, str]:
+    """Both amounts with just enough significant digits (3 at least) to tell them apart,
+    as ``written`` writes them: :func:`format_flops`, :func:`format_bytes` or
+    :func:`format_seconds`."""
+    most = max(exact_digits(first), exact_digits(second), 3)
     for significant in range(3, most + 1):
         texts = (
-            format_flops(used, significant=significant),
-            format_flops(limit, significant=significant),
+            written(first, significant=significant),
+            written(second, significant=significant),
         )
         if texts[0] != texts[1]:
             return texts
@@ -152,7 +197,7 @@ _TIME = re.compile(_NUMBER + r"(?P<unit>s|ms|us|µs|ns|ps)?\s*$")
 _SHOWN_TIME_UNITS = (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9), ("ps", 1e-12))
 
 
-def parse_seconds(value: str | float, *, source: str) -> float:
+def parse_seconds(value: str | float, *, source: str | None = None) -> float:
     """``"2 ms"``, ``"150us"`` or a number of seconds, > 0."""
     problem = _problem("expected a time such as '2 ms' or 0.002", value, source)
     if isinstance(value, bool):
@@ -163,7 +208,10 @@ def parse_seconds(value: str | float, *, source: str) -> float:
             raise ValueError(problem)
         seconds = float(match["number"]) * _TIME_UNITS[match["unit"] or "s"]
     elif isinstance(value, (int, float)):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int past float's range: no time at all
+            raise ValueError(problem) from None
     else:
         raise ValueError(problem)
     if not math.isfinite(seconds) or seconds <= 0:
@@ -171,14 +219,16 @@ def parse_seconds(value: str | float, *, source: str) -> float:
     return seconds
 
 
-def format_seconds(seconds: float) -> str:
+def format_seconds(seconds: float, *, significant: int = 3) -> str:
     """Three significant digits in the largest unit that keeps the value >= 1: ``8.58 ns``."""
     if not seconds:
         return "0 s"
     # rounded before the unit is chosen: 999.7 ns is 1 µs, not "1e+03 ns"
-    rounded = [(float(f"{seconds / scale:.3g}"), unit) for unit, scale in _SHOWN_TIME_UNITS]
+    rounded = [
+        (float(f"{seconds / scale:.{significant}g}"), unit) for unit, scale in _SHOWN_TIME_UNITS
+    ]
     value, unit = next((pair for pair in rounded if pair[0] >= 1), rounded[-1])
-    return f"{value:g} {unit}"
+    return f"{value:.{max(significant, 6)}g} {unit}"
 
 
 def parse_rtol(value: object, *, source: str | None = None) -> float:
@@ -188,7 +238,7 @@ def parse_rtol(value: object, *, source: str | None = None) -> float:
         raise ValueError(problem)
     try:
         rtol = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(problem) from None
     if not math.isfinite(rtol) or rtol < 0:
         raise ValueError(problem)

@@ -250,19 +250,19 @@ def test_a_bytes_budget_fails_an_upcast_at_equal_flops() -> None:
     assert budget.check(matmul(BF16)) is None
     exceeded = budget.check(matmul(FP32))
     assert exceeded is not None
-    assert exceeded.long_repr == "bytes accessed: used 896 bytes, limit 500 bytes"
+    assert exceeded.long_repr == "bytes accessed: used 896 B, limit 500 B"
 
 
 def test_a_roofline_budget_on_a_named_gpu() -> None:
     # the matmul is memory-bound on an H100 SXM: 896 bytes at 3.35 TB/s = 267 ps
     budget = limit_flops(roofline="0.2 ns", gpu="h100-sxm")
-    # written as the reports write times, in a unit the marker reads back
-    assert budget.text == "roofline 200 ps on h100-sxm"
-    assert limit_flops(roofline="200 ps", gpu="h100-sxm").text == budget.text
-    assert budget.roofline == pytest.approx(2e-10)
+    assert budget.text == "roofline 0.2 ns on h100-sxm"  # as the marker wrote it
+    # a number of seconds, written exactly in the unit the reports use
+    assert limit_flops(roofline=2e-10, gpu="h100-sxm").text == "roofline 200 ps on h100-sxm"
+    assert budget.roofline is not None and budget.roofline.value == pytest.approx(2e-10)
     exceeded = budget.check(matmul(FP32))
     assert exceeded is not None
-    assert exceeded.long_repr == "roofline on h100-sxm: used 267 ps, limit 200 ps"
+    assert exceeded.long_repr == "roofline on h100-sxm: used 267 ps, limit 0.2 ns"
     assert limit_flops(roofline=1e-9, gpu="h100-sxm").check(matmul(FP32)) is None
 
 

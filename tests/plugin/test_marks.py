@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.forked_pytest import runpytest_forked
 from tests.helpers import NET as NET_MODULE
 from tests.helpers import OUTER, stored, stored_totals
 
@@ -50,7 +51,7 @@ def test_forward_over(flops):
             "FLOP budget exceeded by test_m.py::test_fixture_over: "
             "used 1.44 KFLOP, limit 1.4 KFLOP",
             "FLOP budget exceeded by test_m.py::test_forward_over: "
-            "forward: used 720 FLOP, limit 700 FLOP",
+            "forward: used 720 FLOP, limit 0.7 KFLOP",  # the limit as the marker wrote it
             "flops: 1 test passed, 3 failed, 0 written, 0 removed",
         ]
     )
@@ -111,12 +112,21 @@ def test_a_budget_holds_what_ran_not_the_baselines_kept(
         ),
         ("limit_flops(communication=-1)", "communication: a size cannot be negative, got -1"),
         ('limit_flops("1 GFLOP", fwd=1)', "unexpected keyword argument 'fwd'"),
+        (
+            'limit_flops(forward="1e100000000")',
+            "forward: a FLOP amount must be below 1e1000, got '1e100000000'",
+        ),
+        (
+            'limit_flops(roofline=10**400, gpu="h100-sxm")',
+            "roofline: expected a time such as '2 ms' or 0.002, got 1000*",
+        ),
         ("flops(rtol=-1)", "rtol: expected a number >= 0, got -1"),
         ('flops(depth="deep")', "depth: expected an integer >= 0, got 'deep'"),
         ("flops(depth=1.5)", "depth: expected an integer >= 0, got 1.5"),
         ('flops(rtol="1%")', "rtol: expected a number >= 0, got '1%'"),
         ("flops(tolerance=0.1)", "unexpected keyword argument 'tolerance'"),
         ("flops(0.1)", "too many positional arguments"),
+        ("flops(rtol=10**400)", "rtol: expected a number >= 0, got 1000*"),
     ],
 )
 def test_bad_marker_arguments_are_usage_errors_naming_the_test(
@@ -128,7 +138,134 @@ def test_bad_marker_arguments_are_usage_errors_naming_the_test(
     result.stderr.fnmatch_lines([f"ERROR: test_m.py::test_a: bad @pytest.mark.*: *{problem}*"])
 
 
+HUGE_LIMITS = """
+import pytest
+import torch
+
+
+@pytest.mark.limit_flops(forward="1e400", bytes_accessed="1e400 B")
+def test_huge():
+    torch.ones(2, 4) @ torch.ones(4, 4)  # 2*2*4*4 = 64 FLOP
+"""
+
+
+def test_limits_past_any_count_hold_and_are_shown_as_written(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_m=HUGE_LIMITS)
+    result = runpytest_forked(pytester, "--flops-report", "--flops-report-json=flops.json")
+    assert result.ret == pytest.ExitCode.OK, result.outlines
+    result.stdout.fnmatch_lines(
+        [
+            "test_m.py::test_huge *64 FLOP*"
+            "within budget (limit forward 1e400, bytes accessed 1e400 B)"
+        ]
+    )
+    (entry,) = json.loads((pytester.path / "flops.json").read_text())["measurements"]
+    assert entry["budget"] == "forward 1e400, bytes accessed 1e400 B"
+
+
+BUDGET_MESSAGES = """
+import pytest
+import torch
+
+
+def linear(flops):
+    # Linear(128, 32) in bf16 on (64, 128): reads x, W and b, writes y, 2 bytes each:
+    # 2 * (64*128 + 128*32 + 32 + 64*32) = 28,736 bytes, 8.5779 ns at 3.35 TB/s (h100-sxm)
+    x = torch.randn(64, 128, dtype=torch.bfloat16)
+    model = torch.nn.Linear(128, 32).to(torch.bfloat16)
+    with torch.no_grad(), flops(model):
+        model(x)
+
+
+@pytest.mark.limit_flops(roofline="8.577 ns", gpu="h100-sxm")
+def test_roofline(flops):
+    linear(flops)
+
+
+@pytest.mark.limit_flops(bytes_accessed="28.7 kB")
+def test_bytes(flops):
+    linear(flops)
+
+
+@pytest.mark.limit_flops("1.0005 MFLOP")
+def test_flops(flops):
+    with flops():
+        torch.ones(1, 500) @ torch.ones(500, 1001)  # 2*500*1001 = 1,001,000 FLOP
+"""
+
+
+def test_a_budget_shows_its_limit_as_written_and_the_use_past_it(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_m=BUDGET_MESSAGES)
+    result = runpytest_forked(
+        pytester, "--flops-update", "--flops-report", "--flops-report-json=flops.json"
+    )
+    result.assert_outcomes(failed=3)
+    # each limit as written, never rounded onto the amount used nor below it
+    result.stdout.fnmatch_lines_random(
+        [
+            "FLOP budget exceeded by test_m.py::test_roofline: "
+            "roofline on h100-sxm: used 8.578 ns, limit 8.577 ns",
+            "FLOP budget exceeded by test_m.py::test_bytes: "
+            "bytes accessed: used 28.74 kB, limit 28.7 kB",
+            "FLOP budget exceeded by test_m.py::test_flops: used 1.001 MFLOP, limit 1.0005 MFLOP",
+            "test_m.py::test_flops *over budget (limit 1.0005 MFLOP)",
+            "test_m.py::test_roofline *over budget (limit roofline 8.577 ns on h100-sxm)",
+        ]
+    )
+    document = json.loads((pytester.path / "flops.json").read_text())
+    assert {entry["nodeid"]: entry["budget"] for entry in document["measurements"]} == {
+        "test_m.py::test_bytes": "bytes accessed 28.7 kB",
+        "test_m.py::test_flops": "1.0005 MFLOP",
+        "test_m.py::test_roofline": "roofline 8.577 ns on h100-sxm",
+    }
+
+
 # -- tolerance and depth ---------------------------------------------------------------------
+
+
+TOLERANT = """
+import pytest
+import torch
+
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.big = torch.nn.Linear(500, {big}, bias=False)
+        self.small = torch.nn.Linear(10, {small}, bias=False)
+
+    def forward(self, x, y):
+        return self.big(x), self.small(y)
+
+
+@pytest.mark.flops(rtol=0.1, bytes=False)
+def test_tol(flops):
+    model = Net()
+    with flops(model):
+        model(torch.ones(1, 500), torch.ones(1, 10))
+"""
+
+
+def test_with_a_tolerance_the_diagnosis_leads_with_the_rows_beyond_it(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_m=TOLERANT.format(big=1000, small=5))
+    runpytest_forked(pytester, "--flops-update").assert_outcomes(passed=1)
+    # big: 2*500*1000 = 1,000,000 -> 2*500*1050 = 1,050,000, +5%: within rtol 0.1;
+    # small: 2*10*5 = 100 -> 2*10*10 = 200, +100%: what fails the test
+    pytester.makepyfile(test_m=TOLERANT.format(big=1050, small=10))
+    result = runpytest_forked(pytester)
+    result.assert_outcomes(failed=1)
+    lines = result.stdout.lines
+    start = lines.index("  the change starts in (each module without its submodules):")
+    assert lines[start + 1 : start + 5] == [
+        "  module     operator     before      after        Δ",
+        "  Net.small  aten.mm         100        200     +100",
+        "  Net.big    aten.mm   1,000,000  1,050,000  +50,000  within the tolerance",
+        "  and the sums of these rows: Global, Net",
+    ]
 
 
 def test_rtol_and_depth_from_marker_cli_and_ini(pytester: pytest.Pytester) -> None:

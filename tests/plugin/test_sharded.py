@@ -112,10 +112,7 @@ def test_a_communication_budget(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--flops-update")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
-        [
-            "FLOP budget exceeded by test_tp.py::test_tp_mlp: "
-            "communication: used 2,048 bytes, limit 1,000 bytes"
-        ]
+        ["FLOP budget exceeded by test_tp.py::test_tp_mlp: communication: used 2.05 kB, limit 1 kB"]
     )
 
 

@@ -95,6 +95,40 @@ def test_change_puts_the_diagnosis_first_and_the_hint_last() -> None:
     )
 
 
+def test_with_a_tolerance_the_diagnosis_leads_with_the_bytes_that_broke_theirs() -> None:
+    def matmul(flops: int, size: int) -> Measurement:
+        row = ModuleFlops(
+            forward=flops,
+            by_op={"aten.mm": flops},
+            bytes_forward=size,
+            bytes_by_op={"aten.mm": size},
+        )
+        return Measurement(modules={"Global": row, "Net": row})
+
+    # FLOPs +5%, within rtol 0.1; bytes +50%, beyond bytes_rtol 0: the bytes fail the test
+    verdict = judge(
+        nodeid="t.py::test_a",
+        location="loc",
+        current=snapshot(default=matmul(105, 300)),
+        stored=snapshot(default=matmul(100, 200)),
+        rtol=0.1,
+        bytes_rtol=0.0,
+        update=False,
+        budget=None,
+    )
+    assert verdict is not None and verdict.failure is not None
+    assert verdict.failure.splitlines()[:8] == [
+        "Bytes accessed changed for t.py::test_a: 200 → 300 bytes (+50.00%)",
+        "  FLOP      100 → 105 FLOP (+5.00%)",
+        "",
+        "  the change starts in (each module without its submodules):",
+        "  module  operator                  before  after     Δ",
+        "  Net     aten.mm (bytes accessed)     200    300  +100",
+        "  Net     aten.mm                      100    105    +5  within the tolerance",
+        "  and the sums of these rows: Global",
+    ]
+
+
 class SmallCNN(torch.nn.Module):
     def __init__(self, width: int) -> None:
         super().__init__()

@@ -35,6 +35,7 @@ def test_json_report_numbers() -> None:
         "python_version": "3.99.0",
         "platform": "linux",
         "devices": ["cpu"],
+        "gpu": None,  # no --flops-gpu
     }
     summary = document["summary"]
     # forward: 240 + 280 + 240 + 60 + 240 = 1060; backward: 480 + 560 = 1040

@@ -298,3 +298,45 @@ def test_under_xdist_the_export_equals_the_serial_one(pytester: pytest.Pytester)
     # Linear(128, 64): (64*128 + 128*64 + 64 + 64*64) * 2 = 2 * 20,544 = 41,088 bytes / 3.35e12
     assert [m["seconds"] for m in exports["serial"]] == [28_736 / 3.35e12, 41_088 / 3.35e12]
     assert exports["parallel"] == exports["serial"]
+
+
+@pytest.mark.slow
+def test_a_shard_that_measured_nothing_merges_with_the_gpu_it_ran_with(
+    pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A pytest-split group with no FLOP test still names its --flops-gpu."""
+    pytester.makepyfile(test_a=LINEAR_TEST, test_plain="def test_plain():\n    pass\n")
+    runpytest_forked(pytester, "--flops-update", "test_a.py").assert_outcomes(passed=1)
+
+    def export(test_file: str, *options: str) -> str:
+        path = pytester.path / f"{test_file}-{len(options)}.json"
+        result = runpytest_forked(pytester, test_file, f"--flops-report-json={path}", *options)
+        assert result.ret == pytest.ExitCode.OK, result.outlines
+        return str(path)
+
+    measured, nothing = (
+        export("test_a.py", "--flops-gpu=h100-sxm"),
+        export("test_plain.py", "--flops-gpu=h100-sxm"),
+    )
+    assert json.loads(Path(nothing).read_text())["metadata"]["gpu"] == "h100-sxm"
+    merged = str(pytester.path / "merged.json")
+    assert main(["merge", measured, nothing, "--json", merged]) == 0
+    assert json.loads(Path(merged).read_text())["metadata"]["gpu"] == "h100-sxm"
+    assert "8.58 ns" in capsys.readouterr().out
+
+    # exports of the previous version name no GPU: the measuring shard's roofline tells it,
+    # and the shard that measured nothing says nothing
+    for path in (measured, nothing):
+        document = json.loads(Path(path).read_text())
+        del document["metadata"]["gpu"]
+        Path(path).write_text(json.dumps(document))
+    assert main(["merge", measured, nothing]) == 0
+    capsys.readouterr()
+
+    # a shard run without --flops-gpu says so, whether it measured or not
+    without = export("test_plain.py")
+    assert main(["merge", measured, without]) == 2
+    assert capsys.readouterr().err == (
+        "pytest-flops merge: error: the shards were run with different --flops-gpu "
+        f"({measured}: h100-sxm, {without}: none)\n"
+    )

@@ -328,6 +328,54 @@ def test_bad_input_exits_2_naming_the_file(
     assert message in error
 
 
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        (("metadata", "devices"), 5, "metadata.devices: expected a list of strings, got 5"),
+        (("metadata", "devices"), "cpu", "metadata.devices: expected a list of strings, got 'cpu'"),
+        (("metadata", "torch_version"), ["2.14"], "metadata.torch_version: expected a string"),
+        (("metadata", "gpu"), ["h100-sxm"], "metadata.gpu: unknown GPU ['h100-sxm']"),
+        (
+            ("measurements", 0, "roofline"),
+            {"gpu": ["h100-sxm"]},
+            """roofline on unknown GPU '["h100-sxm"]'""",
+        ),
+        (
+            ("measurements", 0, "tokens"),
+            0,
+            "measurements[0] (t.py::test_same): tokens: expected a positive integer, got 0",
+        ),
+    ],
+    ids=[
+        "devices-int",
+        "devices-str",
+        "version-list",
+        "gpu-list",
+        "roofline-gpu-list",
+        "no-tokens",
+    ],
+)
+def test_a_corrupt_field_exits_2_naming_the_file_and_the_field(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    path: tuple[Any, ...],
+    value: Any,
+    message: str,
+) -> None:
+    """Exit 1 says a measurement failed: a crash must not read as one."""
+    good = write(tmp_path / "good.json", suite()[1:])
+    bad = write(tmp_path / "bad.json", suite()[:1])  # t.py::test_same
+    document = json.loads(bad.read_text())
+    *parents, key = path
+    target = document
+    for parent in parents:
+        target = target[parent]
+    target[key] = value
+    bad.write_text(json.dumps(document))
+    assert main(["merge", str(good), str(bad)]) == 2
+    assert capsys.readouterr().err.startswith(f"pytest-flops merge: error: {bad}: {message}")
+
+
 def test_an_unwritable_output_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     good = write(tmp_path / "good.json", suite()[:1])
     blocker = tmp_path / "file"

@@ -253,3 +253,35 @@ def check_markdown_export(markdown: str) -> None:
     ]
     assert "**Suite total 1.22 KFLOP (forward 940 FLOP, backward 280 FLOP)" in markdown
     assert "| `report_demo.blind` | 1 | 1 | `test_suite.py::test_lm` |" in markdown
+
+
+TINY_CHANGE = """
+import torch
+
+
+def test_big(flops):
+    a = torch.ones(1000, 1000, device="meta")
+    with flops():
+        a @ a  # 2*1000**3 = 2,000,000,000 FLOP
+        {extra}
+"""
+
+
+def test_a_change_too_small_for_two_decimals_never_reads_as_none(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_m=TINY_CHANGE.format(extra="pass"))
+    runpytest_forked(pytester, "--flops-update").assert_outcomes(passed=1)
+    # one more (1, 1) @ (1, 1): 2*1*1*1 = 2 FLOP, a change of 1e-7 %
+    pytester.makepyfile(test_m=TINY_CHANGE.format(extra="torch.ones(1, 1) @ torch.ones(1, 1)"))
+    result = runpytest_forked(pytester, "--flops-report", "--flops-report-md=flops.md")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "FLOP count changed for test_m.py::test_big: "
+            "total 2,000,000,000 → 2,000,000,002 FLOP (<+0.01%)",
+            "test_m.py::test_big *+2 FLOP  *<+0.01%  changed",
+        ]
+    )
+    assert "+0.00%" not in result.stdout.str()
+    assert "| +2 FLOP | <+0.01% | changed |" in (pytester.path / "flops.md").read_text()

@@ -4,6 +4,7 @@ checked against a measurement) and the comparison ``@pytest.mark.flops`` asks fo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -12,44 +13,55 @@ from pytest_flops.units import format_bytes, format_flops, format_pair, format_s
 if TYPE_CHECKING:
     from pytest_flops.measurement import Measurement
 
-__all__ = ["Budget", "BudgetExceeded", "Comparison"]
+__all__ = ["Budget", "BudgetExceeded", "Comparison", "Limit"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Limit:
+    """One limit of a budget: its value, and its text as the marker wrote it."""
+
+    value: float  # FLOPs and bytes (whole numbers), or seconds
+    text: str  # "1.0005 MFLOP"; a limit given as a number, written exactly in its unit
 
 
 @dataclass(frozen=True, kw_only=True)
 class BudgetExceeded:
     """The limits a measurement went over."""
 
-    overruns: tuple[tuple[str, float, float], ...]  # (what, used, limit)
+    overruns: tuple[tuple[str, float, Limit], ...]  # (what, used, limit)
 
     @property
     def long_repr(self) -> str:
         lines = []
         for what, used, limit in self.overruns:
-            if what in {"communication", "bytes accessed"}:
-                used_text, limit_text = f"{used:,} bytes", f"{limit:,} bytes"
-            elif what.startswith("roofline"):
-                used_text, limit_text = format_seconds(used), format_seconds(limit)
-            else:
-                used_text, limit_text = format_pair(int(used), int(limit))
+            # as many digits as tell the amount used from the limit: 8.578 ns over 8.577 ns
+            used_text, _ = format_pair(used, limit.value, written=_written(what))
             label = "" if what == "total" else f"{what}: "
-            lines.append(f"{label}used {used_text}, limit {limit_text}")
+            lines.append(f"{label}used {used_text}, limit {limit.text}")
         return "\n".join(lines)
+
+
+def _written(what: str) -> Callable[..., str]:
+    """How the amount of a limit on ``what`` is written."""
+    if what in {"communication", "bytes accessed"}:
+        return format_bytes
+    return format_seconds if what.startswith("roofline") else format_flops
 
 
 @dataclass(frozen=True, kw_only=True)
 class Budget:
-    """FLOP limits read from ``@pytest.mark.limit_flops``; None means no limit."""
+    """The limits read from ``@pytest.mark.limit_flops``; None means no limit."""
 
-    total: int | None
-    forward: int | None
-    backward: int | None
-    communication: int | None = None  # bytes
-    bytes_accessed: int | None = None
-    roofline: float | None = None  # seconds on ``gpu``
+    total: Limit | None
+    forward: Limit | None
+    backward: Limit | None
+    communication: Limit | None = None  # bytes
+    bytes_accessed: Limit | None = None
+    roofline: Limit | None = None  # seconds on ``gpu``
     gpu: str | None = None
 
     def check(self, measurement: Measurement) -> BudgetExceeded | None:
-        limits: list[tuple[str, float, float | None]] = [
+        limits: list[tuple[str, float, Limit | None]] = [
             ("total", measurement.total, self.total),
             ("forward", measurement.forward, self.forward),
             ("backward", measurement.backward, self.backward),
@@ -62,28 +74,24 @@ class Budget:
         overruns = tuple(
             (what, used, limit)
             for what, used, limit in limits
-            if limit is not None and used > limit
+            if limit is not None and used > limit.value
         )
         return BudgetExceeded(overruns=overruns) if overruns else None
 
     @property
     def text(self) -> str:
-        """The limits as the report shows them: ``3 MFLOP, forward 1 MFLOP``."""
-        parts = [
-            f"{label}{format_flops(limit)}"
-            for label, limit in (
-                ("", self.total),
-                ("forward ", self.forward),
-                ("backward ", self.backward),
-            )
-            if limit is not None
-        ]
-        if self.communication is not None:
-            parts.append(f"communication {format_bytes(self.communication)}")
-        if self.bytes_accessed is not None:
-            parts.append(f"bytes accessed {format_bytes(self.bytes_accessed)}")
+        """The limits as the report shows them, as the marker wrote them:
+        ``3 MFLOP, forward 1 MFLOP``."""
+        labelled = (
+            ("", self.total),
+            ("forward ", self.forward),
+            ("backward ", self.backward),
+            ("communication ", self.communication),
+            ("bytes accessed ", self.bytes_accessed),
+        )
+        parts = [f"{label}{limit.text}" for label, limit in labelled if limit is not None]
         if self.roofline is not None:
-            parts.append(f"roofline {format_seconds(self.roofline)} on {self.gpu}")
+            parts.append(f"roofline {self.roofline.text} on {self.gpu}")
         return ", ".join(parts)
 
 

@@ -74,13 +74,22 @@ def measured_nothing(nodeid: str, location: str, stored: FlopsSnapshot) -> str:
 
 
 def mismatch(
-    nodeid: str, location: str, stored: FlopsSnapshot, current: FlopsSnapshot, moved: set[str]
+    nodeid: str,
+    location: str,
+    stored: FlopsSnapshot,
+    current: FlopsSnapshot,
+    moved: set[str],
+    *,
+    tolerance: Tolerance | None = None,
 ) -> str:
     """Diagnosis first: totals before -> after, then what moved, then the hint.
 
-    ``stored`` and ``current`` are at the depth they are compared at.
+    ``stored`` and ``current`` are at the depth they are compared at, and the
+    ``tolerance`` (exact without one) they are compared with.
     """
-    sections = changes(nodeid, stored.measurements, current.measurements, moved)
+    sections = changes(
+        nodeid, stored.measurements, current.measurements, moved, tolerance=tolerance
+    )
     return "\n\n".join([*sections, f"Snapshot: {location}\n{UPDATE_HINT}"])
 
 
@@ -89,8 +98,12 @@ def changes(
     before: Mapping[str, Measurement],
     after: Mapping[str, Measurement],
     moved: Iterable[str],
+    *,
+    tolerance: Tolerance | None = None,
 ) -> list[str]:
-    """One section per measurement name that moved: totals, then the changed rows."""
+    """One section per measurement name that moved: totals, then the changed rows, those
+    that moved beyond the ``tolerance`` (exact without one) first."""
+    tolerance = tolerance or Tolerance()
     sections: list[str] = []
     for name in sorted(moved, key=lambda n: (n != DEFAULT_NAME, n)):
         label = "" if name == DEFAULT_NAME else f" [{name}]"
@@ -108,7 +121,7 @@ def changes(
                 f"not in the snapshot"
             )
             continue
-        lines = _totals(f"{subject}{label}", old, new)
+        lines = _totals(f"{subject}{label}", old, new, tolerance)
         if old.communication or new.communication:
             lines.append(
                 f"  comm      {_change(old.communication_bytes, new.communication_bytes, 'bytes')}"
@@ -117,15 +130,16 @@ def changes(
             lines.append(
                 f"  world     {old.world or 'no process group'} → {new.world or 'no process group'}"
             )
-        lines += _diff_table(old, new)
+        lines += _diff_table(old, new, tolerance)
         sections.append("\n".join(lines))
     return sections
 
 
-def _totals(subject: str, old: Measurement, new: Measurement) -> list[str]:
-    """The header of a change: FLOPs and their phases, or the bytes where the FLOPs held."""
+def _totals(subject: str, old: Measurement, new: Measurement, tolerance: Tolerance) -> list[str]:
+    """The header of a change: FLOPs and their phases, or the bytes where the FLOPs held
+    (within the tolerance)."""
     moved_bytes = _change(old.bytes_accessed, new.bytes_accessed, "bytes")
-    units = {row.unit for row in old.diff(new).moved}
+    units = {row.unit for row in old.diff(new, tolerance=tolerance).moved}
     if all(unit in _BYTE_UNITS or is_precision(unit) for unit in units):
         if not units & _BYTE_UNITS:
             # the same FLOPs and bytes, run at another precision (TF32 where fp32 was)
@@ -150,17 +164,19 @@ def _totals(subject: str, old: Measurement, new: Measurement) -> list[str]:
     return lines
 
 
-def _diff_table(before: Measurement, after: Measurement) -> list[str]:
-    """Where the change starts: each module's own counts that moved, every such row.
+def _diff_table(before: Measurement, after: Measurement, tolerance: Tolerance) -> list[str]:
+    """Where the change starts: each module's own counts that moved, every such row; those
+    that moved beyond the tolerance first, and the others marked.
 
     A parent whose own counts did not move only adds up its submodules' changes:
     it is named in one line below the table instead of repeating their rows.
     """
     moved = before.diff(after).moved
-    origins = _origin_rows(before, after)
-    if any(_counted(row.unit) for row in origins):
+    origins, beyond = _origin_rows(before, after, tolerance)
+    if any(_counted(row.unit) for row in beyond):
         # the FLOP rows point at the cause; bytes and precisions only split them
         origins = [row for row in origins if _counted(row.unit)]
+    origins.sort(key=lambda row: row not in beyond)  # what failed the test first
     rows: list[tuple[str, ...]] = [
         (
             row.module,
@@ -168,6 +184,7 @@ def _diff_table(before: Measurement, after: Measurement) -> list[str]:
             f"{row.before:,}",
             f"{row.after:,}",
             f"{row.delta:+,}",
+            "" if row in beyond else "within the tolerance",
         )
         for row in origins
     ]
@@ -177,13 +194,14 @@ def _diff_table(before: Measurement, after: Measurement) -> list[str]:
         key=lambda row: (row.after == 0, row.op),
     )
     rows += [
-        ("(no formula)", f"{row.op} calls", f"{row.before:,}", f"{row.after:,}", "")
+        ("(no formula)", f"{row.op} calls", f"{row.before:,}", f"{row.after:,}", "", "")
         for row in unsupported
     ]
     if not rows:
         return []
-    header = ("module", "operator", "before", "after", "Δ")
-    table = aligned([header, *rows], right=(False, False, True, True, True))
+    # the last column, empty without a tolerance, marks the rows that moved within it
+    header = ("module", "operator", "before", "after", "Δ", "")
+    table = aligned([header, *rows], right=(False, False, True, True, True, False))
     lines = ["", "  the change starts in (each module without its submodules):"]
     lines += [f"  {line}" for line in table]
     starts = {row.module for row in origins}
@@ -203,19 +221,26 @@ def _counted(unit: str) -> bool:
     return unit in (FLOP, COMMUNICATED, CALLS)
 
 
-def _origin_rows(before: Measurement, after: Measurement) -> list[DiffRow]:
-    """The numbers of each module row without the rows under it that moved, per op."""
+def _origin_rows(
+    before: Measurement, after: Measurement, tolerance: Tolerance
+) -> tuple[list[DiffRow], frozenset[DiffRow]]:
+    """The numbers of each module row without the rows under it that moved, per op, and
+    those of them that moved beyond ``tolerance``."""
     with_bytes = before.bytes_recorded and after.bytes_recorded
     own_before, own_after = (
         own_numbers(numbers(measurement, with_bytes=with_bytes)) for measurement in (before, after)
     )
-    rows = [
-        row
-        for row in moved_numbers(own_before, own_after, tolerance=Tolerance()).moved
-        if row.unit in OPERATOR_UNITS or is_precision(row.unit)
-    ]
+
+    def moved(within: Tolerance) -> list[DiffRow]:
+        return [
+            row
+            for row in moved_numbers(own_before, own_after, tolerance=within).moved
+            if row.unit in OPERATOR_UNITS or is_precision(row.unit)
+        ]
+
+    rows = moved(Tolerance())
     rows.sort(key=lambda row: (row.unit != FLOP, -abs(row.delta), module_order(row.module), row.op))
-    return rows
+    return rows, frozenset(moved(tolerance))
 
 
 def _change(before: int, after: int, unit: str = "FLOP") -> str:

@@ -17,11 +17,15 @@ from typing import Any, Protocol
 
 import pytest
 
-from pytest_flops.plugin.budget import Budget, Comparison
+from pytest_flops.plugin.budget import Budget, Comparison, Limit
 from pytest_flops.roofline import gpu as known_gpu
 from pytest_flops.units import (
     ByteSize,
     FlopAmount,
+    exact_digits,
+    format_bytes,
+    format_flops,
+    format_seconds,
     parse_bytes,
     parse_depth,
     parse_flops,
@@ -63,12 +67,12 @@ def limit_flops(
     if gpu is not None:
         known_gpu(gpu)  # an unknown name fails at collection, listing the known ones
     return Budget(
-        total=_parsed("limit", limit, parse_flops),
-        forward=_parsed("forward", forward, parse_flops),
-        backward=_parsed("backward", backward, parse_flops),
-        communication=_parsed("communication", communication, parse_bytes),
-        bytes_accessed=_parsed("bytes_accessed", bytes_accessed, parse_bytes),
-        roofline=None if roofline is None else parse_seconds(roofline, source="roofline"),
+        total=_limit("limit", limit, parse_flops, format_flops),
+        forward=_limit("forward", forward, parse_flops, format_flops),
+        backward=_limit("backward", backward, parse_flops, format_flops),
+        communication=_limit("communication", communication, parse_bytes, format_bytes),
+        bytes_accessed=_limit("bytes_accessed", bytes_accessed, parse_bytes, format_bytes),
+        roofline=_limit("roofline", roofline, parse_seconds, format_seconds),
         gpu=gpu,
     )
 
@@ -167,16 +171,26 @@ def read(item: pytest.Item) -> ItemMarks:
     return ItemMarks(budget=parsed.get("limit_flops"), comparison=parsed.get("flops", Comparison()))
 
 
-def _parsed(
-    what: str, value: FlopAmount | ByteSize | None, parse: Callable[[FlopAmount | ByteSize], int]
-) -> int | None:
-    """``value`` parsed (a FLOP amount or a byte size); an error names the keyword."""
+def _limit(
+    what: str,
+    value: FlopAmount | ByteSize | float | None,
+    parse: Callable[[Any], float],
+    written: Callable[..., str],
+) -> Limit | None:
+    """``value`` parsed, with its text: a string as written, a number exactly in its unit
+    (``written``); an error names the keyword."""
     if value is None:
         return None
     try:
-        return parse(value)
+        parsed = parse(value)
     except ValueError as error:
         raise ValueError(f"{what}: {error}") from None
+    text = (
+        value.strip()
+        if isinstance(value, str)
+        else written(parsed, significant=exact_digits(parsed))
+    )
+    return Limit(value=parsed, text=text)
 
 
 def _parameters(function: Callable[..., Any]) -> str:

@@ -51,13 +51,11 @@ def judge(
     compare_bytes: bool = True,
     kept: Collection[str] = (),
 ) -> Verdict | None:
-    """Compare a test's counts (None: it measured nothing; ``kept``: those carried over from
-    the snapshot, not taken now) with its stored snapshot (at ``location``); None if there is
-    nothing to say. ``rtol`` and ``bytes_rtol`` (else ``rtol``) are the :class:`Tolerance`,
-    ``compare_bytes=False`` leaves bytes out. Under ``update`` a snapshot whose text differs
-    (or ``must_write``: it moves) is rewritten."""
-    # --flops-update rewrites a file with backend kernel names (from before they were
-    # portable): it is compared, and reported, under the portable names
+    """Compare a test's counts (None: it measured nothing; ``kept``: carried over from the
+    snapshot, not taken now) with its stored snapshot (at ``location``); None if there is
+    nothing to say. ``rtol`` and ``bytes_rtol`` (else ``rtol``) are the :class:`Tolerance`;
+    without ``compare_bytes`` no bytes; ``update`` rewrites a changed text, or ``must_write``."""
+    # an old file's backend kernel names are compared, reported and rewritten as portable
     as_stored = stored if isinstance(stored, FlopsSnapshot) else None
     baseline = None if as_stored is None else as_stored.with_portable_names()
     if current is None:
@@ -65,13 +63,15 @@ def judge(
     budget_text = None if budget is None else budget.text
     exceeded = None if budget is None else budget.check(_sum(current, leaving_out=kept))
     compared = comparable(baseline, current, bytes_compared=compare_bytes) if baseline else None
-    changed, missing = _changes(compared, rtol=rtol, bytes_rtol=bytes_rtol)
+    tolerance = Tolerance(flops=rtol, bytes=rtol if bytes_rtol is None else bytes_rtol)
+    changed, missing = _changes(compared, tolerance)
+    moved = changed | missing
     measurements = {**current.measurements, **dict.fromkeys(missing, Measurement())}
     if exceeded is not None:
         problems: list[str | None] = [diagnoses.budget_exceeded(nodeid, exceeded)]
         if not update:
             problems.append(
-                _snapshot_problem(nodeid, location, current, stored, compared, changed | missing)
+                _snapshot_problem(nodeid, location, current, stored, compared, moved, tolerance)
             )
         return Verdict(
             statuses=dict.fromkeys(measurements, Status.OVER_BUDGET),
@@ -93,7 +93,7 @@ def judge(
         statuses=_compared_statuses(stored, baseline, measurements, changed, missing),
         measurements=measurements,
         baseline=baseline,
-        failure=_snapshot_problem(nodeid, location, current, stored, compared, changed | missing),
+        failure=_snapshot_problem(nodeid, location, current, stored, compared, moved, tolerance),
         budget=budget_text,
         flops_only=_bytes_unrecorded(baseline, current, noted=compare_bytes),
     )
@@ -212,14 +212,13 @@ def _bytes_unrecorded(
 
 
 def _changes(
-    compared: tuple[FlopsSnapshot, FlopsSnapshot] | None, *, rtol: float, bytes_rtol: float | None
+    compared: tuple[FlopsSnapshot, FlopsSnapshot] | None, tolerance: Tolerance
 ) -> tuple[set[str], set[str]]:
     """Names whose numbers moved beyond their tolerance or that are new, and names that
     went missing (none without a snapshot)."""
     if compared is None:
         return set(), set()
     before_all, after_all = compared
-    tolerance = Tolerance(flops=rtol, bytes=rtol if bytes_rtol is None else bytes_rtol)
     changed = set(after_all.measurements) - set(before_all.measurements)
     missing = set(before_all.measurements) - set(after_all.measurements)
     for name in set(before_all.measurements) & set(after_all.measurements):
@@ -236,6 +235,7 @@ def _snapshot_problem(
     stored: Stored,
     compared: tuple[FlopsSnapshot, FlopsSnapshot] | None,
     moved: set[str],
+    tolerance: Tolerance,
 ) -> str | None:
     """What is wrong on the snapshot side, if anything."""
     if isinstance(stored, SnapshotFormatError):
@@ -244,7 +244,7 @@ def _snapshot_problem(
         return diagnoses.no_snapshot(nodeid, location, _sum(current).total)
     if not moved:
         return None
-    return diagnoses.mismatch(nodeid, location, *compared, moved)
+    return diagnoses.mismatch(nodeid, location, *compared, moved, tolerance=tolerance)
 
 
 def _sum(snapshot: FlopsSnapshot, *, leaving_out: Collection[str] = ()) -> Measurement:

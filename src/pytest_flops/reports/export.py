@@ -120,7 +120,7 @@ def json_report(
     total, forward, backward = suite_sums(records)
     return {
         "schema_version": SCHEMA_VERSION,
-        "metadata": dict(metadata),
+        "metadata": {**metadata, "gpu": gpu},  # a shard that measured nothing says it too
         "summary": {
             "tests": len({record.nodeid for record in records}),
             "measurements": len(records),
@@ -305,13 +305,14 @@ def read_export(path: Path) -> Export:
     if not isinstance(measurements, list):
         raise SnapshotFormatError(f"{where}: measurements: expected a list")
     snapshots = document.get("snapshots")
+    metadata = expect_mapping(document["metadata"], f"{where}: metadata")
     return Export(
         records=tuple(
             _record_from_json(entry, where=f"{where}: measurements[{index}]")
             for index, entry in enumerate(measurements)
         ),
-        gpu=gpu_from_json(measurements, where=where),
-        metadata=expect_mapping(document["metadata"], f"{where}: metadata"),
+        gpu=gpu_from_json(metadata, measurements, where=where),
+        metadata=metadata,
         snapshots=SnapshotEvidence()
         if snapshots is None
         else SnapshotEvidence.from_dict(snapshots, where=f"{where}: snapshots"),
@@ -394,4 +395,6 @@ def _measurement_from_json(data: object, *, where: str) -> Measurement:
         stored["world"] = obj["world"]
     if "bytes_accessed" in obj:
         stored["bytes_accessed"] = obj["bytes_accessed"]
+    if obj.get("tokens") == 0:  # as flops(model, tokens=0) is refused: no FLOPs per token
+        raise SnapshotFormatError(f"{where}: tokens: expected a positive integer, got 0")
     return with_per_token_figures(Measurement.from_dict(stored, where=where), obj, where=where)

@@ -21,6 +21,7 @@ from typing import Any
 
 from pytest_flops.reports.export import Export, read_export
 from pytest_flops.snapshots.stale import SnapshotEvidence
+from pytest_flops.validation import SnapshotFormatError, expect_string
 
 __all__ = ["MergeError", "merge_exports"]
 
@@ -48,7 +49,7 @@ def merge_exports(paths: Sequence[Path]) -> Export:
     """
     if not paths:
         raise MergeError("no export to merge")
-    shards = [_Shard(path=path, export=read_export(path)) for path in paths]
+    shards = [_Shard(path=path, export=_checked(read_export(path), path)) for path in paths]
     for key in _MUST_AGREE:
         values = {shard.path: shard.export.metadata.get(key) for shard in shards}
         if len(set(values.values())) > 1:
@@ -81,13 +82,36 @@ def merge_exports(paths: Sequence[Path]) -> Export:
     )
 
 
+def _checked(export: Export, path: Path) -> Export:
+    """``export``, once the metadata the merge compares and combines has the types to."""
+    metadata = export.metadata
+    for key in (*_MUST_AGREE, "python_version", "platform"):
+        if key in metadata:
+            expect_string(metadata[key], f"{path}: metadata.{key}")
+    devices = metadata.get("devices", [])
+    if not isinstance(devices, list) or not all(isinstance(device, str) for device in devices):
+        raise SnapshotFormatError(
+            f"{path}: metadata.devices: expected a list of strings, got {devices!r}"
+        )
+    return export
+
+
 def _gpu(shards: Sequence[_Shard]) -> str | None:
-    """The ``--flops-gpu`` of the shards, which must agree: a merged export is one run's."""
-    gpus = {str(shard.path): shard.export.gpu for shard in shards}
+    """The ``--flops-gpu`` of the shards, which must agree: a merged export is one run's.
+
+    An export names its GPU in its metadata; one written before it did tells it by its
+    measurements' roofline, so when it measured nothing it says nothing, and is not
+    compared.
+    """
+    gpus = {
+        str(shard.path): shard.export.gpu
+        for shard in shards
+        if "gpu" in shard.export.metadata or shard.export.records
+    }
     if len(set(gpus.values())) > 1:
         shown = ", ".join(f"{path}: {gpu or 'none'}" for path, gpu in gpus.items())
         raise MergeError(f"the shards were run with different --flops-gpu ({shown})")
-    return next(iter(gpus.values()))
+    return next(iter(gpus.values()), None)
 
 
 def _metadata(shards: Sequence[_Shard]) -> dict[str, Any]:

@@ -7,7 +7,8 @@ report, the Markdown and JSON exports and the HTML page.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import json
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pytest_flops.measurement import GLOBAL, Measurement, module_order
@@ -91,11 +92,30 @@ def roofline_json(measurement: Measurement, gpu: str) -> dict[str, Any]:
     }
 
 
-def gpu_from_json(measurements: list[Any], *, where: str) -> str | None:
-    """The GPU of the measurements' ``roofline`` (recomputed from the counts when
-    written again): every measurement has one on the same known GPU, or none has."""
+def gpu_from_json(
+    metadata: Mapping[str, Any], measurements: list[Any], *, where: str
+) -> str | None:
+    """The GPU of an export: its ``metadata.gpu``, where written (a run with no
+    measurement still names the GPU it ran with); else, in an export written before
+    the metadata named it, the GPU of the measurements' ``roofline`` (recomputed from
+    the counts when written again): every measurement has one on the same known GPU,
+    or none has."""
+    guessed = _roofline_gpu(measurements, where=where)
+    if "gpu" not in metadata:
+        return guessed
+    gpu = metadata["gpu"]
+    if gpu is not None:
+        _known(gpu, f"{where}: metadata.gpu: unknown GPU")
+    if measurements and gpu != guessed:
+        raise SnapshotFormatError(
+            f"{where}: metadata.gpu is {gpu!r}, but the measurements' roofline is on {guessed!r}"
+        )
+    return gpu
+
+
+def _roofline_gpu(measurements: list[Any], *, where: str) -> str | None:
     named = {
-        entry["roofline"].get("gpu") if isinstance(entry["roofline"], dict) else None
+        _name(entry["roofline"].get("gpu") if isinstance(entry["roofline"], dict) else None)
         for entry in measurements
         if isinstance(entry, dict) and "roofline" in entry
     }
@@ -109,8 +129,15 @@ def gpu_from_json(measurements: list[Any], *, where: str) -> str | None:
             f"found {', '.join(sorted(map(str, named)))}{without}"
         )
     (gpu,) = named
-    if gpu not in GPUS:
-        raise SnapshotFormatError(
-            f"{where}: roofline on unknown GPU {gpu!r}: expected one of {', '.join(GPUS)}"
-        )
+    _known(gpu, f"{where}: roofline on unknown GPU")
     return str(gpu)
+
+
+def _name(gpu: object) -> str | None:
+    """A GPU name as written, or the JSON that stands in its place (a list is no name)."""
+    return gpu if gpu is None or isinstance(gpu, str) else json.dumps(gpu)
+
+
+def _known(gpu: object, problem: str) -> None:
+    if not isinstance(gpu, str) or gpu not in GPUS:
+        raise SnapshotFormatError(f"{problem} {gpu!r}: expected one of {', '.join(GPUS)}")
