@@ -4,8 +4,8 @@ Each function takes a marker's own arguments and returns what it means
 (``limit_flops`` a :class:`~pytest_flops.plugin.budget.Budget`, ``flops`` a
 :class:`~pytest_flops.plugin.budget.Comparison`); a
 wrong argument raises :class:`TypeError` or :class:`ValueError`. :func:`read`
-parses a test's markers once, at collection: the plugin turns an error into a
-usage error that names the test.
+parses a test's markers (at collection, and again as hooks and fixtures add
+markers): the plugin turns an error into a usage error that names the test.
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ class MarkerError(Exception):
 
 @dataclass(frozen=True, kw_only=True)
 class ItemMarks:
-    """What a test's markers ask for, parsed once at collection."""
+    """What a test's markers ask for."""
 
     budget: Budget | None = None
     comparison: Comparison = field(default_factory=Comparison)
