@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from pytest_flops.plugin import marks, selection
-from pytest_flops.plugin.attempt import Attempt, ItemPlan
+from pytest_flops.plugin.attempt import PLAN_KEY, Attempt, ItemPlan
 from pytest_flops.snapshots.run_record import RunRecord
 
 __all__ = [
@@ -94,17 +94,18 @@ def item_collected(run: RunRecord, item: pytest.Item) -> ItemPlan:
     return plan
 
 
-def with_current_marks(run: RunRecord, item: pytest.Item, plan: ItemPlan) -> ItemPlan:
-    """The plan with the test's markers as they are now.
+def with_current_marks(run: RunRecord, item: pytest.Item) -> ItemPlan:
+    """The test's plan (``item.stash``), updated to its markers as they are now.
 
     Markers are added after a test is collected: by ``pytest_collection_modifyitems``
     hooks (a conftest marking tests in bulk) and by fixtures (``request.applymarker``).
     A budget or tolerance added there applies as if it were written on the test.
     """
+    plan = item.stash[PLAN_KEY]
     item_marks, error = _read_marks(item)
     if (item_marks, error) == (plan.marks, plan.marks_error):
         return plan
-    plan = replace(plan, marks=item_marks, marks_error=error)
+    plan = item.stash[PLAN_KEY] = replace(plan, marks=item_marks, marks_error=error)
     if plan.measures:
         run.file(plan.test_file).measuring.add(plan.name)
     return plan

@@ -3,7 +3,7 @@
 Life of a measured test, one attempt at a time (a rerun or a repeat starts clean):
 
 1. Collection: the test's markers are parsed into its :class:`ItemPlan`
-   (``item.stash``; again when collection ends and when its call starts, as
+   (``item.stash``; again when collection ends and when its setup ends, as
    hooks and fixtures add markers), and the :class:`~pytest_flops.snapshots.run_record.RunRecord`
    learns what was collected (:mod:`pytest_flops.plugin.recording`).
 2. Setup starts an :class:`Attempt`; the ``flops`` fixture (or ``limit_flops``
@@ -82,8 +82,7 @@ class FlopsSession:
         recording.collector_reported(self.run, collector, report, shown=self._shown)
 
     def python_object_seen(self, collector: pytest.Collector, name: str, obj: object) -> None:
-        """A module or class is collecting ``obj``: its own collection ran (``--lf`` hands
-        back empty stand-in reports)."""
+        """A module or class collects ``obj`` (``--lf`` hands back stand-in reports)."""
         recording.python_object_seen(self.run, collector, name, obj)
 
     def item_collected(self, item: pytest.Item) -> None:
@@ -99,14 +98,11 @@ class FlopsSession:
         selected = [item for item in session.items if PLAN_KEY in item.stash]
         if len(session.items) < self.collected_items:
             self.run.narrow(f"{self.collected_items - len(session.items)} tests deselected")
-        for item in selected:
-            item.stash[PLAN_KEY] = recording.with_current_marks(
-                self.run, item, item.stash[PLAN_KEY]
-            )
-            problem = item.stash[PLAN_KEY].marks_error
-            if problem is not None and not is_worker:
-                raise pytest.UsageError(problem)
-        return any(item.stash[PLAN_KEY].measures for item in selected)
+        plans = [recording.with_current_marks(self.run, item) for item in selected]
+        problem = next((plan.marks_error for plan in plans if plan.marks_error), None)
+        if problem is not None and not is_worker:
+            raise pytest.UsageError(problem)
+        return any(plan.measures for plan in plans)
 
     # -- running --------------------------------------------------------------------
 
@@ -114,10 +110,12 @@ class FlopsSession:
         item.stash[ATTEMPT_KEY] = Attempt()
 
     def check_marks(self, item: pytest.Item) -> None:
-        """Under xdist a bad marker errors its test at setup (a worker cannot stop the run)."""
-        plan = item.stash.get(PLAN_KEY, None)
-        if plan is not None and plan.marks_error is not None:
-            raise pytest.UsageError(plan.marks_error)
+        """The markers as setup left them (a fixture may add one); a bad one errors the test
+        at setup, under xdist (a worker cannot stop the run) or added by a fixture."""
+        if PLAN_KEY in item.stash:
+            plan = recording.with_current_marks(self.run, item)
+            if plan.marks_error is not None:
+                raise pytest.UsageError(plan.marks_error)
 
     def fixture(self, item: pytest.Item) -> Flops:
         from pytest_flops.counting.fixture import Flops
@@ -130,16 +128,8 @@ class FlopsSession:
 
     @contextmanager
     def calling(self, item: pytest.Item) -> Iterator[None]:
-        """The call phase: a ``limit_flops`` test without the fixture is counted whole.
-
-        Its markers are read again first: a fixture may have added one in setup.
-        """
-        plan = item.stash[PLAN_KEY] = recording.with_current_marks(
-            self.run, item, item.stash[PLAN_KEY]
-        )
-        if plan.marks_error is not None:
-            raise pytest.UsageError(plan.marks_error)
-        attempt = item.stash[ATTEMPT_KEY]
+        """The call phase: a ``limit_flops`` test without the fixture is counted whole."""
+        plan, attempt = item.stash[PLAN_KEY], item.stash[ATTEMPT_KEY]
         attempt.in_call = attempt.called = True
         try:
             if plan.uses_fixture or plan.marks.budget is None:
@@ -202,17 +192,15 @@ class FlopsSession:
             self.idle.add(item.nodeid)
         else:
             self.idle.discard(item.nodeid)  # a rerun that measured
+        self.results.pop(item.nodeid, None)  # an earlier attempt's
         if attempt.counted is None:  # it measured nothing: no result
-            self.results.pop(item.nodeid, None)
             return
         from pytest_flops.plugin.result import result_of  # loads with the first test that counted
 
         result = result_of(
             item, plan, attempt, report, settings=self.settings, store=self.store, shown=self._shown
         )
-        if result is None:
-            self.results.pop(item.nodeid, None)
-        else:
+        if result is not None:
             self.results[item.nodeid] = result
 
     # -- the end --------------------------------------------------------------------

@@ -174,10 +174,11 @@ def _unwanted(run: RunRecord, test_file: Path, collected: CollectedFile) -> set[
     unwanted = set()
     for path in existing - _used_by(test_file, collected.wanted):
         test = stored_test_name(path) or _name_from_stem(path)
-        # a doctest named under another import mode: this run's name of it
-        test = doctest_name_in(test_file, test, collected.tests) or test
-        if test in collected.wanted and path.parent == snapshot_dir(test_file):
-            continue  # its baseline, written under the other name
+        # a doctest named under another import mode: its baseline, this run's name of it
+        renamed = doctest_name_in(test_file, test, collected.tests)
+        if renamed in collected.wanted and path.parent == snapshot_dir(test_file):
+            continue
+        test = renamed or test
         if not run.rules.could_collect(
             test_file, test, unittest_classes=collected.unittest_classes
         ):
