@@ -145,3 +145,27 @@ def test_a_doctest_text_file_keeps_its_baseline_from_before_0_2(
     assert flops_line(result) == "flops: 1 test passed, 0 failed, 0 written, 1 removed"
     assert not baseline.exists()
     assert (folder / "test_guide.txt" / "test_guide.txt.flops.json").is_file()
+
+
+def test_a_parameter_id_keeps_its_baseline_with_id_escaping_off(pytester: pytest.Pytester) -> None:
+    """``disable_test_id_escaping_and_forfeit_all_rights_to_community_support`` spells the
+    id ``test_p[é]`` where pytest spells it ``test_p[\\xe9]``: the same test."""
+    pytester.makepyfile(
+        test_u=NET
+        + """
+@pytest.mark.parametrize("device", ["é", "b"])
+def test_p(flops, device):
+    net = Net()
+    with flops(net):
+        net(torch.randn(4, 9)).sum().backward()
+"""
+    )
+    runpytest_forked(pytester, "--flops-update").assert_outcomes(passed=2)
+    before = {path: path.read_bytes() for path in (pytester.path / "__flops__").rglob("*.json")}
+    assert len(before) == 2
+    unescaped = ("-o", "disable_test_id_escaping_and_forfeit_all_rights_to_community_support=true")
+    for args in ((), ("--flops-prune",), ("--flops-update", "--flops-prune")):
+        result = runpytest_forked(pytester, *unescaped, *args)
+        result.assert_outcomes(passed=2)
+        assert flops_line(result) == "flops: 2 tests passed, 0 failed, 0 written, 0 removed"
+        assert {path: path.read_bytes() for path in before} == before

@@ -26,6 +26,7 @@ __all__ = [
     "is_unittest",
     "name_in_file",
     "narrowing_options",
+    "respelled",
     "roots",
     "run_record",
     "uncollectable",
@@ -38,9 +39,30 @@ _REPEAT_PARAM = "__pytest_repeat_step_number"
 _FLAKEFINDER_PARAM = "__flakefinder_"  # + the function's name
 
 
+_NO_ID_ESCAPING = "disable_test_id_escaping_and_forfeit_all_rights_to_community_support"
+
+
 def name_in_file(item: pytest.Item) -> str:
-    """The test's name inside its file, without pytest-repeat's ``N-M`` id or
-    pytest-flakefinder's run number."""
+    """The test's name inside its file, as pytest spells it by default (see
+    :func:`respelled`), without pytest-repeat's ``N-M`` id or pytest-flakefinder's
+    run number."""
+    name = _name_as_collected(item)
+    head, bracket, params = name.partition("[")
+    if bracket and item.config.getini(_NO_ID_ESCAPING):
+        escaped = params.removesuffix("]").encode("unicode_escape").decode("ascii")
+        return f"{head}[{escaped}]"
+    return name
+
+
+def respelled(item: pytest.Item) -> bool:
+    """Whether :func:`name_in_file` escaped the test's id as pytest does by default
+    (``[é]`` as ``[\\xe9]``), which the ini option ``disable_test_id_escaping_...``
+    turns off. For an id pytest never escapes (an enum's, a class's name) the escaped
+    name is not the default one: such a run proves no snapshot stale."""
+    return name_in_file(item) != _name_as_collected(item)
+
+
+def _name_as_collected(item: pytest.Item) -> str:
     name = item.nodeid.split("::", 1)[1] if "::" in item.nodeid else item.nodeid
     callspec = getattr(item, "callspec", None)
     if callspec is None:
