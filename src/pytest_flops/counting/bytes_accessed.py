@@ -106,9 +106,13 @@ _SHAPED_LIKE_SELF = frozenset(
 
 # Outputs whose size is the backend's choice, left out so that an op moves the same
 # bytes on every device (and on meta): a fused RNN kernel's training workspace (read
-# back by its backward, left empty by the meta kernel), and batch norm's saved
-# statistics (empty on CPU in eval, not on meta; cuDNN's come with a reserve).
+# back by its backward, left empty by the meta kernel), batch norm's saved
+# statistics (empty on CPU in eval, not on meta; cuDNN's come with a reserve), and
+# an embedding bag's bookkeeping (offset2bag, bag_size, max_indices: each kernel
+# sizes them for its own backward).
 _BACKEND_RETURNS = {
+    _aten._embedding_bag: frozenset({1, 2, 3}),
+    _aten._embedding_bag_forward_only: frozenset({1, 2, 3}),
     _aten.mkldnn_rnn_layer: frozenset({3}),
     _aten._cudnn_rnn: frozenset({3}),
     _aten.native_batch_norm: frozenset({1, 2}),
@@ -119,8 +123,13 @@ _BACKEND_RETURNS = {
 }
 _WORKSPACE_ARGS = frozenset({"workspace", "reserve"})
 # Arguments left out for the same reason, by position in an overload's schema: batch
-# norm's saved statistics (and cuDNN's reserve), read back by its backward.
+# norm's saved statistics (and cuDNN's reserve), an embedding bag's bookkeeping, read
+# back by their backward.
 _BACKEND_ARGS = {
+    _aten._embedding_bag_backward.default: frozenset({3, 4, 5}),
+    _aten._embedding_bag_dense_backward.default: frozenset({2, 3, 4}),
+    _aten._embedding_bag_sparse_backward.default: frozenset({3, 4}),
+    _aten._embedding_bag_per_sample_weights_backward.default: frozenset({4}),
     _aten.native_batch_norm_backward.default: frozenset({5, 6}),
     _aten.cudnn_batch_norm_backward.default: frozenset({5, 6, 8}),
     _aten.miopen_batch_norm_backward.default: frozenset({5, 6}),
