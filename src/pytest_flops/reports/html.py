@@ -24,8 +24,7 @@ from typing import Any
 
 from pytest_flops.measurement import GLOBAL
 from pytest_flops.reports.records import MeasurementRecord, Status
-from pytest_flops.reports.terminal import _change as change_cells
-from pytest_flops.reports.terminal import ordered
+from pytest_flops.reports.terminal import change_cells, ordered
 from pytest_flops.units import format_seconds
 
 __all__ = ["html_report", "script_json"]

@@ -139,7 +139,7 @@ def _left_out_sentence(records: Sequence[MeasurementRecord]) -> str:
     )
 
 
-def _change(record: MeasurementRecord) -> tuple[str, str]:
+def change_cells(record: MeasurementRecord) -> tuple[str, str]:
     """The absolute and relative change against the snapshot, as text."""
     if record.baseline is None:
         return "", ""
@@ -176,7 +176,7 @@ def _cells(record: MeasurementRecord) -> tuple[str, ...]:
         format_flops(measurement.total),
         format_flops(measurement.forward),
         format_flops(measurement.backward),
-        *_change(record),
+        *change_cells(record),
         _status(record),
     )
 
