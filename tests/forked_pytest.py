@@ -141,6 +141,9 @@ class _ForkServer:
         if self.process.stdin is not None:
             self.process.stdin.close()
         self.process.wait()
+        for stream in (self.process.stdout, self.process.stderr):
+            if stream is not None:
+                stream.close()
         self.directory.cleanup()
 
 
