@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 import torch
@@ -188,7 +188,9 @@ def test_comparing_metadata_moves_nothing() -> None:
 
 
 @pytest.mark.parametrize("device", ["cpu", "meta", "fake"])
-def test_an_embedding_bag_moves_the_same_bytes_on_every_device(device: str) -> None:
+def test_an_embedding_bag_moves_the_same_bytes_on_every_device(
+    device: Literal["cpu", "meta", "fake"],
+) -> None:
     torch.manual_seed(0)
     bag = nn.EmbeddingBag(10, 4, mode="sum")
     indices, offsets = torch.tensor([1, 2, 4, 5, 4, 3, 2, 9]), torch.tensor([0, 3, 5])
