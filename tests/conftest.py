@@ -8,7 +8,7 @@ import torch
 import torch._dynamo
 
 from pytest_flops import FlopCounterMode
-from tests.helpers import FP32_PRECISION_SETTINGS
+from tests.helpers import precisions_restored
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -45,12 +45,6 @@ def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pyte
 
 @pytest.fixture
 def restored_precisions() -> Iterator[None]:
-    """Every ``fp32_precision`` setting as it was, whatever the test sets: they are the
-    process's, and the older setters (``allow_tf32``, ``set_float32_matmul_precision``)
-    restore from the older getters, which read a mixed state differently."""
-    before = [setting.fp32_precision for setting in FP32_PRECISION_SETTINGS]
-    try:
+    """Every precision setting as it was, whatever the test sets (``precisions_restored``)."""
+    with precisions_restored():
         yield
-    finally:
-        for setting, precision in zip(FP32_PRECISION_SETTINGS, before, strict=True):
-            setting.fp32_precision = precision

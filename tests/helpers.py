@@ -9,6 +9,8 @@ from __future__ import annotations
 import inspect
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ __all__ = [
     "OUTER",
     "Net",
     "flops_line",
+    "precisions_restored",
     "recorded",
     "snapshot_bytes",
     "snapshot_tree",
@@ -34,7 +37,7 @@ BEFORE_PYTEST_9 = pytest.version_tuple < (9,)
 """pytest 9 brought the ``subtests`` fixture and ``[tool.pytest]`` with native TOML types."""
 
 
-# every TF32 setting, the generic one first (the restored_precisions fixture restores them);
+# every TF32 setting, the generic one first (precisions_restored restores them);
 # torch sets the sub-settings up at import
 FP32_PRECISION_SETTINGS: tuple[Any, ...] = (
     torch.backends,
@@ -44,6 +47,27 @@ FP32_PRECISION_SETTINGS: tuple[Any, ...] = (
     torch.backends.mkldnn,
     *(getattr(torch.backends.mkldnn, kind) for kind in ("matmul", "conv", "rnn")),
 )
+
+
+@contextmanager
+def precisions_restored() -> Iterator[None]:
+    """Every precision setting as it was, whatever the block sets: they are the process's.
+
+    The older setters (``allow_tf32``, ``set_float32_matmul_precision``) keep state of
+    their own beside ``fp32_precision``: restored first, through torch's own setters
+    (the public getters refuse a mixed state), then the new settings over them. Left
+    mixed, later tests in the process broke: the cuDNN ``allow_tf32`` getter raised, and
+    a CPU LSTM ran without oneDNN.
+    """
+    matmul, cudnn = torch._C._get_float32_matmul_precision(), torch._C._get_cudnn_allow_tf32()
+    before = [setting.fp32_precision for setting in FP32_PRECISION_SETTINGS]
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(matmul)
+        torch._C._set_cudnn_allow_tf32(cudnn)
+        for setting, precision in zip(FP32_PRECISION_SETTINGS, before, strict=True):
+            setting.fp32_precision = precision
 
 
 class Net(torch.nn.Module):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from pytest_flops import FlopCounterMode
-from tests.helpers import FP32_PRECISION_SETTINGS
+from tests.helpers import FP32_PRECISION_SETTINGS, precisions_restored
 
 pytestmark = pytest.mark.usefixtures("restored_precisions")
 
@@ -72,3 +72,15 @@ def test_the_old_api_still_counts() -> None:
         "aten.mm": {"tf32": MM},
         "aten.convolution": {"fp32": CONV},
     }
+
+
+def test_every_setting_a_test_changes_is_restored_after_it() -> None:
+    before = (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32)
+    fp32_precisions = [setting.fp32_precision for setting in FP32_PRECISION_SETTINGS]
+    with precisions_restored():
+        torch.set_float32_matmul_precision("high")  # old and new API mixed, as tests do
+        torch.backends.cudnn.allow_tf32 = False
+        FP32_PRECISION_SETTINGS[3].fp32_precision = "tf32"  # torch.backends.cudnn.conv
+    # the old getters read the old setters' state too: they raised on a mixed one
+    assert (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32) == before
+    assert [setting.fp32_precision for setting in FP32_PRECISION_SETTINGS] == fp32_precisions
