@@ -76,7 +76,7 @@ def python_object_seen(run: RunRecord, collector: pytest.Collector, name: str, o
 def item_collected(run: RunRecord, item: pytest.Item) -> ItemPlan:
     """The test's plan, with its markers as collected; the run record learns of the test."""
     name = selection.name_in_file(item)
-    if selection.respelled(item):
+    if selection.respelled(item, name):
         run.narrow("test ids are not escaped (disable_test_id_escaping_...)")
     item_marks, error = _read_marks(item)
     plan = ItemPlan(

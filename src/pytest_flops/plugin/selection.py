@@ -54,12 +54,13 @@ def name_in_file(item: pytest.Item) -> str:
     return name
 
 
-def respelled(item: pytest.Item) -> bool:
-    """Whether :func:`name_in_file` escaped the test's id as pytest does by default
-    (``[é]`` as ``[\\xe9]``), which the ini option ``disable_test_id_escaping_...``
-    turns off. For an id pytest never escapes (an enum's, a class's name) the escaped
-    name is not the default one: such a run proves no snapshot stale."""
-    return name_in_file(item) != _name_as_collected(item)
+def respelled(item: pytest.Item, name: str) -> bool:
+    """Whether ``name``, the test's :func:`name_in_file`, escaped its id as pytest does
+    by default (``[é]`` as ``[\\xe9]``), which the ini option
+    ``disable_test_id_escaping_...`` turns off. For an id pytest never escapes (an
+    enum's, a class's name) the escaped name is not the default one: such a run proves
+    no snapshot stale."""
+    return bool(item.config.getini(_NO_ID_ESCAPING)) and name != _name_as_collected(item)
 
 
 def _name_as_collected(item: pytest.Item) -> str:
