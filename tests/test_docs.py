@@ -10,6 +10,9 @@ TOML blocks must parse, and the site must build with ``mkdocs build --strict``.
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import functools
 import os
 import re
 import shutil
@@ -23,6 +26,8 @@ import pytest
 import yaml
 
 import pytest_flops
+from pytest_flops import Measurement, ModuleFlops, Traffic, World
+from pytest_flops.__main__ import _parser as command_line_parser
 from pytest_flops.counting.fixture import Flops
 from pytest_flops.plugin.marks import MARKERS
 from tests.forked_pytest import runpytest_forked
@@ -109,21 +114,34 @@ def page(name: str) -> str:
     return (ROOT / "docs" / name).read_text()
 
 
-def plugin_options() -> set[str]:
+@functools.cache
+def pytest_help() -> str:
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "--help"], capture_output=True, text=True, cwd=ROOT
     )
-    return set(re.findall(r"^\s+(--flops-[a-z-]+)", result.stdout, re.M))
+    return result.stdout
+
+
+def plugin_options() -> set[str]:
+    return set(re.findall(r"^\s+(--flops-[a-z-]+)", pytest_help(), re.M))
+
+
+def plugin_ini_keys() -> set[str]:
+    """The ini keys the plugin registers, as pytest's parser lists them."""
+    return set(re.findall(r"^\s+(flops_\w+) \(", pytest_help(), re.M))
 
 
 @pytest.mark.slow
 def test_every_option_and_ini_key_is_in_both_tables() -> None:
-    options = plugin_options()
+    options, ini_keys = plugin_options(), plugin_ini_keys()
     assert len(options) == 11
+    assert len(ini_keys) == 5
     for text in (page("configuration.md"), (ROOT / "README.md").read_text()):
-        rows = set(re.findall(r"^\| `(--flops-[a-z-]+)", text, re.M))
-        assert rows == options
-        assert {"`flops_rtol`", "`flops_depth`"} <= set(re.findall(r"`flops_[a-z]+`", text))
+        # an option's cell may hold an escaped pipe (`--flops-bytes=on\|off`)
+        cells = r"^\| `(--flops-[a-z-]+)(?:\\\||[^|])*\| (?:`(flops_\w+)`)? *\|"
+        rows = re.findall(cells, text, re.M)
+        assert {option for option, _ in rows} == options
+        assert {key for _, key in rows if key} == ini_keys
 
 
 @pytest.mark.slow
@@ -147,6 +165,24 @@ def test_every_public_name_is_in_the_api_page() -> None:
         assert f"`{name}`" in rows, name
 
 
+def public_members(cls: type) -> set[str]:
+    fields = {field.name for field in dataclasses.fields(cls)}
+    return fields | {name for name in vars(cls) if not name.startswith("_")}
+
+
+def member_table(name: str) -> set[str]:
+    """The members that the table of ``name``'s section of the API page names."""
+    section = re.search(rf"^## `{name}`\n(.*?)(?=^## )", page("api.md"), re.S | re.M)
+    assert section is not None, name
+    cells = re.findall(r"^\| (.*?) \|", section[1], re.M)
+    return {member for cell in cells for member in re.findall(r"`(\w+)", cell)}
+
+
+@pytest.mark.parametrize("cls", [Measurement, ModuleFlops, Traffic, World], ids=str)
+def test_the_api_page_documents_exactly_the_public_members(cls: type) -> None:
+    assert member_table(cls.__name__) == public_members(cls)
+
+
 def test_every_fixture_attribute_is_in_the_fixture_table() -> None:
     text = page("fixture.md")
     public = {name for name in vars(Flops) if not name.startswith("_")}
@@ -164,6 +200,31 @@ def test_the_architecture_page_names_every_module() -> None:
         if formulas not in path.parents and path.name != "__init__.py"
     }
     assert named == modules | {"__init__.py", "counting/formulas/"}
+
+
+def subcommands() -> dict[str, argparse.ArgumentParser]:
+    (commands,) = (
+        action
+        for action in command_line_parser()._actions
+        if isinstance(action, argparse._SubParsersAction)
+    )
+    return dict(commands.choices)
+
+
+@pytest.mark.parametrize("command", sorted(subcommands()))
+def test_every_command_and_its_flags_are_documented(command: str) -> None:
+    """Each ``python -m pytest_flops`` command is on some page, and every flag of it on
+    the pages that show the command."""
+    pages = [p.read_text() for p in PAGES if f"python -m pytest_flops {command}" in p.read_text()]
+    assert pages, command
+    flags = {
+        flag
+        for action in subcommands()[command]._actions
+        for flag in action.option_strings
+        if flag.startswith("--") and flag != "--help"
+    }
+    for flag in flags:
+        assert any(re.search(rf"{flag}\b", text) for text in pages), (command, flag)
 
 
 @pytest.mark.slow
