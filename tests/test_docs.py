@@ -4,8 +4,10 @@ Every ``python`` block of the README and of ``docs/`` that starts with an
 import (or with a ``# pytest ARGS`` line, then imports) is a complete program:
 a script, whose own asserts check the numbers it shows, or a test file, which
 must pass under pytest-flops (``--flops-update`` first, then compared, with
-ARGS). Blocks that start otherwise are fragments and are not run. YAML and
-TOML blocks must parse, and the site must build with ``mkdocs build --strict``.
+ARGS). Blocks that start otherwise are fragments and are not run. The output
+blocks that ``SHOWN_OUTPUTS`` declares are compared with what a real run of their
+page's example prints. YAML and TOML blocks must parse, and the site must build
+with ``mkdocs build --strict``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import dataclasses
 import functools
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -36,14 +39,19 @@ ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
+def fenced(page: Path, language: str) -> list[str]:
+    """Every fenced block of ``language`` on ``page``, dedented, in order."""
+    fences = re.findall(rf"^( *)```{language}\n(.*?)^\1```", page.read_text(), re.S | re.M)
+    return [textwrap.dedent(code) for _, code in fences]
+
+
 def blocks(language: str) -> list[tuple[str, str]]:
-    """``(page:index, code)`` of every fenced block of ``language``, dedented."""
-    found = []
-    for page in PAGES:
-        fences = re.findall(rf"^( *)```{language}\n(.*?)^\1```", page.read_text(), re.S | re.M)
-        for index, (_, code) in enumerate(fences):
-            found.append((f"{page.name}:{index}", textwrap.dedent(code)))
-    return found
+    """``(page:index, code)`` of every fenced block of ``language``."""
+    return [
+        (f"{page.name}:{index}", code)
+        for page in PAGES
+        for index, code in enumerate(fenced(page, language))
+    ]
 
 
 def is_program(code: str) -> bool:
@@ -95,6 +103,61 @@ def test_test_file_passes(
         result.stdout.fnmatch_lines(
             [f"flops: {tests} {noun} passed, 0 failed, 0 written, 0 removed"]
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class ShownOutput:
+    """An output block of a page, and the run of the page's example that prints it.
+
+    The page's ``program``-th ``python`` block is written as ``path``. With a
+    ``change`` (the edit the page states, as text replacements), its snapshot is
+    recorded first and the edit made. Then pytest runs (with the arguments of a
+    ``console`` block's ``$ pytest ARGS`` line, whose next lines are the output),
+    and what it printed must hold the block, line for line.
+    """
+
+    page: str
+    block: str  # the output block, as "LANGUAGE:INDEX" among the page's blocks
+    program: int = 0
+    path: str = "tests/test_model.py"
+    change: tuple[tuple[str, str], ...] = ()
+
+
+WIDER = ("(10_240, 12_288)", "(15_360, 18_432)")  # the test's own assert, widened 32 -> 48
+SHOWN_OUTPUTS = [
+    ShownOutput("README.md", "text:0", change=(("16, 32", "16, 48"), ("(32, 4", "(48, 4"), WIDER)),
+    ShownOutput("docs/index.md", "console:0"),
+    ShownOutput(
+        "docs/index.md", "text:0", change=(("hidden: int = 32", "hidden: int = 48"), WIDER)
+    ),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shown", SHOWN_OUTPUTS, ids=[f"{s.page}:{s.block}" for s in SHOWN_OUTPUTS])
+def test_an_output_block_is_what_its_example_prints(
+    pytester: pytest.Pytester, shown: ShownOutput
+) -> None:
+    page = ROOT / shown.page
+    language, index = shown.block.split(":")
+    output = fenced(page, language)[int(index)].splitlines()
+    arguments: list[str] = []
+    if language == "console":
+        command, *output = output
+        assert command.startswith("$ pytest"), shown
+        arguments = shlex.split(command.removeprefix("$ pytest"))
+    test_file = pytester.path / shown.path
+    test_file.parent.mkdir(parents=True, exist_ok=True)
+    test_file.write_text(fenced(page, "python")[shown.program])
+    if shown.change:
+        assert runpytest_forked(pytester, "--flops-update").ret == pytest.ExitCode.OK
+        source = test_file.read_text()
+        for old, new in shown.change:
+            assert old in source, (shown, old)
+            source = source.replace(old, new)
+        test_file.write_text(source)
+    result = runpytest_forked(pytester, *arguments)
+    result.stdout.re_match_lines([rf"{re.escape(line)}\Z" for line in output], consecutive=True)
 
 
 @pytest.mark.parametrize(("where", "text"), blocks("yaml"), ids=[w for w, _ in blocks("yaml")])
