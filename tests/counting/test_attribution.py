@@ -239,7 +239,8 @@ def test_a_node_two_threads_number_alike_is_left_to_global() -> None:
     # such a thread, so the two numberings are set up by hand: a node that only one
     # of them places is attributed; one that both place, in different module calls,
     # is left to "Global" rather than guessed.
-    from pytest_flops.counting.module_tracker import ModuleTracker, _Frame, _NodeIndex
+    from pytest_flops.counting.module_tracker import ModuleTracker
+    from pytest_flops.counting.node_index import Frame, NodeIndex
 
     class Node:
         def __init__(self, sequence_nr: int) -> None:
@@ -248,12 +249,12 @@ def test_a_node_two_threads_number_alike_is_left_to_global() -> None:
         def _sequence_nr(self) -> int:
             return self.sequence_nr
 
-    def frame(path: str, first: int, end: int) -> _Frame:
-        return _Frame(nn.Identity(), path, None, (path,), first_node=first, end_node=end)
+    def frame(path: str, first: int, end: int) -> Frame:
+        return Frame(nn.Identity(), path, None, (path,), first_node=first, end_node=end)
 
     forward, recomputed = frame("Net.a", 10, 20), frame("Net.b", 15, 18)
     tracker = ModuleTracker()
-    tracker._nodes = {1: _NodeIndex(), 2: _NodeIndex()}
+    tracker._nodes = {1: NodeIndex(), 2: NodeIndex()}
     tracker._nodes[1].add(forward)
     tracker._nodes[2].add(recomputed)
 
