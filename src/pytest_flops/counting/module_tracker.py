@@ -33,7 +33,8 @@ from typing import Any
 
 import torch
 
-from pytest_flops.counting.node_index import Frame, NodeIndex
+from pytest_flops.counting.node_index import Frame, NodeIndex, frame_of
+from pytest_flops.counting.phase import python_backward_nodes, recomputing
 from pytest_flops.measurement import GLOBAL
 
 _current_autograd_node: Callable[[], Any] = torch._C._current_autograd_node
@@ -139,11 +140,14 @@ class ModuleTracker:
             call = stack[-1]
             if call.entered_in is node:  # its own ops: forward, or a checkpoint re-running it
                 return call.paths
+        recompute_rows = getattr(self._local, "recompute_rows", None)
+        if recompute_rows is not None and recompute_rows[0] is node and recomputing(node):
+            return recompute_rows[1]  # a checkpoint's function, between the calls it re-runs
         # a backward node's ops come one after another (one tuple: threads read it whole)
         last_node, last_paths = self._last_answer
         if node is last_node:
             return last_paths
-        frame = self._frame_of(node)
+        frame = frame_of(self._nodes, node)
         paths = () if frame is None else frame.paths
         self._last_answer = (node, paths)
         return paths
@@ -165,7 +169,7 @@ class ModuleTracker:
         if start >= end:
             return  # no node made since the last op
         self._local.noted_until = end
-        frame = self._frame_of(node)
+        frame = frame_of(self._nodes, node)
         if frame is not None:
             self._thread_nodes().add_made_in_backward(start, end, frame)
             self._last_answer = _NO_ANSWER
@@ -185,8 +189,13 @@ class ModuleTracker:
             # recomputation on an autograd device thread) do count and keep theirs.
             return
         stack = self._stack()
-        # called by the running call, or by backward work (inside a forward or not)
-        parent = stack[-1] if stack and stack[-1].entered_in is node else self._frame_of(node)
+        recomputed = False
+        if stack and stack[-1].entered_in is node:
+            parent: Frame | None = stack[-1]  # called by the running call
+        elif node is not None and recomputing(node):
+            parent, recomputed = self._caller_in_first_forward(node, module), True
+        else:
+            parent = frame_of(self._nodes, node)  # backward work, inside a forward or not
         # without roots, a call outside every module starts a row; with roots, a root
         # starts rows of its own whoever calls it
         root = self._root_name(module) if parent is None or self._roots is not None else None
@@ -202,6 +211,8 @@ class ModuleTracker:
             path, parent = self._path_under(parent, module)
             inherited = () if parent is None else parent.paths
         paths = inherited if path in inherited else (*inherited, path)
+        if recomputed:
+            self._local.recompute_rows = (node, inherited)
         stack.append(Frame(module, path, parent, paths, _next_sequence_nr(), entered_in=node))
 
     def _leave_module(self, module: torch.nn.Module, args: object, output: object) -> None:
@@ -234,19 +245,34 @@ class ModuleTracker:
         call = _call_on_chain(parent, module)
         if call is not None:
             return call.path, call.parent
-        descendant = self._descendant_name(parent.module, module)
+        descendant = _descendant_name(self._descendants, parent.module, module)
         if descendant is not None:
             return f"{parent.path}.{descendant}", parent
         return f"{parent.path}.{class_name(module)}", parent
 
-    def _descendant_name(self, ancestor: torch.nn.Module, module: torch.nn.Module) -> str | None:
-        names = self._descendants.get(ancestor)
-        if names is None or module not in names:  # a submodule added since: look again
-            names = self._descendants[ancestor] = {}
-            for name, descendant in ancestor.named_modules():
-                names.setdefault(descendant, name)  # the first name, as named_modules dedupes
-            names.setdefault(module, None)  # not below it: asked once
-        return names[module]
+    def _caller_in_first_forward(self, node: Any, module: torch.nn.Module) -> Frame | None:
+        """The call that called ``module`` when the checkpoint re-running it first ran.
+
+        A reentrant checkpoint re-runs its function from its own node, made by
+        its caller; a non-reentrant one from the node of the function that
+        unpacks a saved tensor, made in a call the function ran: the caller is
+        the nearest call out from there that holds ``module``. A reentrant
+        checkpoint nested in a re-run function made its node outside every call:
+        it runs inside the backward of the checkpoint re-running it.
+        """
+        made_in = frame_of(self._nodes, node)
+        if made_in is None:
+            enclosing = (frame_of(self._nodes, outer) for outer in python_backward_nodes())
+            made_in = next((frame for frame in enclosing if frame is not None), None)
+        if _call_on_chain(made_in, module) is not None:
+            return made_in  # the checkpoint re-runs a call of that chain: its own path
+        caller = made_in
+        while (
+            caller is not None
+            and _descendant_name(self._descendants, caller.module, module) is None
+        ):
+            caller = caller.parent
+        return made_in if caller is None else caller
 
     def _root_name(self, module: torch.nn.Module) -> str | None:
         if self._roots is None:
@@ -267,30 +293,26 @@ class ModuleTracker:
             nodes = self._nodes[thread] = NodeIndex()
         return nodes
 
-    def _frame_of(self, node: Any) -> Frame | None:
-        """The module call that made autograd ``node``; None if unknown or ambiguous.
-
-        Each thread numbers the nodes it makes. A node that CUDA's backward thread
-        runs was made by the forward (the entering thread's numbers) or on that
-        thread (a checkpoint's recomputation, a double backward): where both
-        numberings place it, in different calls, it is left to ``"Global"``
-        rather than guessed.
-        """
-        if node is None:
-            return None
-        sequence_nr = node._sequence_nr()
-        if len(self._nodes) == 1:  # one thread numbered every node: the usual case
-            for index in self._nodes.values():
-                return index.frame_of(sequence_nr)
-        found = {index.frame_of(sequence_nr) for index in self._nodes.values()} - {None}
-        return found.pop() if len(found) == 1 else None
-
 
 def _call_on_chain(frame: Frame | None, module: torch.nn.Module) -> Frame | None:
     """The call of ``module`` on the chain of calls ending at ``frame``, if any."""
     while frame is not None and frame.module is not module:
         frame = frame.parent
     return frame
+
+
+def _descendant_name(
+    cache: dict[torch.nn.Module, dict[torch.nn.Module, str | None]],
+    ancestor: torch.nn.Module,
+    module: torch.nn.Module,
+) -> str | None:
+    names = cache.get(ancestor)
+    if names is None or module not in names:  # a submodule added since: look again
+        names = cache[ancestor] = {}
+        for name, descendant in ancestor.named_modules():
+            names.setdefault(descendant, name)  # the first name, as named_modules dedupes
+        names.setdefault(module, None)  # not below it: asked once
+    return names[module]
 
 
 def class_name(module: torch.nn.Module) -> str:

@@ -4,12 +4,13 @@ and the nodes made while a backward node ran with grad enabled."""
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-__all__ = ["RUNNING", "Frame", "NodeIndex"]
+__all__ = ["RUNNING", "Frame", "NodeIndex", "frame_of"]
 
 RUNNING = 2**64
 """The end of a call's interval while it runs: every node made from its start on."""
@@ -85,3 +86,23 @@ class NodeIndex:
             if running.first_node <= sequence_nr:
                 return running  # made in this call, outside every call of it that ended
         return frame
+
+
+def frame_of(indexes: Mapping[int, NodeIndex], node: Any) -> Frame | None:
+    """The module call that made autograd ``node``, from the index of each thread that
+    numbers nodes; None if unknown or ambiguous.
+
+    Each thread numbers the nodes it makes. A node that CUDA's backward thread
+    runs was made by the forward (the entering thread's numbers) or on that
+    thread (a checkpoint's recomputation, a double backward): where both
+    numberings place it, in different calls, it is left to ``"Global"``
+    rather than guessed.
+    """
+    if node is None:
+        return None
+    sequence_nr = node._sequence_nr()
+    if len(indexes) == 1:  # one thread numbered every node: the usual case
+        for index in indexes.values():
+            return index.frame_of(sequence_nr)
+    found = {index.frame_of(sequence_nr) for index in indexes.values()} - {None}
+    return found.pop() if len(found) == 1 else None
