@@ -87,7 +87,7 @@ class CheckpointedBody(nn.Module):
         super().__init__()
         self.fc1 = nn.Linear(8, 8, bias=False)
         self.fc2 = nn.Linear(8, 8, bias=False)
-        self.options = {} if context_fn is None else {"context_fn": context_fn}
+        self.options: dict[str, Any] = {} if context_fn is None else {"context_fn": context_fn}
 
     def body(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.fc1(x).relu())
