@@ -239,7 +239,7 @@ def test_a_node_two_threads_number_alike_is_left_to_global() -> None:
     # such a thread, so the two numberings are set up by hand: a node that only one
     # of them places is attributed; one that both place, in different module calls,
     # is left to "Global" rather than guessed.
-    from pytest_flops.counting.module_tracker import ModuleTracker, _Frame, _NodeIndex
+    from pytest_flops.counting.node_index import Frame, NodeIndex, frame_of
 
     class Node:
         def __init__(self, sequence_nr: int) -> None:
@@ -248,18 +248,17 @@ def test_a_node_two_threads_number_alike_is_left_to_global() -> None:
         def _sequence_nr(self) -> int:
             return self.sequence_nr
 
-    def frame(path: str, first: int, end: int) -> _Frame:
-        return _Frame(nn.Identity(), path, None, (path,), first_node=first, end_node=end)
+    def frame(path: str, first: int, end: int) -> Frame:
+        return Frame(nn.Identity(), path, None, (path,), first_node=first, end_node=end)
 
     forward, recomputed = frame("Net.a", 10, 20), frame("Net.b", 15, 18)
-    tracker = ModuleTracker()
-    tracker._nodes = {1: _NodeIndex(), 2: _NodeIndex()}
-    tracker._nodes[1].add(forward)
-    tracker._nodes[2].add(recomputed)
+    indexes = {1: NodeIndex(), 2: NodeIndex()}
+    indexes[1].add(forward)
+    indexes[2].add(recomputed)
 
-    assert tracker._frame_of(Node(12)) is forward
-    assert tracker._frame_of(Node(16)) is None
-    assert tracker._frame_of(Node(25)) is None
+    assert frame_of(indexes, Node(12)) is forward
+    assert frame_of(indexes, Node(16)) is None
+    assert frame_of(indexes, Node(25)) is None
 
 
 def test_resnet18_forward_backward_split() -> None:

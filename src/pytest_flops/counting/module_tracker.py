@@ -28,13 +28,13 @@ from __future__ import annotations
 import sys
 import threading
 import weakref
-from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from pytest_flops.counting.node_index import Frame, NodeIndex, frame_of
+from pytest_flops.counting.phase import python_backward_nodes, recomputing
 from pytest_flops.measurement import GLOBAL
 
 _current_autograd_node: Callable[[], Any] = torch._C._current_autograd_node
@@ -43,82 +43,6 @@ _GraphModule = torch.fx.GraphModule
 
 Models = torch.nn.Module | Iterable[torch.nn.Module] | Mapping[str, torch.nn.Module]
 """What ``flops(...)`` and ``FlopCounterMode(models=...)`` accept as the models to keep rows of."""
-
-
-_RUNNING = 2**64
-"""The end of a call's interval while it runs: every node made from its start on."""
-
-
-@dataclass(eq=False, slots=True)
-class _Frame:
-    """One call of a module's forward."""
-
-    module: torch.nn.Module
-    path: str
-    parent: _Frame | None
-    # Distinct paths from the root call down to this one: the rows this call's
-    # FLOPs are added to. A recursive call adds nothing new.
-    paths: tuple[str, ...]
-    first_node: int
-    end_node: int = _RUNNING
-    # the autograd node running as the call began (None in forward), until it ends
-    entered_in: Any = None
-
-
-@dataclass
-class _NodeIndex:
-    """Finds the module call that created an autograd node.
-
-    A node made by a module's forward falls in that call's interval: of an ended
-    call, or of one still running (a backward run inside a forward). A node
-    made while backward runs with grad enabled (``create_graph=True``: gradient
-    penalties, Hessian-vector products) belongs to the module whose backward
-    node made it; those are kept apart, as ranges in creation order.
-    """
-
-    # this thread's calls still running, outermost first: its module stack
-    running: list[_Frame] = field(default_factory=list)
-    keys: list[tuple[int, int]] = field(default_factory=list)
-    frames: list[_Frame] = field(default_factory=list)
-    made_in_backward_starts: list[int] = field(default_factory=list)
-    made_in_backward_ends: list[int] = field(default_factory=list)
-    made_in_backward_frames: list[_Frame] = field(default_factory=list)
-
-    def add(self, frame: _Frame) -> None:
-        # Sort by start, then innermost (smallest end) last among equal starts.
-        # Frames are added as they end, inner ones first: an outer frame with the
-        # same key (it created no node after its child) goes before its child.
-        key = (frame.first_node, -frame.end_node)
-        at = bisect_left(self.keys, key)
-        self.keys.insert(at, key)
-        self.frames.insert(at, frame)
-
-    def add_made_in_backward(self, start: int, end: int, frame: _Frame) -> None:
-        """Nodes ``start`` to ``end - 1`` were made while a backward node of ``frame`` ran."""
-        if self.made_in_backward_frames and (
-            self.made_in_backward_frames[-1] is frame and self.made_in_backward_ends[-1] == start
-        ):
-            self.made_in_backward_ends[-1] = end
-            return
-        self.made_in_backward_starts.append(start)
-        self.made_in_backward_ends.append(end)
-        self.made_in_backward_frames.append(frame)
-
-    def frame_of(self, sequence_nr: int) -> _Frame | None:
-        if self.made_in_backward_starts:
-            at = bisect_right(self.made_in_backward_starts, sequence_nr) - 1
-            if at >= 0 and sequence_nr < self.made_in_backward_ends[at]:
-                return self.made_in_backward_frames[at]
-        at = bisect_right(self.keys, (sequence_nr, 1)) - 1
-        frame = self.frames[at] if at >= 0 else None
-        while frame is not None and not frame.first_node <= sequence_nr < frame.end_node:
-            frame = frame.parent
-        if frame is not None and frame.end_node != _RUNNING:
-            return frame  # an ended call runs inside every running call that holds the node
-        for running in reversed(self.running):  # innermost first
-            if running.first_node <= sequence_nr:
-                return running  # made in this call, outside every call of it that ended
-        return frame
 
 
 def root_names(models: Models | None) -> dict[torch.nn.Module, str] | None:
@@ -179,7 +103,7 @@ class ModuleTracker:
         self._roots = None if roots is None else weakref.WeakKeyDictionary(roots)
         self._local = threading.local()
         self._thread = threading.get_ident()  # the thread that started tracking
-        self._nodes: dict[int, _NodeIndex] = {}  # by the thread that numbered them
+        self._nodes: dict[int, NodeIndex] = {}  # by the thread that numbered them
         self._hook_handles: list[torch.utils.hooks.RemovableHandle] = []
         # a module's descendants by name, for calls that skip a level (ModuleList items)
         self._descendants: dict[torch.nn.Module, dict[torch.nn.Module, str | None]] = {}
@@ -216,11 +140,14 @@ class ModuleTracker:
             call = stack[-1]
             if call.entered_in is node:  # its own ops: forward, or a checkpoint re-running it
                 return call.paths
+        recompute_rows = getattr(self._local, "recompute_rows", None)
+        if recompute_rows is not None and recompute_rows[0] is node and recomputing(node):
+            return recompute_rows[1]  # a checkpoint's function, between the calls it re-runs
         # a backward node's ops come one after another (one tuple: threads read it whole)
         last_node, last_paths = self._last_answer
         if node is last_node:
             return last_paths
-        frame = self._frame_of(node)
+        frame = frame_of(self._nodes, node)
         paths = () if frame is None else frame.paths
         self._last_answer = (node, paths)
         return paths
@@ -242,7 +169,7 @@ class ModuleTracker:
         if start >= end:
             return  # no node made since the last op
         self._local.noted_until = end
-        frame = self._frame_of(node)
+        frame = frame_of(self._nodes, node)
         if frame is not None:
             self._thread_nodes().add_made_in_backward(start, end, frame)
             self._last_answer = _NO_ANSWER
@@ -262,8 +189,13 @@ class ModuleTracker:
             # recomputation on an autograd device thread) do count and keep theirs.
             return
         stack = self._stack()
-        # called by the running call, or by backward work (inside a forward or not)
-        parent = stack[-1] if stack and stack[-1].entered_in is node else self._frame_of(node)
+        recomputed = False
+        if stack and stack[-1].entered_in is node:
+            parent: Frame | None = stack[-1]  # called by the running call
+        elif node is not None and recomputing(node):
+            parent, recomputed = self._caller_in_first_forward(node, module), True
+        else:
+            parent = frame_of(self._nodes, node)  # backward work, inside a forward or not
         # without roots, a call outside every module starts a row; with roots, a root
         # starts rows of its own whoever calls it
         root = self._root_name(module) if parent is None or self._roots is not None else None
@@ -279,7 +211,9 @@ class ModuleTracker:
             path, parent = self._path_under(parent, module)
             inherited = () if parent is None else parent.paths
         paths = inherited if path in inherited else (*inherited, path)
-        stack.append(_Frame(module, path, parent, paths, _next_sequence_nr(), entered_in=node))
+        if recomputed:
+            self._local.recompute_rows = (node, inherited)
+        stack.append(Frame(module, path, parent, paths, _next_sequence_nr(), entered_in=node))
 
     def _leave_module(self, module: torch.nn.Module, args: object, output: object) -> None:
         stack = getattr(self._local, "stack", None)
@@ -294,7 +228,7 @@ class ModuleTracker:
 
     # -- helpers -----------------------------------------------------------------------
 
-    def _path_under(self, parent: _Frame, module: torch.nn.Module) -> tuple[str, _Frame | None]:
+    def _path_under(self, parent: Frame, module: torch.nn.Module) -> tuple[str, Frame | None]:
         """The path of ``module`` called inside ``parent``, and its real parent frame.
 
         A module already on the call chain (recursion, or checkpoint recomputation
@@ -311,19 +245,34 @@ class ModuleTracker:
         call = _call_on_chain(parent, module)
         if call is not None:
             return call.path, call.parent
-        descendant = self._descendant_name(parent.module, module)
+        descendant = _descendant_name(self._descendants, parent.module, module)
         if descendant is not None:
             return f"{parent.path}.{descendant}", parent
         return f"{parent.path}.{class_name(module)}", parent
 
-    def _descendant_name(self, ancestor: torch.nn.Module, module: torch.nn.Module) -> str | None:
-        names = self._descendants.get(ancestor)
-        if names is None or module not in names:  # a submodule added since: look again
-            names = self._descendants[ancestor] = {}
-            for name, descendant in ancestor.named_modules():
-                names.setdefault(descendant, name)  # the first name, as named_modules dedupes
-            names.setdefault(module, None)  # not below it: asked once
-        return names[module]
+    def _caller_in_first_forward(self, node: Any, module: torch.nn.Module) -> Frame | None:
+        """The call that called ``module`` when the checkpoint re-running it first ran.
+
+        A reentrant checkpoint re-runs its function from its own node, made by
+        its caller; a non-reentrant one from the node of the function that
+        unpacks a saved tensor, made in a call the function ran: the caller is
+        the nearest call out from there that holds ``module``. A reentrant
+        checkpoint nested in a re-run function made its node outside every call:
+        it runs inside the backward of the checkpoint re-running it.
+        """
+        made_in = frame_of(self._nodes, node)
+        if made_in is None:
+            enclosing = (frame_of(self._nodes, outer) for outer in python_backward_nodes())
+            made_in = next((frame for frame in enclosing if frame is not None), None)
+        if _call_on_chain(made_in, module) is not None:
+            return made_in  # the checkpoint re-runs a call of that chain: its own path
+        caller = made_in
+        while (
+            caller is not None
+            and _descendant_name(self._descendants, caller.module, module) is None
+        ):
+            caller = caller.parent
+        return made_in if caller is None else caller
 
     def _root_name(self, module: torch.nn.Module) -> str | None:
         if self._roots is None:
@@ -331,43 +280,39 @@ class ModuleTracker:
             return GLOBAL_ALIAS if name == GLOBAL else name
         return self._roots.get(module)
 
-    def _stack(self) -> list[_Frame]:
-        stack: list[_Frame] | None = getattr(self._local, "stack", None)
+    def _stack(self) -> list[Frame]:
+        stack: list[Frame] | None = getattr(self._local, "stack", None)
         if stack is None:
             stack = self._local.stack = self._thread_nodes().running
         return stack
 
-    def _thread_nodes(self) -> _NodeIndex:
+    def _thread_nodes(self) -> NodeIndex:
         thread = threading.get_ident()
         nodes = self._nodes.get(thread)
         if nodes is None:
-            nodes = self._nodes[thread] = _NodeIndex()
+            nodes = self._nodes[thread] = NodeIndex()
         return nodes
 
-    def _frame_of(self, node: Any) -> _Frame | None:
-        """The module call that made autograd ``node``; None if unknown or ambiguous.
 
-        Each thread numbers the nodes it makes. A node that CUDA's backward thread
-        runs was made by the forward (the entering thread's numbers) or on that
-        thread (a checkpoint's recomputation, a double backward): where both
-        numberings place it, in different calls, it is left to ``"Global"``
-        rather than guessed.
-        """
-        if node is None:
-            return None
-        sequence_nr = node._sequence_nr()
-        if len(self._nodes) == 1:  # one thread numbered every node: the usual case
-            for index in self._nodes.values():
-                return index.frame_of(sequence_nr)
-        found = {index.frame_of(sequence_nr) for index in self._nodes.values()} - {None}
-        return found.pop() if len(found) == 1 else None
-
-
-def _call_on_chain(frame: _Frame | None, module: torch.nn.Module) -> _Frame | None:
+def _call_on_chain(frame: Frame | None, module: torch.nn.Module) -> Frame | None:
     """The call of ``module`` on the chain of calls ending at ``frame``, if any."""
     while frame is not None and frame.module is not module:
         frame = frame.parent
     return frame
+
+
+def _descendant_name(
+    cache: dict[torch.nn.Module, dict[torch.nn.Module, str | None]],
+    ancestor: torch.nn.Module,
+    module: torch.nn.Module,
+) -> str | None:
+    names = cache.get(ancestor)
+    if names is None or module not in names:  # a submodule added since: look again
+        names = cache[ancestor] = {}
+        for name, descendant in ancestor.named_modules():
+            names.setdefault(descendant, name)  # the first name, as named_modules dedupes
+        names.setdefault(module, None)  # not below it: asked once
+    return names[module]
 
 
 def class_name(module: torch.nn.Module) -> str:
