@@ -54,6 +54,13 @@ _FREE_PACKETS = frozenset(
         _aten._has_same_storage_numel,
         _aten._has_compatible_shallow_copy_type,
         _aten.detach,
+        # a jagged tensor's parts, handed back as they are stored
+        _aten._nested_get_offsets,
+        _aten._nested_get_lengths,
+        _aten._nested_get_ragged_idx,
+        _aten._nested_get_min_seqlen,
+        _aten._nested_get_max_seqlen,
+        _aten._nested_get_jagged_dummy,
         # in-place metadata: they change a tensor's shape or storage, not its data
         _aten.detach_,
         _aten.resize_,
