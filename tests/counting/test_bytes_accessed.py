@@ -218,12 +218,13 @@ def test_an_embedding_bag_moves_the_same_bytes_on_every_device(
         measured = pytest_flops.count(step, bag, indices, offsets, weights, device=device)
     # offset2bag, bag_size and max_indices are sized by each kernel for its own
     # backward (the CPU's offset2bag is empty here, meta's holds 8): left out.
-    # Forward: weight 10*4*4 = 160, indices 8*8 = 64, offsets 3*8 = 24, per-sample
-    # weights 8*4 = 32 read; the bags 3*4*4 = 48 written: 328. Backward: the sum's
+    # Forward: a weight row per index, 8*4*4 = 128 (of the table's 160), indices 8*8 =
+    # 64, offsets 3*8 = 24, per-sample weights 8*4 = 32 read; the bags 3*4*4 = 48
+    # written: 296. Backward: the sum's
     # gradient (one fp32 expanded, 4), indices 64, offsets 24, per-sample weights 32
     # read; the weight's gradient 160 written: 284.
     assert measured.bytes_by_op == {
-        "aten._embedding_bag": 328, "aten._embedding_bag_backward": 284,
+        "aten._embedding_bag": 296, "aten._embedding_bag_backward": 284,
         "aten.ones_like": 4, "aten.sum": 52,
     }  # fmt: skip
 
