@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ from pytest_flops import FlopCounterMode
 N = 1_000  # one fp32 parameter of 1,000 values: 4,000 B for it and each of its states
 
 
-def step_bytes(optimizer: type[torch.optim.Optimizer], **options: Any) -> dict[str, int]:
+def step_bytes(optimizer: Callable[..., torch.optim.Optimizer], **options: Any) -> dict[str, int]:
     parameter = torch.nn.Parameter(torch.randn(N))
     parameter.grad = torch.randn(N)
     step = optimizer([parameter], lr=0.1, **options)

@@ -224,7 +224,7 @@ class FlopCounterMode(ReentrantMode):
             op_plan = self._ops[id(func)] = plan(func, self._formula)
         kind, formula, bytes_of, listed = op_plan
         if kind is _SUBCLASS_METADATA:  # the subclass answers; a plain tensor (its data) runs
-            return NotImplemented if types else func(*args, **kwargs)
+            return NotImplemented if types else func(*args, **(kwargs or {}))
         kwargs = kwargs or {}
         if types:  # a tensor subclass is in the call
             if is_dtensor_call(types):
