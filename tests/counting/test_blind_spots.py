@@ -193,3 +193,29 @@ def test_torchvision_ops() -> None:
         )
     )
     assert (pooled.total, pooled.unsupported) == (0, {})  # interpolation, pooling: 0
+
+
+# -- tensor subclasses -------------------------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors is in prototype")
+@pytest.mark.parametrize("inference", [False, True], ids=["grad", "inference"])
+def test_a_jagged_linear_counts_as_the_linear_of_its_values(inference: bool) -> None:
+    # The jagged tensor runs linear and linear_backward itself, on its packed values
+    # (3 + 5 = 8 tokens of 8 features); decomposed by the mode, linear crashed.
+    tokens = torch.nested.nested_tensor(
+        [torch.randn(3, 8), torch.randn(5, 8)], layout=torch.jagged, requires_grad=True
+    )
+    linear = torch.nn.Linear(8, 4)
+    if inference:
+        with torch.inference_mode():
+            forward = measure(lambda: linear(tokens))
+    else:
+        forward = measure(lambda: linear(tokens))
+    # addmm(bias, values, W.t()): 2*8*8*4 = 512 FLOPs; reads 8*8 + 4*8 + 4, writes 8*4,
+    # fp32: (64 + 32 + 4 + 32) * 4 = 528 B
+    assert (forward.by_op, forward.unsupported) == ({"aten.addmm": 512}, {})
+    assert forward.bytes_by_op == {"aten.addmm": 528}
+    step = measure(lambda: linear(tokens).values().sum().backward())
+    # backward: the input gradient (8x4 @ 4x8) and the weight's (4x8 @ 8x8), 512 each
+    assert (step.by_op, step.unsupported) == ({"aten.addmm": 512, "aten.mm": 1_024}, {})

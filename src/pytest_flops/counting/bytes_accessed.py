@@ -54,6 +54,13 @@ _FREE_PACKETS = frozenset(
         _aten._has_same_storage_numel,
         _aten._has_compatible_shallow_copy_type,
         _aten.detach,
+        # a jagged tensor's parts, handed back as they are stored
+        _aten._nested_get_offsets,
+        _aten._nested_get_lengths,
+        _aten._nested_get_ragged_idx,
+        _aten._nested_get_min_seqlen,
+        _aten._nested_get_max_seqlen,
+        _aten._nested_get_jagged_dummy,
         # in-place metadata: they change a tensor's shape or storage, not its data
         _aten.detach_,
         _aten.resize_,
@@ -135,16 +142,32 @@ _BACKEND_ARGS = {
     _aten.miopen_batch_norm_backward.default: frozenset({5, 6}),
 }
 
-# Arguments that an op writes when a bool argument is true, and only reads when it is
-# false, whatever its schema says: batch norm's running statistics, written in
-# training. Overload -> (positions of the arguments, position of the bool).
+# Arguments that an op writes only when another argument is set, and only reads
+# otherwise, whatever its schema says. Overload -> (positions of the arguments, the
+# position of a bool or the name of an optional tensor that sets them).
+# Batch norm writes its running statistics in training.
 _BATCH_NORM_RUNNING_STATS = (frozenset({3, 4}), 5)
-_WRITTEN_WHEN = {
+_WRITTEN_WHEN: dict[OpOverload, tuple[frozenset[int], int | str]] = {
     _aten.native_batch_norm.default: _BATCH_NORM_RUNNING_STATS,
     _aten._native_batch_norm_legit.default: _BATCH_NORM_RUNNING_STATS,
     _aten.cudnn_batch_norm.default: _BATCH_NORM_RUNNING_STATS,
     _aten.miopen_batch_norm.default: _BATCH_NORM_RUNNING_STATS,
 }
+# A fused optimizer step stores its gradients back only when it unscales them by
+# grad_scale (mixed precision's scaler); otherwise it reads them.
+_WRITTEN_WHEN.update(
+    (overload, (frozenset({1}), "grad_scale"))
+    for packet in (
+        _aten._fused_sgd_,
+        _aten._fused_adam_,
+        _aten._fused_adamw_,
+        _aten._fused_adagrad_,
+    )
+    for overload in map(packet.__getattr__, packet.overloads())
+)
+# Arguments that a schema marks written and the kernel only reads: fused Adagrad's
+# step counts, which the optimizer increments before the step.
+_ONLY_READ = {_aten._fused_adagrad_.default: frozenset({3})}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -157,7 +180,9 @@ class ByteRule:
     reads_written: bool = True  # False: the mutated arguments are overwritten, not read
     fresh_returns: tuple[bool, ...] | None = None  # per return: new memory (None: all are)
     skipped_args: frozenset[int] = frozenset()  # positions of workspaces: not counted
-    written_when: int | None = None  # position of a bool: False, written_args are only read
+    # positions of arguments written only when the argument at a position (a bool) or of
+    # a name (an optional tensor) is set, and otherwise only read
+    written_when: tuple[frozenset[int], int | str] | None = None
     # position of a gradient op's output_mask: a return it leaves False is not computed
     # (None on a CPU, a tensor on meta), so it is not written on any device
     output_mask: int | None = None
@@ -196,8 +221,10 @@ def byte_rule(op: OpOverload) -> ByteRule:
         for arg in schema.arguments
         if arg.alias_info is not None and arg.alias_info.is_write and arg.kwarg_only
     )
-    flagged, flag = _WRITTEN_WHEN.get(op, (frozenset(), None))
-    written |= flagged
+    written_when = _WRITTEN_WHEN.get(op)
+    if written_when is not None:
+        written |= written_when[0]
+    written -= _ONLY_READ.get(op, frozenset())
     backend = _BACKEND_RETURNS.get(op._overloadpacket, frozenset())
     fresh = tuple(
         ret.alias_info is None and i not in backend for i, ret in enumerate(schema.returns)
@@ -214,7 +241,7 @@ def byte_rule(op: OpOverload) -> ByteRule:
         )
         | _BACKEND_ARGS.get(op, frozenset())
         | (frozenset({0}) if op._overloadpacket in _SHAPED_LIKE_SELF else frozenset()),
-        written_when=flag,
+        written_when=written_when,
         output_mask=next(
             (i for i, arg in enumerate(schema.arguments) if arg.name == "output_mask"), None
         ),
@@ -250,8 +277,12 @@ def bytes_accessed(rule: ByteRule, args: Sequence[Any], kwargs: dict[str, Any], 
     seen: set[int] = set()
     total = 0
     written = rule.written_args
-    if rule.written_when is not None and not args[rule.written_when]:
-        written = frozenset()
+    if rule.written_when is not None:
+        conditional, condition = rule.written_when
+        if not (
+            args[condition] if isinstance(condition, int) else kwargs.get(condition) is not None
+        ):
+            written -= conditional
     for i in written:  # first, so that a tensor also passed as input counts once
         for tensor in _tensors(args[i]) if i < len(args) else ():
             seen.add(id(tensor))

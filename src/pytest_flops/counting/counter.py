@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import warnings
 from collections import ChainMap, Counter, defaultdict
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
-from typing import Any, Generic, Self, TypeVar
+from collections.abc import Callable, Mapping
+from contextlib import ExitStack
+from typing import Any, Generic, TypeVar
 
 import torch
 from torch._ops import OpOverload, OpOverloadPacket
-from torch.utils._python_dispatch import TorchDispatchMode, _get_current_dispatch_mode_stack
+from torch._subclasses.fake_tensor import FakeTensor
 
 from pytest_flops.counting.bytes_accessed import GENERIC, ByteRule, bytes_accessed
 from pytest_flops.counting.distributed import (
@@ -49,6 +49,7 @@ from pytest_flops.counting.module_tracker import Models, ModuleTracker, root_nam
 from pytest_flops.counting.op_kinds import OpKind, OpPlan, plan
 from pytest_flops.counting.phase import phase
 from pytest_flops.counting.precision import flop_precision
+from pytest_flops.counting.reentrant import ReentrantMode
 from pytest_flops.counting.tally import FORWARD, Counts, Tally, op_name
 from pytest_flops.measurement import Measurement, World
 from pytest_flops.tables import flop_table
@@ -82,65 +83,7 @@ class _RowView(Generic[T]):
         return table
 
 
-class _ReentrantMode(TorchDispatchMode):
-    """A dispatch mode that may be entered again while it is active, and counts once.
-
-    Entering it after it exited starts afresh (:meth:`_start`); entering it
-    while active (nesting the same instance) pushes nothing, except from inside
-    its own dispatch: a ``torch.library.register_torch_dispatch`` rule for the
-    class runs with the mode popped, and is pushed back so the rule's ops count.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]
-        self._active = 0
-        self._pushed: list[bool] = []  # per entry: did it push the mode
-
-    def _start(self) -> None:
-        """Set up the outermost entry (undoing what it did, if it raises)."""
-
-    def _stop(self) -> None:
-        """Undo :meth:`_start` at the outermost exit."""
-
-    def __enter__(self) -> Self:
-        if self._active == 0:
-            self._start()
-            try:
-                super().__enter__()  # type: ignore[no-untyped-call]
-            except BaseException:
-                self._stop()
-                raise
-            self._pushed.append(False)  # the last exit pops it, below
-        else:
-            popped = self not in _get_current_dispatch_mode_stack()
-            if popped:
-                TorchDispatchMode.__enter__(self)
-            self._pushed.append(popped)
-        self._active += 1
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._active -= 1
-        if self._pushed.pop():
-            TorchDispatchMode.__exit__(self, *exc_info)
-        if self._active:
-            return
-        try:
-            super().__exit__(*exc_info)  # type: ignore[no-untyped-call]
-        finally:
-            self._stop()
-
-    @contextmanager
-    def _counting_again(self) -> Iterator[None]:
-        """Re-push this mode (which dispatch popped) so a decomposition's or a body's ops count."""
-        TorchDispatchMode.__enter__(self)
-        try:
-            yield
-        finally:
-            TorchDispatchMode.__exit__(self, None, None, None)
-
-
-class FlopCounterMode(_ReentrantMode):
+class FlopCounterMode(ReentrantMode):
     """Counts FLOPs of everything run inside ``with FlopCounterMode() as mode:``.
 
     A drop-in for ``torch.utils.flop_counter.FlopCounterMode``: ``flop_counts``
@@ -280,8 +223,8 @@ class FlopCounterMode(_ReentrantMode):
         if op_plan is None:
             op_plan = self._ops[id(func)] = plan(func, self._formula)
         kind, formula, bytes_of, listed = op_plan
-        if kind is _SUBCLASS_METADATA:
-            return NotImplemented
+        if kind is _SUBCLASS_METADATA:  # the subclass answers; a plain tensor (its data) runs
+            return NotImplemented if types else func(*args, **(kwargs or {}))
         kwargs = kwargs or {}
         if types:  # a tensor subclass is in the call
             if is_dtensor_call(types):
@@ -295,7 +238,7 @@ class FlopCounterMode(_ReentrantMode):
         if kind is _MOVES_NOTHING:  # views: the fast path
             return func(*args, **kwargs)
         if kind is not _COUNTED and kind is not _UNCOUNTED:
-            return _dispatch_other(self, func, op_plan, args, kwargs)
+            return _dispatch_other(self, func, op_plan, types, args, kwargs)
         out = func(*args, **kwargs)
         flops = None if formula is None else formula(args, kwargs, out)  # None: bytes only
         self._count(listed, node, flops, bytes_of(args, kwargs, out), args)
@@ -343,11 +286,17 @@ def _dispatch_other(
     mode: FlopCounterMode,
     func: OpOverload,
     plan: OpPlan,
+    types: tuple[type, ...],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> Any:
     """The kinds of op other than views and counted ones: rarer, and slower."""
     kind, formula, bytes_of, listed = plan
+    if (kind is OpKind.DECOMPOSED or kind is OpKind.UNSUPPORTED) and _runs_its_own_ops(types):
+        # Without the mode, the subclass gets the op whole (a jagged tensor's linear and
+        # linear_backward), and may run it otherwise than the decomposition: its ops on
+        # plain tensors come back here to be counted.
+        return NotImplemented
     if kind is OpKind.HIGHER_ORDER:
         return dispatch_higher_order(mode, func, args, kwargs)  # type: ignore[arg-type]
     if kind is OpKind.COMMUNICATION:
@@ -387,6 +336,12 @@ def warm_up() -> None:
     with FlopCounterMode(display=False):
         x = torch.ones(2, 2, requires_grad=True)
         torch.nn.functional.linear(x, torch.ones(2, 2)).sum().backward()
+
+
+def _runs_its_own_ops(types: tuple[type, ...]) -> bool:
+    """Whether a tensor subclass in the call runs ops itself: a fake tensor hands them
+    back to its mode."""
+    return any(not issubclass(cls, FakeTensor) for cls in types)
 
 
 def _is_nested(value: object) -> bool:

@@ -20,6 +20,7 @@ from pytest_flops.counting.bytes_accessed import (
 )
 from pytest_flops.counting.distributed import is_collective
 from pytest_flops.counting.formulas import FlopFormula, FlopTarget, is_uncounted
+from pytest_flops.counting.indexed_bytes import indexed_bytes
 
 __all__ = ["SUBCLASS_METADATA_OPS", "BytesOf", "OpKind", "OpPlan", "plan"]
 
@@ -78,7 +79,11 @@ def plan(
     """Everything the mode needs to count ``func``, worked out on its first call."""
     kind, formula = _classify(func, formula_of)
     rule = _byte_rule_of(func)
-    bytes_of = plain_bytes if rule.plain else partial(bytes_accessed, rule)
+    indexed = None if isinstance(func, HigherOrderOperator) else indexed_bytes(func)
+    if indexed is not None:  # a gather or a scatter
+        bytes_of: BytesOf = indexed
+    else:
+        bytes_of = plain_bytes if rule.plain else partial(bytes_accessed, rule)
     listed = func if isinstance(func, HigherOrderOperator) else func._overloadpacket
     return kind, formula, bytes_of, listed
 
