@@ -486,3 +486,30 @@ def test_the_page_keeps_every_digit_and_rounds_as_the_terminal_does(
     title, row = last_point("t/test_big.py::test_round")
     assert title[1] == "total 1,618 FLOP, +18 FLOP (+1.12%)"
     assert row[5] == "+18 FLOP (+1.12%)"
+
+
+@pytest.mark.slow
+def test_commit_subjects_of_any_text_leave_the_page_whole(
+    browser: Browser,  # noqa: F811
+    repo: Repo,
+    tmp_path: Path,
+) -> None:
+    # "<!--<script>" would keep the data's </script> from ending it; "@SCRIPT@" is data, not
+    # the template's marker for the script (see test_html_report's AWKWARD_IDS)
+    subjects = ["wider <!--<script> head", "docs: mention @SCRIPT@ marker"]
+    path = "t/__flops__/test_fc.py/test_fc.flops.json"
+    for day, subject in enumerate(subjects, start=1):
+        repo.write(path, snapshot_text("test_fc", default={"M.x": (1_600 * day, 0)}))
+        repo.commit(subject, day=day)
+    out = tmp_path / "history.html"
+    assert flops_cli(repo.root, "history", "--html", str(out)).returncode == 0
+    browser.get(out.as_uri())
+    assert browser.find_element("css selector", "body").get_attribute("data-ready") == "yes"
+    section = browser.find_element(
+        "css selector", 'section.series[data-test="t/test_fc.py::test_fc"]'
+    )
+    rows = section.find_elements("css selector", "tbody tr")
+    assert [row.find_elements("css selector", "td")[-1].text for row in rows] == [
+        f"{subjects[0]} (added)",
+        subjects[1],
+    ]

@@ -27,7 +27,7 @@ from pytest_flops.reports.diff import (
 )
 from pytest_flops.reports.diff_render import amount, first_few, operators_moved, signed, title
 from pytest_flops.reports.git import Commit, GitError, Repository, StoredSnapshot, parse
-from pytest_flops.reports.html import script_json
+from pytest_flops.reports.html import filled, script_json
 from pytest_flops.snapshots.format import FlopsSnapshot, comparable
 from pytest_flops.tables import aligned
 from pytest_flops.units import format_flops
@@ -297,10 +297,7 @@ def history_html(series: Sequence[Series], *, where: str) -> str:
             (assets / script).read_text(encoding="utf-8") for script in ("common.js", "history.js")
         ),
     }
-    page = (assets / "history.html").read_text(encoding="utf-8")
-    for marker, text in parts.items():
-        page = page.replace(marker, text, 1)
-    return page
+    return filled((assets / "history.html").read_text(encoding="utf-8"), parts)
 
 
 def _series_data(series: Series) -> dict[str, Any]:
