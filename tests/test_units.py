@@ -1,9 +1,12 @@
 """Amounts as people write them: budgets ("4 GFLOP", "2 ms") parsed, counts formatted."""
 
+import math
+
 import pytest
 
 from pytest_flops.measurement import relative_text
 from pytest_flops.units import (
+    exact_digits,
     format_bytes,
     format_flops,
     format_pair,
@@ -126,6 +129,14 @@ def test_format_pair_writes_bytes_and_seconds_too() -> None:
         "200.000000000001 ps",
         "200 ps",
     )
+
+
+def test_a_time_is_shifted_into_its_unit_exactly() -> None:
+    # 28,736 bytes at 3.35 TB/s, one float below: 8.577910447761192e-09 s. Divided by 1e-9
+    # in floats it reads 8.577910447761191 ns; its digits only move.
+    limit = math.nextafter(28_736 / 3.35e12, 0)
+    assert repr(limit) == "8.577910447761192e-09"
+    assert format_seconds(limit, significant=exact_digits(limit)) == "8.577910447761192 ns"
 
 
 @pytest.mark.parametrize(

@@ -194,7 +194,8 @@ def format_pair(
 
 _TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9, "ps": 1e-12}
 _TIME = re.compile(_NUMBER + r"(?P<unit>s|ms|us|µs|ns|ps)?\s*$")
-_SHOWN_TIME_UNITS = (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9), ("ps", 1e-12))
+_SHOWN_TIME_UNITS = (("s", 0), ("ms", -3), ("µs", -6), ("ns", -9), ("ps", -12))
+"""Each unit and its power of ten."""
 
 
 def parse_seconds(value: str | float, *, source: str | None = None) -> float:
@@ -223,12 +224,23 @@ def format_seconds(seconds: float, *, significant: int = 3) -> str:
     """Three significant digits in the largest unit that keeps the value >= 1: ``8.58 ns``."""
     if not seconds:
         return "0 s"
-    # rounded before the unit is chosen: 999.7 ns is 1 µs, not "1e+03 ns"
-    rounded = [
-        (float(f"{seconds / scale:.{significant}g}"), unit) for unit, scale in _SHOWN_TIME_UNITS
-    ]
-    value, unit = next((pair for pair in rounded if pair[0] >= 1), rounded[-1])
-    return f"{value:.{max(significant, 6)}g} {unit}"
+    # the float's shortest form shifted by a power of ten, exactly: a float divided by
+    # 1e-9 can change its last digit (8.577910447761192e-09 s read 8.577910447761191 ns)
+    exact = Decimal(repr(seconds))
+    with localcontext() as context:
+        context.prec = max(significant, len(exact.as_tuple().digits)) + 1
+        # rounded before the unit is chosen: 999.7 ns is 1 µs, not "1000 ns"
+        rounded = [
+            (_round_significant(exact.scaleb(-power), significant), unit)
+            for unit, power in _SHOWN_TIME_UNITS
+        ]
+        value, unit = next((pair for pair in rounded if pair[0] >= 1), rounded[-1])
+        return f"{value.normalize():f} {unit}"
+
+
+def _round_significant(value: Decimal, significant: int) -> Decimal:
+    """``value`` rounded half to even to ``significant`` significant digits."""
+    return value.quantize(Decimal(1).scaleb(value.adjusted() - significant + 1))
 
 
 def parse_rtol(value: object, *, source: str | None = None) -> float:
