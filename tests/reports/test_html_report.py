@@ -539,6 +539,22 @@ def test_test_ids_of_any_text_leave_the_page_whole(browser: Browser, tmp_path: P
     assert sorted(row[0] for row in suite_rows(browser)) == sorted(AWKWARD_IDS)
 
 
+def test_flops_that_moved_at_equal_totals_say_so_in_their_row(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # SMALL's 720 FLOP, from Net.fc into Net.gc: every total held, the test failed
+    moved = replace(
+        SMALL, modules={GLOBAL: SMALL.modules[GLOBAL], "Net.gc": SMALL.modules["Net.fc"]}
+    )
+    records = [make_record("t.py::test_moved", moved, baseline=SMALL, status=Status.CHANGED)]
+    document = json_report(records, RunMetadata.collect().to_dict())
+    path = tmp_path / "moved.html"
+    path.write_text(html_report(document, records), encoding="utf-8")
+    browser.get(path.as_uri())
+    assert browser.find_element("css selector", "body").get_attribute("data-ready") == "yes"
+    assert suite_rows(browser)[0][4:] == ["moved", "", "changed"]
+
+
 def test_percentages_are_rounded_as_the_terminal_report_rounds_them(exact_page: Browser) -> None:
     rows = {row[0]: row for row in suite_rows(exact_page)}
     assert rows["t.py::test_round"][4:6] == ["+18 FLOP", relative_text(1_600, 1_618)]
