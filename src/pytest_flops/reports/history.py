@@ -15,6 +15,7 @@ import html
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.resources import files
+from itertools import pairwise
 from typing import Any
 
 from pytest_flops.measurement import DEFAULT_NAME, relative_text
@@ -265,7 +266,7 @@ def _totals_text(points: Sequence[Point]) -> list[str]:
     removed."""
     counted = [(index, p.counts["total"]) for index, p in enumerate(points) if p.counts]
     digits = dict.fromkeys((index for index, _ in counted), SIGNIFICANT)
-    for (before, first), (after, second) in zip(counted, counted[1:]):
+    for (before, first), (after, second) in pairwise(counted):
         telling = telling_digits(first, second)
         digits[before], digits[after] = max(digits[before], telling), max(digits[after], telling)
     texts = ["-"] * len(points)

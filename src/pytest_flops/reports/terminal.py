@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import groupby
 
-from pytest_flops.measurement import GLOBAL, DEFAULT_NAME, Measurement, is_precision, relative_text
+from pytest_flops.measurement import DEFAULT_NAME, GLOBAL, Measurement, is_precision, relative_text
 from pytest_flops.reports.markup import code_span
 from pytest_flops.reports.records import MeasurementRecord, Status
 from pytest_flops.reports.times import (
