@@ -1,9 +1,12 @@
 """Amounts as people write them: budgets ("4 GFLOP", "2 ms") parsed, counts formatted."""
 
+import math
+
 import pytest
 
 from pytest_flops.measurement import relative_text
 from pytest_flops.units import (
+    exact_digits,
     format_bytes,
     format_flops,
     format_pair,
@@ -111,21 +114,34 @@ def test_format_flops(flops: int, text: str) -> None:
 
 def test_format_pair_adds_digits_until_the_amounts_differ() -> None:
     assert format_pair(4_370_000_000, 4 * 10**9) == ("4.37 GFLOP", "4 GFLOP")
-    assert format_pair(4_000_400_000, 4 * 10**9) == ("4.0004 GFLOP", "4 GFLOP")
-    assert format_pair(4 * 10**9 + 1, 4 * 10**9) == ("4.000000001 GFLOP", "4 GFLOP")
+    # past three digits, the zeros are digits too: "4 GFLOP" would read as less precise
+    assert format_pair(4_000_400_000, 4 * 10**9) == ("4.0004 GFLOP", "4.0000 GFLOP")
+    assert format_pair(4 * 10**9 + 1, 4 * 10**9) == ("4.000000001 GFLOP", "4.000000000 GFLOP")
+    # 1,000,500 is 1.000 MFLOP at four digits (half to even), as 1,000,000 is
+    assert format_pair(1_000_000, 1_000_500) == ("1.0000 MFLOP", "1.0005 MFLOP")
+    assert format_pair(1_000, 1_001) == ("1.000 KFLOP", "1.001 KFLOP")
     assert format_pair(5, 5) == ("5 FLOP", "5 FLOP")
+    assert format_pair(5, 6) == ("5 FLOP", "6 FLOP")  # no digit below a FLOP
 
 
 def test_format_pair_writes_bytes_and_seconds_too() -> None:
     assert format_pair(2048, 1000, written=format_bytes) == ("2.05 kB", "1 kB")
-    assert format_pair(1_000_001, 10**6, written=format_bytes) == ("1.000001 MB", "1 MB")
+    assert format_pair(1_000_001, 10**6, written=format_bytes) == ("1.000001 MB", "1.000000 MB")
     # 28,736 bytes at 3.35 TB/s = 8.5779 ns, over a limit of 8.577 ns
     used = format_pair(28_736 / 3.35e12, 8.577e-9, written=format_seconds)
     assert used == ("8.578 ns", "8.577 ns")
     assert format_pair(2e-10 + 1e-24, 2e-10, written=format_seconds) == (
         "200.000000000001 ps",
-        "200 ps",
+        "200.000000000000 ps",
     )
+
+
+def test_a_time_is_shifted_into_its_unit_exactly() -> None:
+    # 28,736 bytes at 3.35 TB/s, one float below: 8.577910447761192e-09 s. Divided by 1e-9
+    # in floats it reads 8.577910447761191 ns; its digits only move.
+    limit = math.nextafter(28_736 / 3.35e12, 0)
+    assert repr(limit) == "8.577910447761192e-09"
+    assert format_seconds(limit, significant=exact_digits(limit)) == "8.577910447761192 ns"
 
 
 @pytest.mark.parametrize(

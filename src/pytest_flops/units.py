@@ -141,17 +141,24 @@ def _whole(number: Decimal, scale: int, value: object, what: str) -> int:
 _SHOWN_BYTE_UNITS = {"B": 1, "kB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
 
 
-def format_flops(flops: int, *, significant: int = 3) -> str:
-    """``4_370_000_000`` as ``"4.37 GFLOP"``: the largest unit that keeps a leading digit."""
-    return _scaled(flops, UNITS, significant)
+SIGNIFICANT = 3
+"""The significant digits an amount is written with, unless two must be told apart."""
 
 
-def format_bytes(size: int, *, significant: int = 3) -> str:
+def format_flops(
+    flops: int, *, significant: int = SIGNIFICANT, trailing_zeros: bool = False
+) -> str:
+    """``4_370_000_000`` as ``"4.37 GFLOP"``: the largest unit that keeps a leading digit;
+    with ``trailing_zeros``, every digit asked for (``"4.000 GFLOP"``), none below a FLOP."""
+    return _scaled(flops, UNITS, significant, trailing_zeros)
+
+
+def format_bytes(size: int, *, significant: int = SIGNIFICANT, trailing_zeros: bool = False) -> str:
     """``65_536`` as ``"65.5 kB"``: decimal units, as :func:`format_flops` writes FLOPs."""
-    return _scaled(size, _SHOWN_BYTE_UNITS, significant)
+    return _scaled(size, _SHOWN_BYTE_UNITS, significant, trailing_zeros)
 
 
-def _scaled(amount: int, units: dict[str, int], significant: int) -> str:
+def _scaled(amount: int, units: dict[str, int], significant: int, trailing_zeros: bool) -> str:
     unit, scale = next(iter(units.items()))
     for name, size in units.items():
         if abs(amount) >= size:
@@ -159,12 +166,14 @@ def _scaled(amount: int, units: dict[str, int], significant: int) -> str:
     with localcontext() as context:  # every digit: 10**43 FLOP is 10**28 PFLOP, exactly
         context.prec = len(str(abs(amount))) + significant
         value = Decimal(amount) / scale
-        rounded = round(value, max(significant - len(str(int(abs(value)))), 0))
+        # a whole count has no digit below its unit's one: 5 FLOP, never 5.00 FLOP
+        places = min(significant - len(str(int(abs(value)))), len(str(scale)) - 1)
+        rounded = round(value, max(places, 0))
     if abs(rounded) >= 1000 and scale != max(units.values()):
         # 999_999 rounds to 1000 KFLOP: say 1 MFLOP instead.
-        return _scaled(int(rounded) * scale, units, significant)
+        return _scaled(int(rounded) * scale, units, significant, trailing_zeros)
     text = f"{rounded:f}"
-    if "." in text:
+    if "." in text and not trailing_zeros:
         text = text.rstrip("0").rstrip(".")
     return f"{text} {unit}"
 
@@ -180,21 +189,38 @@ def format_pair(
 ) -> tuple[str, str]:
     """Both amounts with just enough significant digits (3 at least) to tell them apart,
     as ``written`` writes them: :func:`format_flops`, :func:`format_bytes` or
-    :func:`format_seconds`."""
-    most = max(exact_digits(first), exact_digits(second), 3)
-    for significant in range(3, most + 1):
-        texts = (
-            written(first, significant=significant),
-            written(second, significant=significant),
-        )
-        if texts[0] != texts[1]:
-            return texts
-    return texts
+    :func:`format_seconds`. Past 3 digits both keep every digit, the zeros too:
+    ``1.0000 MFLOP`` beside ``1.0005 MFLOP``, never ``1 MFLOP``, which reads as less
+    precise than it is."""
+    significant = telling_digits(first, second, written=written)
+    return (
+        written(first, significant=significant, trailing_zeros=significant > SIGNIFICANT),
+        written(second, significant=significant, trailing_zeros=significant > SIGNIFICANT),
+    )
+
+
+def telling_digits(
+    first: float, second: float, *, written: Callable[..., str] = format_flops
+) -> int:
+    """The fewest significant digits (3 at least) at which ``written`` tells the two
+    amounts apart; 3 for equal ones."""
+    if first == second:
+        return SIGNIFICANT
+    most = max(exact_digits(first), exact_digits(second), SIGNIFICANT)
+    return next(
+        (
+            significant
+            for significant in range(SIGNIFICANT, most)
+            if written(first, significant=significant) != written(second, significant=significant)
+        ),
+        most,
+    )
 
 
 _TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9, "ps": 1e-12}
 _TIME = re.compile(_NUMBER + r"(?P<unit>s|ms|us|µs|ns|ps)?\s*$")
-_SHOWN_TIME_UNITS = (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9), ("ps", 1e-12))
+_SHOWN_TIME_UNITS = (("s", 0), ("ms", -3), ("µs", -6), ("ns", -9), ("ps", -12))
+"""Each unit and its power of ten."""
 
 
 def parse_seconds(value: str | float, *, source: str | None = None) -> float:
@@ -219,16 +245,30 @@ def parse_seconds(value: str | float, *, source: str | None = None) -> float:
     return seconds
 
 
-def format_seconds(seconds: float, *, significant: int = 3) -> str:
-    """Three significant digits in the largest unit that keeps the value >= 1: ``8.58 ns``."""
+def format_seconds(
+    seconds: float, *, significant: int = SIGNIFICANT, trailing_zeros: bool = False
+) -> str:
+    """Three significant digits in the largest unit that keeps the value >= 1: ``8.58 ns``;
+    with ``trailing_zeros``, every digit asked for (``8.500 ns``)."""
     if not seconds:
         return "0 s"
-    # rounded before the unit is chosen: 999.7 ns is 1 µs, not "1e+03 ns"
-    rounded = [
-        (float(f"{seconds / scale:.{significant}g}"), unit) for unit, scale in _SHOWN_TIME_UNITS
-    ]
-    value, unit = next((pair for pair in rounded if pair[0] >= 1), rounded[-1])
-    return f"{value:.{max(significant, 6)}g} {unit}"
+    # the float's shortest form shifted by a power of ten, exactly: a float divided by
+    # 1e-9 can change its last digit (8.577910447761192e-09 s read 8.577910447761191 ns)
+    exact = Decimal(repr(seconds))
+    with localcontext() as context:
+        context.prec = max(significant, len(exact.as_tuple().digits)) + 1
+        # rounded before the unit is chosen: 999.7 ns is 1 µs, not "1000 ns"
+        rounded = [
+            (_round_significant(exact.scaleb(-power), significant), unit)
+            for unit, power in _SHOWN_TIME_UNITS
+        ]
+        value, unit = next((pair for pair in rounded if pair[0] >= 1), rounded[-1])
+        return f"{value if trailing_zeros else value.normalize():f} {unit}"
+
+
+def _round_significant(value: Decimal, significant: int) -> Decimal:
+    """``value`` rounded half to even to ``significant`` significant digits."""
+    return value.quantize(Decimal(1).scaleb(value.adjusted() - significant + 1))
 
 
 def parse_rtol(value: object, *, source: str | None = None) -> float:

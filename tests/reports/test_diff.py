@@ -709,7 +709,7 @@ def test_bytes_too_close_for_three_digits_are_written_whole() -> None:
     cells = {re.split(r"\s{2,}", row.strip())[0]: re.split(r"\s{2,}", row.strip())[1:4]
              for row in _diff_text(before, after)[2:6]}  # fmt: skip
     assert cells["bytes_accessed"] == ["20,000,000 B", "20,000,020 B", "+20 B"]
-    assert cells["total"] == ["2 GFLOP", "2.000000002 GFLOP", "+2 FLOP"]
+    assert cells["total"] == ["2.000000000 GFLOP", "2.000000002 GFLOP", "+2 FLOP"]
 
 
 def test_a_test_id_with_backticks_stays_one_code_span_in_the_comment() -> None:

@@ -486,3 +486,75 @@ def test_the_page_keeps_every_digit_and_rounds_as_the_terminal_does(
     title, row = last_point("t/test_big.py::test_round")
     assert title[1] == "total 1,618 FLOP, +18 FLOP (+1.12%)"
     assert row[5] == "+18 FLOP (+1.12%)"
+
+
+@pytest.mark.slow
+def test_commit_subjects_of_any_text_leave_the_page_whole(
+    browser: Browser,  # noqa: F811
+    repo: Repo,
+    tmp_path: Path,
+) -> None:
+    # "<!--<script>" would keep the data's </script> from ending it; "@SCRIPT@" is data, not
+    # the template's marker for the script (see test_html_report's AWKWARD_IDS)
+    subjects = ["wider <!--<script> head", "docs: mention @SCRIPT@ marker"]
+    path = "t/__flops__/test_fc.py/test_fc.flops.json"
+    for day, subject in enumerate(subjects, start=1):
+        repo.write(path, snapshot_text("test_fc", default={"M.x": (1_600 * day, 0)}))
+        repo.commit(subject, day=day)
+    out = tmp_path / "history.html"
+    assert flops_cli(repo.root, "history", "--html", str(out)).returncode == 0
+    browser.get(out.as_uri())
+    assert browser.find_element("css selector", "body").get_attribute("data-ready") == "yes"
+    section = browser.find_element(
+        "css selector", 'section.series[data-test="t/test_fc.py::test_fc"]'
+    )
+    rows = section.find_elements("css selector", "tbody tr")
+    assert [row.find_elements("css selector", "td")[-1].text for row in rows] == [
+        f"{subjects[0]} (added)",
+        subjects[1],
+    ]
+
+
+def close_totals(repo: Repo) -> list[str]:
+    """Three commits of Linear(1, N, bias=False) on a (1, 1) input, 2*N FLOP: N = 500,000,
+    500,200, 500,250, so 1,000,000, 1,000,400 and 1,000,500 FLOP; their short commits."""
+    path = "t/__flops__/test_fc.py/test_fc.flops.json"
+    shorts = []
+    for day, n in enumerate((500_000, 500_200, 500_250), start=1):
+        repo.write(path, snapshot_text("test_fc", default={"M.fc": (2 * n, 0)}))
+        shorts.append(repo.commit(f"N={n}", day=day)[:7])
+    return shorts
+
+
+def test_close_totals_are_written_with_the_digits_that_tell_them_apart(repo: Repo) -> None:
+    first, second, third = close_totals(repo)
+    # 1,000,000 against 1,000,400 needs four digits past the point (1.0000, 1.0004), and
+    # 1,000,400 against 1,000,500 too; every digit kept, its zeros too
+    assert flops_cli(repo.root, "history").stdout.splitlines()[1:] == [
+        "  date        commit          total              change  subject",
+        f"  2026-11-01  {first}  1.0000 MFLOP                      N=500000 (added)",
+        f"  2026-11-02  {second}  1.0004 MFLOP  +400 FLOP (+0.04%)  N=500200",
+        f"  2026-11-03  {third}  1.0005 MFLOP  +100 FLOP (+0.01%)  N=500250",
+    ]
+
+
+@pytest.mark.slow
+def test_the_page_writes_close_totals_as_the_terminal_does(
+    browser: Browser,  # noqa: F811
+    repo: Repo,
+    tmp_path: Path,
+) -> None:
+    close_totals(repo)
+    out = tmp_path / "history.html"
+    assert flops_cli(repo.root, "history", "--html", str(out)).returncode == 0
+    browser.get(out.as_uri())
+    assert browser.find_element("css selector", "body").get_attribute("data-ready") == "yes"
+    section = browser.find_element(
+        "css selector", 'section.series[data-test="t/test_fc.py::test_fc"]'
+    )
+    rows = section.find_elements("css selector", "tbody tr")
+    assert [row.find_elements("css selector", "td")[2].text for row in rows] == [
+        "1.0000 MFLOP",
+        "1.0004 MFLOP",
+        "1.0005 MFLOP",
+    ]

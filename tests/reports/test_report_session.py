@@ -285,3 +285,84 @@ def test_a_change_too_small_for_two_decimals_never_reads_as_none(
     )
     assert "+0.00%" not in result.stdout.str()
     assert "| +2 FLOP | <+0.01% | changed |" in (pytester.path / "flops.md").read_text()
+
+
+HELD_TOTALS = """
+import torch
+
+MOVED = {moved}
+W = torch.ones(8, 8)
+
+
+class Matmul(torch.nn.Module):
+    def forward(self, x):
+        return x if MOVED else x @ W
+
+
+class Double(torch.nn.Module):
+    def forward(self, x):
+        return x if MOVED else x * 2
+
+
+class Net(torch.nn.Module):
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        y = self.inner(x)
+        if MOVED:
+            y = y @ W if isinstance(self.inner, Matmul) else y * 2
+        return y
+
+
+def test_matmul(flops):
+    model = Net(Matmul())
+    with torch.no_grad(), flops(model):
+        model(torch.ones(4, 8))
+
+
+def test_double(flops):
+    model = Net(Double())
+    with torch.no_grad(), flops(model):
+        model(torch.ones(4, 8))
+
+
+def test_tf32(flops):
+    model = torch.nn.Linear(8, 8, bias=False)
+    setting = torch.backends.cuda.matmul.fp32_precision
+    torch.backends.cuda.matmul.fp32_precision = "tf32" if MOVED else "ieee"
+    try:
+        with torch.no_grad(), flops(model):
+            model(torch.ones(4, 8))
+    finally:
+        torch.backends.cuda.matmul.fp32_precision = setting
+"""
+
+
+def test_a_change_whose_totals_held_says_what_changed(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_m=HELD_TOTALS.format(moved=False))
+    runpytest_forked(pytester, "--flops-update").assert_outcomes(passed=3)
+    pytester.makepyfile(test_m=HELD_TOTALS.format(moved=True))
+    result = runpytest_forked(pytester, "--flops-report", "--flops-report-md=flops.md")
+    result.assert_outcomes(failed=3)
+    result.stdout.fnmatch_lines(
+        [
+            # (4, 8) @ (8, 8): 2*4*8*8 = 512 FLOP, from Net.inner into Net
+            "FLOPs moved between modules for test_m.py::test_matmul: total 512 unchanged",
+            # x * 2 on (4, 8) fp32 reads 128 bytes and writes 128, into Net; with the 128
+            # torch.ones writes in the block: 384
+            "Bytes accessed moved between modules for test_m.py::test_double: "
+            "total 384 bytes unchanged",
+            # the same 512 FLOP of (4, 8) @ (8, 8), at TF32 where it was fp32
+            "FLOP precision changed for test_m.py::test_tf32: the same FLOPs, at another precision",
+        ],
+        consecutive=False,
+    )
+    rows = {line.split()[0]: line.split() for line in result.stdout.lines if "  changed" in line}
+    assert rows["test_m.py::test_matmul"][-2:] == ["moved", "changed"]
+    assert rows["test_m.py::test_double"][-2:] == ["moved", "changed"]
+    assert rows["test_m.py::test_tf32"][-2:] == ["precision", "changed"]
+    markdown = (pytester.path / "flops.md").read_text()
+    assert "| moved |  | changed |" in markdown
+    assert "| precision |  | changed |" in markdown

@@ -7,7 +7,8 @@ never imports the measurement layer.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 
 from pytest_flops.codec import Tolerance, moved_numbers, numbers, own_numbers
 from pytest_flops.measurement import (
@@ -17,6 +18,7 @@ from pytest_flops.measurement import (
     COMMUNICATED,
     DEFAULT_NAME,
     FLOP,
+    FLOP_PER_PHASE,
     OPERATOR_UNITS,
     UNSUPPORTED_CALLS,
     DiffRow,
@@ -139,7 +141,8 @@ def _totals(subject: str, old: Measurement, new: Measurement, tolerance: Toleran
     """The header of a change: FLOPs and their phases, or the bytes where the FLOPs held
     (within the tolerance)."""
     moved_bytes = _change(old.bytes_accessed, new.bytes_accessed, "bytes")
-    units = {row.unit for row in old.diff(new, tolerance=tolerance).moved}
+    rows = old.diff(new, tolerance=tolerance).moved
+    units = {row.unit for row in rows}
     if all(unit in _BYTE_UNITS or is_precision(unit) for unit in units):
         if not units & _BYTE_UNITS:
             # the same FLOPs and bytes, run at another precision (TF32 where fp32 was)
@@ -148,12 +151,23 @@ def _totals(subject: str, old: Measurement, new: Measurement, tolerance: Toleran
                 f"  FLOP      {_change(old.total, new.total)}",
                 f"  bytes     {moved_bytes}",
             ]
-        return [
-            f"Bytes accessed changed for {subject}: {moved_bytes}",
-            f"  FLOP      {_change(old.total, new.total)}",
-        ]
+        if old.bytes_accessed == new.bytes_accessed:
+            headline = (
+                f"Bytes accessed moved {_where(rows, BYTES_PER_PHASE)} for {subject}: "
+                f"total {new.bytes_accessed:,} bytes unchanged"
+            )
+        else:
+            headline = f"Bytes accessed changed for {subject}: {moved_bytes}"
+        return [headline, f"  FLOP      {_change(old.total, new.total)}"]
+    if old.total == new.total:
+        headline = (
+            f"FLOPs moved {_where(rows, FLOP_PER_PHASE)} for {subject}: "
+            f"total {new.total:,} unchanged"
+        )
+    else:
+        headline = f"FLOP count changed for {subject}: total {_change(old.total, new.total)}"
     lines = [
-        f"FLOP count changed for {subject}: total {_change(old.total, new.total)}",
+        headline,
         f"  forward   {_change(old.forward, new.forward)}",
         f"  backward  {_change(old.backward, new.backward)}",
     ]
@@ -162,6 +176,18 @@ def _totals(subject: str, old: Measurement, new: Measurement, tolerance: Toleran
     if old.bytes_accessed or new.bytes_accessed:
         lines.append(f"  bytes     {moved_bytes}")
     return lines
+
+
+def _where(rows: Sequence[DiffRow], per_phase: str) -> str:
+    """Where counts whose total held moved: between modules (a module row's own sum of
+    its phases ``per_phase`` moved), else between phases, else between operators."""
+    by_module: Counter[str] = Counter()
+    for row in rows:
+        if row.unit == per_phase:
+            by_module[row.module] += row.delta
+    if any(by_module.values()):
+        return "between modules"
+    return "between phases" if by_module else "between operators"
 
 
 def _diff_table(before: Measurement, after: Measurement, tolerance: Tolerance) -> list[str]:

@@ -15,6 +15,7 @@ import html
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.resources import files
+from itertools import pairwise
 from typing import Any
 
 from pytest_flops.measurement import DEFAULT_NAME, relative_text
@@ -25,12 +26,12 @@ from pytest_flops.reports.diff import (
     quantities,
     unit_of,
 )
-from pytest_flops.reports.diff_render import amount, first_few, operators_moved, signed, title
+from pytest_flops.reports.diff_render import first_few, operators_moved, signed, title
 from pytest_flops.reports.git import Commit, GitError, Repository, StoredSnapshot, parse
-from pytest_flops.reports.html import script_json
+from pytest_flops.reports.html import filled, script_json
 from pytest_flops.snapshots.format import FlopsSnapshot, comparable
 from pytest_flops.tables import aligned
-from pytest_flops.units import format_flops
+from pytest_flops.units import SIGNIFICANT, format_flops, telling_digits
 
 __all__ = ["Point", "Series", "history", "history_html", "history_lines", "sparkline"]
 
@@ -241,7 +242,7 @@ def history_lines(series: Sequence[Series]) -> list[str]:
         lines.append(f"{title(one.test, one.name)}  {sparkline(totals)}  {now}")
         rows = [["date", "commit", "total", "change", "subject"]]
         previous: Mapping[str, int] | None = None
-        for point in one.points:
+        for point, total in zip(one.points, _totals_text(one.points), strict=True):
             subject = point.commit.subject
             if len(subject) > SUBJECT_WIDTH:
                 subject = subject[: SUBJECT_WIDTH - 3] + "..."
@@ -249,7 +250,7 @@ def history_lines(series: Sequence[Series]) -> list[str]:
                 [
                     point.commit.date[:10],
                     point.commit.short,
-                    amount(point.counts["total"], "FLOP") if point.counts else "-",
+                    total,
                     _change_text(previous, point),
                     subject + (f" ({point.note})" if point.note else ""),
                 ]
@@ -257,6 +258,22 @@ def history_lines(series: Sequence[Series]) -> list[str]:
             previous = point.counts or previous
         lines += ["  " + line for line in aligned(rows, right=[False, False, True, True, False])]
     return lines
+
+
+def _totals_text(points: Sequence[Point]) -> list[str]:
+    """Each point's total with the digits that tell it from the totals before and after
+    it, every digit past three kept (``1.0000 MFLOP``, ``1.0004 MFLOP``); ``-`` once
+    removed."""
+    counted = [(index, p.counts["total"]) for index, p in enumerate(points) if p.counts]
+    digits = dict.fromkeys((index for index, _ in counted), SIGNIFICANT)
+    for (before, first), (after, second) in pairwise(counted):
+        telling = telling_digits(first, second)
+        digits[before], digits[after] = max(digits[before], telling), max(digits[after], telling)
+    texts = ["-"] * len(points)
+    for index, total in counted:
+        more = digits[index] > SIGNIFICANT
+        texts[index] = format_flops(total, significant=digits[index], trailing_zeros=more)
+    return texts
 
 
 def _change_text(
@@ -297,10 +314,7 @@ def history_html(series: Sequence[Series], *, where: str) -> str:
             (assets / script).read_text(encoding="utf-8") for script in ("common.js", "history.js")
         ),
     }
-    page = (assets / "history.html").read_text(encoding="utf-8")
-    for marker, text in parts.items():
-        page = page.replace(marker, text, 1)
-    return page
+    return filled((assets / "history.html").read_text(encoding="utf-8"), parts)
 
 
 def _series_data(series: Series) -> dict[str, Any]:
@@ -312,9 +326,10 @@ def _series_data(series: Series) -> dict[str, Any]:
     same = held.pop() if len(held) == 1 else None
     points = []
     previous: Mapping[str, int] | None = None
-    for point in series.points:
+    for point, total in zip(series.points, _totals_text(series.points), strict=True):
         points.append(
             {
+                "total": total,
                 "commit": point.commit.sha,
                 "short": point.commit.short,
                 "date": point.commit.date,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from collections.abc import Mapping, Sequence
 from importlib.resources import files
 from typing import Any
@@ -27,7 +28,7 @@ from pytest_flops.reports.records import MeasurementRecord, Status
 from pytest_flops.reports.terminal import change_cells, ordered
 from pytest_flops.units import format_seconds
 
-__all__ = ["html_report", "script_json"]
+__all__ = ["filled", "html_report", "script_json"]
 
 
 def html_report(document: dict[str, Any], records: Sequence[MeasurementRecord]) -> str:
@@ -55,10 +56,17 @@ def html_report(document: dict[str, Any], records: Sequence[MeasurementRecord]) 
             (assets / script).read_text(encoding="utf-8") for script in ("common.js", "report.js")
         ),
     }
-    page = (assets / "report.html").read_text(encoding="utf-8")
-    for marker, text in parts.items():
-        page = page.replace(marker, text, 1)
-    return page
+    return filled((assets / "report.html").read_text(encoding="utf-8"), parts)
+
+
+_MARKER = re.compile(r"@[A-Z]+@")
+
+
+def filled(template: str, parts: Mapping[str, str]) -> str:
+    """``template`` with each of its ``@MARKER@``s replaced by its part, in one pass: a
+    part already placed may hold a marker's text (a test id, a commit subject), which is
+    data, never a place to fill."""
+    return _MARKER.sub(lambda match: parts.get(match[0], match[0]), template)
 
 
 def _texts(record: MeasurementRecord, entry: Mapping[str, Any]) -> dict[str, Any]:
@@ -80,10 +88,18 @@ def _texts(record: MeasurementRecord, entry: Mapping[str, Any]) -> dict[str, Any
     return texts
 
 
+_SCRIPT_SAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
+
+
 def script_json(value: object) -> str:
-    """JSON safe inside a ``<script>`` element (a ``</`` in a test id would end it), every
-    integer a decimal string (see the module's docstring)."""
-    return json.dumps(_exact(value), ensure_ascii=False).replace("</", "<\\/")
+    """JSON safe inside a ``<script>`` element, every integer a decimal string (see the
+    module's docstring).
+
+    No ``<`` is left in it: a ``</script>`` in a test id would end the element, and a
+    ``<!--<script>`` would make the HTML parser read past its own ``</script>``. JSON
+    strings hold ``\\u003c`` for it (and ``>`` and ``&`` alike), read back as the same text.
+    """
+    return json.dumps(_exact(value), ensure_ascii=False).translate(_SCRIPT_SAFE)
 
 
 def _exact(value: object) -> object:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import groupby
 
-from pytest_flops.measurement import DEFAULT_NAME, Measurement, relative_text
+from pytest_flops.measurement import DEFAULT_NAME, GLOBAL, Measurement, is_precision, relative_text
 from pytest_flops.reports.markup import code_span
 from pytest_flops.reports.records import MeasurementRecord, Status
 from pytest_flops.reports.times import (
@@ -140,12 +140,16 @@ def _left_out_sentence(records: Sequence[MeasurementRecord]) -> str:
 
 
 def change_cells(record: MeasurementRecord) -> tuple[str, str]:
-    """The absolute and relative change against the snapshot, as text."""
+    """The absolute and relative change against the snapshot, as text; where the totals
+    held and the counts did not, what changed: ``moved`` or ``precision``."""
     if record.baseline is None:
         return "", ""
     before, after = record.baseline.total, record.measurement.total
     if after == before:
-        return _bytes_change(record.baseline, record.measurement)
+        cells = _bytes_change(record.baseline, record.measurement)
+        if cells == ("0", "0%") and record.status in (Status.CHANGED, Status.UPDATED):
+            return _held_change(record.baseline, record.measurement), ""
+        return cells
     sign = "+" if after > before else "-"
     return f"{sign}{format_flops(abs(after - before))}", relative_text(before, after)
 
@@ -160,6 +164,15 @@ def _bytes_change(before: Measurement, after: Measurement) -> tuple[str, str]:
     return f"{sign}{format_bytes(abs(moved))}", relative_text(
         before.bytes_accessed, after.bytes_accessed
     )
+
+
+def _held_change(before: Measurement, after: Measurement) -> str:
+    """What changed in a measurement whose totals held: its FLOPs' precision (Global's
+    operators held, their precisions did not) or where its counts are (they moved between
+    modules, phases or operators). Global's rows are at every depth either side has."""
+    changed = [row for row in before.diff(after).moved if row.module == GLOBAL]
+    precision = changed and all(is_precision(row.unit) for row in changed)
+    return "precision" if precision else "moved"
 
 
 def _status(record: MeasurementRecord) -> str:

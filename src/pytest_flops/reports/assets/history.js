@@ -1,7 +1,7 @@
 // Draws a line chart and a table per test from the embedded history.
 
-// each point's counts as decimal strings (see common.js: big), its change from the point
-// before as the terminal writes it
+// each point's counts as decimal strings (see common.js: big), its total and its change
+// from the point before as the terminal writes them
 const series = JSON.parse(document.getElementById("history-data").textContent);
 const WIDTH = 720, HEIGHT = 220, LEFT = 80, RIGHT = 40, TOP = 12, BOTTOM = 36;
 const LINES = ["forward", "backward"];
@@ -94,7 +94,7 @@ function table(one) {
     const counts = point.counts;
     const cells = [
       [point.date.slice(0, 10), "text"], [point.short, "text"],
-      [counts ? short(counts.total) : "-", ""], [counts ? short(counts.forward) : "-", ""],
+      [point.total, ""], [counts ? short(counts.forward) : "-", ""],
       [counts ? short(counts.backward) : "-", ""], [point.change, ""],
       [point.subject + (point.note ? ` (${point.note})` : ""), "text subject"],
     ];
