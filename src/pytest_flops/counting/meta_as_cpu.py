@@ -37,6 +37,10 @@ from a CPU run of the same call (or not at all):
   ``rrelu`` and the gradients of the MSE, smooth L1 and Huber losses are
   contiguous. A reshape after them was a view on CPU and a copy on meta (or a
   failed ``.view``).
+* ``nn.MultiheadAttention`` and ``nn.TransformerEncoderLayer`` in inference take a
+  fused kernel (``_native_multi_head_attention``, ``_transformer_encoder_layer_fwd``)
+  only for the devices their fast-path check lists, which lack meta: meta ran the
+  layer op by op, 5x the bytes of the CPU's one call.
 * ``torch._grouped_mm`` (mixture-of-experts layers) has a meta kernel that
   checks the CUDA kernel's dtypes, refusing the float32 the CPU kernel takes,
   so an fp32 MoE model could not be counted on meta or fake tensors.
@@ -56,7 +60,8 @@ from __future__ import annotations
 
 import functools
 import threading
-from contextlib import AbstractContextManager, ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import torch
@@ -91,12 +96,32 @@ def _routing_on(undo: ExitStack) -> None:
 
 _ROUTING = WhileCounting(_routing_on, per_thread=True)
 
+_NO_CUSTOM_BACKEND = "privateuseone"
 
-def cpu_kernels_on_meta() -> AbstractContextManager[None]:
+
+def _fast_paths_take_meta(undo: ExitStack) -> None:
+    """``nn.MultiheadAttention``'s and the transformer layers' inference fast paths
+    accept the devices torch lists there, which end with the name of the custom
+    (PrivateUse1) backend, read at every call: the meta device takes that place while no
+    custom backend is registered. (A torch function mode would route these calls too,
+    but an active one switches the fast paths off.)"""
+    backends = torch.utils.backend_registration
+    if backends._privateuse1_backend_name == _NO_CUSTOM_BACKEND:
+        undo.enter_context(swapped(backends, "_privateuse1_backend_name", "meta"))
+
+
+# the backend's name is one for all threads: swapped while any thread counts
+_FAST_PATHS = WhileCounting(_fast_paths_take_meta)
+
+
+@contextmanager
+def cpu_kernels_on_meta() -> Iterator[None]:
     """While active on this thread, meta SDPA, RNN, convolution, grouped GEMM and layer
-    norm backward calls take the CPU's kernels (or their outputs' layouts)."""
+    norm backward calls take the CPU's kernels (or their outputs' layouts); while
+    active on any thread, meta tensors take the transformer inference fast paths."""
     _register_routing_kernels()
-    return _ROUTING.held()
+    with _FAST_PATHS.held(), _ROUTING.held():
+        yield
 
 
 def _routes() -> bool:
