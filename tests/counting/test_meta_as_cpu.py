@@ -69,3 +69,37 @@ def test_a_layer_built_on_meta_takes_the_fused_kernel() -> None:
 
 def test_the_fast_paths_are_the_cpus_own_outside_counting() -> None:
     assert torch.utils.backend_registration._privateuse1_backend_name == "privateuseone"
+
+
+def bf16_step(model: nn.Module, x: torch.Tensor) -> None:
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x)
+    out.float().sum().backward()
+
+
+def test_autocast_on_meta_stand_ins_is_refused_and_fake_ones_count_it() -> None:
+    model, x = nn.Linear(8, 4), torch.randn(2, 8)
+    with pytest.raises(RuntimeError, match=r"aten.linear.default on meta tensors under "):
+        pytest_flops.count(bf16_step, model, x)
+    fake = pytest_flops.count(bf16_step, model, x, device="fake")
+    assert fake == on_cpu(bf16_step, model, x)
+    # in bf16 as on the CPU: the forward 2*2*8*4 = 128, the weight's gradient 128 (x
+    # needs none)
+    flops_by_precision = fake.modules["Global"].flops_by_precision
+    assert flops_by_precision == {"aten.addmm": {"bf16": 128}, "aten.mm": {"bf16": 128}}
+    # the casts, read fp32 (4 B) and write bf16 (2 B) or back: x 16*6 = 96, the weight
+    # 32*6 = 192, the bias 4*6 = 24; out.float() 8*6 = 48; in backward the gradient of
+    # that (a ones scalar expanded: reads 4, writes 8*2) 20, the weight's gradient 192
+    # and the bias's 24
+    assert fake.bytes_by_op["aten._to_copy"] == 96 + 192 + 24 + 48 + 20 + 192 + 24
+
+
+def test_autocast_on_a_model_built_on_meta_is_refused() -> None:
+    with torch.device("meta"):
+        model, x = nn.Linear(8, 4), torch.randn(2, 8)
+    with pytest.raises(RuntimeError, match=r"torch.autocast\('cpu'\)"):
+        on_cpu(bf16_step, model, x)
+    # without autocast, or outside a count, meta tensors run as before
+    assert on_cpu(lambda: model(x)).total == 128
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert model(x).dtype == torch.float32

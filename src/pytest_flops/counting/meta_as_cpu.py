@@ -75,6 +75,7 @@ from pytest_flops.counting.cpu_layouts import (
     layer_norm_backward_as_cpu,
 )
 from pytest_flops.counting.elementwise_layout import ELEMENTWISE_LAYOUT_OPS, elementwise_as_cpu
+from pytest_flops.counting.meta_refusals import AUTOCAST_CHECKED, refuse_autocast
 from pytest_flops.counting.meta_rnn import (
     ONE_HIDDEN_RNN_CELLS,
     cpu_lstm_route,
@@ -344,6 +345,8 @@ def _register_routing_kernels() -> torch.library.Library:
         "AutogradMeta",
     )
     library.impl("lstm.input", _routed(aten.lstm.input, cpu_lstm_route), "AutogradMeta")
+    for op in AUTOCAST_CHECKED:
+        library.impl(_qualified_name(op), _routed(op, refuse_autocast(op)), "AutogradMeta")
     for name, cell in ONE_HIDDEN_RNN_CELLS.items():
         route = _routed(getattr(aten, name).input, cpu_one_hidden_rnn_route(cell))
         library.impl(f"{name}.input", route, "AutogradMeta")
