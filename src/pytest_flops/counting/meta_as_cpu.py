@@ -67,7 +67,6 @@ from typing import Any
 import torch
 from torch._decomp import decomposition_table, meta_table
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
-from torch.nn.attention import SDPBackend
 
 from pytest_flops.counting.cpu_layouts import (
     CPU_LAYOUTS,
@@ -75,6 +74,7 @@ from pytest_flops.counting.cpu_layouts import (
     layer_norm_backward_as_cpu,
 )
 from pytest_flops.counting.elementwise_layout import ELEMENTWISE_LAYOUT_OPS, elementwise_as_cpu
+from pytest_flops.counting.meta_attention import cpu_flash_attention_route
 from pytest_flops.counting.meta_refusals import AUTOCAST_CHECKED, refuse_autocast
 from pytest_flops.counting.meta_rnn import (
     ONE_HIDDEN_RNN_CELLS,
@@ -85,8 +85,6 @@ from pytest_flops.counting.meta_rnn import (
 from pytest_flops.counting.patching import WhileCounting, swapped
 
 aten = torch.ops.aten
-
-_CPU_KERNELS = torch._C.DispatchKeySet(torch._C.DispatchKey.CPU)
 
 _routing = threading.local()  # .on: this thread's meta calls take the CPU's kernels
 
@@ -141,55 +139,6 @@ def _routed(op: torch._ops.OpOverload, route: Any) -> Any:
         return op._op_dk(torch._C.DispatchKey.CompositeImplicitAutograd, *args, **kwargs)
 
     return kernel
-
-
-def _cpu_flash_attention_on_meta(
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    attn_mask: torch.Tensor | None = None,
-    dropout_p: float = 0.0,
-    is_causal: bool = False,
-    scale: float | None = None,
-    enable_gqa: bool = False,
-) -> torch.Tensor | None:
-    """The output of the CPU flash kernel, or None where a CPU would not take it."""
-    if not plain_meta(query, key, value):
-        return None
-    # The CPU chooser reads only sizes, strides, dtypes and the global backend
-    # switches, so it answers for meta tensors as it would for CPU ones.
-    choice = aten._fused_sdp_choice.default.redispatch(
-        _CPU_KERNELS,
-        query,
-        key,
-        value,
-        attn_mask,
-        dropout_p,
-        is_causal,
-        scale=scale,
-        enable_gqa=enable_gqa,
-    )
-    if choice != SDPBackend.FLASH_ATTENTION.value:
-        return None
-    # The CPU kernel takes (B, H, S, D): ATen gives 3-D (N, L, E) inputs a leading
-    # dimension of one, the mask leading ones up to four, and drops it from the output.
-    unbatched = query.dim() == key.dim() == value.dim() == 3
-    if unbatched:
-        query, key, value = (t.unsqueeze(0) for t in (query, key, value))
-        while attn_mask is not None and attn_mask.dim() < 4:
-            attn_mask = attn_mask.unsqueeze(0)
-    if attn_mask is not None and attn_mask.dtype == torch.bool:
-        # as SDPA does before calling a fused kernel, with the same ops (so the same
-        # bytes accessed): True keeps, False masks out
-        keep, drop = (
-            torch.scalar_tensor(value, dtype=query.dtype, device=query.device)
-            for value in (0.0, float("-inf"))
-        )
-        attn_mask = torch.where(attn_mask, keep, drop)
-    out, _logsumexp = aten._scaled_dot_product_flash_attention_for_cpu(
-        query, key, value, dropout_p, is_causal, attn_mask=attn_mask, scale=scale
-    )
-    return out.squeeze(0) if unbatched else out
 
 
 def _grouped_mm_on_meta(
@@ -341,7 +290,7 @@ def _register_routing_kernels() -> torch.library.Library:
     library = torch.library.Library("aten", "IMPL")
     library.impl(
         "scaled_dot_product_attention",
-        _routed(aten.scaled_dot_product_attention.default, _cpu_flash_attention_on_meta),
+        _routed(aten.scaled_dot_product_attention.default, cpu_flash_attention_route),
         "AutogradMeta",
     )
     library.impl("lstm.input", _routed(aten.lstm.input, cpu_lstm_route), "AutogradMeta")
