@@ -103,3 +103,17 @@ def test_autocast_on_a_model_built_on_meta_is_refused() -> None:
     assert on_cpu(lambda: model(x)).total == 128
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert model(x).dtype == torch.float32
+
+
+def spectrogram(audio: torch.Tensor) -> torch.Tensor:
+    return torch.stft(audio, 64, window=torch.hann_window(64), return_complex=True).abs()
+
+
+@pytest.mark.parametrize("device", ["meta", "fake"])
+def test_stft_takes_a_window_made_in_the_call(device: str) -> None:
+    audio = torch.randn(1, 1600)
+    measured = pytest_flops.count(spectrogram, audio, device=device)  # type: ignore[arg-type]
+    assert measured == on_cpu(spectrogram, audio)
+    # centred: 1600 + 2*32 samples, hop 64/4 = 16: 1 + (1664 - 64) // 16 = 101 frames,
+    # each a real transform of 64 points, 2.5 * 64 * log2(64) = 960
+    assert measured.total == 101 * 960

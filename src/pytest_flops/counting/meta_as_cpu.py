@@ -37,6 +37,9 @@ from a CPU run of the same call (or not at all):
   ``rrelu`` and the gradients of the MSE, smooth L1 and Huber losses are
   contiguous. A reshape after them was a view on CPU and a copy on meta (or a
   failed ``.view``).
+* ``torch.stft`` and ``torch.istft`` with a window made in the call: the window
+  factory runs for real on the CPU, and the op's check that input and window share
+  a device refused meta input. The window joins the input on meta.
 * ``nn.MultiheadAttention`` and ``nn.TransformerEncoderLayer`` in inference take a
   fused kernel (``_native_multi_head_attention``, ``_transformer_encoder_layer_fwd``)
   only for the devices their fast-path check lists, which lack meta: meta ran the
@@ -67,6 +70,7 @@ from typing import Any
 import torch
 from torch._decomp import decomposition_table, meta_table
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
+from torch.utils._python_dispatch import _disable_current_modes
 
 from pytest_flops.counting.cpu_layouts import (
     CPU_LAYOUTS,
@@ -139,6 +143,31 @@ def _routed(op: torch._ops.OpOverload, route: Any) -> Any:
         return op._op_dk(torch._C.DispatchKey.CompositeImplicitAutograd, *args, **kwargs)
 
     return kernel
+
+
+_WINDOW = 4  # the position of ``window`` in stft's and istft's arguments
+
+
+def _window_on_meta(op: torch._ops.OpOverload) -> Any:
+    """A route for ``op`` (stft, istft) that gives a CPU window to meta input: a window
+    factory (``torch.hann_window(n)``) ran for real on the CPU, and the composite's
+    check of their devices refused the meta input a CPU run's input passes."""
+
+    def route(input: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        window = args[_WINDOW - 1] if len(args) >= _WINDOW else kwargs.get("window")
+        if window is None or window.is_meta or not plain_meta(input):
+            return None
+        with _disable_current_modes():  # not an op of the call: counted nowhere
+            on_meta = torch.empty_strided(
+                window.shape, window.stride(), dtype=window.dtype, device="meta"
+            )
+        if len(args) >= _WINDOW:
+            args = (*args[: _WINDOW - 1], on_meta, *args[_WINDOW:])
+        else:
+            kwargs = {**kwargs, "window": on_meta}
+        return op._op_dk(torch._C.DispatchKey.CompositeImplicitAutograd, input, *args, **kwargs)
+
+    return route
 
 
 def _grouped_mm_on_meta(
@@ -294,6 +323,8 @@ def _register_routing_kernels() -> torch.library.Library:
         "AutogradMeta",
     )
     library.impl("lstm.input", _routed(aten.lstm.input, cpu_lstm_route), "AutogradMeta")
+    for op in (aten.stft.default, aten.stft.center, aten.istft.default):
+        library.impl(_qualified_name(op), _routed(op, _window_on_meta(op)), "AutogradMeta")
     for op in AUTOCAST_CHECKED:
         library.impl(_qualified_name(op), _routed(op, refuse_autocast(op)), "AutogradMeta")
     for name, cell in ONE_HIDDEN_RNN_CELLS.items():
