@@ -117,3 +117,41 @@ def test_stft_takes_a_window_made_in_the_call(device: str) -> None:
     # centred: 1600 + 2*32 samples, hop 64/4 = 16: 1 + (1664 - 64) // 16 = 101 frames,
     # each a real transform of 64 points, 2.5 * 64 * log2(64) = 960
     assert measured.total == 101 * 960
+
+
+def padded_inference(
+    encoder: nn.TransformerEncoder, x: torch.Tensor, padding: torch.Tensor
+) -> torch.Tensor:
+    with torch.no_grad():
+        return encoder(x, src_key_padding_mask=padding)
+
+
+def encoder_and_batch(*, nested: bool) -> tuple[nn.TransformerEncoder, torch.Tensor, torch.Tensor]:
+    layer = nn.TransformerEncoderLayer(16, 4, 32, batch_first=True)
+    encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=nested).eval()
+    padding = torch.zeros(2, 10, dtype=torch.bool)
+    padding[1, 6:] = True
+    return encoder, torch.randn(2, 10, 16), padding
+
+
+@pytest.mark.parametrize("device", ["meta", "fake"])
+@pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors")
+def test_a_padded_batch_made_nested_is_refused_by_name(device: str) -> None:
+    encoder, x, padding = encoder_and_batch(nested=True)
+    with pytest.raises(RuntimeError, match=r"_nested_tensor_from_mask.*enable_nested_tensor=False"):
+        pytest_flops.count(padded_inference, encoder, x, padding, device=device)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("device", ["meta", "fake"])
+def test_a_padded_batch_without_nested_tensors_counts_as_on_the_cpu(device: str) -> None:
+    encoder, x, padding = encoder_and_batch(nested=False)
+    measured = pytest_flops.count(padded_inference, encoder, x, padding, device=device)  # type: ignore[arg-type]
+    assert measured == on_cpu(padded_inference, encoder, x, padding)
+    assert measured.by_op == {"aten._transformer_encoder_layer_fwd": 2 * 94_720}  # as above
+    # the float mask: zeros_like writes 2*10*4 = 80, masked_fill_ reads it and the bool
+    # padding (20) and writes 80; each layer's fused call reads it too (80 more each)
+    assert measured.bytes_by_op == {
+        "aten.zeros_like": 80,
+        "aten.masked_fill_": 180,
+        "aten._transformer_encoder_layer_fwd": 2 * (11_456 + 80),
+    }

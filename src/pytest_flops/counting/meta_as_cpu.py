@@ -79,7 +79,12 @@ from pytest_flops.counting.cpu_layouts import (
 )
 from pytest_flops.counting.elementwise_layout import ELEMENTWISE_LAYOUT_OPS, elementwise_as_cpu
 from pytest_flops.counting.meta_attention import cpu_flash_attention_route
-from pytest_flops.counting.meta_refusals import AUTOCAST_CHECKED, refuse_autocast
+from pytest_flops.counting.meta_refusals import (
+    AUTOCAST_CHECKED,
+    NESTED_FROM_MASK,
+    refuse_autocast,
+    refuse_nested,
+)
 from pytest_flops.counting.meta_rnn import (
     ONE_HIDDEN_RNN_CELLS,
     cpu_lstm_route,
@@ -168,6 +173,18 @@ def _window_on_meta(op: torch._ops.OpOverload) -> Any:
         return op._op_dk(torch._C.DispatchKey.CompositeImplicitAutograd, input, *args, **kwargs)
 
     return route
+
+
+def _refused(op: torch._ops.OpOverload, refuse: Any) -> Any:
+    """A meta kernel for ``op``, which has none: ``refuse`` while routing, else the
+    error of an op without one, as before (fake tensors then try their fallback)."""
+
+    def kernel(*args: Any, **kwargs: Any) -> Any:
+        if _routes():
+            refuse(*args, **kwargs)
+        raise NotImplementedError(f"{op}: no Meta kernel")
+
+    return kernel
 
 
 def _grouped_mm_on_meta(
@@ -325,6 +342,9 @@ def _register_routing_kernels() -> torch.library.Library:
     library.impl("lstm.input", _routed(aten.lstm.input, cpu_lstm_route), "AutogradMeta")
     for op in (aten.stft.default, aten.stft.center, aten.istft.default):
         library.impl(_qualified_name(op), _routed(op, _window_on_meta(op)), "AutogradMeta")
+    # (fake tensors run meta kernels)
+    for op in NESTED_FROM_MASK:
+        library.impl(_qualified_name(op), _refused(op, refuse_nested(op)), "Meta")
     for op in AUTOCAST_CHECKED:
         library.impl(_qualified_name(op), _routed(op, refuse_autocast(op)), "AutogradMeta")
     for name, cell in ONE_HIDDEN_RNN_CELLS.items():

@@ -9,6 +9,9 @@ raises an error that says what to do instead, never a different count:
   refuse to run: those entered by ``F.linear``, ``@``, ``einsum`` and the
   convolutions (``torch.mm`` and ``torch.bmm`` called directly are not checked).
   Fake tensors keep their device, and autocast casts them as there.
+* ``nn.TransformerEncoder`` with a ``src_key_padding_mask`` in inference: its fast
+  path makes a nested tensor of the batch, which neither meta nor fake tensors hold
+  (meta had no kernel for it, fake failed inside torch).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import torch
 
 aten = torch.ops.aten
 
-__all__ = ["AUTOCAST_CHECKED", "refuse_autocast"]
+__all__ = ["AUTOCAST_CHECKED", "NESTED_FROM_MASK", "refuse_autocast", "refuse_nested"]
 
 _AUTOCAST_DEVICES = ("cpu", "cuda", "xpu", "mps")
 
@@ -52,5 +55,30 @@ def refuse_autocast(op: torch._ops.OpOverload) -> Callable[..., None]:
                     "FakeTensorMode: fake tensors keep their device, and autocast casts "
                     "them as on it"
                 )
+
+    return refuse
+
+
+NESTED_FROM_MASK = (
+    aten._nested_tensor_from_mask.default,
+    aten._nested_tensor_from_mask_left_aligned.default,
+)
+"""The ops by which ``nn.TransformerEncoder``'s inference fast path turns a padded batch
+into a nested tensor."""
+
+
+def refuse_nested(op: torch._ops.OpOverload) -> Callable[..., None]:
+    """A route for ``op`` on meta and fake tensors that raises: neither can hold a nested
+    tensor (meta had no kernel, fake failed inside torch), and the CPU's count is that of
+    the nested batch."""
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError(
+            f"{op}: nn.TransformerEncoder's inference fast path turns a batch with a "
+            "src_key_padding_mask into a nested tensor, which meta and fake tensors cannot "
+            "hold, so this call cannot be counted as the CPU runs it. Build the encoder "
+            "with enable_nested_tensor=False (then the CPU too runs the padded batch), or "
+            "count the call on the CPU"
+        )
 
     return refuse
