@@ -67,8 +67,20 @@ def test_a_layer_built_on_meta_takes_the_fused_kernel() -> None:
     assert measured.bytes_accessed == 11_456
 
 
-def test_the_fast_paths_are_the_cpus_own_outside_counting() -> None:
-    assert torch.utils.backend_registration._privateuse1_backend_name == "privateuseone"
+def test_the_fast_paths_take_meta_tensors_only_while_counting() -> None:
+    backends = torch.utils.backend_registration
+    attention = nn.MultiheadAttention(16, 4, batch_first=True).eval()
+    with FlopCounterMode(display=False):
+        assert backends._privateuse1_backend_name == "meta"
+    assert backends._privateuse1_backend_name == "privateuseone"
+
+    def fails(attention: nn.MultiheadAttention, x: torch.Tensor) -> None:
+        self_attention(attention, x)
+        raise ValueError("the step fails")
+
+    with pytest.raises(ValueError, match="the step fails"):  # a failing count restores it too
+        pytest_flops.count(fails, attention, torch.randn(2, 10, 16))
+    assert backends._privateuse1_backend_name == "privateuseone"
 
 
 def bf16_step(model: nn.Module, x: torch.Tensor) -> None:
