@@ -68,8 +68,10 @@ def count(
     ``device`` picks the stand-in:
 
     * ``"meta"``: tensors on the meta device, the fastest. While counting,
-      attention, LSTM, grouped GEMM and convolution calls on them take the
-      kernels (and output strides) a CPU would, so they count as a CPU run does.
+      attention, LSTM, grouped GEMM and convolution calls and transformer
+      inference fast paths on them take the kernels (and output strides) a CPU
+      would, so they count as a CPU run does; under ``torch.autocast``, which
+      casts no meta tensor, their matmuls and convolutions raise.
     * ``"fake"``: ``FakeTensorMode`` tensors that keep each original's
       device, so ``x.is_cuda`` and kernel choice behave as on that device.
 

@@ -37,6 +37,13 @@ from a CPU run of the same call (or not at all):
   ``rrelu`` and the gradients of the MSE, smooth L1 and Huber losses are
   contiguous. A reshape after them was a view on CPU and a copy on meta (or a
   failed ``.view``).
+* ``torch.stft`` and ``torch.istft`` with a window made in the call: the window
+  factory runs for real on the CPU, and the op's check that input and window share
+  a device refused meta input. The window joins the input on meta.
+* ``nn.MultiheadAttention`` and ``nn.TransformerEncoderLayer`` in inference take a
+  fused kernel (``_native_multi_head_attention``, ``_transformer_encoder_layer_fwd``)
+  only for the devices their fast-path check lists, which lack meta: meta ran the
+  layer op by op, 5x the bytes of the CPU's one call.
 * ``torch._grouped_mm`` (mixture-of-experts layers) has a meta kernel that
   checks the CUDA kernel's dtypes, refusing the float32 the CPU kernel takes,
   so an fp32 MoE model could not be counted on meta or fake tensors.
@@ -56,17 +63,28 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import torch
 from torch._decomp import decomposition_table, meta_table
-from torch._prims_common import suggest_memory_format
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
-from torch.nn.attention import SDPBackend
+from torch.utils._python_dispatch import _disable_current_modes
 
+from pytest_flops.counting.cpu_layouts import (
+    CPU_LAYOUTS,
+    as_cpu_layout,
+    layer_norm_backward_as_cpu,
+)
 from pytest_flops.counting.elementwise_layout import ELEMENTWISE_LAYOUT_OPS, elementwise_as_cpu
+from pytest_flops.counting.meta_attention import cpu_flash_attention_route
+from pytest_flops.counting.meta_refusals import (
+    AUTOCAST_CHECKED,
+    NESTED_FROM_MASK,
+    refuse_autocast,
+    refuse_nested,
+)
 from pytest_flops.counting.meta_rnn import (
     ONE_HIDDEN_RNN_CELLS,
     cpu_lstm_route,
@@ -77,8 +95,6 @@ from pytest_flops.counting.patching import WhileCounting, swapped
 
 aten = torch.ops.aten
 
-_CPU_KERNELS = torch._C.DispatchKeySet(torch._C.DispatchKey.CPU)
-
 _routing = threading.local()  # .on: this thread's meta calls take the CPU's kernels
 
 
@@ -88,12 +104,32 @@ def _routing_on(undo: ExitStack) -> None:
 
 _ROUTING = WhileCounting(_routing_on, per_thread=True)
 
+_NO_CUSTOM_BACKEND = "privateuseone"
 
-def cpu_kernels_on_meta() -> AbstractContextManager[None]:
+
+def _fast_paths_take_meta(undo: ExitStack) -> None:
+    """``nn.MultiheadAttention``'s and the transformer layers' inference fast paths
+    accept the devices torch lists there, which end with the name of the custom
+    (PrivateUse1) backend, read at every call: the meta device takes that place while no
+    custom backend is registered. (A torch function mode would route these calls too,
+    but an active one switches the fast paths off.)"""
+    backends = torch.utils.backend_registration
+    if backends._privateuse1_backend_name == _NO_CUSTOM_BACKEND:
+        undo.enter_context(swapped(backends, "_privateuse1_backend_name", "meta"))
+
+
+# the backend's name is one for all threads: swapped while any thread counts
+_FAST_PATHS = WhileCounting(_fast_paths_take_meta)
+
+
+@contextmanager
+def cpu_kernels_on_meta() -> Iterator[None]:
     """While active on this thread, meta SDPA, RNN, convolution, grouped GEMM and layer
-    norm backward calls take the CPU's kernels (or their outputs' layouts)."""
+    norm backward calls take the CPU's kernels (or their outputs' layouts); while
+    active on any thread, meta tensors take the transformer inference fast paths."""
     _register_routing_kernels()
-    return _ROUTING.held()
+    with _FAST_PATHS.held(), _ROUTING.held():
+        yield
 
 
 def _routes() -> bool:
@@ -114,53 +150,41 @@ def _routed(op: torch._ops.OpOverload, route: Any) -> Any:
     return kernel
 
 
-def _cpu_flash_attention_on_meta(
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    attn_mask: torch.Tensor | None = None,
-    dropout_p: float = 0.0,
-    is_causal: bool = False,
-    scale: float | None = None,
-    enable_gqa: bool = False,
-) -> torch.Tensor | None:
-    """The output of the CPU flash kernel, or None where a CPU would not take it."""
-    if not plain_meta(query, key, value):
-        return None
-    # The CPU chooser reads only sizes, strides, dtypes and the global backend
-    # switches, so it answers for meta tensors as it would for CPU ones.
-    choice = aten._fused_sdp_choice.default.redispatch(
-        _CPU_KERNELS,
-        query,
-        key,
-        value,
-        attn_mask,
-        dropout_p,
-        is_causal,
-        scale=scale,
-        enable_gqa=enable_gqa,
-    )
-    if choice != SDPBackend.FLASH_ATTENTION.value:
-        return None
-    # The CPU kernel takes (B, H, S, D): ATen gives 3-D (N, L, E) inputs a leading
-    # dimension of one, the mask leading ones up to four, and drops it from the output.
-    unbatched = query.dim() == key.dim() == value.dim() == 3
-    if unbatched:
-        query, key, value = (t.unsqueeze(0) for t in (query, key, value))
-        while attn_mask is not None and attn_mask.dim() < 4:
-            attn_mask = attn_mask.unsqueeze(0)
-    if attn_mask is not None and attn_mask.dtype == torch.bool:
-        # as SDPA does before calling a fused kernel, with the same ops (so the same
-        # bytes accessed): True keeps, False masks out
-        keep, drop = (
-            torch.scalar_tensor(value, dtype=query.dtype, device=query.device)
-            for value in (0.0, float("-inf"))
-        )
-        attn_mask = torch.where(attn_mask, keep, drop)
-    out, _logsumexp = aten._scaled_dot_product_flash_attention_for_cpu(
-        query, key, value, dropout_p, is_causal, attn_mask=attn_mask, scale=scale
-    )
-    return out.squeeze(0) if unbatched else out
+_WINDOW = 4  # the position of ``window`` in stft's and istft's arguments
+
+
+def _window_on_meta(op: torch._ops.OpOverload) -> Any:
+    """A route for ``op`` (stft, istft) that gives a CPU window to meta input: a window
+    factory (``torch.hann_window(n)``) ran for real on the CPU, and the composite's
+    check of their devices refused the meta input a CPU run's input passes."""
+
+    def route(input: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        window = args[_WINDOW - 1] if len(args) >= _WINDOW else kwargs.get("window")
+        if window is None or window.is_meta or not plain_meta(input):
+            return None
+        with _disable_current_modes():  # not an op of the call: counted nowhere
+            on_meta = torch.empty_strided(
+                window.shape, window.stride(), dtype=window.dtype, device="meta"
+            )
+        if len(args) >= _WINDOW:
+            args = (*args[: _WINDOW - 1], on_meta, *args[_WINDOW:])
+        else:
+            kwargs = {**kwargs, "window": on_meta}
+        return op._op_dk(torch._C.DispatchKey.CompositeImplicitAutograd, input, *args, **kwargs)
+
+    return route
+
+
+def _refused(op: torch._ops.OpOverload, refuse: Any) -> Any:
+    """A meta kernel for ``op``, which has none: ``refuse`` while routing, else the
+    error of an op without one, as before (fake tensors then try their fallback)."""
+
+    def kernel(*args: Any, **kwargs: Any) -> Any:
+        if _routes():
+            refuse(*args, **kwargs)
+        raise NotImplementedError(f"{op}: no Meta kernel")
+
+    return kernel
 
 
 def _grouped_mm_on_meta(
@@ -274,62 +298,6 @@ def _lstm_layer_backward_on_meta(*args: Any) -> tuple[torch.Tensor, ...]:
     return (d_input, d_weight_ih, d_weight_hh, d_bias, torch.empty_like(d_bias), *d_states)
 
 
-def layer_norm_backward_as_cpu(
-    grads: tuple[torch.Tensor | None, ...],
-) -> tuple[torch.Tensor | None, ...]:
-    """Layer norm's gradients (meta or fake) with the input's contiguous, as the CPU
-    and CUDA kernels allocate it. Fake tensors run torch's decomposition, not the meta
-    kernel: their mode calls this (``stand_ins``)."""
-    grad_input, *rest = grads
-    if grad_input is not None and not grad_input.is_contiguous():
-        grad_input = grad_input.new_empty(grad_input.shape)
-    return (grad_input, *rest)
-
-
-def _contiguous(out: Any, args: Sequence[Any]) -> Any:
-    """Every output contiguous: the CPU kernel allocates them so."""
-    if isinstance(out, tuple):
-        return tuple(_contiguous(tensor, args) for tensor in out)
-    return out if out.is_contiguous() else out.new_empty(out.shape)
-
-
-def _in_memory_format_of(position: int) -> Callable[[Any, Sequence[Any]], Any]:
-    """The (first) output in the memory format ``args[position]`` suggests, as the CPU
-    kernel allocates it: channels-last for a channels-last input."""
-
-    def layout(out: Any, args: Sequence[Any]) -> Any:
-        first, *rest = out if isinstance(out, tuple) else (out,)
-        memory_format = suggest_memory_format(args[position])
-        if not first.is_contiguous(memory_format=memory_format):
-            first = torch.empty(
-                first.shape, dtype=first.dtype, device=first.device, memory_format=memory_format
-            )
-        return (first, *rest) if isinstance(out, tuple) else first
-
-    return layout
-
-
-CPU_LAYOUTS: dict[torch._ops.OpOverload, Callable[[Any, Sequence[Any]], Any]] = {
-    aten.native_group_norm.default: _in_memory_format_of(0),
-    aten.native_group_norm_backward.default: _in_memory_format_of(1),  # grad_out, input
-    aten.pixel_shuffle.default: _in_memory_format_of(0),
-    aten.pixel_unshuffle.default: _in_memory_format_of(0),
-    aten.log_sigmoid_forward.default: _contiguous,
-    aten.rrelu_with_noise.default: _contiguous,
-    aten.mse_loss_backward.default: _contiguous,
-    aten.smooth_l1_loss_backward.default: _contiguous,
-    aten.huber_loss_backward.default: _contiguous,
-}
-"""Ops whose meta kernel lays out their output unlike the CPU kernel, and the CPU's layout
-of that output (from the output and the op's arguments)."""
-
-
-def as_cpu_layout(op: torch._ops.OpOverload, out: Any, args: Sequence[Any]) -> Any:
-    """``out`` of ``op`` (meta or fake) in the CPU kernel's layout. Fake tensors run
-    some of these ops' decompositions, not the meta kernel: their mode calls this."""
-    return CPU_LAYOUTS[op](out, args)
-
-
 def _cpu_layout_on_meta(op: torch._ops.OpOverload) -> Any:
     """A meta kernel for ``op``: torch's, in the CPU kernel's layout while routing."""
     meta_kernel = meta_table.get(op) or decomposition_table[op]
@@ -368,10 +336,17 @@ def _register_routing_kernels() -> torch.library.Library:
     library = torch.library.Library("aten", "IMPL")
     library.impl(
         "scaled_dot_product_attention",
-        _routed(aten.scaled_dot_product_attention.default, _cpu_flash_attention_on_meta),
+        _routed(aten.scaled_dot_product_attention.default, cpu_flash_attention_route),
         "AutogradMeta",
     )
     library.impl("lstm.input", _routed(aten.lstm.input, cpu_lstm_route), "AutogradMeta")
+    for op in (aten.stft.default, aten.stft.center, aten.istft.default):
+        library.impl(_qualified_name(op), _routed(op, _window_on_meta(op)), "AutogradMeta")
+    # (fake tensors run meta kernels)
+    for op in NESTED_FROM_MASK:
+        library.impl(_qualified_name(op), _refused(op, refuse_nested(op)), "Meta")
+    for op in AUTOCAST_CHECKED:
+        library.impl(_qualified_name(op), _routed(op, refuse_autocast(op)), "AutogradMeta")
     for name, cell in ONE_HIDDEN_RNN_CELLS.items():
         route = _routed(getattr(aten, name).input, cpu_one_hidden_rnn_route(cell))
         library.impl(f"{name}.input", route, "AutogradMeta")

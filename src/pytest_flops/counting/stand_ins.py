@@ -17,12 +17,12 @@ from typing import Any, Literal
 import torch
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode, unset_fake_temporarily
 
-from pytest_flops.counting.elementwise_layout import ELEMENTWISE_LAYOUT_OPS, elementwise_as_cpu
-from pytest_flops.counting.meta_as_cpu import (
+from pytest_flops.counting.cpu_layouts import (
     CPU_LAYOUTS,
     as_cpu_layout,
     layer_norm_backward_as_cpu,
 )
+from pytest_flops.counting.elementwise_layout import ELEMENTWISE_LAYOUT_OPS, elementwise_as_cpu
 from pytest_flops.counting.patching import WhileCounting, swapped
 
 StandIn = Literal["meta", "fake"]
