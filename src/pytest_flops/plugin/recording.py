@@ -71,6 +71,9 @@ def python_object_seen(run: RunRecord, collector: pytest.Collector, name: str, o
         # pytest warned that it cannot collect the function (a decorator made it
         # another callable), or it says __test__ = False: its test is not gone
         run.file(collector.path).complete = False
+    hidden_class = selection.skipped_test_class(collector, name, obj)
+    if hidden_class is not None:
+        run.file(collector.path).hidden_classes.add(hidden_class)
 
 
 def item_collected(run: RunRecord, item: pytest.Item) -> ItemPlan:

@@ -179,7 +179,7 @@ def _unwanted(run: RunRecord, test_file: Path, collected: CollectedFile) -> set[
         if renamed in collected.wanted and path.parent == snapshot_dir(test_file):
             continue
         test = renamed or test
-        if not run.rules.could_collect(
+        if collected.hidden(test) or not run.rules.could_collect(
             test_file, test, unittest_classes=collected.unittest_classes
         ):
             continue  # this run could not have collected it: no evidence either way
