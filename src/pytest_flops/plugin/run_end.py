@@ -56,7 +56,7 @@ class RunEnd:
         pruned: list[StaleSnapshot] = []
         problems: list[str] = []
         if settings.prune:
-            pruned, failures = prune(stale, store, shown=shown)
+            pruned, failures = prune(stale, store, run, shown=shown)
             problems = [messages.cannot_remove(shown(path), error) for path, error in failures]
         return cls(
             stale=stale,

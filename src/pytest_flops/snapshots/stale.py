@@ -101,7 +101,7 @@ def stale_snapshots(run: RunRecord) -> list[StaleSnapshot]:
         for test in sorted(collected.dropped):
             stale |= {
                 StaleSnapshot(
-                    path=snapshot_path(path, test),
+                    path=_read_by(path, test),
                     measurement=name,
                     reason=StaleReason.MEASUREMENT_GONE,
                 )
@@ -317,20 +317,40 @@ def _paths(value: object, where: str) -> tuple[str, ...]:
     return tuple(expect_string(path, where) for path in value)
 
 
+class LinkedToError(Exception):
+    """A stale snapshot file that a snapshot still in use is a symbolic link to."""
+
+    def __init__(self, link: str) -> None:
+        super().__init__(f"{link}, a snapshot still in use, is a symbolic link to it")
+
+
 def prune(
-    stale: Iterable[StaleSnapshot], store: SnapshotStore, *, shown: Callable[[Path], str]
+    stale: Iterable[StaleSnapshot],
+    store: SnapshotStore,
+    run: RunRecord,
+    *,
+    shown: Callable[[Path], str],
 ) -> tuple[list[StaleSnapshot], list[tuple[Path, Exception]]]:
     """Remove stale snapshot files, and stale measurements from theirs (``--flops-prune``).
 
-    What was removed, and each file that could not be, with the error.
+    What was removed, and each file that could not be, with the error. A file that a
+    snapshot the run still uses links to is kept (a stale link is removed, not its
+    target).
     """
     pruned: list[StaleSnapshot] = []
     failures: list[tuple[Path, Exception]] = []
     measurements: dict[Path, list[StaleSnapshot]] = {}
+    in_use: dict[Path, Path] | None = None  # their real paths, read once if needed
     for entry in stale:
         if entry.measurement is not None:
             measurements.setdefault(entry.path, []).append(entry)
             continue
+        if not entry.path.is_symlink():
+            in_use = _in_use(run) if in_use is None else in_use
+            link = in_use.get(entry.path.resolve())
+            if link is not None and link != entry.path:
+                failures.append((entry.path, LinkedToError(shown(link))))
+                continue
         try:
             store.remove(entry.path)
             pruned.append(entry)
@@ -339,11 +359,21 @@ def prune(
     for path, entries in measurements.items():
         names = frozenset(entry.measurement for entry in entries if entry.measurement)
         try:
-            store.drop_measurements(path, names, where=shown(path))
-            pruned += entries
+            dropped = store.drop_measurements(path, names, where=shown(path))
+            pruned += [entry for entry in entries if entry.measurement in dropped]
         except (OSError, SnapshotFormatError) as error:
             failures.append((path, error))
     return pruned, failures
+
+
+def _in_use(run: RunRecord) -> dict[Path, Path]:
+    """The snapshot files the run's tests still read, by their real paths."""
+    return {
+        path.resolve(): path
+        for test_file, collected in run.files.items()
+        for path in _used_by(test_file, collected.wanted)
+        if path.exists()
+    }
 
 
 def _name_from_stem(path: Path) -> str:
@@ -354,19 +384,24 @@ def _name_from_stem(path: Path) -> str:
     return head.replace(".", "::") + bracket + params
 
 
+def _read_by(test_file: Path, name: str) -> Path:
+    """The snapshot file that the test ``name`` reads: in the layout before 0.2 when the
+    current one has none."""
+    current = snapshot_path(test_file, name)
+    if current.exists() or not has_legacy_dir(test_file):
+        return current
+    return legacy_snapshot_path(test_file, name)
+
+
 def _used_by(test_file: Path, names: Iterable[str]) -> set[Path]:
     """The snapshot files that the tests ``names`` of ``test_file`` read.
 
     A test with no file in the current layout reads the one of the layout
     before 0.2, if there is one.
     """
-    used = set()
-    for name in names:
-        current = snapshot_path(test_file, name)
-        used.add(current)
-        if has_legacy_dir(test_file) and not current.exists():
-            used.add(legacy_snapshot_path(test_file, name))
-    return used
+    return {snapshot_path(test_file, name) for name in names} | {
+        _read_by(test_file, name) for name in names
+    }
 
 
 def _orphans(directory: Path, *, known: Iterable[Path]) -> Iterable[Path]:
