@@ -111,11 +111,12 @@ class FlopsSession:
 
     def check_marks(self, item: pytest.Item) -> None:
         """The markers as setup left them (a fixture may add one); a bad one errors the test
-        at setup, under xdist (a worker cannot stop the run) or added by a fixture."""
-        if PLAN_KEY in item.stash:
-            plan = recording.with_current_marks(self.run, item)
-            if plan.marks_error is not None:
-                raise pytest.UsageError(plan.marks_error)
+        at setup, under xdist (a worker cannot stop the run) or added by a fixture, with
+        its message alone: the plugin's frames would hide it."""
+        if PLAN_KEY in item.stash and ATTEMPT_KEY in item.stash:
+            problem = recording.marks_problem(self.run, item, item.stash[ATTEMPT_KEY])
+            if problem is not None:
+                pytest.fail(problem, pytrace=False)
 
     def fixture(self, item: pytest.Item) -> Flops:
         from pytest_flops.counting.fixture import Flops
@@ -162,6 +163,12 @@ class FlopsSession:
             attempt.passed &= not report.failed
             attempt.partial |= report.skipped
             return
+        if report.when == "call" and ok:
+            # the test may have added a marker: judged by the markers it ended with
+            problem = recording.marks_problem(self.run, item, attempt)
+            plan = item.stash[PLAN_KEY]
+            if problem is not None:
+                report.outcome, report.longrepr, ok = "failed", problem, False
         if report.when == "call" and ok and attempt.passed and attempt.counted is not None:
             # the verdict and the measurement layer load with the first test that counted
             from pytest_flops.plugin.baseline import judge_attempt
@@ -188,7 +195,11 @@ class FlopsSession:
         self, item: pytest.Item, plan: ItemPlan, attempt: Attempt, report: pytest.TestReport
     ) -> None:
         recording.attempt_finished(self.run, plan, attempt)
-        if plan.uses_fixture and not (attempt.fixture and attempt.fixture.measured):
+        if (
+            attempt.called
+            and plan.uses_fixture
+            and not (attempt.fixture and attempt.fixture.measured)
+        ):
             self.idle.add(item.nodeid)
         else:
             self.idle.discard(item.nodeid)  # a rerun that measured
