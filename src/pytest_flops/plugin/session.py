@@ -32,8 +32,7 @@ rather than a failure.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -127,26 +126,9 @@ class FlopsSession:
         attempt.fixture = Flops()
         return attempt.fixture
 
-    @contextmanager
-    def calling(self, item: pytest.Item) -> Iterator[None]:
+    def calling(self, item: pytest.Item) -> AbstractContextManager[None]:
         """The call phase: a ``limit_flops`` test without the fixture is counted whole."""
-        plan, attempt = item.stash[PLAN_KEY], item.stash[ATTEMPT_KEY]
-        attempt.in_call = attempt.called = True
-        try:
-            if plan.uses_fixture or plan.marks.budget is None:
-                yield
-            else:
-                from pytest_flops.counting.fixture import Flops
-
-                attempt.whole_call = Flops()
-                with attempt.whole_call():
-                    yield
-        finally:
-            attempt.in_call = False
-            if attempt.fixture is not None:
-                attempt.fixture._close(
-                    "the test was compared with its snapshot when its call ended"
-                )
+        return item.stash[ATTEMPT_KEY].calling(item.stash[PLAN_KEY])
 
     def phase_report(self, item: pytest.Item, report: pytest.TestReport) -> None:
         """Called with each report of each test, before pytest logs it."""

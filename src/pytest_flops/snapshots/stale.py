@@ -1,4 +1,4 @@
-"""Which snapshots are stale, and why, judged from what a run collected and ran; pruning them.
+"""Which snapshots are stale, and why, judged from what a run collected and ran.
 
 A snapshot is stale (reported every run, removed only by ``--flops-prune``)
 on positive evidence only, and each comes with its reason
@@ -41,7 +41,6 @@ from pytest_flops.snapshots.run_record import CollectedFile, RunRecord
 from pytest_flops.snapshots.store import (
     FILE_SUFFIX,
     SNAPSHOT_DIRNAME,
-    SnapshotStore,
     doctest_name_in,
     has_legacy_dir,
     legacy_snapshot_dir,
@@ -317,56 +316,7 @@ def _paths(value: object, where: str) -> tuple[str, ...]:
     return tuple(expect_string(path, where) for path in value)
 
 
-class LinkedToError(Exception):
-    """A stale snapshot file that a snapshot still in use is a symbolic link to."""
-
-    def __init__(self, link: str) -> None:
-        super().__init__(f"{link}, a snapshot still in use, is a symbolic link to it")
-
-
-def prune(
-    stale: Iterable[StaleSnapshot],
-    store: SnapshotStore,
-    run: RunRecord,
-    *,
-    shown: Callable[[Path], str],
-) -> tuple[list[StaleSnapshot], list[tuple[Path, Exception]]]:
-    """Remove stale snapshot files, and stale measurements from theirs (``--flops-prune``).
-
-    What was removed, and each file that could not be, with the error. A file that a
-    snapshot the run still uses links to is kept (a stale link is removed, not its
-    target).
-    """
-    pruned: list[StaleSnapshot] = []
-    failures: list[tuple[Path, Exception]] = []
-    measurements: dict[Path, list[StaleSnapshot]] = {}
-    in_use: dict[Path, Path] | None = None  # their real paths, read once if needed
-    for entry in stale:
-        if entry.measurement is not None:
-            measurements.setdefault(entry.path, []).append(entry)
-            continue
-        if not entry.path.is_symlink():
-            in_use = _in_use(run) if in_use is None else in_use
-            link = in_use.get(entry.path.resolve())
-            if link is not None and link != entry.path:
-                failures.append((entry.path, LinkedToError(shown(link))))
-                continue
-        try:
-            store.remove(entry.path)
-            pruned.append(entry)
-        except OSError as error:
-            failures.append((entry.path, error))
-    for path, entries in measurements.items():
-        names = frozenset(entry.measurement for entry in entries if entry.measurement)
-        try:
-            dropped = store.drop_measurements(path, names, where=shown(path))
-            pruned += [entry for entry in entries if entry.measurement in dropped]
-        except (OSError, SnapshotFormatError) as error:
-            failures.append((path, error))
-    return pruned, failures
-
-
-def _in_use(run: RunRecord) -> dict[Path, Path]:
+def in_use(run: RunRecord) -> dict[Path, Path]:
     """The snapshot files the run's tests still read, by their real paths."""
     return {
         path.resolve(): path
