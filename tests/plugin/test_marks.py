@@ -432,5 +432,5 @@ def test_bad_marker_arguments_under_xdist_error_the_test(pytester: pytest.Pytest
     result = pytester.runpytest("-n", "1")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(
-        ["E  *UsageError: test_m.py::test_a: bad @pytest.mark.limit_flops argument: limit: *"]
+        ["test_m.py::test_a: bad @pytest.mark.limit_flops argument: limit: *"]
     )

@@ -1,5 +1,7 @@
 """Markers added after collection apply: by a conftest's hook, or by a fixture in setup."""
 
+import fnmatch
+
 import pytest
 
 from tests.forked_pytest import runpytest_forked
@@ -97,3 +99,70 @@ def test_whole_call(budget):
         ]
     )
     assert not (pytester.path / "__flops__").exists()
+
+
+def test_a_budget_the_test_applies_in_its_call_fails_it(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_m=NET
+        + """
+
+def test_measured(request, flops):
+    request.applymarker(pytest.mark.limit_flops("1 KFLOP"))
+    net = Net(10)
+    with flops(net):
+        net(torch.randn(4, 9)).sum().backward()
+
+def test_whole_call(request):
+    request.applymarker(pytest.mark.limit_flops("1 KFLOP"))
+    Net(10)(torch.randn(4, 9)).sum().backward()
+"""
+    )
+    result = runpytest_forked(pytester, "--flops-update", "-p", "no:randomly")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines_random(
+        [
+            "*FLOP budget exceeded by test_m.py::test_measured: used 1.44 KFLOP*",
+            # nothing counted its call, which began before the budget was there
+            "test_m.py::test_whole_call: @pytest.mark.limit_flops was added during the test's"
+            " call, after counting would have started: add it in a fixture or on the test,"
+            " or measure with the flops fixture",
+        ]
+    )
+    assert not (pytester.path / "__flops__").exists()
+
+
+@pytest.mark.parametrize(
+    ("where", "xdist"),
+    [("fixture", ()), ("decorator", ("-n", "2"))],
+    ids=["a fixture's", "a decorator's under xdist"],
+)
+def test_a_bad_marker_errors_its_test_at_setup_with_the_message_alone(
+    pytester: pytest.Pytester, where: str, xdist: tuple[str, ...]
+) -> None:
+    bad = "pytest.mark.limit_flops('4 GB')"
+    pytester.makepyfile(
+        test_m=NET
+        + f"""
+@pytest.fixture
+def budget(request):
+    {"request.applymarker(" + bad + ")" if where == "fixture" else "pass"}
+
+{"@" + bad if where == "decorator" else ""}
+def test_late(budget, flops):
+    net = Net(10)
+    with flops(net):
+        net(torch.randn(4, 9)).sum().backward()
+"""
+    )
+    result = runpytest_forked(pytester, "-p", "no:randomly", *xdist)
+    result.assert_outcomes(errors=1)
+    message = (
+        "test_m.py::test_late: bad @pytest.mark.limit_flops argument: limit: cannot read"
+        " '4 GB' as a FLOP amount: *"
+    )
+    lines = [line for line in result.outlines if not line.startswith("[gw")]  # xdist's worker
+    heading = next(i for i, line in enumerate(lines) if "ERROR at setup of test_late" in line)
+    # the diagnosis first: no frame of the plugin's
+    assert fnmatch.fnmatch(lines[heading + 1], message), lines[heading : heading + 3]
+    assert not any("pytest_flops" in line for line in result.outlines)
+    assert not any("measured nothing" in line for line in result.outlines)

@@ -169,3 +169,112 @@ def test_p(flops, device):
         result.assert_outcomes(passed=2)
         assert flops_line(result) == "flops: 2 tests passed, 0 failed, 0 written, 0 removed"
         assert {path: path.read_bytes() for path in before} == before
+
+
+STEP = """
+    def test_k(self, flops):
+        net = Net()
+        with flops(net):
+            net(torch.randn(4, 9)).sum().backward()
+"""
+
+CLASSES = f"""
+import abc
+import unittest
+
+def test_kept(flops):
+    net = Net()
+    with flops(net):
+        net(torch.randn(4, 9)).sum().backward()
+
+{{gone}}
+
+class TestOff:
+    {{off}}
+{STEP}
+
+class TestOn(TestOff):
+    __test__ = True
+
+class TestAbstract{{abstract_base}}:
+    {{abstract_method}}
+{STEP}
+
+class TestCaseOff(unittest.TestCase):
+    {{off}}
+    @pytest.fixture(autouse=True)
+    def _flops(self, flops):
+        self.flops = flops
+
+    def test_k(self):
+        net = Net()
+        with self.flops(net):
+            net(torch.randn(4, 9)).sum().backward()
+"""
+
+HIDING = {
+    "gone": "",
+    "off": "__test__ = False",
+    "abstract_base": "(abc.ABC)",
+    "abstract_method": "@abc.abstractmethod\n    def model(self): ...",
+}
+
+
+def test_a_test_class_pytest_passes_over_keeps_its_baselines(pytester: pytest.Pytester) -> None:
+    """A class that says ``__test__ = False`` (a TestCase too) or is abstract is still in
+    its file: its tests are not gone. A subclass that pytest collects is its own test."""
+    gone = "def test_gone(flops):\n    with flops():\n        torch.ones(2, 2) @ torch.ones(2, 2)"
+    shown = dict.fromkeys(HIDING, "")
+    pytester.makepyfile(test_c=NET + CLASSES.format(**{**shown, "gone": gone}))
+    runpytest_forked(pytester, "--flops-update", "-p", "no:randomly").assert_outcomes(passed=6)
+    folder = pytester.path / "__flops__" / "test_c.py"
+    classes = ("TestOff", "TestAbstract", "TestCaseOff")
+    hidden = [path for name in classes for path in folder.glob(f"{name}.test_k*.flops.json")]
+    assert len(hidden) == 3
+    written = {path: path.read_bytes() for path in hidden}
+    pytester.makepyfile(test_c=NET + CLASSES.format(**HIDING))
+    result = runpytest_forked(pytester, "--flops-prune", "-p", "no:randomly")
+    result.assert_outcomes(passed=2)  # test_kept, and TestOn (TestOff's test_k, its own name)
+    # test_gone's snapshot goes on the same evidence
+    assert flops_line(result) == "flops: 2 tests passed, 0 failed, 0 written, 1 removed"
+    assert not (folder / "test_gone.flops.json").exists()
+    assert {path: path.read_bytes() for path in hidden} == written
+
+
+@pytest.mark.parametrize(
+    "cut", [("--noconftest",), ("--confcutdir=tests/sub",)], ids=["noconftest", "confcutdir"]
+)
+def test_a_run_without_a_conftest_removes_nothing(
+    pytester: pytest.Pytester, cut: tuple[str, ...]
+) -> None:
+    """A conftest's ``pytest_generate_tests`` makes the ids the snapshots are named by:
+    without it, the ids are others, and the run proves nothing stale."""
+    sub = pytester.mkdir("tests") / "sub"
+    sub.mkdir()
+    (pytester.path / "tests" / "conftest.py").write_text(
+        "def pytest_generate_tests(metafunc):\n"
+        '    if "out" in metafunc.fixturenames:\n'
+        '        metafunc.parametrize("out", [5, 7])\n'
+    )
+    (sub / "test_w.py").write_text(
+        NET
+        + """
+@pytest.fixture
+def out():
+    return 5
+
+def test_w(flops, out):
+    net = Net(out)
+    with flops(net):
+        net(torch.randn(4, 9)).sum().backward()
+"""
+    )
+    runpytest_forked(pytester, "--flops-update", "tests").assert_outcomes(passed=2)
+    written = {path: path.read_bytes() for path in (sub / "__flops__").rglob("*.json")}
+    assert len(written) == 2
+    result = runpytest_forked(pytester, *cut, "--flops-prune", "tests")
+    result.assert_outcomes(failed=1)  # test_w has no snapshot under its conftest-less name
+    assert flops_line(result) == "flops: 0 tests passed, 1 failed, 0 written, 0 removed"
+    why = "--noconftest" if cut == ("--noconftest",) else "tests/conftest.py above the confcutdir"
+    result.stdout.fnmatch_lines([f"*did not cover the whole suite ({why})*"])
+    assert {path: path.read_bytes() for path in written} == written

@@ -9,6 +9,8 @@ records, is :mod:`pytest_flops.plugin.result`'s.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -56,6 +58,24 @@ class Attempt:
     verdict: Verdict | None = None
     baseline: Baseline | None = None  # its snapshot, read at most once
     kept: frozenset[str] = frozenset()  # stored measurements not taken, baselines kept
+
+    @contextmanager
+    def calling(self, plan: ItemPlan) -> Iterator[None]:
+        """The call phase: a ``limit_flops`` test without the fixture is counted whole."""
+        self.in_call = self.called = True
+        try:
+            if plan.uses_fixture or plan.marks.budget is None:
+                yield
+            else:
+                from pytest_flops.counting.fixture import Flops
+
+                self.whole_call = Flops()
+                with self.whole_call():
+                    yield
+        finally:
+            self.in_call = False
+            if self.fixture is not None:
+                self.fixture._close("the test was compared with its snapshot when its call ended")
 
     @property
     def counted(self) -> Flops | None:

@@ -24,6 +24,7 @@ __all__ = [
     "attempt_finished",
     "collector_reported",
     "item_collected",
+    "marks_problem",
     "python_object_seen",
     "with_current_marks",
 ]
@@ -71,6 +72,9 @@ def python_object_seen(run: RunRecord, collector: pytest.Collector, name: str, o
         # pytest warned that it cannot collect the function (a decorator made it
         # another callable), or it says __test__ = False: its test is not gone
         run.file(collector.path).complete = False
+    hidden_class = selection.skipped_test_class(collector, name, obj)
+    if hidden_class is not None:
+        run.file(collector.path).hidden_classes.add(hidden_class)
 
 
 def item_collected(run: RunRecord, item: pytest.Item) -> ItemPlan:
@@ -111,6 +115,22 @@ def with_current_marks(run: RunRecord, item: pytest.Item) -> ItemPlan:
     if plan.measures:
         run.file(plan.test_file).measuring.add(plan.name)
     return plan
+
+
+def marks_problem(run: RunRecord, item: pytest.Item, attempt: Attempt) -> str | None:
+    """The test's markers read again (a fixture in setup, or the test in its call, may
+    have added one): the usage error of a bad one, or of a budget added during a call
+    that nothing counted, as the test has no ``flops`` fixture."""
+    plan = with_current_marks(run, item)
+    if plan.marks_error is not None:
+        return plan.marks_error
+    if attempt.called and plan.marks.budget is not None and attempt.counted is None:
+        return (
+            f"{item.nodeid}: @pytest.mark.limit_flops was added during the test's call, "
+            "after counting would have started: add it in a fixture or on the test, or "
+            "measure with the flops fixture"
+        )
+    return None
 
 
 def _read_marks(item: pytest.Item) -> tuple[marks.ItemMarks, str | None]:

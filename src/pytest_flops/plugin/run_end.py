@@ -18,7 +18,7 @@ from pytest_flops.plugin import messages
 from pytest_flops.plugin.attempt import Outcome
 from pytest_flops.plugin.settings import Settings
 from pytest_flops.snapshots.run_record import RunRecord
-from pytest_flops.snapshots.stale import StaleSnapshot, evidence, prune, stale_snapshots
+from pytest_flops.snapshots.stale import StaleSnapshot, evidence, stale_snapshots
 from pytest_flops.snapshots.store import SnapshotStore
 
 if TYPE_CHECKING:
@@ -56,7 +56,9 @@ class RunEnd:
         pruned: list[StaleSnapshot] = []
         problems: list[str] = []
         if settings.prune:
-            pruned, failures = prune(stale, store, shown=shown)
+            from pytest_flops.snapshots.prune import prune  # loads only when asked for
+
+            pruned, failures = prune(stale, store, run, shown=shown)
             problems = [messages.cannot_remove(shown(path), error) for path, error in failures]
         return cls(
             stale=stale,

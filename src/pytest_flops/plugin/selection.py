@@ -29,6 +29,7 @@ __all__ = [
     "respelled",
     "roots",
     "run_record",
+    "skipped_test_class",
     "uncollectable",
     "uncollectable_function",
 ]
@@ -96,6 +97,21 @@ def uncollectable(cls: object) -> bool:
     )
 
 
+def skipped_test_class(collector: pytest.Collector, name: str, obj: object) -> str | None:
+    """The name (``Outer::Inner``) of a test class that pytest passes over without a
+    warning: one that says ``__test__ = False`` (itself or by inheritance), or an
+    abstract one."""
+    if not isinstance(obj, type) or not isinstance(collector, (pytest.Module, pytest.Class)):
+        return None
+    if not (collector.classnamefilter(name) or issubclass(obj, unittest.TestCase)):
+        return None
+    if getattr(obj, "__test__", True) and not inspect.isabstract(obj):
+        return None
+    if isinstance(collector, pytest.Class):
+        return f"{collector.nodeid.split('::', 1)[1]}::{name}"
+    return name
+
+
 def uncollectable_function(collector: pytest.Collector, name: str, obj: object) -> bool:
     """Whether ``obj`` is named as a test function that pytest gives up on: it is not a
     function (a decorator returned another callable), or it says ``__test__ = False``."""
@@ -154,7 +170,40 @@ def narrowing_options(config: pytest.Config) -> list[str]:
     ]
     if any("::" in arg for arg in config.args):
         reasons.append("tests named on the command line")
+    if config.getoption("noconftest", False):
+        reasons.append("--noconftest")
+    cut = _conftest_cut_off(config)
+    if cut is not None:
+        reasons.append(f"{os.path.relpath(cut, config.rootpath)} above the confcutdir")
     return reasons
+
+
+def _conftest_cut_off(config: pytest.Config) -> Path | None:
+    """A project's ``conftest.py`` that this run does not load, as it lies above the
+    confcutdir (``--confcutdir``, or the ini file's folder under ``-c``): what it
+    parametrizes or deselects is not collected. pytest skips a folder's conftest when
+    the folder is an ancestor of the confcutdir; above the root directory and the
+    invocation directory, that is no project's and every run's."""
+    given = config.getoption("confcutdir", None)
+    if given is not None:
+        cut = Path(os.path.abspath(config.invocation_params.dir / given))
+    else:
+        cut = config.inipath.parent if config.inipath is not None else config.rootpath
+    project = (config.rootpath, config.invocation_params.dir)
+    targets = [
+        Path(os.path.abspath(config.invocation_params.dir / arg.split("::", 1)[0]))
+        for arg in config.args
+    ]
+    for folder in cut.parents:
+        if not any(top == folder or top in folder.parents for top in project):
+            continue
+        related = any(
+            folder == target or folder in target.parents or target in folder.parents
+            for target in targets
+        )
+        if related and (folder / "conftest.py").is_file():
+            return folder / "conftest.py"
+    return None
 
 
 def files_named_with_tests(config: pytest.Config) -> Iterator[Path]:

@@ -32,8 +32,7 @@ rather than a failure.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -111,11 +110,12 @@ class FlopsSession:
 
     def check_marks(self, item: pytest.Item) -> None:
         """The markers as setup left them (a fixture may add one); a bad one errors the test
-        at setup, under xdist (a worker cannot stop the run) or added by a fixture."""
-        if PLAN_KEY in item.stash:
-            plan = recording.with_current_marks(self.run, item)
-            if plan.marks_error is not None:
-                raise pytest.UsageError(plan.marks_error)
+        at setup, under xdist (a worker cannot stop the run) or added by a fixture, with
+        its message alone: the plugin's frames would hide it."""
+        if PLAN_KEY in item.stash and ATTEMPT_KEY in item.stash:
+            problem = recording.marks_problem(self.run, item, item.stash[ATTEMPT_KEY])
+            if problem is not None:
+                pytest.fail(problem, pytrace=False)
 
     def fixture(self, item: pytest.Item) -> Flops:
         from pytest_flops.counting.fixture import Flops
@@ -126,26 +126,9 @@ class FlopsSession:
         attempt.fixture = Flops()
         return attempt.fixture
 
-    @contextmanager
-    def calling(self, item: pytest.Item) -> Iterator[None]:
+    def calling(self, item: pytest.Item) -> AbstractContextManager[None]:
         """The call phase: a ``limit_flops`` test without the fixture is counted whole."""
-        plan, attempt = item.stash[PLAN_KEY], item.stash[ATTEMPT_KEY]
-        attempt.in_call = attempt.called = True
-        try:
-            if plan.uses_fixture or plan.marks.budget is None:
-                yield
-            else:
-                from pytest_flops.counting.fixture import Flops
-
-                attempt.whole_call = Flops()
-                with attempt.whole_call():
-                    yield
-        finally:
-            attempt.in_call = False
-            if attempt.fixture is not None:
-                attempt.fixture._close(
-                    "the test was compared with its snapshot when its call ended"
-                )
+        return item.stash[ATTEMPT_KEY].calling(item.stash[PLAN_KEY])
 
     def phase_report(self, item: pytest.Item, report: pytest.TestReport) -> None:
         """Called with each report of each test, before pytest logs it."""
@@ -162,6 +145,12 @@ class FlopsSession:
             attempt.passed &= not report.failed
             attempt.partial |= report.skipped
             return
+        if report.when == "call" and ok:
+            # the test may have added a marker: judged by the markers it ended with
+            problem = recording.marks_problem(self.run, item, attempt)
+            plan = item.stash[PLAN_KEY]
+            if problem is not None:
+                report.outcome, report.longrepr, ok = "failed", problem, False
         if report.when == "call" and ok and attempt.passed and attempt.counted is not None:
             # the verdict and the measurement layer load with the first test that counted
             from pytest_flops.plugin.baseline import judge_attempt
@@ -188,7 +177,11 @@ class FlopsSession:
         self, item: pytest.Item, plan: ItemPlan, attempt: Attempt, report: pytest.TestReport
     ) -> None:
         recording.attempt_finished(self.run, plan, attempt)
-        if plan.uses_fixture and not (attempt.fixture and attempt.fixture.measured):
+        if (
+            attempt.called
+            and plan.uses_fixture
+            and not (attempt.fixture and attempt.fixture.measured)
+        ):
             self.idle.add(item.nodeid)
         else:
             self.idle.discard(item.nodeid)  # a rerun that measured

@@ -67,6 +67,7 @@ class CollectedFile:
     tests: set[str] = field(default_factory=set)  # snapshot names collected, deselected too
     measuring: set[str] = field(default_factory=set)  # of those, the ones using a FLOP feature
     unittest_classes: set[str] = field(default_factory=set)  # TestCase classes collected
+    hidden_classes: set[str] = field(default_factory=set)  # test classes pytest skipped whole
     ran: set[str] = field(default_factory=set)  # tests that ran through their teardown
     measured: set[str] = field(default_factory=set)  # tests that measured in some attempt
     unmeasured: set[str] = field(default_factory=set)  # tests whose call passed, measuring nothing
@@ -81,6 +82,12 @@ class CollectedFile:
     @property
     def ran_whole(self) -> bool:
         return self.whole and self.tests <= self.ran
+
+    def hidden(self, test: str) -> bool:
+        """Whether ``test`` is a method of a class pytest skipped whole (``__test__ = False``,
+        abstract): in its file still, and not gone. A subclass that pytest collects names
+        its tests after itself, so its snapshots are judged as any other's."""
+        return any(test.startswith(f"{cls}::") for cls in self.hidden_classes)
 
     @property
     def wanted(self) -> set[str]:
@@ -97,6 +104,7 @@ class CollectedFile:
         self.tests |= other.tests
         self.measuring |= other.measuring
         self.unittest_classes |= other.unittest_classes
+        self.hidden_classes |= other.hidden_classes
         self.ran |= other.ran
         self.measured |= other.measured
         self.unmeasured |= other.unmeasured
@@ -111,6 +119,7 @@ class CollectedFile:
             "tests": sorted(self.tests),
             "measuring": sorted(self.measuring),
             "unittest_classes": sorted(self.unittest_classes),
+            "hidden_classes": sorted(self.hidden_classes),
             "ran": sorted(self.ran),
             "measured": sorted(self.measured),
             "unmeasured": sorted(self.unmeasured),
@@ -126,6 +135,7 @@ class CollectedFile:
             tests=set(data["tests"]),
             measuring=set(data["measuring"]),
             unittest_classes=set(data["unittest_classes"]),
+            hidden_classes=set(data["hidden_classes"]),
             ran=set(data["ran"]),
             measured=set(data["measured"]),
             unmeasured=set(data["unmeasured"]),

@@ -1,4 +1,4 @@
-"""Which snapshots are stale, and why, judged from what a run collected and ran; pruning them.
+"""Which snapshots are stale, and why, judged from what a run collected and ran.
 
 A snapshot is stale (reported every run, removed only by ``--flops-prune``)
 on positive evidence only, and each comes with its reason
@@ -41,7 +41,6 @@ from pytest_flops.snapshots.run_record import CollectedFile, RunRecord
 from pytest_flops.snapshots.store import (
     FILE_SUFFIX,
     SNAPSHOT_DIRNAME,
-    SnapshotStore,
     doctest_name_in,
     has_legacy_dir,
     legacy_snapshot_dir,
@@ -101,7 +100,7 @@ def stale_snapshots(run: RunRecord) -> list[StaleSnapshot]:
         for test in sorted(collected.dropped):
             stale |= {
                 StaleSnapshot(
-                    path=snapshot_path(path, test),
+                    path=_read_by(path, test),
                     measurement=name,
                     reason=StaleReason.MEASUREMENT_GONE,
                 )
@@ -179,7 +178,7 @@ def _unwanted(run: RunRecord, test_file: Path, collected: CollectedFile) -> set[
         if renamed in collected.wanted and path.parent == snapshot_dir(test_file):
             continue
         test = renamed or test
-        if not run.rules.could_collect(
+        if collected.hidden(test) or not run.rules.could_collect(
             test_file, test, unittest_classes=collected.unittest_classes
         ):
             continue  # this run could not have collected it: no evidence either way
@@ -317,33 +316,14 @@ def _paths(value: object, where: str) -> tuple[str, ...]:
     return tuple(expect_string(path, where) for path in value)
 
 
-def prune(
-    stale: Iterable[StaleSnapshot], store: SnapshotStore, *, shown: Callable[[Path], str]
-) -> tuple[list[StaleSnapshot], list[tuple[Path, Exception]]]:
-    """Remove stale snapshot files, and stale measurements from theirs (``--flops-prune``).
-
-    What was removed, and each file that could not be, with the error.
-    """
-    pruned: list[StaleSnapshot] = []
-    failures: list[tuple[Path, Exception]] = []
-    measurements: dict[Path, list[StaleSnapshot]] = {}
-    for entry in stale:
-        if entry.measurement is not None:
-            measurements.setdefault(entry.path, []).append(entry)
-            continue
-        try:
-            store.remove(entry.path)
-            pruned.append(entry)
-        except OSError as error:
-            failures.append((entry.path, error))
-    for path, entries in measurements.items():
-        names = frozenset(entry.measurement for entry in entries if entry.measurement)
-        try:
-            store.drop_measurements(path, names, where=shown(path))
-            pruned += entries
-        except (OSError, SnapshotFormatError) as error:
-            failures.append((path, error))
-    return pruned, failures
+def in_use(run: RunRecord) -> dict[Path, Path]:
+    """The snapshot files the run's tests still read, by their real paths."""
+    return {
+        path.resolve(): path
+        for test_file, collected in run.files.items()
+        for path in _used_by(test_file, collected.wanted)
+        if path.exists()
+    }
 
 
 def _name_from_stem(path: Path) -> str:
@@ -354,19 +334,24 @@ def _name_from_stem(path: Path) -> str:
     return head.replace(".", "::") + bracket + params
 
 
+def _read_by(test_file: Path, name: str) -> Path:
+    """The snapshot file that the test ``name`` reads: in the layout before 0.2 when the
+    current one has none."""
+    current = snapshot_path(test_file, name)
+    if current.exists() or not has_legacy_dir(test_file):
+        return current
+    return legacy_snapshot_path(test_file, name)
+
+
 def _used_by(test_file: Path, names: Iterable[str]) -> set[Path]:
     """The snapshot files that the tests ``names`` of ``test_file`` read.
 
     A test with no file in the current layout reads the one of the layout
     before 0.2, if there is one.
     """
-    used = set()
-    for name in names:
-        current = snapshot_path(test_file, name)
-        used.add(current)
-        if has_legacy_dir(test_file) and not current.exists():
-            used.add(legacy_snapshot_path(test_file, name))
-    return used
+    return {snapshot_path(test_file, name) for name in names} | {
+        _read_by(test_file, name) for name in names
+    }
 
 
 def _orphans(directory: Path, *, known: Iterable[Path]) -> Iterable[Path]:

@@ -236,16 +236,20 @@ class SnapshotStore:
             )
         return stored
 
-    def drop_measurements(self, location: Path, names: frozenset[str], *, where: str) -> None:
-        """Rewrite the snapshot at ``location`` without the measurements ``names``.
+    def drop_measurements(
+        self, location: Path, names: frozenset[str], *, where: str
+    ) -> frozenset[str]:
+        """Rewrite the snapshot at ``location`` without the measurements ``names``; the
+        ones it held and dropped.
 
         Raises :class:`OSError` or :class:`SnapshotFormatError` (naming ``where``).
         """
         stored = self.read(location, where=where)
-        if stored is None:
-            return
-        kept = {name: m for name, m in stored.measurements.items() if name not in names}
-        self.write(location, replace(stored, measurements=kept))
+        dropped = names & stored.measurements.keys() if stored is not None else frozenset()
+        if stored is not None and dropped:
+            kept = {name: m for name, m in stored.measurements.items() if name not in names}
+            self.write(location, replace(stored, measurements=kept))
+        return dropped
 
     def remove(self, location: Path) -> None:
         """Raises :class:`OSError` when the file cannot be removed."""
