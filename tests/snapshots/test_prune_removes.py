@@ -99,3 +99,35 @@ def test_a_stale_measurement_is_pruned_from_a_snapshot_before_0_2(
     # nothing left to drop: nothing is said removed
     result = runpytest_forked(pytester, "--flops-prune")
     assert flops_line(result) == "flops: 2 tests passed, 0 failed, 0 written, 0 removed"
+
+
+def test_a_measurement_another_test_reads_through_a_link_is_not_dropped(
+    pytester: pytest.Pytester,
+) -> None:
+    """``b``'s snapshot links to ``a``'s file. ``a``'s test stops taking the measurement
+    ``b``, which ``b``'s test still takes: dropping it from the shared file would lose
+    ``b``'s baseline, so the file is kept whole, with why."""
+    pytester.makeini("[pytest]\naddopts = --import-mode=importlib -p no:randomly\n")
+    for side in "ab":
+        pytester.mkdir(side).joinpath("test_n.py").write_text(NAMED)
+    runpytest_forked(pytester, "--flops-update", "a").assert_outcomes(passed=2)
+    target = pytester.path / "a" / "__flops__" / "test_n.py" / "test_named.flops.json"
+    written = target.read_bytes()
+    link = pytester.path / "b" / "__flops__" / "test_n.py" / "test_named.flops.json"
+    link.parent.mkdir(parents=True)
+    link.symlink_to("../../../a/__flops__/test_n.py/test_named.flops.json")
+    runpytest_forked(pytester, "--flops-update", "b").assert_outcomes(passed=2)
+    a_test = pytester.path / "a" / "test_n.py"
+    a_test.write_text(NAMED.replace('os.environ.get("DROP")', "True"))
+    result = runpytest_forked(pytester, "--flops-prune")
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(
+        [
+            "flops: cannot remove the stale snapshot a/__flops__/test_n.py/test_named.flops.json:"
+            " b/__flops__/test_n.py/test_named.flops.json, a snapshot still in use,"
+            " is the same file, through a symbolic link"
+        ]
+    )
+    assert target.read_bytes() == written
+    assert link.is_symlink()
+    runpytest_forked(pytester, "b").assert_outcomes(passed=2)

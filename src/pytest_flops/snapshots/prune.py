@@ -16,10 +16,12 @@ __all__ = ["LinkedToError", "prune"]
 
 
 class LinkedToError(Exception):
-    """A stale snapshot file that a snapshot still in use is a symbolic link to."""
+    """A stale snapshot file that a snapshot still in use is a symbolic link to, or a
+    file whose stale measurements another snapshot in use reads through a link."""
 
-    def __init__(self, link: str) -> None:
-        super().__init__(f"{link}, a snapshot still in use, is a symbolic link to it")
+    def __init__(self, link: str, *, shared: bool = False) -> None:
+        how = "is the same file, through a symbolic link" if shared else "is a symbolic link to it"
+        super().__init__(f"{link}, a snapshot still in use, {how}")
 
 
 def prune(
@@ -38,15 +40,20 @@ def prune(
     pruned: list[StaleSnapshot] = []
     failures: list[tuple[Path, Exception]] = []
     measurements: dict[Path, list[StaleSnapshot]] = {}
-    used: dict[Path, Path] | None = None  # by real path, read once if needed
+    used: dict[Path, list[Path]] | None = None  # by real path, read once if needed
+
+    def other_reader(path: Path) -> Path | None:
+        nonlocal used
+        used = in_use(run) if used is None else used
+        return next((other for other in used.get(path.resolve(), ()) if other != path), None)
+
     for entry in stale:
         if entry.measurement is not None:
             measurements.setdefault(entry.path, []).append(entry)
             continue
         if not entry.path.is_symlink():
-            used = in_use(run) if used is None else used
-            link = used.get(entry.path.resolve())
-            if link is not None and link != entry.path:
+            link = other_reader(entry.path)
+            if link is not None:
                 failures.append((entry.path, LinkedToError(shown(link))))
                 continue
         try:
@@ -56,6 +63,11 @@ def prune(
             failures.append((entry.path, error))
     for path, entries in measurements.items():
         names = frozenset(entry.measurement for entry in entries if entry.measurement)
+        # another test that reads this file through a link may still take the measurement
+        sharer = other_reader(path)
+        if sharer is not None:
+            failures.append((path, LinkedToError(shown(sharer), shared=True)))
+            continue
         try:
             dropped = store.drop_measurements(path, names, where=shown(path))
             pruned += [entry for entry in entries if entry.measurement in dropped]

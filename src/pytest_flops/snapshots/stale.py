@@ -316,14 +316,15 @@ def _paths(value: object, where: str) -> tuple[str, ...]:
     return tuple(expect_string(path, where) for path in value)
 
 
-def in_use(run: RunRecord) -> dict[Path, Path]:
-    """The snapshot files the run's tests still read, by their real paths."""
-    return {
-        path.resolve(): path
-        for test_file, collected in run.files.items()
-        for path in _used_by(test_file, collected.wanted)
-        if path.exists()
-    }
+def in_use(run: RunRecord) -> dict[Path, list[Path]]:
+    """The snapshot files the run's tests still read, by their real paths: more than one
+    path where snapshots share a file through symbolic links."""
+    readers: dict[Path, list[Path]] = {}
+    for test_file, collected in run.files.items():
+        for path in _used_by(test_file, collected.wanted):
+            if path.exists():
+                readers.setdefault(path.resolve(), []).append(path)
+    return readers
 
 
 def _name_from_stem(path: Path) -> str:
