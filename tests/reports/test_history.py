@@ -501,18 +501,23 @@ def test_commit_subjects_of_any_text_leave_the_page_whole(
     for day, subject in enumerate(subjects, start=1):
         repo.write(path, snapshot_text("test_fc", default={"M.x": (1_600 * day, 0)}))
         repo.commit(subject, day=day)
-    out = tmp_path / "history.html"
-    assert flops_cli(repo.root, "history", "--html", str(out)).returncode == 0
-    browser.get(out.as_uri())
-    assert browser.find_element("css selector", "body").get_attribute("data-ready") == "yes"
-    section = browser.find_element(
-        "css selector", 'section.series[data-test="t/test_fc.py::test_fc"]'
-    )
-    rows = section.find_elements("css selector", "tbody tr")
+    rows = fc_rows_on_the_page(browser, repo, tmp_path)
     assert [row.find_elements("css selector", "td")[-1].text for row in rows] == [
         f"{subjects[0]} (added)",
         subjects[1],
     ]
+
+
+def fc_rows_on_the_page(window: Browser, repo: Repo, tmp_path: Path) -> list[Any]:
+    """The rows of ``t/test_fc.py::test_fc``'s table on the history page of ``repo``."""
+    out = tmp_path / "history.html"
+    assert flops_cli(repo.root, "history", "--html", str(out)).returncode == 0
+    window.get(out.as_uri())
+    assert window.find_element("css selector", "body").get_attribute("data-ready") == "yes"
+    section = window.find_element(
+        "css selector", 'section.series[data-test="t/test_fc.py::test_fc"]'
+    )
+    return list(section.find_elements("css selector", "tbody tr"))
 
 
 def close_totals(repo: Repo) -> list[str]:
@@ -545,14 +550,7 @@ def test_the_page_writes_close_totals_as_the_terminal_does(
     tmp_path: Path,
 ) -> None:
     close_totals(repo)
-    out = tmp_path / "history.html"
-    assert flops_cli(repo.root, "history", "--html", str(out)).returncode == 0
-    browser.get(out.as_uri())
-    assert browser.find_element("css selector", "body").get_attribute("data-ready") == "yes"
-    section = browser.find_element(
-        "css selector", 'section.series[data-test="t/test_fc.py::test_fc"]'
-    )
-    rows = section.find_elements("css selector", "tbody tr")
+    rows = fc_rows_on_the_page(browser, repo, tmp_path)
     assert [row.find_elements("css selector", "td")[2].text for row in rows] == [
         "1.0000 MFLOP",
         "1.0004 MFLOP",

@@ -5,6 +5,7 @@ snapshot that another one links to, a measurement in a file of the layout before
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +23,20 @@ def test_x(flops):
 )
 
 
+def linked_pair(pytester: pytest.Pytester, name: str, source: str, test: str) -> tuple[Path, Path]:
+    """``a/name`` and ``b/name`` hold ``source``; ``a``'s snapshot of ``test`` is recorded
+    and ``b``'s is a symbolic link to it. The target and the link."""
+    pytester.makeini("[pytest]\naddopts = --import-mode=importlib -p no:randomly\n")
+    for side in "ab":
+        pytester.mkdir(side).joinpath(name).write_text(source)
+    assert runpytest_forked(pytester, "--flops-update", "a").ret == pytest.ExitCode.OK
+    target = pytester.path / "a" / "__flops__" / name / f"{test}.flops.json"
+    link = pytester.path / "b" / "__flops__" / name / f"{test}.flops.json"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(f"../../../a/__flops__/{name}/{test}.flops.json")
+    return target, link
+
+
 @pytest.mark.parametrize("renamed", ["a", "b"])
 def test_a_snapshot_another_links_to_is_removed_only_with_its_last_reader(
     pytester: pytest.Pytester, renamed: str
@@ -29,15 +44,8 @@ def test_a_snapshot_another_links_to_is_removed_only_with_its_last_reader(
     """``b``'s snapshot is a symbolic link to ``a``'s. When ``a``'s test is renamed, its
     file is stale but ``b`` still reads it: kept, with why. When ``b``'s is, the stale
     link goes and its target stays."""
-    pytester.makeini("[pytest]\naddopts = --import-mode=importlib -p no:randomly\n")
-    for side in "ab":
-        pytester.mkdir(side).joinpath("test_m.py").write_text(ONE_TEST)
-    runpytest_forked(pytester, "--flops-update", "a").assert_outcomes(passed=1)
-    target = pytester.path / "a" / "__flops__" / "test_m.py" / "test_x.flops.json"
+    target, link = linked_pair(pytester, "test_m.py", ONE_TEST, "test_x")
     written = target.read_bytes()
-    link = pytester.path / "b" / "__flops__" / "test_m.py" / "test_x.flops.json"
-    link.parent.mkdir(parents=True)
-    link.symlink_to("../../../a/__flops__/test_m.py/test_x.flops.json")
     test_file = pytester.path / renamed / "test_m.py"
     test_file.write_text(ONE_TEST.replace("def test_x", "def test_y"))
     result = runpytest_forked(pytester, "--flops-update", "--flops-prune")
@@ -107,15 +115,8 @@ def test_a_measurement_another_test_reads_through_a_link_is_not_dropped(
     """``b``'s snapshot links to ``a``'s file. ``a``'s test stops taking the measurement
     ``b``, which ``b``'s test still takes: dropping it from the shared file would lose
     ``b``'s baseline, so the file is kept whole, with why."""
-    pytester.makeini("[pytest]\naddopts = --import-mode=importlib -p no:randomly\n")
-    for side in "ab":
-        pytester.mkdir(side).joinpath("test_n.py").write_text(NAMED)
-    runpytest_forked(pytester, "--flops-update", "a").assert_outcomes(passed=2)
-    target = pytester.path / "a" / "__flops__" / "test_n.py" / "test_named.flops.json"
+    target, link = linked_pair(pytester, "test_n.py", NAMED, "test_named")
     written = target.read_bytes()
-    link = pytester.path / "b" / "__flops__" / "test_n.py" / "test_named.flops.json"
-    link.parent.mkdir(parents=True)
-    link.symlink_to("../../../a/__flops__/test_n.py/test_named.flops.json")
     runpytest_forked(pytester, "--flops-update", "b").assert_outcomes(passed=2)
     a_test = pytester.path / "a" / "test_n.py"
     a_test.write_text(NAMED.replace('os.environ.get("DROP")', "True"))
