@@ -148,7 +148,7 @@ class FlopsSession:
         if report.when == "call" and ok:
             # the test may have added a marker: judged by the markers it ended with
             problem = recording.marks_problem(self.run, item, attempt)
-            plan = item.stash[PLAN_KEY]
+            plan = item.stash[PLAN_KEY]  # marks_problem stored the plan with those markers
             if problem is not None:
                 report.outcome, report.longrepr, ok = "failed", problem, False
         if report.when == "call" and ok and attempt.passed and attempt.counted is not None:

@@ -59,7 +59,7 @@ def pair(before: int | None, after: int | None, unit: str) -> tuple[str, str]:
     if unit == "FLOP":
         return format_pair(before, after)
     texts = amount(before, unit), amount(after, unit)
-    # format_pair writes FLOPs only: bytes too close for three digits are written whole
+    # bytes too close for three digits are written whole, to the byte
     return texts if texts[0] != texts[1] else (f"{before:,} B", f"{after:,} B")
 
 
